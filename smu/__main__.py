@@ -1,0 +1,3 @@
+from smu.cli import main
+
+main()

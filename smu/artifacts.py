@@ -1,0 +1,352 @@
+"""Models, masks and run manifests on disk: safetensors with string metadata, written atomically.
+
+Never pickle: a safetensors file holds only tensors and a string->string header, so opening one
+cannot run code. Every file is written to a temporary name in the same folder and renamed into
+place, so a crash leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as st_save
+from torch import nn
+
+from smu.errors import ArtifactError, UsageError
+from smu.masks import Mask, scope_parameters
+
+FORMAT_VERSION = "1"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write bytes to ``path`` via a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def canonical(data: bytes) -> bytes:
+    """Re-serialise a safetensors header with sorted keys.
+
+    The safetensors writer emits its header from a hash map, so the same tensors and metadata give
+    different bytes from one call to the next; sorting makes equal artifacts byte-identical.
+    """
+    n = int.from_bytes(data[:8], "little")
+    text = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the format pads the header to an 8-byte boundary with spaces
+    return len(text).to_bytes(8, "little") + text + data[8 + n :]
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
+    """Save tensors with ``meta`` (values turned into strings); returns the file's sha256."""
+    header = {"format": "pt", "smu.format": FORMAT_VERSION, **{k: str(v) for k, v in meta.items()}}
+    data = canonical(st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=header))
+    atomic_write(path, data)
+    return sha256_bytes(data)
+
+
+def read_metadata(path: str | Path, option: str = "") -> dict[str, str]:
+    """The header of a safetensors file written by smu, with clear errors for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        what = f"{option} {str(path)!r}" if option else repr(str(path))
+        raise ArtifactError(
+            f"{what}: no such file", hint="check the path (smu prune -q prints the paths it wrote)"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error type for any malformed header
+        raise ArtifactError(
+            f"{str(path)!r} is not a readable safetensors file ({e})",
+            hint="smu reads only .safetensors files it wrote; is the file truncated?",
+        ) from None
+    if "smu.kind" not in meta:
+        raise ArtifactError(
+            f"{str(path)!r} has no smu metadata (smu.kind)",
+            hint="pass a model.safetensors or mask.safetensors written by smu",
+        )
+    return meta
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict)
+    except Exception as e:
+        raise ArtifactError(f"{str(path)!r} is corrupt: {e}", hint="write it again") from None
+
+
+def expect_kind(path: Path, meta: dict[str, str], kind: str, option: str = "") -> None:
+    got = meta.get("smu.kind")
+    if got != kind:
+        where = f"{option} " if option else ""
+        hint = f"{where}takes a {kind} file" + (
+            " (a sparse model's mask sits beside it and is found by itself)" if got == "mask" else ""
+        )
+        raise ArtifactError(f"{where}{str(path)!r} is a {got}, not a {kind}", hint=hint)
+
+
+def model_meta(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+    """Defaults for a model header; ``meta`` must hold arch, dataset, num_classes and input_shape."""
+    for key in ("smu.arch", "smu.dataset", "smu.num_classes", "smu.input_shape"):
+        if key not in meta:
+            raise ValueError(f"model metadata needs {key}")
+    return {"smu.kind": "model", "smu.sparsity": "0", **meta}
+
+
+def save_model(
+    path: Path,
+    model: nn.Module,
+    meta: dict[str, Any],
+    mask: Mask | None = None,
+    mask_path: Path | None = None,
+) -> str:
+    """Save a model (and its mask beside it, when sparse); returns the model file's sha256."""
+    meta = model_meta(model, meta)
+    if mask is not None:
+        mask_path = Path(mask_path or Path(path).with_name("mask.safetensors"))
+        mask_meta = {
+            k: v
+            for k, v in meta.items()
+            if k
+            in ("smu.arch", "smu.dataset", "smu.num_classes", "smu.input_shape", "smu.command", "smu.seed")
+        }
+        mask_sha = save_mask(mask_path, mask, mask_meta)
+        meta.update(
+            {
+                "smu.sparsity": f"{mask.sparsity():.6f}",
+                "smu.mask": mask_path.name,
+                "smu.mask_sha256": mask_sha,
+                "smu.scope": mask.scope,
+            }
+        )
+    return save_tensors(Path(path), model.state_dict(), meta)
+
+
+def save_mask(path: Path, mask: Mask, meta: dict[str, Any]) -> str:
+    """Save a mask as one uint8 0/1 tensor per pruned parameter."""
+    meta = {**meta, "smu.kind": "mask", "smu.scope": mask.scope, "smu.sparsity": f"{mask.sparsity():.6f}"}
+    return save_tensors(Path(path), {n: m.to(torch.uint8) for n, m in mask.items()}, meta)
+
+
+def input_shape(meta: dict[str, str]) -> tuple[int, int, int]:
+    c, h, w = (int(v) for v in meta["smu.input_shape"].split("x"))
+    return c, h, w
+
+
+@dataclass
+class LoadedModel:
+    """A model read from disk, ready to use, with its header and (when sparse) its mask."""
+
+    model: nn.Module
+    meta: dict[str, str]
+    mask: Mask | None
+    path: Path
+    sha256: str
+
+    @property
+    def arch(self) -> str:
+        return self.meta["smu.arch"]
+
+    @property
+    def dataset(self) -> str:
+        return self.meta["smu.dataset"]
+
+
+def load_model(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    mask: str | Path | None = None,
+    option: str = "--model",
+) -> LoadedModel:
+    """Rebuild the architecture named in the header, load the weights strictly and apply the mask.
+
+    The mask is ``mask`` when given, else the one the header names (written beside the model by
+    ``smu prune``), checked against the hash the model recorded.
+    """
+    from smu.models import build_model
+
+    path = Path(path)
+    meta = read_metadata(path, option)
+    expect_kind(path, meta, "model", option)
+    tensors = read_tensors(path)
+    c, h, _ = input_shape(meta)
+    model = build_model(
+        meta["smu.arch"],
+        in_channels=c,
+        image_size=h,
+        num_classes=int(meta["smu.num_classes"]),
+        mean=[0.0] * c,
+        std=[1.0] * c,
+    )
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    shapes = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    if missing or extra or shapes:
+        detail = (
+            f"missing {missing[:3]}"
+            if missing
+            else f"unexpected {extra[:3]}"
+            if extra
+            else f"{shapes[0]} is {tuple(tensors[shapes[0]].shape)}, {meta['smu.arch']} expects "
+            f"{tuple(expected[shapes[0]].shape)}"
+        )
+        raise ArtifactError(
+            f"{str(path)!r} does not fit architecture {meta['smu.arch']!r}: {detail}",
+            hint="the file's header and tensors disagree; write it again",
+        )
+    model.load_state_dict(tensors, strict=True)
+    model.to(device)
+    loaded_mask = None
+    if mask is not None:
+        loaded_mask = load_mask(mask, model, meta)
+    elif meta.get("smu.mask"):
+        mask_path = path.with_name(meta["smu.mask"])
+        if not mask_path.is_file():
+            raise ArtifactError(
+                f"{str(path)!r} is sparse but its mask {str(mask_path)!r} is missing",
+                hint="keep mask.safetensors beside the model, or pass it with --mask",
+            )
+        if sha256_file(mask_path) != meta.get("smu.mask_sha256"):
+            raise ArtifactError(
+                f"{str(mask_path)!r} is not the mask {str(path)!r} was saved with",
+                hint="pass the right mask with --mask",
+            )
+        loaded_mask = load_mask(mask_path, model, meta)
+    if loaded_mask is not None:
+        loaded_mask.apply(model)
+    return LoadedModel(model=model, meta=meta, mask=loaded_mask, path=path, sha256=sha256_file(path))
+
+
+def load_mask(path: str | Path, model: nn.Module, model_meta: dict[str, str] | None = None) -> Mask:
+    """Read a mask and check it fits ``model``: same architecture, known parameters, same shapes, 0/1."""
+    path = Path(path)
+    meta = read_metadata(path, "--mask")
+    expect_kind(path, meta, "mask", "--mask")
+    if model_meta is not None:
+        for key, what in (
+            ("smu.arch", "architecture"),
+            ("smu.num_classes", "class count"),
+            ("smu.input_shape", "input shape"),
+        ):
+            if meta.get(key) != model_meta.get(key):
+                raise ArtifactError(
+                    f"mask {str(path)!r} is for {what} {meta.get(key)!r} but the model is "
+                    f"{model_meta.get(key)!r}",
+                    hint="pass the mask written with this model",
+                )
+    params = dict(model.named_parameters())
+    scope = meta.get("smu.scope", "conv")
+    tensors = read_tensors(path)
+    out = {}
+    for name, m in tensors.items():
+        if name not in params:
+            raise ArtifactError(
+                f"mask {str(path)!r} names {name!r}, which the model does not have",
+                hint="pass the mask written with this model",
+            )
+        if m.shape != params[name].shape:
+            raise ArtifactError(
+                f"mask {str(path)!r}: {name} is {tuple(m.shape)}, the model's is {tuple(params[name].shape)}",
+                hint="pass the mask written with this model",
+            )
+        if not bool(((m == 0) | (m == 1)).all()):
+            raise ArtifactError(
+                f"mask {str(path)!r}: {name} holds values other than 0 and 1",
+                hint="a mask is one 0/1 tensor per pruned weight; write it again",
+            )
+        p = params[name]
+        out[name] = m.to(device=p.device, dtype=p.dtype)
+    if not out:
+        raise ArtifactError(f"mask {str(path)!r} holds no tensors", hint="write it again with smu prune")
+    missing = set(scope_parameters(model, scope)) - set(out) if scope in ("conv", "all") else set()
+    if missing:
+        raise ArtifactError(
+            f"mask {str(path)!r} does not cover {sorted(missing)[0]!r} of scope {scope!r}",
+            hint="pass the mask written with this model",
+        )
+    return Mask(out, scope)
+
+
+def prepare_out_dir(out: str | Path, force: bool) -> Path:
+    """Create the run folder; refuse a non-empty one unless ``force``, and fail early if unwritable."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file, not a folder", hint="pass a folder path")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UsageError(
+            f"--out {str(out)!r} exists and is not empty",
+            hint="pass --force to write into it, or choose another --out",
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".smu-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(
+            f"--out {str(out)!r} cannot be written ({e.strerror})", hint="choose a folder you can write to"
+        ) from None
+    return out
+
+
+@contextmanager
+def run_dir(out: str | Path, force: bool) -> Iterator[Path]:
+    """``prepare_out_dir``; on failure, remove the folder again if this run created it and left it empty."""
+    out = Path(out)
+    created = not out.exists()
+    path = prepare_out_dir(out, force)
+    try:
+        yield path
+    except BaseException:
+        if created:
+            for d in sorted((p for p in path.rglob("*") if p.is_dir()), reverse=True):
+                if not any(d.iterdir()):
+                    d.rmdir()
+            if not any(path.iterdir()):
+                path.rmdir()
+        raise
+
+
+def write_manifest(out: Path, manifest: dict[str, Any]) -> Path:
+    """manifest.json: what was run, with which options and versions, what it produced and measured."""
+    path = Path(out) / "manifest.json"
+    write_json(path, manifest)
+    return path

@@ -1,0 +1,40 @@
+"""The smu command line: every command on one screen."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from smu import __version__
+from smu.commands import prune
+
+app = typer.Typer(
+    name="smu",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Prune image classifiers, unlearn data, and measure how well it worked.",
+)
+
+app.command(rich_help_panel="Pipeline", epilog=prune.EPILOG)(prune.prune)
+
+
+def show_version(value: bool) -> None:
+    if value:
+        print(f"smu {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=show_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
+) -> None:
+    """Prune image classifiers, unlearn data, and measure how well it worked."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,134 @@
+"""Datasets as in-memory tensors: the official splits, the validation hold-out, and batching.
+
+Images stay uint8 on the compute device; a batch is an index gather followed by augmentation and
+scaling to [0, 1] on the whole batch (normalisation lives in the model). This is what makes small
+models fast on a few CPU cores: no per-sample PIL transforms, no worker processes.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from smu.data.sources import SOURCES, RawData, read_source
+from smu.errors import UsageError
+
+__all__ = ["SOURCES", "DatasetInfo", "ImageSet", "Splits", "load_splits"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about its data."""
+
+    name: str
+    classes: tuple[str, ...]
+    channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_pad: int
+    flip: bool
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.image_size, self.image_size)
+
+
+@dataclass
+class ImageSet:
+    """Images (uint8, N×C×H×W) and labels (int64, N) on one device."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, index: torch.Tensor) -> ImageSet:
+        index = index.to(self.y.device)
+        return ImageSet(self.x[index], self.y[index])
+
+    def to(self, device: torch.device | str) -> ImageSet:
+        return ImageSet(self.x.to(device), self.y.to(device))
+
+
+@dataclass
+class Splits:
+    """Train (official train minus the validation hold-out), validation and test sets."""
+
+    info: DatasetInfo
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    val_fraction: float
+    split_seed: int
+
+
+@functools.lru_cache(maxsize=4)
+def _read_cached(name: str, data_dir: str | None) -> RawData:
+    # Recipes and tests load the same dataset many times; decoding it once per process is enough.
+    return read_source(name, data_dir)
+
+
+def holdout(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split indices into (train, val), taking ``int(fraction * n_c)`` of each class c at random.
+
+    Deterministic from the seed; both index tensors are sorted so later selections (forget sets)
+    refer to a stable order.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise UsageError(
+            f"--val-fraction {fraction!r} is outside [0, 1)",
+            hint="use e.g. 0.1 to hold out 10% of each class, or 0 for none",
+        )
+    gen = torch.Generator().manual_seed(seed)
+    val = []
+    labels = labels.cpu()
+    for c in torch.unique(labels):
+        idx = (labels == c).nonzero().flatten()
+        take = int(fraction * len(idx))
+        val.append(idx[torch.randperm(len(idx), generator=gen)[:take]])
+    val_idx = torch.cat(val).sort().values
+    is_val = torch.zeros(len(labels), dtype=torch.bool)
+    is_val[val_idx] = True
+    return (~is_val).nonzero().flatten(), val_idx
+
+
+def load_splits(
+    name: str = "digits",
+    *,
+    data_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> Splits:
+    """Load a dataset, hold out ``val_fraction`` of each training class, and move it to ``device``."""
+    raw = _read_cached(name, None if data_dir is None else str(data_dir))
+    train_idx, val_idx = holdout(raw.train_y, val_fraction, seed)
+    c, h, w = raw.train_x.shape[1:]
+    info = DatasetInfo(
+        name=raw.name,
+        classes=tuple(raw.classes),
+        channels=c,
+        image_size=h,
+        mean=tuple(raw.mean),
+        std=tuple(raw.std),
+        crop_pad=raw.crop_pad,
+        flip=raw.flip,
+    )
+    full = ImageSet(raw.train_x, raw.train_y)
+    return Splits(
+        info=info,
+        train=full.subset(train_idx).to(device),
+        val=full.subset(val_idx).to(device),
+        test=ImageSet(raw.test_x, raw.test_y).to(device),
+        val_fraction=val_fraction,
+        split_seed=seed,
+    )

@@ -1,0 +1,144 @@
+"""Read a TinyImageNet-style folder tree into uint8 tensors.
+
+Layout (both val layouts are accepted)::
+
+    root/train/<class>/*.png            or  root/train/<class>/images/*.JPEG   (TinyImageNet)
+    root/val/<class>/*.png              or  root/val/images/*.JPEG + root/val/val_annotations.txt
+
+Every image is decoded once, converted to RGB and resized to the first training image's size,
+so the whole dataset can live in one tensor (see DESIGN.md, performance notes).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from smu.errors import DataError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})  # compared lower-case, so .JPEG counts
+
+_LAYOUT = (
+    "expected train/<class>/*.jpg|png and either val/<class>/*.jpg|png or "
+    "val/images/* with val/val_annotations.txt (TinyImageNet's layout)"
+)
+
+Samples = list[tuple[Path, int]]
+
+
+def read_image_tree(root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """Decode ``root/train`` and ``root/val`` into (train_x, train_y, val_x, val_y, classes).
+
+    Images are uint8 [N, 3, H, W]; labels are int64 indices into ``classes``, the sorted names of
+    the train subfolders.
+    """
+    train_dir, val_dir = root / "train", root / "val"
+    for folder in (train_dir, val_dir):
+        if not folder.is_dir():
+            raise DataError(f"no {folder.name}/ folder under {str(root)!r}", hint=_LAYOUT)
+    classes = sorted(p.name for p in _subfolders(train_dir))
+    if not classes:
+        raise DataError(f"no class folders in {str(train_dir)!r}", hint=_LAYOUT)
+    train = _train_samples(train_dir, classes)
+    val = _val_samples(val_dir, classes)
+    with Image.open(train[0][0]) as first:
+        size = first.size  # (width, height); only the header is read here
+    train_x, val_x = _decode_all(train, size), _decode_all(val, size)
+    return train_x, _labels(train), val_x, _labels(val), classes
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """Image files in ``folder`` and in ``folder/images`` (where TinyImageNet keeps them), sorted."""
+    found = []
+    for place in (folder, folder / "images"):
+        if place.is_dir():
+            found += [p for p in place.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(found)
+
+
+def _train_samples(train_dir: Path, classes: list[str]) -> Samples:
+    samples: Samples = []
+    for label, name in enumerate(classes):
+        images = _images_in(train_dir / name)
+        if not images:
+            raise DataError(
+                f"class folder {str(train_dir / name)!r} holds no .jpg, .jpeg or .png images",
+                hint="add its images or remove the folder (every train subfolder is a class)",
+            )
+        samples += [(path, label) for path in images]
+    return samples
+
+
+def _val_samples(val_dir: Path, classes: list[str]) -> Samples:
+    """Val images with their labels, from val_annotations.txt if present, else from class folders."""
+    annotations = val_dir / "val_annotations.txt"
+    if annotations.is_file():
+        pairs = _read_annotations(annotations)
+    else:
+        if (val_dir / "images").is_dir() and "images" not in classes:
+            raise DataError(f"{str(val_dir / 'images')!r} has no val_annotations.txt beside it", hint=_LAYOUT)
+        pairs = [(path, folder.name) for folder in _subfolders(val_dir) for path in _images_in(folder)]
+    index = {name: label for label, name in enumerate(classes)}
+    unknown = sorted({name for _, name in pairs if name not in index})
+    if unknown:
+        shown = ", ".join(repr(name) for name in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise DataError(
+            f"val classes not found in train/: {shown}",
+            hint="every val class needs a train/<class>/ folder of the same name",
+        )
+    if not pairs:
+        raise DataError(f"no .jpg, .jpeg or .png images in {str(val_dir)!r}", hint=_LAYOUT)
+    return [(path, index[name]) for path, name in pairs]
+
+
+def _read_annotations(annotations: Path) -> list[tuple[Path, str]]:
+    pairs = []
+    for number, line in enumerate(annotations.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2:
+            raise DataError(
+                f"line {number} of {str(annotations)!r} has no class column: {line!r}",
+                hint="each line is tab-separated: filename, class, (anything else is ignored)",
+            )
+        pairs.append((annotations.parent / "images" / fields[0], fields[1]))
+    return pairs
+
+
+def _decode_all(samples: Samples, size: tuple[int, int]) -> torch.Tensor:
+    """Decode into one preallocated tensor: a list of arrays would hold the dataset twice."""
+    width, height = size
+    out = torch.empty(len(samples), 3, height, width, dtype=torch.uint8)
+    # PIL releases the GIL while decoding, so threads help on big trees like TinyImageNet.
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for i, array in enumerate(pool.map(partial(_decode, size=size), (path for path, _ in samples))):
+            out[i] = torch.from_numpy(array).permute(2, 0, 1)
+    return out
+
+
+def _decode(path: Path, size: tuple[int, int]) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+    except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+        raise DataError(
+            f"cannot read image {str(path)!r}: {exc}", hint="replace or delete the file, then run again"
+        ) from exc
+    if rgb.size != size:
+        rgb = rgb.resize(size, Image.Resampling.BILINEAR)
+    return np.array(rgb)  # a writable copy: torch.from_numpy warns on read-only arrays
+
+
+def _labels(samples: Samples) -> torch.Tensor:
+    return torch.tensor([label for _, label in samples], dtype=torch.int64)

@@ -1,0 +1,273 @@
+"""The one training and evaluation loop every command shares.
+
+A method changes what it trains on, its loss or a hook; it never copies this loop. The loop owns
+the optimiser (SGD), the learning-rate schedule, masks, progress and divergence checks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from smu.data import ImageSet
+from smu.data.batches import Augment, batches, to_float
+from smu.errors import DivergedError, UsageError
+from smu.masks import Mask
+from smu.registry import lookup
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+"""loss(logits, labels, epoch) -> scalar; the epoch lets a method schedule a penalty."""
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; ``cuda[:N]`` and ``mps`` must be available."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind, _, index = spec.partition(":")
+    lookup({"cpu": 0, "cuda": 0, "mps": 0}, kind, "device")
+    if kind == "cpu" and not index:
+        return torch.device("cpu")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(
+                f"--device {spec!r}: CUDA is not available on this machine", hint="use --device cpu (or auto)"
+            )
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise UsageError(
+                f"--device {spec!r}: no such GPU",
+                hint=f"this machine has "
+                f"{torch.cuda.device_count()} (cuda:0..cuda:{torch.cuda.device_count() - 1})",
+            )
+        return torch.device(spec)
+    if kind == "mps" and not index:
+        if not torch.backends.mps.is_available():
+            raise UsageError(
+                f"--device {spec!r}: MPS is not available on this machine", hint="use --device cpu (or auto)"
+            )
+        return torch.device("mps")
+    raise UsageError(f"--device {spec!r} is not a device", hint="use auto, cpu, cuda, cuda:N or mps")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so wall times measure the work and not its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+class Reporter:
+    """Where the library sends progress; the default shows nothing. ``smu.ui`` draws it with Rich."""
+
+    def start(self, label: str, total: int) -> None: ...
+
+    def update(self, advance: int = 0, **fields: object) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+
+SCHEDULES = {
+    "multistep": "x gamma at each --decreasing-lr epoch",
+    "cosine": "cosine to 0 over the epochs",
+    "constant": "no decay",
+}
+
+
+@dataclass
+class TrainConfig:
+    """How to train: the paper's CIFAR settings are the defaults."""
+
+    epochs: int = 182
+    """Training epochs."""
+    lr: float = 0.1
+    """Initial learning rate (SGD)."""
+    batch_size: int = 256
+    """Images per step."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    weight_decay: float = 5e-4
+    """L2 weight decay."""
+    schedule: str = "multistep"
+    """Learning-rate schedule: multistep, cosine or constant."""
+    decreasing_lr: tuple[int, ...] = (91, 136)
+    """Epochs at which the multistep schedule multiplies the learning rate by 0.1."""
+    warmup: int = 0
+    """Epochs of linear learning-rate warm-up."""
+    augment: bool = True
+    """Pad-and-random-crop and flip (where the dataset allows) while training."""
+
+    def validate(self) -> TrainConfig:
+        lookup(SCHEDULES, self.schedule, "schedule")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) <= 0:
+                raise UsageError(
+                    f"--{name.replace('_', '-')} {getattr(self, name)!r} must be positive",
+                    hint="pass a whole number >= 1",
+                )
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise UsageError(f"--lr {self.lr!r} must be a positive number", hint="e.g. --lr 0.1")
+        if self.momentum < 0 or self.weight_decay < 0 or self.warmup < 0:
+            raise UsageError(
+                "--momentum, --weight-decay and --warmup must not be negative",
+                hint=f"got {self.momentum!r}, {self.weight_decay!r}, {self.warmup!r}",
+            )
+        return self
+
+
+def lr_at(cfg: TrainConfig, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
+    """Learning rate at a step; a function of position only, so rewinding an epoch rewinds the schedule."""
+    t = epoch + step / steps_per_epoch
+    if cfg.schedule == "multistep":
+        lr = cfg.lr * 0.1 ** sum(epoch >= m for m in cfg.decreasing_lr)
+    elif cfg.schedule == "cosine":
+        lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * t / cfg.epochs))
+    else:
+        lr = cfg.lr
+    if cfg.warmup:
+        lr *= min(1.0, (t + 1 / steps_per_epoch) / cfg.warmup)
+    return lr
+
+
+@dataclass
+class FitResult:
+    """What a call to :func:`fit` did."""
+
+    epochs: int
+    seconds: float
+    """Wall time of the loop itself (no evaluation), for RTE and throughput."""
+    images: int
+    loss: float
+    """Mean loss of the last epoch."""
+    acc: float
+    """Training accuracy of the last epoch, percent."""
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+def cross_entropy(out: torch.Tensor, y: torch.Tensor, epoch: int) -> torch.Tensor:
+    return F.cross_entropy(out, y)
+
+
+def fit(
+    model: nn.Module,
+    data: ImageSet,
+    cfg: TrainConfig,
+    *,
+    mask: Mask | None = None,
+    loss_fn: LossFn = cross_entropy,
+    start_epoch: int = 0,
+    seed: int = 0,
+    aug: Augment | None = None,
+    reporter: Reporter | None = None,
+    label: str = "train",
+    diverge_hint: str = "lower --lr",
+    on_epoch_end: Callable[[int, nn.Module], None] | None = None,
+) -> FitResult:
+    """Train ``model`` in place on ``data`` from ``start_epoch`` to ``cfg.epochs`` with SGD.
+
+    Each epoch's data order and augmentation come from a generator seeded by (seed, epoch), so a run
+    rewound or resumed at epoch k sees exactly the batches an uninterrupted run would.
+    """
+    cfg.validate()
+    if len(data) == 0:
+        raise UsageError(
+            f"{label}: there is nothing to train on (0 images)", hint="check the dataset and the forget set"
+        )
+    reporter = reporter or Reporter()
+    device = next(model.parameters()).device
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    steps = len(data) // cfg.batch_size + (len(data) % cfg.batch_size > 1) or 1
+    aug = aug if cfg.augment else None
+    if mask is not None:
+        mask.apply(model)
+    model.train()
+    reporter.start(label, (cfg.epochs - start_epoch) * steps)
+    seconds, images, loss_mean, acc = 0.0, 0, float("nan"), float("nan")
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            synchronize(device)
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            seen = 0
+            for i, (x, y) in enumerate(batches(data, cfg.batch_size, shuffle=True, gen=gen, aug=aug)):
+                lr = lr_at(cfg, epoch, i, steps)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                out = model(x)
+                loss = loss_fn(out, y, epoch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if mask is not None:
+                    mask.mask_grads(model)
+                opt.step()
+                if mask is not None:
+                    mask.apply(model)
+                loss_sum += loss.detach() * len(y)
+                correct += (out.detach().argmax(1) == y).sum()
+                seen += len(y)
+                if i % 10 == 9 or i == steps - 1:
+                    reporter.update(
+                        advance=i % 10 + 1,
+                        epoch=f"{epoch + 1}/{cfg.epochs}",
+                        loss=loss_sum.item() / seen,
+                        acc=100.0 * correct.item() / seen,
+                        lr=lr,
+                        ips=seen / max(time.perf_counter() - t0, 1e-9),
+                    )
+            synchronize(device)
+            seconds += time.perf_counter() - t0
+            images += seen
+            loss_mean, acc = loss_sum.item() / max(seen, 1), 100.0 * correct.item() / max(seen, 1)
+            if not math.isfinite(loss_mean) or not params_finite(model):
+                raise DivergedError(
+                    f"{label} diverged in epoch {epoch + 1}: the loss is {loss_mean}",
+                    hint=f"{diverge_hint}; nothing was written for this step",
+                )
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, model)
+    finally:
+        reporter.stop()
+    return FitResult(epochs=cfg.epochs - start_epoch, seconds=seconds, images=images, loss=loss_mean, acc=acc)
+
+
+def params_finite(model: nn.Module) -> bool:
+    """True when no weight or buffer is NaN or Inf."""
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, data: ImageSet, batch_size: int = 1024) -> torch.Tensor:
+    """Logits for every image, in order, in evaluation mode (no augmentation)."""
+    was_training = model.training
+    model.eval()
+    try:
+        outs = [model(to_float(data.x[i : i + batch_size])) for i in range(0, len(data), batch_size)]
+    finally:
+        model.train(was_training)
+    if not outs:
+        return torch.empty(0, 0)
+    return torch.cat(outs)
+
+
+def accuracy(model: nn.Module, data: ImageSet, batch_size: int = 1024) -> float:
+    """Top-1 accuracy in percent (NaN for an empty set)."""
+    if len(data) == 0:
+        return float("nan")
+    return 100.0 * (predict(model, data, batch_size).argmax(1) == data.y).float().mean().item()

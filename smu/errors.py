@@ -1,0 +1,39 @@
+"""Errors a user can fix. Library code raises these; only the command layer prints them."""
+
+from __future__ import annotations
+
+
+class SmuError(Exception):
+    """A failure the user can fix; shown as one line without a traceback (exit code 1)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+class UsageError(SmuError):
+    """A bad option value or combination (exit code 2, like Typer's own usage errors)."""
+
+    exit_code = 2
+
+
+class UnknownNameError(UsageError):
+    """A name that is not in a registry (method, architecture, dataset, ...)."""
+
+
+class DataError(SmuError):
+    """A dataset that is missing, unreadable or does not fit."""
+
+
+class ArtifactError(SmuError):
+    """A model, mask or forget-set file that is missing, corrupt or does not fit."""
+
+
+class DivergedError(SmuError):
+    """A loss or weight became NaN or Inf."""

@@ -1,0 +1,118 @@
+"""Pruning masks: which weights are alive, and keeping the pruned ones exactly zero.
+
+A mask maps parameter names (``net.layer1.0.conv1.weight``) to 0/1 tensors of the same shape. The
+engine multiplies gradients and weights by it around every optimiser step, so weight decay,
+momentum and noise can never move a pruned weight (the bug of SalUn's issue #32).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from smu.registry import lookup
+
+SCOPES = {
+    "conv": (nn.Conv2d,),
+    "all": (nn.Conv2d, nn.Linear),
+}
+"""What global pruning ranks: the paper prunes conv weights only; ``all`` adds linear weights."""
+
+
+def scope_parameters(model: nn.Module, scope: str) -> dict[str, nn.Parameter]:
+    """The weight tensors a mask of this scope covers, by qualified name, in module order."""
+    kinds = lookup(SCOPES, scope, "pruning scope")
+    return {
+        f"{name}.weight" if name else "weight": m.weight
+        for name, m in model.named_modules()
+        if isinstance(m, kinds)
+    }
+
+
+class Mask:
+    """A 0/1 tensor per masked parameter, kept on the parameters' device and dtype."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], scope: str = "conv"):
+        self.tensors = tensors
+        self.scope = scope
+
+    @classmethod
+    def ones(cls, model: nn.Module, scope: str = "conv") -> Mask:
+        """A mask that keeps every weight of the scope (a dense model)."""
+        params = scope_parameters(model, scope)
+        return cls(
+            {n: torch.ones_like(p, memory_format=torch.contiguous_format) for n, p in params.items()}, scope
+        )
+
+    def bind(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Pair each mask tensor with its parameter, casting the mask to the parameter's device/dtype."""
+        params = dict(model.named_parameters())
+        ps, ms = [], []
+        for name, m in self.tensors.items():
+            p = params[name]
+            if m.device != p.device or m.dtype != p.dtype:
+                m = self.tensors[name] = m.to(device=p.device, dtype=p.dtype)
+            ps.append(p)
+            ms.append(m)
+        return ps, ms
+
+    @torch.no_grad()
+    def apply(self, model: nn.Module) -> None:
+        """Zero the pruned weights in place."""
+        ps, ms = self.bind(model)
+        if ps:
+            torch._foreach_mul_(ps, ms)
+
+    @torch.no_grad()
+    def mask_grads(self, model: nn.Module) -> None:
+        """Zero the gradients of pruned weights so optimiser state (momentum) stays zero there too."""
+        ps, ms = self.bind(model)
+        grads = [p.grad for p in ps if p.grad is not None]
+        if grads:
+            torch._foreach_mul_(grads, [m for p, m in zip(ps, ms, strict=True) if p.grad is not None])
+
+    def counts(self) -> tuple[int, int]:
+        """(pruned, total) weights in the mask's scope."""
+        total = sum(m.numel() for m in self.tensors.values())
+        alive = sum(int(m.count_nonzero()) for m in self.tensors.values())
+        return total - alive, total
+
+    def sparsity(self) -> float:
+        """Fraction of the scope's weights that are pruned."""
+        pruned, total = self.counts()
+        return pruned / total if total else 0.0
+
+    def per_layer(self) -> dict[str, float]:
+        """Fraction pruned in each masked tensor."""
+        return {n: 1.0 - int(m.count_nonzero()) / m.numel() for n, m in self.tensors.items()}
+
+    def prune_lowest(self, scores: dict[str, torch.Tensor], n_pruned: int) -> Mask:
+        """A new mask with exactly ``n_pruned`` weights pruned: those already pruned, then the lowest scores.
+
+        Ranking is global across tensors; already-pruned weights rank below every alive one, so a
+        later round never revives a weight. Ties break by position, so the result is deterministic.
+        """
+        names = list(self.tensors)
+        flat = torch.cat(
+            [
+                torch.where(
+                    self.tensors[n].flatten().bool(),
+                    scores[n].detach().flatten().to(torch.float64).cpu(),
+                    torch.tensor(float("-inf"), dtype=torch.float64),
+                )
+                for n in names
+            ]
+        )
+        keep = torch.ones(flat.numel(), dtype=torch.bool)
+        keep[torch.argsort(flat, stable=True)[:n_pruned]] = False
+        out, start = {}, 0
+        for n in names:
+            m = self.tensors[n]
+            out[n] = keep[start : start + m.numel()].view(m.shape).to(device=m.device, dtype=m.dtype)
+            start += m.numel()
+        return Mask(out, self.scope)
+
+    def items(self) -> Iterator[tuple[str, torch.Tensor]]:
+        return iter(self.tensors.items())

@@ -1,0 +1,37 @@
+"""A small three-conv network: fast enough on a CPU to run the whole pipeline in tests and on digits."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+    # No conv bias: the BatchNorm that follows has its own shift.
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class SmallCNN(nn.Module):
+    """conv(32)-conv(64)-pool-conv(128)-pool, global average pool, linear `fc` (about 94k parameters)."""
+
+    def __init__(self, in_channels: int, image_size: int, num_classes: int):
+        super().__init__()
+        layers = _conv_bn_relu(in_channels, 32) + _conv_bn_relu(32, 64)
+        size = image_size
+        # Pool only while there is something to halve, so tiny inputs still reach the classifier.
+        if size >= 2:
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+        layers += _conv_bn_relu(64, 128)
+        if size >= 2:
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(128, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+def cnn(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+    """The small CNN used by the CPU recipes and the tests."""
+    return SmallCNN(in_channels, image_size, num_classes)

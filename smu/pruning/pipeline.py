@@ -1,0 +1,283 @@
+"""`smu prune` as a library call: train, prune, rewind, retrain, and keep every round on disk.
+
+Layout of a run folder::
+
+    dense/model.safetensors            omp/imp: the dense model trained first
+    dense/rewind-epoch-K.safetensors   its weights after K epochs (the rewind point)
+    round-R/model.safetensors          the model after round R, with its mask beside it
+    round-R/mask.safetensors
+    manifest.json                      options, metrics, timings, versions
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from smu import artifacts
+from smu.artifacts import LoadedModel
+from smu.data import Splits
+from smu.data.batches import Augment
+from smu.engine import Reporter, TrainConfig, accuracy, fit
+from smu.errors import ArtifactError, UsageError
+from smu.masks import Mask
+from smu.models import build_model
+from smu.pruning import METHODS, PruneConfig, PruneContext
+
+
+@dataclass
+class Round:
+    round: int
+    sparsity: float
+    test_acc: float
+    val_acc: float
+    model: str
+    mask: str
+    train_seconds: float
+    images_per_second: float
+
+
+def base_meta(splits: Splits, arch: str, seed: int, command: str) -> dict[str, Any]:
+    """The header fields every model of this run shares."""
+    c, h, w = splits.info.input_shape
+    return {
+        "smu.arch": arch,
+        "smu.dataset": splits.info.name,
+        "smu.num_classes": splits.info.num_classes,
+        "smu.input_shape": f"{c}x{h}x{w}",
+        "smu.seed": seed,
+        "smu.val_fraction": splits.val_fraction,
+        "smu.split_seed": splits.split_seed,
+        "smu.command": command,
+    }
+
+
+def check_fits(loaded: LoadedModel, splits: Splits, option: str) -> None:
+    """A model must have been made for this dataset's classes and image shape."""
+    c, h, w = splits.info.input_shape
+    want = {
+        "smu.dataset": splits.info.name,
+        "smu.num_classes": str(splits.info.num_classes),
+        "smu.input_shape": f"{c}x{h}x{w}",
+    }
+    for key, value in want.items():
+        if loaded.meta.get(key) != value:
+            raise ArtifactError(
+                f"{option} {str(loaded.path)!r} was made for {key[4:]} {loaded.meta.get(key)!r}, "
+                f"not {value!r}",
+                hint=f"pass --dataset {loaded.meta.get('smu.dataset')} or a model trained on this dataset",
+            )
+
+
+def run_prune(
+    splits: Splits,
+    arch: str,
+    train: TrainConfig,
+    cfg: PruneConfig,
+    *,
+    out: Path | str,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    start: LoadedModel | None = None,
+    rewind_from: LoadedModel | None = None,
+    reporter: Reporter | None = None,
+    command: str = "",
+) -> dict[str, Any]:
+    """Produce a sparse model with ``cfg.method`` and return the result as a JSON-ready dict."""
+    train.validate()
+    out = Path(out)
+    cfg = cfg.resolved(train.epochs)
+    method = METHODS[cfg.method]
+    reporter = reporter or Reporter()
+    meta = base_meta(splits, arch, seed, command) | {"smu.prune.method": cfg.method}
+    aug = Augment(splits.info.crop_pad, splits.info.flip)
+    if start is not None and method.at_init:
+        raise UsageError(
+            f"--from does not apply to --method {cfg.method}: it prunes at initialisation",
+            hint="use --from with omp or imp, or leave it out",
+        )
+    torch.manual_seed(seed)
+    if start is not None:
+        check_fits(start, splits, "--from")
+        model = start.model.to(device)
+    else:
+        model = build_model(
+            arch,
+            in_channels=splits.info.channels,
+            image_size=splits.info.image_size,
+            num_classes=splits.info.num_classes,
+            mean=splits.info.mean,
+            std=splits.info.std,
+        )
+        model.to(device)
+    mask = Mask.ones(model, cfg.scope)
+    ctx = PruneContext(splits.info.input_shape, torch.Generator().manual_seed(seed), cfg.synflow_iterations)
+    result: dict[str, Any] = {"method": cfg.method, "out": str(out)}
+
+    if method.at_init:
+        rewind_state, start_epoch, parent = None, 0, ""
+        mask = method.choose(model, mask, cfg.pruned_after_round(mask), ctx)
+    else:
+        rewind_state, dense, parent = dense_phase(
+            model, splits, train, cfg, out, seed, aug, start, rewind_from, reporter, meta
+        )
+        result["dense"] = dense
+        start_epoch = cfg.rewind_epoch
+
+    rounds: list[Round] = []
+    for r in range(1, cfg.times + 1):
+        if not method.at_init:
+            mask = method.choose(model, mask, cfg.pruned_after_round(mask), ctx)
+            model.load_state_dict(rewind_state)
+        reporter.note(f"round {r}/{cfg.times}: {cfg.method} to sparsity {mask.sparsity():.4f}")
+        fitted = fit(
+            model,
+            splits.train,
+            train,
+            mask=mask,
+            start_epoch=start_epoch,
+            seed=seed,
+            aug=aug,
+            reporter=reporter,
+            label=f"round {r}/{cfg.times}",
+        )
+        folder = out / f"round-{r}"
+        meta_r = meta | {
+            "smu.parent": parent,
+            "smu.prune.round": r,
+            "smu.prune.rate": cfg.rate,
+            "smu.prune.rewind_epoch": cfg.rewind_epoch if not method.at_init else "",
+        }
+        parent = artifacts.save_model(folder / "model.safetensors", model, meta_r, mask=mask)
+        rounds.append(
+            Round(
+                r,
+                mask.sparsity(),
+                accuracy(model, splits.test),
+                accuracy(model, splits.val),
+                str(folder / "model.safetensors"),
+                str(folder / "mask.safetensors"),
+                fitted.seconds,
+                fitted.images_per_second,
+            )
+        )
+        reporter.note(
+            f"round {r}: sparsity {rounds[-1].sparsity:.4f}, test accuracy {rounds[-1].test_acc:.2f}%"
+        )
+
+    last = rounds[-1]
+    result.update(
+        model=last.model,
+        mask=last.mask,
+        sparsity=last.sparsity,
+        test_acc=last.test_acc,
+        val_acc=last.val_acc,
+        rounds=[asdict(r) for r in rounds],
+        per_layer=mask.per_layer(),
+        config={
+            "prune": asdict(cfg),
+            "train": asdict(train),
+            "arch": arch,
+            "dataset": splits.info.name,
+            "seed": seed,
+            "val_fraction": splits.val_fraction,
+        },
+    )
+    return result
+
+
+def dense_phase(
+    model: nn.Module,
+    splits: Splits,
+    train: TrainConfig,
+    cfg: PruneConfig,
+    out: Path | str,
+    seed: int,
+    aug: Augment,
+    start: LoadedModel | None,
+    rewind_from: LoadedModel | None,
+    reporter: Reporter,
+    meta: dict[str, Any],
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
+    """Train (or take) the dense model; return its rewind state, a summary and its hash."""
+    if start is not None:
+        rewind = rewind_from or find_rewind(start, cfg.rewind_epoch)
+        if rewind.arch != start.arch:
+            raise ArtifactError(
+                f"--rewind-from {str(rewind.path)!r} is a {rewind.arch}, --from is a {start.arch}",
+                hint="pass a rewind checkpoint of the same model",
+            )
+        dense = {
+            "model": str(start.path),
+            "test_acc": accuracy(model, splits.test),
+            "val_acc": accuracy(model, splits.val),
+            "train_seconds": 0.0,
+            "images_per_second": None,
+        }
+        return clone_state(rewind.model), dense, start.sha256
+
+    states: dict[int, dict[str, torch.Tensor]] = {0: clone_state(model)}
+
+    def keep_rewind_point(epoch: int, m: nn.Module) -> None:
+        if epoch == cfg.rewind_epoch:
+            states[epoch] = clone_state(m)
+
+    reporter.note("training the dense model")
+    fitted = fit(
+        model,
+        splits.train,
+        train,
+        seed=seed,
+        aug=aug,
+        reporter=reporter,
+        label="dense",
+        on_epoch_end=keep_rewind_point,
+    )
+    rewind_name = f"rewind-epoch-{cfg.rewind_epoch}.safetensors"
+    dense_dir = out / "dense"
+    rewind_model = build_like(model, states[cfg.rewind_epoch])
+    artifacts.save_model(dense_dir / rewind_name, rewind_model, meta | {"smu.epoch": cfg.rewind_epoch})
+    sha = artifacts.save_model(
+        dense_dir / "model.safetensors",
+        model,
+        meta | {"smu.epoch": train.epochs, "smu.rewind": rewind_name, "smu.rewind_epoch": cfg.rewind_epoch},
+    )
+    dense = {
+        "model": str(dense_dir / "model.safetensors"),
+        "test_acc": accuracy(model, splits.test),
+        "val_acc": accuracy(model, splits.val),
+        "train_seconds": fitted.seconds,
+        "images_per_second": fitted.images_per_second,
+    }
+    reporter.note(f"dense: test accuracy {dense['test_acc']:.2f}%")
+    return states[cfg.rewind_epoch], dense, sha
+
+
+def find_rewind(start: LoadedModel, epoch: int) -> LoadedModel:
+    """The rewind checkpoint that ``smu prune`` saved beside a dense model."""
+    name = start.meta.get("smu.rewind")
+    if not name or start.meta.get("smu.rewind_epoch") != str(epoch):
+        raise ArtifactError(
+            f"--from {str(start.path)!r} has no rewind checkpoint for epoch {epoch}",
+            hint="pass one with --rewind-from (any model file of the same architecture; "
+            "the model itself means no rewinding)",
+        )
+    return artifacts.load_model(
+        start.path.with_name(name), start.model.normalize.mean.device, option="--rewind-from"
+    )
+
+
+def clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def build_like(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    import copy
+
+    other = copy.deepcopy(model)
+    other.load_state_dict(state)
+    return other

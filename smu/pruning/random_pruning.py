@@ -1,0 +1,23 @@
+"""Random pruning: a mask drawn uniformly over all weights in scope, independent of their values.
+
+Because the mask ignores the weights it is chosen at initialisation; training a dense model first
+would change nothing but the cost.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from smu.masks import Mask
+
+if TYPE_CHECKING:
+    from smu.pruning import PruneContext
+
+
+def random_mask(model: nn.Module, mask: Mask, n_pruned: int, ctx: PruneContext) -> Mask:
+    """Prune ``n_pruned`` weights chosen uniformly at random (seeded by the run's seed)."""
+    scores = {n: torch.rand(m.shape, generator=ctx.generator) for n, m in mask.tensors.items()}
+    return mask.prune_lowest(scores, n_pruned)

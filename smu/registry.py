@@ -1,0 +1,44 @@
+"""Name lookup in the plain-dict registries, with a did-you-mean."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import TypeVar
+
+from smu.errors import UnknownNameError
+
+T = TypeVar("T")
+
+
+def lookup(table: Mapping[str, T], name: str, kind: str) -> T:
+    """Return ``table[name]`` or raise an error that suggests the closest valid name."""
+    if name in table:
+        return table[name]
+    close = difflib.get_close_matches(str(name), list(table), n=1, cutoff=0.5)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    raise UnknownNameError(f"unknown {kind} {name!r}", hint=f"{guess}choices: {', '.join(table)}")
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass: the one place hyper-parameters are explained.
+
+    CLI help and recipe validation both read it, so a flag's help and the field it sets cannot drift.
+    """
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for stmt, nxt in zip(body, body[1:], strict=False):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[stmt.target.id] = " ".join(nxt.value.value.split())
+    return docs

@@ -1,0 +1,158 @@
+"""The only module that talks to the terminal.
+
+stdout is data: a Rich table for people, ``--json`` one JSON object, ``-q`` only the paths written.
+Progress, notes and errors go to stderr; progress and notes are off with ``-q`` or when stderr is
+not a terminal, so pipelines and logs stay clean.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from smu.engine import Reporter
+from smu.errors import SmuError
+
+
+def err_console() -> Console:
+    # Built on use, so it follows whatever sys.stderr is now (CliRunner swaps it in tests).
+    return Console(stderr=True, soft_wrap=True)
+
+
+def out_console() -> Console:
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        # Rich assumes 80 columns on a pipe; tables written to a file or a pager read better wider.
+        console.width = 120
+    return console
+
+
+class RichReporter(Reporter):
+    """Live progress bars on stderr: epoch, loss, accuracy, learning rate and images/s."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.task: Any = None
+
+    def start(self, label: str, total: int) -> None:
+        self.task = self.progress.add_task(label, total=total, stats="")
+
+    def update(self, advance: int = 0, **f: object) -> None:
+        stats = "  ".join(
+            filter(
+                None,
+                [
+                    f"epoch {f['epoch']}" if "epoch" in f else "",
+                    f"loss {f['loss']:.4f}" if "loss" in f else "",
+                    f"acc {f['acc']:.1f}%" if "acc" in f else "",
+                    f"lr {f['lr']:.3g}" if "lr" in f else "",
+                    f"{f['ips']:,.0f} img/s" if "ips" in f else "",
+                ],
+            )
+        )
+        self.progress.update(self.task, advance=advance, stats=stats)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.progress.stop_task(self.task)
+            self.task = None
+
+    def note(self, message: str) -> None:
+        self.progress.console.print(Text(message, style="dim"))
+
+
+@contextmanager
+def reporting(quiet: bool) -> Iterator[Reporter]:
+    """A Rich reporter when a person is watching stderr, else one that shows nothing."""
+    console = err_console()
+    if quiet or not console.is_terminal:
+        yield Reporter()
+        return
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False) as progress:
+        yield RichReporter(progress)
+
+
+def jsonable(obj: Any) -> Any:
+    """NaN/Inf are not JSON: they become null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
+def emit(
+    result: dict[str, Any],
+    *,
+    as_json: bool,
+    quiet: bool,
+    paths: list[str],
+    render: Callable[[], RenderableType | list[RenderableType]],
+) -> None:
+    """Print the result: JSON, paths only, or tables (after any progress display has closed)."""
+    if as_json:
+        print(json.dumps(jsonable(result), indent=None))
+    elif quiet:
+        for p in paths:
+            print(p)
+    else:
+        console = out_console()
+        shown = render()
+        for item in shown if isinstance(shown, list) else [shown]:
+            console.print(item)
+    sys.stdout.flush()
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    t = Table(title=title, title_justify="left")
+    for i, c in enumerate(columns):
+        wide = c in ("Model", "Path", "Layer")
+        t.add_column(
+            c, justify="left" if i == 0 or wide else "right", overflow="fold" if wide else "ellipsis"
+        )
+    for r in rows:
+        t.add_row(*[fmt(v) for v in r])
+    return t
+
+
+def fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1 else f"{v:.2f}"
+    return str(v)
+
+
+def show_error(err: SmuError) -> None:
+    """One line on stderr: what is wrong, and the next step."""
+    line = Text("Error: ", style="bold red")
+    line.append(err.message)
+    if err.hint:
+        line.append(f"; {err.hint}")
+    err_console().print(line)

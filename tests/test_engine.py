@@ -1,0 +1,100 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from smu.data import ImageSet
+from smu.data.batches import Augment, augment, batches
+from smu.engine import TrainConfig, accuracy, fit, lr_at, resolve_device
+from smu.errors import DivergedError, UnknownNameError, UsageError
+
+
+def test_multistep_schedule_multiplies_by_a_tenth_at_each_milestone():
+    cfg = TrainConfig(epochs=182, lr=0.1, decreasing_lr=(91, 136))
+    assert [lr_at(cfg, e) for e in (0, 90, 91, 135, 136, 181)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    )
+
+
+def test_cosine_schedule_starts_at_lr_and_reaches_half_at_the_middle():
+    cfg = TrainConfig(epochs=10, lr=0.2, schedule="cosine")
+    assert lr_at(cfg, 0) == pytest.approx(0.2)
+    assert lr_at(cfg, 5) == pytest.approx(0.1)
+
+
+def test_warmup_ramps_linearly_over_its_epochs():
+    cfg = TrainConfig(epochs=10, lr=0.1, schedule="constant", warmup=2)
+    assert lr_at(cfg, 0, 0, 10) == pytest.approx(0.1 * 0.1 / 2)
+    assert lr_at(cfg, 1, 0, 10) == pytest.approx(0.1 * 1.1 / 2)
+    assert lr_at(cfg, 2, 0, 10) == pytest.approx(0.1)
+
+
+def test_bad_training_options_are_usage_errors():
+    for bad in (dict(epochs=0), dict(batch_size=-1), dict(lr=0.0), dict(lr=float("nan"))):
+        with pytest.raises(UsageError):
+            TrainConfig(**bad).validate()
+    with pytest.raises(UnknownNameError, match="cosine"):
+        TrainConfig(schedule="cosin").validate()
+
+
+def test_resolve_device_picks_cpu_here_and_rejects_unknown_devices():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(UnknownNameError, match="cuda"):
+        resolve_device("cuad")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def slow_augment(x, pad, flips, oys, oxs):
+    """One image at a time, the obvious way."""
+    out = []
+    for img, f, oy, ox in zip(x, flips, oys, oxs, strict=True):
+        p = F.pad(img, (pad, pad, pad, pad))[:, oy : oy + img.shape[1], ox : ox + img.shape[2]]
+        out.append(p.flip(2) if f else p)
+    return torch.stack(out)
+
+
+def test_batch_augmentation_equals_a_per_image_crop_and_flip():
+    x = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
+    gen = torch.Generator().manual_seed(3)
+    got = augment(x, Augment(crop_pad=2, flip=True), gen)
+    # Replay the same random draws in the same order.
+    gen = torch.Generator().manual_seed(3)
+    oys = torch.randint(0, 5, (16, 1), generator=gen).flatten().tolist()
+    oxs = torch.randint(0, 5, (16, 1), generator=gen).flatten().tolist()
+    flips = (torch.rand(16, generator=gen) < 0.5).tolist()
+    assert torch.equal(got, slow_augment(x, 2, flips, oys, oxs))
+
+
+def test_batches_cover_every_image_once_and_scale_to_unit_range():
+    data = ImageSet(torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1) * 25, torch.arange(10))
+    seen = torch.cat([y for _, y in batches(data, 4, shuffle=True, gen=torch.Generator().manual_seed(0))])
+    assert sorted(seen.tolist()) == list(range(10))
+    x, _ = next(batches(data, 10))
+    assert x.dtype == torch.float32 and x.max().item() == pytest.approx(225 / 255)
+
+
+def test_training_the_same_seed_twice_gives_identical_weights(digits, tiny_model):
+    import copy
+
+    other = copy.deepcopy(tiny_model)
+    cfg = TrainConfig(epochs=1, batch_size=128)
+    fit(tiny_model, digits.train, cfg, seed=5)
+    fit(other, digits.train, cfg, seed=5)
+    for (k, a), b in zip(tiny_model.state_dict().items(), other.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_training_learns_digits_far_above_chance(digits, tiny_model):
+    result = fit(tiny_model, digits.train, TrainConfig(epochs=3, batch_size=64, lr=0.05))
+    assert result.images == 3 * len(digits.train) and result.seconds > 0
+    assert accuracy(tiny_model, digits.test) > 60
+
+
+def test_a_diverging_loss_stops_training_with_a_clear_error(digits, tiny_model):
+    def exploding(out, y, epoch):
+        return F.cross_entropy(out, y) * float("inf")
+
+    with pytest.raises(DivergedError, match="epoch 1"):
+        fit(tiny_model, digits.train, TrainConfig(epochs=2, batch_size=256), loss_fn=exploding, label="ga")
