@@ -12,9 +12,10 @@ from smu.commands import common as c
 from smu.data import load_splits
 from smu.engine import TrainConfig, resolve_device
 from smu.errors import UsageError
+from smu.models import ARCHS
 from smu.pruning import PruneConfig
 from smu.pruning.pipeline import run_prune
-from smu.registry import field_help
+from smu.registry import field_help, lookup
 from smu.ui import emit, reporting, table
 
 HELP = field_help(PruneConfig)
@@ -124,9 +125,6 @@ def prune(
         rewind_epoch=D.rewind_epoch if rewind_epoch is None else rewind_epoch,
         synflow_iterations=synflow_iterations,
     ).resolved(train.epochs)
-    from smu.models import ARCHS
-    from smu.registry import lookup
-
     lookup(ARCHS, arch, "architecture")
     splits = load_splits(dataset, data_dir=data, device=dev, val_fraction=val_fraction, seed=seed)
     out_dir = out or c.default_out("prune", dataset, arch, cfg.method)
