@@ -147,10 +147,18 @@ def _download(cls_name: str, root: Path, **kwargs: Any) -> Any:
 
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    # The topmost folder a download would create; if it fails, the empty tree under it is removed again.
+    created = next((p for p in reversed((root, *root.parents)) if not p.exists()), None)
     try:
         # torchvision prints "Downloading ..." on stdout, which is reserved for results.
         with contextlib.redirect_stdout(sys.stderr):
             return getattr(datasets, cls_name)(root=str(root), download=True, **kwargs)
+    except BaseException:
+        if created is not None and created.is_dir():
+            for folder in sorted((p for p in (created, *created.rglob("*")) if p.is_dir()), reverse=True):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only empty folders go
+        raise
     finally:
         socket.setdefaulttimeout(previous)
 
