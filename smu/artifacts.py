@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
@@ -24,6 +24,9 @@ from torch import nn
 
 from smu.errors import ArtifactError, UsageError
 from smu.masks import Mask, scope_parameters
+
+if TYPE_CHECKING:
+    from smu.data import Splits
 
 FORMAT_VERSION = "1"
 
@@ -187,6 +190,36 @@ class LoadedModel:
     @property
     def dataset(self) -> str:
         return self.meta["smu.dataset"]
+
+    def check_fits(self, splits: Splits, option: str = "--model") -> None:
+        """The model must have been made for this dataset's classes and image shape."""
+        c, h, w = splits.info.input_shape
+        want = {
+            "smu.dataset": splits.info.name,
+            "smu.num_classes": str(splits.info.num_classes),
+            "smu.input_shape": f"{c}x{h}x{w}",
+        }
+        for key, value in want.items():
+            if self.meta.get(key) != value:
+                raise ArtifactError(
+                    f"{option} {str(self.path)!r} was made for {key[4:]} {self.meta.get(key)!r}, "
+                    f"not {value!r}",
+                    hint=f"use a model trained on {splits.info.name}",
+                )
+
+    def load_splits(self, data_dir: str | Path | None = None, device: str | torch.device = "cpu") -> Splits:
+        """The model's dataset, with the validation hold-out it was trained with."""
+        from smu.data import load_splits
+
+        splits = load_splits(
+            self.dataset,
+            data_dir=data_dir,
+            device=device,
+            val_fraction=float(self.meta.get("smu.val_fraction", 0.1)),
+            seed=int(self.meta.get("smu.split_seed", 0)),
+        )
+        self.check_fits(splits)
+        return splits
 
 
 def load_model(

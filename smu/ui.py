@@ -12,6 +12,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, RenderableType
@@ -130,22 +131,25 @@ def emit(
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    """A results table: numbers right-aligned with two decimals, text (names, paths) left-aligned."""
     t = Table(title=title, title_justify="left")
     for i, c in enumerate(columns):
-        wide = c in ("Model", "Path", "Layer")
-        t.add_column(
-            c, justify="left" if i == 0 or wide else "right", overflow="fold" if wide else "ellipsis"
-        )
+        text = i == 0 or any(isinstance(r[i], str | Path) and not is_number(str(r[i])) for r in rows)
+        t.add_column(c, justify="left" if text else "right", overflow="fold" if text else "ellipsis")
     for r in rows:
         t.add_row(*[fmt(v) for v in r])
     return t
+
+
+def is_number(text: str) -> bool:
+    return text.replace(",", "").replace(".", "", 1).lstrip("-").isdigit()
 
 
 def fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 1 else f"{v:.2f}"
+        return f"{v:.2f}"
     return str(v)
 
 

@@ -56,23 +56,6 @@ def base_meta(splits: Splits, arch: str, seed: int, command: str) -> dict[str, A
     }
 
 
-def check_fits(loaded: LoadedModel, splits: Splits, option: str) -> None:
-    """A model must have been made for this dataset's classes and image shape."""
-    c, h, w = splits.info.input_shape
-    want = {
-        "smu.dataset": splits.info.name,
-        "smu.num_classes": str(splits.info.num_classes),
-        "smu.input_shape": f"{c}x{h}x{w}",
-    }
-    for key, value in want.items():
-        if loaded.meta.get(key) != value:
-            raise ArtifactError(
-                f"{option} {str(loaded.path)!r} was made for {key[4:]} {loaded.meta.get(key)!r}, "
-                f"not {value!r}",
-                hint=f"pass --dataset {loaded.meta.get('smu.dataset')} or a model trained on this dataset",
-            )
-
-
 def run_prune(
     splits: Splits,
     arch: str,
@@ -102,7 +85,7 @@ def run_prune(
         )
     torch.manual_seed(seed)
     if start is not None:
-        check_fits(start, splits, "--from")
+        start.check_fits(splits, "--from")
         model = start.model.to(device)
     else:
         model = build_model(

@@ -1,0 +1,80 @@
+"""The paper's unlearning metrics for one model, and the gap to a reference (normally retrain).
+
+All in percent: UA = 100 − acc(forget), RA = acc(retain), TA = acc(test, without the forgotten class
+for class-wise forgetting), MIA-Efficacy = share of forget samples the attack calls non-members.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from smu.data import ImageSet, Splits
+from smu.data.forget import ForgetSet
+from smu.engine import predict
+from smu.evaluation.mia import FEATURES, feature, svc_attack
+from smu.registry import lookup
+
+GAP_METRICS = ("ua", "mia_efficacy", "ra", "ta")
+"""Avg. Gap is the mean absolute difference over these four, as in the paper."""
+
+
+def acc(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    if len(labels) == 0:
+        return float("nan")
+    return 100.0 * (logits.argmax(1) == labels.to(logits.device)).double().mean().item()
+
+
+def unlearning_metrics(
+    model: nn.Module,
+    splits: Splits,
+    forget: ForgetSet,
+    *,
+    features: tuple[str, ...] = ("confidence",),
+    privacy: bool = False,
+    batch_size: int = 1024,
+) -> dict:
+    """UA, RA, TA, validation accuracy and MIA of ``model``; the first feature gives MIA-Efficacy."""
+    for name in features:
+        lookup(FEATURES, name, "MIA feature")
+    forget_set, retain = forget.forget(splits), forget.retain(splits)
+    test, val = forget.without_class(splits.test), forget.without_class(splits.val)
+    out = {
+        s: predict(model, d, batch_size)
+        for s, d in (("forget", forget_set), ("retain", retain), ("test", test), ("val", val))
+    }
+    metrics = {
+        "ua": 100.0 - acc(out["forget"], forget_set.y),
+        "ra": acc(out["retain"], retain.y),
+        "ta": acc(out["test"], test.y),
+        "val_acc": acc(out["val"], val.y),
+        "forget_acc": acc(out["forget"], forget_set.y),
+    }
+    # Shadow members: the first |test| retain samples (in index order); shadow non-members: the test set.
+    members = slice(0, len(test))
+    mia = {}
+    for name in features:
+        f = {
+            s: feature(name, out[s], d.y)
+            for s, d in (("forget", forget_set), ("retain", retain), ("test", test))
+        }
+        mia[name] = svc_attack(f["retain"][members], f["test"], target_out=f["forget"])
+    metrics["mia_efficacy"] = mia[features[0]]
+    metrics["mia"] = mia
+    if privacy:
+        metrics["mia_privacy"] = mia_privacy(out, retain, test, features[0])
+    return metrics
+
+
+def mia_privacy(out: dict[str, torch.Tensor], retain: ImageSet, test: ImageSet, name: str) -> float:
+    """Attack accuracy with half of retain/test as shadow and the other halves as targets."""
+    n = min(len(retain), len(test)) // 2
+    r, t = feature(name, out["retain"], retain.y), feature(name, out["test"], test.y)
+    return svc_attack(r[:n], t[:n], target_in=r[n : 2 * n], target_out=t[n : 2 * n])
+
+
+def gap(metrics: dict, reference: dict) -> dict:
+    """Absolute difference per metric, and Avg. Gap = their mean over UA, MIA-Efficacy, RA and TA."""
+    g = {k: abs(metrics[k] - reference[k]) for k in GAP_METRICS}
+    g["avg"] = sum(g.values()) / len(GAP_METRICS)
+    return g
