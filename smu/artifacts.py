@@ -207,6 +207,18 @@ class LoadedModel:
                     hint=f"use a model trained on {splits.info.name}",
                 )
 
+    def check_same_split(self, other: LoadedModel, option: str = "--reference") -> None:
+        """Forget indices refer to a training split; two models compared on one set must share it."""
+        for key in ("smu.val_fraction", "smu.split_seed"):
+            if self.meta.get(key) != other.meta.get(key):
+                raise ArtifactError(
+                    f"{option} {str(self.path)!r} was trained with another validation split than "
+                    f"{str(other.path)!r} ({key[4:]} {self.meta.get(key)!r} vs "
+                    f"{other.meta.get(key)!r})",
+                    hint="compare models made with the same --seed "
+                    "and --val-fraction, or the forget indices would mean different images",
+                )
+
     def load_splits(self, data_dir: str | Path | None = None, device: str | torch.device = "cpu") -> Splits:
         """The model's dataset, with the validation hold-out it was trained with."""
         from smu.data import load_splits

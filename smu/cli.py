@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from smu import __version__
-from smu.commands import evaluate, prune
+from smu.commands import evaluate, prune, unlearn
 
 app = typer.Typer(
     name="smu",
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 
 app.command(rich_help_panel="Pipeline", epilog=prune.EPILOG)(prune.prune)
+app.command(rich_help_panel="Pipeline", epilog=unlearn.EPILOG)(unlearn.unlearn)
 app.command("eval", rich_help_panel="Pipeline", epilog=evaluate.EPILOG)(evaluate.evaluate)
 
 

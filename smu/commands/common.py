@@ -154,6 +154,11 @@ def command_line(ctx: typer.Context) -> str:
     return " ".join(words)
 
 
+def jsonable_params(ctx: typer.Context) -> dict[str, Any]:
+    """The parsed options, paths as strings, for manifest.json."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in ctx.params.items()}
+
+
 def versions(device: Any) -> dict[str, str]:
     import torch
 

@@ -11,7 +11,6 @@ from smu import artifacts
 from smu.commands import common as c
 from smu.data.forget import SPEC_HELP, resolve_forget
 from smu.engine import resolve_device
-from smu.errors import ArtifactError
 from smu.evaluation import gap, unlearning_metrics
 from smu.ui import emit, table
 
@@ -92,17 +91,8 @@ def evaluate(
     ref = artifacts.load_model(reference, dev, option="--reference") if reference else None
     splits = loaded.load_splits(data, dev)
     if ref is not None:
-        same_split = all(
-            ref.meta.get(k) == loaded.meta.get(k) for k in ("smu.val_fraction", "smu.split_seed")
-        )
         ref.check_fits(splits, "--reference")
-        if not same_split:
-            raise ArtifactError(
-                f"--reference {str(reference)!r} was trained with another validation split than "
-                f"{str(model)!r}",
-                hint="compare models made with the same --seed and "
-                "--val-fraction, or the forget indices would mean different images",
-            )
+        ref.check_same_split(loaded)
     fs = resolve_forget(forget, splits, forget_seed)
     result = evaluate_models(loaded, ref, splits, fs, features, privacy)
     paths = []
@@ -134,7 +124,8 @@ def evaluate_models(loaded, ref, splits, fs, features, privacy) -> dict:
 ROWS = [("UA", "ua"), ("MIA-Efficacy", "mia_efficacy"), ("RA", "ra"), ("TA", "ta"), ("Val acc", "val_acc")]
 
 
-def render(result: dict) -> list:
+def render(result: dict, title: str | None = None, extra: list[list] | None = None) -> list:
+    """Rows = metrics; columns = model, reference and gap (when there is a reference)."""
     m, ref, g = result["metrics"], result["reference"], result["gap"]
     keys = ROWS + [(f"MIA ({name})", ("mia", name)) for name in list(m["mia"])[1:]]
     keys += [("MIA-Privacy", "mia_privacy")] if "mia_privacy" in m else []
@@ -144,13 +135,11 @@ def render(result: dict) -> list:
             return None
         return d.get(key[0], {}).get(key[1]) if isinstance(key, tuple) else d.get(key)
 
-    rows = [[label, get(m, k), get(ref, k), get(g, k)] for label, k in keys]
+    rows = [[label, get(m, k), get(ref, k), get(g, k)] for label, k in keys] + (extra or [])
     if g is not None:
         rows.append(["Avg. Gap", None, None, g["avg"]])
     f = result["forget"]
-    title = (
-        f"smu eval: forget {f['spec']} ({f['size']} samples), sparsity {result['sparsity']:.4f}, "
-        f"{result['dataset']}"
-    )
+    title = title or f"smu eval {result['model']}"
+    title += f": forget {f['spec']} ({f['size']} samples), sparsity {result['sparsity']:.4f}"
     columns = ["Metric (%)", "Model", "Reference", "Gap"] if ref is not None else ["Metric (%)", "Model"]
-    return [table(title, columns, [r[: len(columns)] for r in rows if ref is not None or r[0] != "Avg. Gap"])]
+    return [table(title, columns, [r[: len(columns)] for r in rows])]

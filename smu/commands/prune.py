@@ -147,7 +147,7 @@ def prune(
                 out_dir,
                 {
                     "command": c.command_line(ctx),
-                    "options": {k: str(v) if isinstance(v, Path) else v for k, v in ctx.params.items()},
+                    "options": c.jsonable_params(ctx),
                     "result": result,
                     "versions": c.versions(dev),
                 },

@@ -1,0 +1,37 @@
+"""What every unlearning method receives: the data split by the forget set, and the run's context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from smu.data import ImageSet, Splits
+from smu.data.batches import Augment
+from smu.data.forget import ForgetSet
+from smu.engine import Reporter
+from smu.masks import Mask
+
+
+@dataclass
+class UnlearnData:
+    """The training split divided by a forget set: D_f (forget) and D_r (retain)."""
+
+    splits: Splits
+    forget_set: ForgetSet
+    forget: ImageSet
+    retain: ImageSet
+    aug: Augment
+
+    @classmethod
+    def of(cls, splits: Splits, forget_set: ForgetSet) -> UnlearnData:
+        aug = Augment(splits.info.crop_pad, splits.info.flip)
+        return cls(splits, forget_set, forget_set.forget(splits), forget_set.retain(splits), aug)
+
+
+@dataclass
+class Context:
+    """The run around a method: the model's mask (kept through every step), seed, progress, architecture."""
+
+    arch: str
+    mask: Mask | None = None
+    seed: int = 0
+    reporter: Reporter | None = None

@@ -1,0 +1,29 @@
+"""FT: fine-tune on the retain set (Warnecke et al. 2023; the paper's FT baseline).
+
+Training on D_r alone lets the model drift away from D_f ("catastrophic forgetting" on purpose).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from smu.engine import TrainConfig, fit
+from smu.unlearning.base import Context, UnlearnData
+
+
+@dataclass
+class FTConfig(TrainConfig):
+    epochs: int = 10
+    """Fine-tuning epochs on the retain set."""
+    lr: float = 0.01
+    """Initial learning rate (SGD)."""
+
+
+def finetune(model: nn.Module, data: UnlearnData, cfg: FTConfig, ctx: Context) -> nn.Module:
+    """Minimise the cross-entropy on D_r, starting from the model's weights."""
+    fit(
+        model, data.retain, cfg, mask=ctx.mask, seed=ctx.seed, aug=data.aug, reporter=ctx.reporter, label="ft"
+    )
+    return model

@@ -1,0 +1,45 @@
+"""GA: gradient ascent on the forget set (Thudi et al. 2022; the paper's GA baseline).
+
+Update rule: θ ← θ + η ∇_θ ℓ(θ; D_f), i.e. SGD on −ℓ. It raises the loss on D_f and, run too long or
+too fast, everywhere else too; a NaN or Inf stops it with a message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from smu.engine import TrainConfig, fit
+from smu.unlearning.base import Context, UnlearnData
+
+
+@dataclass
+class GAConfig(TrainConfig):
+    epochs: int = 5
+    """Passes over the forget set."""
+    lr: float = 1e-4
+    """Learning rate (SGD)."""
+
+
+def negative_cross_entropy(out: torch.Tensor, y: torch.Tensor, epoch: int) -> torch.Tensor:
+    return -F.cross_entropy(out, y)
+
+
+def gradient_ascent(model: nn.Module, data: UnlearnData, cfg: GAConfig, ctx: Context) -> nn.Module:
+    """Maximise the cross-entropy on D_f."""
+    fit(
+        model,
+        data.forget,
+        cfg,
+        mask=ctx.mask,
+        loss_fn=negative_cross_entropy,
+        seed=ctx.seed,
+        aug=data.aug,
+        reporter=ctx.reporter,
+        label="ga",
+        diverge_hint="lower --lr or --epochs",
+    )
+    return model

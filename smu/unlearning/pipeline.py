@@ -1,0 +1,103 @@
+"""`smu unlearn` as a library call: run a method, time it (RTE), save the result, evaluate it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from smu import artifacts
+from smu.artifacts import LoadedModel
+from smu.data import Splits
+from smu.data.forget import ForgetSet
+from smu.engine import Reporter, params_finite, synchronize
+from smu.errors import DivergedError
+from smu.evaluation import gap, unlearning_metrics
+from smu.unlearning import METHODS, Context, UnlearnData
+
+
+def run_unlearn(
+    loaded: LoadedModel,
+    splits: Splits,
+    forget_set: ForgetSet,
+    method: str,
+    cfg: Any,
+    *,
+    out: Path | str,
+    seed: int = 0,
+    reporter: Reporter | None = None,
+    reference: LoadedModel | None = None,
+    evaluate: bool = True,
+    features: tuple[str, ...] = ("confidence",),
+    command: str = "",
+) -> dict[str, Any]:
+    """Unlearn ``forget_set`` from ``loaded`` with ``method``; write the model and return the result."""
+    out = Path(out)
+    spec = METHODS[method]
+    model = loaded.model
+    data = UnlearnData.of(splits, forget_set)
+    ctx = Context(arch=loaded.arch, mask=loaded.mask, seed=seed, reporter=reporter or Reporter())
+    device = next(model.parameters()).device
+    torch.manual_seed(seed)
+    # RTE: the unlearning step alone; data is already in memory and evaluation comes after.
+    synchronize(device)
+    start = time.perf_counter()
+    model = spec.run(model, data, cfg, ctx)
+    synchronize(device)
+    rte = time.perf_counter() - start
+    if not params_finite(model):
+        raise DivergedError(
+            f"{method} produced NaN or Inf weights",
+            hint="lower --alpha (ff, iu) or --lr; nothing was written",
+        )
+    hyper = dataclasses.asdict(cfg)
+    meta = {
+        k: v
+        for k, v in loaded.meta.items()
+        if k
+        in (
+            "smu.arch",
+            "smu.dataset",
+            "smu.num_classes",
+            "smu.input_shape",
+            "smu.val_fraction",
+            "smu.split_seed",
+        )
+    }
+    meta |= {
+        "smu.seed": seed,
+        "smu.command": command,
+        "smu.parent": loaded.sha256,
+        "smu.unlearn.method": method,
+        "smu.unlearn.config": json.dumps(hyper, sort_keys=True),
+        "smu.unlearn.rte_s": f"{rte:.3f}",
+        "smu.forget.sha256": forget_set.sha256,
+        "smu.forget.spec": forget_set.spec,
+    }
+    model_path = out / "model.safetensors"
+    artifacts.save_model(model_path, model, meta, mask=loaded.mask)
+    forget_set.save(out / "forget.safetensors")
+    result: dict[str, Any] = {
+        "model": str(model_path),
+        "method": method,
+        "rte_s": rte,
+        "config": hyper,
+        "forget": forget_set.summary() | {"path": str(out / "forget.safetensors")},
+        "sparsity": loaded.mask.sparsity() if loaded.mask is not None else 0.0,
+        "mask": str(out / "mask.safetensors") if loaded.mask is not None else None,
+        "parent": str(loaded.path),
+        "metrics": None,
+        "reference": None,
+        "gap": None,
+    }
+    if evaluate:
+        result["metrics"] = unlearning_metrics(model, splits, forget_set, features=features)
+        if reference is not None:
+            result["reference"] = unlearning_metrics(reference.model, splits, forget_set, features=features)
+            result["reference_model"] = str(reference.path)
+            result["gap"] = gap(result["metrics"], result["reference"])
+    return result

@@ -1,0 +1,198 @@
+import json
+
+import pytest
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from smu.cli import app
+from smu.unlearning import METHODS
+
+runner = CliRunner()
+QUICK = {
+    "retrain": ["--epochs", "3", "--batch-size", "64", "--lr", "0.05"],
+    "ft": ["--epochs", "2"],
+    "ga": ["--epochs", "2", "--lr", "1e-3"],
+    "ff": [],
+    "iu": ["--iu-samples", "100"],
+    "l1-sparse": ["--epochs", "2"],
+}
+
+
+def smu(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def sparse(tmp_path_factory):
+    """A 90%-sparse cnn on digits, made by smu prune, and a retrained reference."""
+    folder = tmp_path_factory.mktemp("unlearn")
+    result = smu(
+        "prune",
+        "--dataset",
+        "digits",
+        "--arch",
+        "cnn",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "64",
+        "--lr",
+        "0.05",
+        "--rate",
+        "0.9",
+        "--rewind-epoch",
+        "1",
+        "--out",
+        folder / "p",
+        "-q",
+    )
+    assert result.exit_code == 0, result.output
+    model = result.stdout.strip()
+    ref = smu(
+        "unlearn",
+        "--model",
+        model,
+        "--forget",
+        "class:3",
+        "--method",
+        "retrain",
+        *QUICK["retrain"],
+        "--out",
+        folder / "retrain",
+        "-q",
+    )
+    assert ref.exit_code == 0, ref.output
+    return model, folder
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_unlearn_end_to_end_writes_a_sparse_model_and_reports_rte_and_gaps(sparse, tmp_path, method):
+    model, folder = sparse
+    result = smu(
+        "unlearn",
+        "--model",
+        model,
+        "--forget",
+        folder / "retrain" / "forget.safetensors",
+        "--method",
+        method,
+        *QUICK[method],
+        "--reference",
+        folder / "retrain" / "model.safetensors",
+        "--out",
+        tmp_path,
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["method"] == method and out["rte_s"] > 0 and out["sparsity"] == pytest.approx(0.9, abs=0.005)
+    assert set(out["metrics"]) >= {"ua", "ra", "ta", "mia_efficacy"} and out["gap"]["avg"] >= 0
+    assert out["forget"]["spec"] == "class:3"
+    weights, mask = load_file(out["model"]), load_file(out["mask"])
+    zeros = sum(int((weights[n][m == 0] == 0).sum()) for n, m in mask.items())
+    assert zeros == sum(int((m == 0).sum()) for m in mask.values())
+    assert (tmp_path / "forget.safetensors").is_file() and (tmp_path / "manifest.json").is_file()
+
+
+def test_retrain_forgets_the_class_completely(sparse):
+    _, folder = sparse
+    result = smu("eval", folder / "retrain" / "model.safetensors", "--forget", "class:3", "--json")
+    assert json.loads(result.stdout)["metrics"]["ua"] == 100.0
+
+
+def test_the_table_shows_rte_in_minutes(sparse, tmp_path):
+    model, _ = sparse
+    result = smu(
+        "unlearn",
+        "--model",
+        model,
+        "--forget",
+        "class:3",
+        "--method",
+        "ga",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path,
+    )
+    assert result.exit_code == 0 and "RTE (min)" in result.stdout and "UA" in result.stdout
+
+
+def test_no_eval_skips_the_metrics_and_quiet_prints_the_model_path(sparse, tmp_path):
+    model, _ = sparse
+    result = smu(
+        "unlearn",
+        "--model",
+        model,
+        "--forget",
+        "random:20",
+        "--method",
+        "ft",
+        "--epochs",
+        "1",
+        "--no-eval",
+        "--out",
+        tmp_path,
+        "-q",
+    )
+    assert result.exit_code == 0 and result.stdout.strip() == str(tmp_path / "model.safetensors")
+    meta = json.loads((tmp_path / "manifest.json").read_text())["result"]
+    assert meta["metrics"] is None and meta["method"] == "ft"
+
+
+def test_a_diverging_gradient_ascent_writes_nothing(sparse, tmp_path):
+    model, _ = sparse
+    result = smu(
+        "unlearn",
+        "--model",
+        model,
+        "--forget",
+        "class:3",
+        "--method",
+        "ga",
+        "--lr",
+        "1e12",
+        "--epochs",
+        "3",
+        "--out",
+        tmp_path / "ga",
+    )
+    assert result.exit_code == 1 and "ga diverged in epoch" in result.stderr and "lower --lr" in result.stderr
+    assert not (tmp_path / "ga").exists()
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--method", "f_t"], 2, "did you mean 'ft'"),
+        (["--method", "ft", "--alpha", "0.1"], 2, "--alpha does not apply to --method ft"),
+        (["--method", "ff", "--epochs", "3"], 2, "--epochs does not apply to --method ff"),
+        (["--method", "ft", "--epochs", "0"], 2, "--epochs 0 must be positive"),
+        (["--method", "ft", "--lr", "-1"], 2, "--lr -1.0 must be a positive number"),
+        (["--method", "ft", "--mask", "nope.safetensors"], 1, "no such file"),
+    ],
+)
+def test_bad_unlearn_input_is_one_clear_line(sparse, tmp_path, args, code, message):
+    model, _ = sparse
+    result = smu("unlearn", "--model", model, "--forget", "class:3", *args, "--out", tmp_path / "o")
+    assert result.exit_code == code, result.output
+    assert message in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_model_file_passed_as_the_mask_is_refused(sparse, tmp_path):
+    model, _ = sparse
+    result = smu(
+        "unlearn",
+        "--model",
+        model,
+        "--mask",
+        model,
+        "--forget",
+        "class:3",
+        "--method",
+        "ft",
+        "--out",
+        tmp_path / "o",
+    )
+    assert result.exit_code == 1 and "is a model, not a mask" in result.stderr

@@ -1,0 +1,239 @@
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from smu.data import ImageSet
+from smu.data.forget import resolve_forget
+from smu.engine import TrainConfig, fit
+from smu.errors import DivergedError, UsageError
+from smu.masks import Mask
+from smu.models import build_model
+from smu.unlearning import METHODS, Context, UnlearnData, make_config
+from smu.unlearning.fisher import fisher_diagonal, noise_variance
+from smu.unlearning.influence import per_sample_gradients, woodfisher_direction
+from smu.unlearning.l1_sparse import L1SparseConfig, gamma, l1_norm
+
+QUICK = {
+    "retrain": {"epochs": 2, "batch_size": 64},
+    "ft": {"epochs": 2, "batch_size": 64},
+    "ga": {"epochs": 2, "batch_size": 64, "lr": 1e-3},
+    "ff": {"alpha": 1e-8},
+    "iu": {"iu_samples": 50},
+    "l1-sparse": {"epochs": 2, "batch_size": 64},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    """A small cnn trained on digits, and a 90%-sparse mask for it."""
+    torch.manual_seed(0)
+    info = digits.info
+    model = build_model("cnn", in_channels=1, image_size=8, num_classes=10, mean=info.mean, std=info.std)
+    mask = Mask.ones(model, "conv")
+    params = dict(model.named_parameters())
+    mask = mask.prune_lowest({n: params[n].abs() for n in mask.tensors}, int(0.9 * mask.counts()[1]))
+    fit(model, digits.train, TrainConfig(epochs=8, batch_size=64, lr=0.05), mask=mask)
+    return model, mask
+
+
+def loss_on(model, data: ImageSet) -> float:
+    model.eval()
+    with torch.no_grad():
+        return F.cross_entropy(model(data.x.float() / 255), data.y).item()
+
+
+def run(method, model, digits, spec="class:3", mask=None, **overrides):
+    data = UnlearnData.of(digits, resolve_forget(spec, digits))
+    cfg = make_config(method, QUICK[method] | overrides)
+    return METHODS[method].run(copy.deepcopy(model), data, cfg, Context("cnn", mask=mask, seed=0)), data
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_keeps_a_sparse_model_exactly_as_sparse(method, digits, trained):
+    model, mask = trained
+    out, _ = run(method, model, digits, mask=mask)
+    params = dict(out.named_parameters())
+    for name, m in mask.items():
+        assert bool((params[name][m == 0] == 0).all()), name
+    assert all(bool(torch.isfinite(p).all()) for p in out.parameters())
+
+
+def test_gradient_ascent_raises_the_forget_loss(digits, trained):
+    model, _ = trained
+    out, data = run("ga", model, digits, spec="random:10%")
+    assert loss_on(out, data.forget) > loss_on(model, data.forget) + 0.01
+
+
+def test_fine_tuning_lowers_the_retain_loss(digits):
+    torch.manual_seed(1)
+    model = build_model("cnn", in_channels=1, image_size=8, num_classes=10, mean=[0.3], std=[0.4])
+    fit(model, digits.train, TrainConfig(epochs=1, batch_size=64, lr=0.01))  # far from converged
+    out, data = run("ft", model, digits, epochs=3)
+    assert loss_on(out, data.retain) < loss_on(model, data.retain)
+
+
+def test_retrain_never_sees_a_forget_sample(digits, trained, monkeypatch):
+    import smu.engine as engine
+
+    seen = []
+    real = engine.batches
+
+    def spy(data, *args, **kwargs):
+        for x, y in real(data, *args, **kwargs):
+            seen.append(y.clone())
+            yield x, y
+
+    monkeypatch.setattr(engine, "batches", spy)
+    out, _ = run("retrain", trained[0], digits, spec="class:3")
+    labels = torch.cat(seen)
+    assert len(labels) > 0 and 3 not in labels.tolist()
+    # and it really started from scratch: the weights share nothing with the trained model
+    assert not torch.equal(out.net.fc.weight, trained[0].net.fc.weight)
+
+
+def test_l1_gamma_decays_linearly_to_zero_then_stays_off():
+    cfg = L1SparseConfig(epochs=10, alpha=1e-3, no_l1_epochs=2)
+    assert [round(gamma(cfg, t), 6) for t in range(10)] == [
+        1e-3,
+        8.75e-4,
+        7.5e-4,
+        6.25e-4,
+        5e-4,
+        3.75e-4,
+        2.5e-4,
+        1.25e-4,
+        0.0,
+        0.0,
+    ]
+
+
+def test_l1_sparse_ends_with_a_smaller_l1_norm_than_plain_fine_tuning(digits, trained):
+    model, _ = trained
+    ft, _ = run("ft", model, digits, epochs=3)
+    l1, _ = run("l1-sparse", model, digits, epochs=3, alpha=5e-3)
+    assert l1_norm(l1).item() < l1_norm(ft).item()
+
+
+def slow_fisher(model, data: ImageSet, batch_size: int):
+    """The original way: one backward pass per class per batch."""
+    model.eval()
+    params = dict(model.named_parameters())
+    fisher = {n: torch.zeros_like(p) for n, p in params.items()}
+    n_batches = 0
+    for start in range(0, len(data), batch_size):
+        x, y = data.x[start : start + batch_size].float() / 255, data.y[start : start + batch_size]
+        out = model(x)
+        prob = F.softmax(out, 1).detach()
+        for c in range(out.shape[1]):
+            grads = torch.autograd.grad(
+                F.cross_entropy(out, torch.full_like(y, c)), list(params.values()), retain_graph=True
+            )
+            for (n, _), g in zip(params.items(), grads, strict=True):
+                fisher[n] += prob[:, c].mean() * g.pow(2)
+        n_batches += 1
+    return {n: f / n_batches for n, f in fisher.items()}
+
+
+def test_fast_fisher_equals_one_backward_per_class_on_fresh_random_inputs():
+    torch.manual_seed(11)
+    model = build_model("resnet20", in_channels=3, image_size=8, num_classes=7, mean=[0.5] * 3, std=[0.3] * 3)
+    data = ImageSet(torch.randint(0, 256, (70, 3, 8, 8), dtype=torch.uint8), torch.randint(0, 7, (70,)))
+    fast, slow = fisher_diagonal(model, data, 32, class_chunk=3), slow_fisher(model, data, 32)
+    for n in slow:
+        assert torch.allclose(fast[n], slow[n], rtol=1e-4, atol=1e-12 + 1e-4 * slow[n].abs().max().item()), n
+
+
+def test_ff_noise_variance_follows_alpha_over_fisher():
+    fisher = {
+        "net.conv.weight": torch.tensor([[1e-1, 1e-3], [1e-2, 1e-1]]),
+        "net.bn.weight": torch.tensor([1e-2, 1.0]),
+        "net.fc.weight": torch.tensor([[1e-6, 1.0], [1.0, 1.0]]),
+        "net.fc.bias": torch.tensor([1.0, 1.0]),
+    }
+    params = {k: torch.ones_like(v) for k, v in fisher.items()}
+    mu, var = noise_variance(fisher, params, "net.fc", alpha=2.0, forget_class=1)
+    assert var["net.conv.weight"][0].tolist() == pytest.approx([2.0 * (10 + 1000) / 2] * 2, rel=1e-5)
+    assert var["net.bn.weight"].tolist() == pytest.approx([2.0 * 100 * 10, 2.0 * 1 * 10], rel=1e-5)
+    # the classifier is clamped at 1e2 before α and ×10 after; the forgotten row is (0, 1e-4 × 10)
+    assert var["net.fc.weight"][0].tolist() == pytest.approx([(2.0 * 100 + 2.0 * 1) / 2 * 10] * 2, rel=1e-5)
+    assert var["net.fc.weight"][1].tolist() == pytest.approx([1e-3, 1e-3])
+    assert mu["net.fc.weight"][1].tolist() == [0.0, 0.0] and mu["net.fc.bias"][1].item() == 0.0
+
+
+def test_ff_noise_has_the_predicted_spread(digits, trained):
+    model, _ = trained
+    out, data = run("ff", model, digits, spec="random:10%", alpha=1e-6)
+    fisher = fisher_diagonal(copy.deepcopy(model), data.retain, 32)
+    params = dict(model.named_parameters())
+    _, var = noise_variance(fisher, params, "net.fc", 1e-6, None)
+    name = "net.features.7.weight"  # the largest conv: 73,728 draws
+    z = (dict(out.named_parameters())[name] - params[name]) / var[name].sqrt()
+    assert abs(z.std().item() - 1.0) < 0.02 and abs(z.mean().item()) < 0.02
+
+
+def test_per_sample_gradients_equal_a_batch_size_one_loop_on_fresh_random_inputs():
+    torch.manual_seed(5)
+    model = build_model("resnet20", in_channels=1, image_size=8, num_classes=10, mean=[0.5], std=[0.3]).eval()
+    data = ImageSet(torch.randint(0, 256, (9, 1, 8, 8), dtype=torch.uint8), torch.randint(0, 10, (9,)))
+    fast = [
+        g
+        for chunk in per_sample_gradients(model, data, 9, chunk=4)
+        for g in [{n: t[i] for n, t in chunk.items()} for i in range(len(next(iter(chunk.values()))))]
+    ]
+    for i in range(9):
+        loss = F.cross_entropy(model(data.x[i : i + 1].float() / 255), data.y[i : i + 1])
+        slow = torch.autograd.grad(loss, list(model.parameters()))
+        for (name, _), s in zip(model.named_parameters(), slow, strict=True):
+            err = (fast[i][name] - s).norm() / s.norm().clamp_min(1e-12)
+            assert err < 1e-4, (i, name)
+
+
+def literal_woodfisher(grads: list[torch.Tensor], v: torch.Tensor, n: int) -> torch.Tensor:
+    """The research code's recursion, vector by vector."""
+    k, o = v.clone(), None
+    for idx, g in enumerate(grads):
+        if o is None:
+            o = g.clone()
+        else:
+            t = torch.dot(o, g)
+            k -= (torch.dot(k, g) / (n + t)) * o
+            o -= (t / (n + t)) * o
+        if idx > n:
+            break
+    return k
+
+
+def test_woodfisher_scalar_form_equals_the_literal_recursion_on_fresh_random_inputs():
+    torch.manual_seed(3)
+    model = build_model("cnn", in_channels=1, image_size=8, num_classes=10, mean=[0.5], std=[0.3]).eval()
+    data = ImageSet(torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8), torch.randint(0, 10, (40,)))
+    names = [n for n, _ in model.named_parameters()]
+    v = {n: torch.randn_like(p) * 0.01 for n, p in model.named_parameters()}
+    for n_samples in (5, 1000):  # stops early / uses every sample
+        fast = woodfisher_direction(model, data, v, n_samples, chunk=7)
+        grads = []
+        for i in range(len(data)):
+            loss = F.cross_entropy(model(data.x[i : i + 1].float() / 255), data.y[i : i + 1])
+            grads.append(
+                torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(model.parameters()))])
+            )
+        flat_v = torch.cat([v[n].flatten() for n in names])
+        slow = literal_woodfisher(grads, flat_v, n_samples)
+        got = torch.cat([fast[n].flatten() for n in names])
+        assert ((got - slow).norm() / slow.norm()).item() < 1e-4
+
+
+def test_a_nan_in_gradient_ascent_stops_the_run_with_a_clear_message(digits, trained):
+    with pytest.raises(DivergedError, match="ga diverged in epoch"):
+        run("ga", trained[0], digits, lr=1e12, epochs=3)
+
+
+def test_an_option_of_another_method_is_a_usage_error():
+    with pytest.raises(UsageError, match="--alpha does not apply to --method ft"):
+        make_config("ft", {"alpha": 0.1})
+    with pytest.raises(UsageError, match="--epochs does not apply to --method ff"):
+        make_config("ff", {"epochs": 3})
+    assert make_config("ft", {}).epochs == 10 and make_config("retrain", {}).epochs == 160
+    assert make_config("ga", {}).lr == 1e-4 and make_config("iu", {}).iu_samples == 1000
