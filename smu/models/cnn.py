@@ -1,4 +1,4 @@
-"""A small three-conv network: fast enough on a CPU to run the whole pipeline in tests and on digits."""
+"""A small three-conv network: fast enough on a CPU to run the whole pipeline in tests and on real data."""
 
 from __future__ import annotations
 
@@ -11,19 +11,22 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
 
 
 class SmallCNN(nn.Module):
-    """conv(32)-conv(64)-pool-conv(128)-pool, global average pool, linear `fc` (about 94k parameters)."""
+    """conv(32)-pool-conv(64)-pool-conv(128), global average pool, linear `fc` (about 94k parameters).
+
+    Pooling early keeps it cheap: about 7 M multiply-adds for a 28×28 image, a quarter of ResNet-20's.
+    """
 
     def __init__(self, in_channels: int, image_size: int, num_classes: int):
         super().__init__()
-        layers = _conv_bn_relu(in_channels, 32) + _conv_bn_relu(32, 64)
+        layers: list[nn.Module] = []
         size = image_size
-        # Pool only while there is something to halve, so tiny inputs still reach the classifier.
-        if size >= 2:
-            layers.append(nn.MaxPool2d(2))
-            size //= 2
+        for cin, cout in ((in_channels, 32), (32, 64)):
+            layers += _conv_bn_relu(cin, cout)
+            # Pool only while there is something to halve, so tiny inputs still reach the classifier.
+            if size >= 2:
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
         layers += _conv_bn_relu(64, 128)
-        if size >= 2:
-            layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(128, num_classes)
