@@ -62,8 +62,8 @@ def test_every_method_keeps_a_sparse_model_exactly_as_sparse(method, digits, tra
 
 def test_gradient_ascent_raises_the_forget_loss(digits, trained):
     model, _ = trained
-    out, data = run("ga", model, digits, spec="random:10%")
-    assert loss_on(out, data.forget) > loss_on(model, data.forget) + 0.01
+    out, data = run("ga", model, digits, spec="random:10%", lr=5e-3)
+    assert loss_on(out, data.forget) > 1.5 * loss_on(model, data.forget)
 
 
 def test_fine_tuning_lowers_the_retain_loss(digits):
@@ -168,7 +168,7 @@ def test_ff_noise_has_the_predicted_spread(digits, trained):
     fisher = fisher_diagonal(copy.deepcopy(model), data.retain, 32)
     params = dict(model.named_parameters())
     _, var = noise_variance(fisher, params, "net.fc", 1e-6, None)
-    name = "net.features.7.weight"  # the largest conv: 73,728 draws
+    name = max(params, key=lambda n: params[n].numel())  # the largest conv: 73,728 draws
     z = (dict(out.named_parameters())[name] - params[name]) / var[name].sqrt()
     assert abs(z.std().item() - 1.0) < 0.02 and abs(z.mean().item()) < 0.02
 
