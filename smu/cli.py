@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from smu import __version__
-from smu.commands import evaluate, prune, unlearn
+from smu.commands import backdoor, evaluate, prune, run, unlearn
 
 app = typer.Typer(
     name="smu",
@@ -19,7 +19,10 @@ app = typer.Typer(
 
 app.command(rich_help_panel="Pipeline", epilog=prune.EPILOG)(prune.prune)
 app.command(rich_help_panel="Pipeline", epilog=unlearn.EPILOG)(unlearn.unlearn)
+app.command("backdoor-cleanse", rich_help_panel="Pipeline", epilog=backdoor.EPILOG)(backdoor.cleanse)
 app.command("eval", rich_help_panel="Pipeline", epilog=evaluate.EPILOG)(evaluate.evaluate)
+app.command(rich_help_panel="Recipes", epilog=run.EPILOG)(run.run)
+app.command(rich_help_panel="Recipes")(run.demo)
 
 
 def show_version(value: bool) -> None:

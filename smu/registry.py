@@ -11,12 +11,19 @@ from smu.errors import UnknownNameError
 T = TypeVar("T")
 
 
+def suggest(name: object, choices: list[str]) -> str | None:
+    """The choice closest to ``name`` (ignoring case), or None when nothing is close."""
+    lowered = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(str(name).lower(), list(lowered), n=1, cutoff=0.5)
+    return lowered[close[0]] if close else None
+
+
 def lookup(table: Mapping[str, T], name: str, kind: str) -> T:
     """Return ``table[name]`` or raise an error that suggests the closest valid name."""
     if name in table:
         return table[name]
-    close = difflib.get_close_matches(str(name), list(table), n=1, cutoff=0.5)
-    guess = f"did you mean {close[0]!r}? " if close else ""
+    close = suggest(name, list(table))
+    guess = f"did you mean {close!r}? " if close else ""
     raise UnknownNameError(f"unknown {kind} {name!r}", hint=f"{guess}choices: {', '.join(table)}")
 
 

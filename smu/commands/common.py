@@ -138,6 +138,31 @@ def parse_epochs(text: str, option: str = "--decreasing-lr") -> tuple[int, ...]:
         ) from None
 
 
+def train_config(
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    momentum: float,
+    weight_decay: float,
+    schedule: str,
+    decreasing_lr: str,
+    warmup: int,
+    no_aug: bool,
+) -> TrainConfig:
+    """The training options every training command shares, checked."""
+    return TrainConfig(
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        decreasing_lr=parse_epochs(decreasing_lr),
+        warmup=warmup,
+        augment=not no_aug,
+    ).validate()
+
+
 def default_out(command: str, *parts: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / "-".join([command, *[p for p in parts if p], stamp])

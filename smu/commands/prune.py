@@ -10,7 +10,7 @@ import typer
 from smu import artifacts
 from smu.commands import common as c
 from smu.data import load_splits
-from smu.engine import TrainConfig, resolve_device
+from smu.engine import resolve_device
 from smu.errors import UsageError
 from smu.models import ARCHS
 from smu.pruning import PruneConfig
@@ -93,17 +93,9 @@ def prune(
 ) -> None:
     """Prune a model: train dense, prune, rewind and retrain (omp, imp), or prune at init and train."""
     dev = resolve_device(device)
-    train = TrainConfig(
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        decreasing_lr=c.parse_epochs(decreasing_lr),
-        warmup=warmup,
-        augment=not no_aug,
-    ).validate()
+    train = c.train_config(
+        epochs, lr, batch_size, momentum, weight_decay, schedule, decreasing_lr, warmup, no_aug
+    )
     start = artifacts.load_model(from_, dev, option="--from") if from_ else None
     if start is not None:
         for flag, given, own in (("--arch", arch, start.arch), ("--dataset", dataset, start.dataset)):

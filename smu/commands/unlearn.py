@@ -27,7 +27,7 @@ EPILOG = (
 )
 
 
-def method_option(name: str, flag: str | None = None) -> Any:
+def method_option(name: str, flag: str | None = None, panel: str = "Method options") -> Any:
     """An option shared by several methods: its help lists each method's default."""
     docs = {}
     for spec in METHODS.values():
@@ -40,7 +40,7 @@ def method_option(name: str, flag: str | None = None) -> Any:
     return typer.Option(
         flag or f"--{name.replace('_', '-')}",
         help=f"{docs[name]} (default: {defaults})",
-        rich_help_panel="Method options",
+        rich_help_panel=panel,
         show_default=False,
     )
 

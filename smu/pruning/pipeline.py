@@ -69,6 +69,7 @@ def run_prune(
     rewind_from: LoadedModel | None = None,
     reporter: Reporter | None = None,
     command: str = "",
+    extra_meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Produce a sparse model with ``cfg.method`` and return the result as a JSON-ready dict."""
     train.validate()
@@ -76,7 +77,7 @@ def run_prune(
     cfg = cfg.resolved(train.epochs)
     method = METHODS[cfg.method]
     reporter = reporter or Reporter()
-    meta = base_meta(splits, arch, seed, command) | {"smu.prune.method": cfg.method}
+    meta = base_meta(splits, arch, seed, command) | {"smu.prune.method": cfg.method} | (extra_meta or {})
     aug = Augment(splits.info.crop_pad, splits.info.flip)
     if start is not None and method.at_init:
         raise UsageError(
@@ -178,7 +179,7 @@ def dense_phase(
     splits: Splits,
     train: TrainConfig,
     cfg: PruneConfig,
-    out: Path | str,
+    out: Path,
     seed: int,
     aug: Augment,
     start: LoadedModel | None,
@@ -187,26 +188,43 @@ def dense_phase(
     meta: dict[str, Any],
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
     """Train (or take) the dense model; return its rewind state, a summary and its hash."""
-    if start is not None:
-        rewind = rewind_from or find_rewind(start, cfg.rewind_epoch)
-        if rewind.arch != start.arch:
-            raise ArtifactError(
-                f"--rewind-from {str(rewind.path)!r} is a {rewind.arch}, --from is a {start.arch}",
-                hint="pass a rewind checkpoint of the same model",
-            )
-        dense = {
-            "model": str(start.path),
-            "test_acc": accuracy(model, splits.test),
-            "val_acc": accuracy(model, splits.val),
-            "train_seconds": 0.0,
-            "images_per_second": None,
-        }
-        return clone_state(rewind.model), dense, start.sha256
+    if start is None:
+        return train_dense(model, splits, train, cfg.rewind_epoch, out / "dense", seed, aug, reporter, meta)
+    rewind = rewind_from or find_rewind(start, cfg.rewind_epoch)
+    if rewind.arch != start.arch:
+        raise ArtifactError(
+            f"--rewind-from {str(rewind.path)!r} is a {rewind.arch}, --from is a {start.arch}",
+            hint="pass a rewind checkpoint of the same model",
+        )
+    dense = {
+        "model": str(start.path),
+        "test_acc": accuracy(model, splits.test),
+        "val_acc": accuracy(model, splits.val),
+        "train_seconds": 0.0,
+        "images_per_second": None,
+    }
+    return clone_state(rewind.model), dense, start.sha256
 
+
+def train_dense(
+    model: nn.Module,
+    splits: Splits,
+    train: TrainConfig,
+    rewind_epoch: int,
+    folder: Path,
+    seed: int,
+    aug: Augment,
+    reporter: Reporter,
+    meta: dict[str, Any],
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
+    """Train ``model`` densely and save it with its weights after ``rewind_epoch`` epochs beside it.
+
+    Returns the rewind state, a summary (path, accuracy, time, throughput) and the model's sha256.
+    """
     states: dict[int, dict[str, torch.Tensor]] = {0: clone_state(model)}
 
     def keep_rewind_point(epoch: int, m: nn.Module) -> None:
-        if epoch == cfg.rewind_epoch:
+        if epoch == rewind_epoch:
             states[epoch] = clone_state(m)
 
     reporter.note("training the dense model")
@@ -220,24 +238,24 @@ def dense_phase(
         label="dense",
         on_epoch_end=keep_rewind_point,
     )
-    rewind_name = f"rewind-epoch-{cfg.rewind_epoch}.safetensors"
-    dense_dir = out / "dense"
-    rewind_model = build_like(model, states[cfg.rewind_epoch])
-    artifacts.save_model(dense_dir / rewind_name, rewind_model, meta | {"smu.epoch": cfg.rewind_epoch})
+    rewind_name = f"rewind-epoch-{rewind_epoch}.safetensors"
+    artifacts.save_model(
+        folder / rewind_name, build_like(model, states[rewind_epoch]), meta | {"smu.epoch": rewind_epoch}
+    )
     sha = artifacts.save_model(
-        dense_dir / "model.safetensors",
+        folder / "model.safetensors",
         model,
-        meta | {"smu.epoch": train.epochs, "smu.rewind": rewind_name, "smu.rewind_epoch": cfg.rewind_epoch},
+        meta | {"smu.epoch": train.epochs, "smu.rewind": rewind_name, "smu.rewind_epoch": rewind_epoch},
     )
     dense = {
-        "model": str(dense_dir / "model.safetensors"),
+        "model": str(folder / "model.safetensors"),
         "test_acc": accuracy(model, splits.test),
         "val_acc": accuracy(model, splits.val),
         "train_seconds": fitted.seconds,
         "images_per_second": fitted.images_per_second,
     }
     reporter.note(f"dense: test accuracy {dense['test_acc']:.2f}%")
-    return states[cfg.rewind_epoch], dense, sha
+    return states[rewind_epoch], dense, sha
 
 
 def find_rewind(start: LoadedModel, epoch: int) -> LoadedModel:
@@ -264,3 +282,72 @@ def build_like(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     other = copy.deepcopy(model)
     other.load_state_dict(state)
     return other
+
+
+def train_models(
+    splits: Splits,
+    arch: str,
+    train: TrainConfig,
+    rates: tuple[float, ...] | list[float],
+    out: Path,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    rewind_epoch: int = 8,
+    scope: str = "conv",
+    reporter: Reporter | None = None,
+    command: str = "",
+    extra_meta: dict[str, Any] | None = None,
+) -> list[tuple[float, Path]]:
+    """One dense model, and an OMP model per non-zero rate pruned from it: [(rate, model path), ...].
+
+    The dense model is trained once (``out/dense``); each rate rewinds it and retrains
+    (``out/rate-R/round-1``), so dense and sparse models share everything but the pruning.
+    """
+    reporter = reporter or Reporter()
+    pruned = [r for r in rates if r > 0]
+    cfgs = [
+        PruneConfig("omp", rate=r, rewind_epoch=rewind_epoch, scope=scope).resolved(train.epochs)
+        for r in pruned
+    ]
+    info = splits.info
+    torch.manual_seed(seed)
+    model = build_model(
+        arch,
+        in_channels=info.channels,
+        image_size=info.image_size,
+        num_classes=info.num_classes,
+        mean=info.mean,
+        std=info.std,
+    ).to(device)
+    meta = base_meta(splits, arch, seed, command) | (extra_meta or {})
+    dense = out / "dense" / "model.safetensors"
+    train_dense(
+        model,
+        splits,
+        train,
+        rewind_epoch if pruned else 0,
+        dense.parent,
+        seed,
+        Augment(info.crop_pad, info.flip),
+        reporter,
+        meta,
+    )
+    models = [(0.0, dense)] if 0.0 in rates else []
+    for cfg in cfgs:
+        # run_prune retrains the model it starts from in place, so each rate starts from its own copy.
+        result = run_prune(
+            splits,
+            arch,
+            train,
+            cfg,
+            out=out / f"rate-{cfg.rate:g}",
+            seed=seed,
+            device=device,
+            start=artifacts.load_model(dense, device),
+            reporter=reporter,
+            command=command,
+            extra_meta=extra_meta,
+        )
+        models.append((cfg.rate, Path(result["model"])))
+    return models

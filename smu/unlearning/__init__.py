@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from smu.errors import UsageError
-from smu.registry import lookup
+from smu.registry import lookup, suggest
 from smu.unlearning.base import Context, UnlearnData
 from smu.unlearning.finetune import FTConfig, finetune
 from smu.unlearning.fisher import FFConfig, fisher_forgetting
@@ -61,10 +61,18 @@ def make_config(method: str, overrides: dict[str, Any]) -> Any:
     given = {k: v for k, v in overrides.items() if v is not None}
     for key in given:
         if key not in fields:
+            flag = "--no-aug" if key == "augment" else f"--{key.replace('_', '-')}"
             users = [m for m, s in METHODS.items() if key in {f.name for f in dataclasses.fields(s.config)}]
+            if not users:
+                close = suggest(
+                    key, sorted({f.name for s in METHODS.values() for f in dataclasses.fields(s.config)})
+                )
+                raise UsageError(
+                    f"unknown option {flag} for --method {method}",
+                    hint=f"did you mean --{close.replace('_', '-')}?" if close else "see smu unlearn -h",
+                )
             raise UsageError(
-                f"--{key.replace('_', '-')} does not apply to --method {method}",
-                hint=f"it is an option of {', '.join(users)}",
+                f"{flag} does not apply to --method {method}", hint=f"it is an option of {', '.join(users)}"
             )
     cfg = spec.config(**given)
     if hasattr(cfg, "validate"):

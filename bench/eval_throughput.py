@@ -1,0 +1,46 @@
+"""Benchmark 5: evaluation throughput of ``smu.engine.predict`` against the bare forward pass.
+
+- limit: the model's forward in inference mode on batches already scaled to float, nothing else
+- smu: ``predict`` on the uint8 images in memory (slice, scale, forward, gather the logits)
+
+    python bench/eval_throughput.py
+    python bench/eval_throughput.py --arch resnet18 --shape cifar10 --synthetic --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from common import header, interleaved, table
+from data import add_arguments, images, model
+
+from smu.engine import eval_batch_size, predict
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser, arch="resnet20,cnn")
+    args = parser.parse_args()
+    data, source = images(args)
+    device = torch.device(args.device)
+    batch = eval_batch_size(device)
+    header(f"evaluation throughput, {source}, batches of {batch}")
+    rows = []
+    for arch in args.arch.split(","):
+        net = model(arch, data, args.device).eval()
+        floats = [data.x[i:i + batch].float() / 255 for i in range(0, len(data), batch)]
+
+        @torch.inference_mode()
+        def bare() -> None:
+            for x in floats:
+                net(x)
+
+        t = interleaved({"limit": bare, "smu": lambda: predict(net, data)}, args.repeats, device)
+        rows.append([arch, len(data) / t["limit"], len(data) / t["smu"], t["limit"] / t["smu"]])
+    table(rows, ["arch", "limit img/s", "smu img/s", "smu / limit"])
+    print(f"# medians of {args.repeats} interleaved repetitions")
+
+
+if __name__ == "__main__":
+    main()

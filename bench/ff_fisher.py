@@ -1,0 +1,67 @@
+"""Benchmark 4: FF's Fisher accumulation, one batched backward per batch vs one backward per class.
+
+- smu: ``smu.unlearning.fisher.fisher_diagonal``: all C per-class gradients of a batch from one
+  batched backward pass (autograd's ``is_grads_batched``)
+- loop: the research code's ``fisher_new``: C backward passes per batch of 32
+
+    python bench/ff_fisher.py                         # resnet20, Fashion-MNIST shapes, CPU
+    python bench/ff_fisher.py --arch resnet18 --shape cifar10 --synthetic --device cuda --images 2048
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+from common import header, interleaved, table
+from data import add_arguments, images, model
+
+from smu.unlearning.fisher import fisher_diagonal
+
+BATCH = 32
+
+
+def per_class(net: torch.nn.Module, data) -> dict[str, torch.Tensor]:
+    net.eval()
+    params = dict(net.named_parameters())
+    fisher = {n: torch.zeros_like(p) for n, p in params.items()}
+    batches = 0
+    for start in range(0, len(data), BATCH):
+        x, y = data.x[start:start + BATCH].float() / 255, data.y[start:start + BATCH]
+        out = net(x)
+        prob = F.softmax(out, 1).detach()
+        for c in range(out.shape[1]):
+            loss = F.cross_entropy(out, torch.full_like(y, c))
+            grads = torch.autograd.grad(loss, list(params.values()), retain_graph=c < out.shape[1] - 1)
+            for (name, _), g in zip(params.items(), grads, strict=True):
+                fisher[name] += prob[:, c].mean() * g.pow(2)
+        batches += 1
+    return {n: f / batches for n, f in fisher.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser, arch="resnet20")
+    parser.set_defaults(images=1024, repeats=3)
+    parser.add_argument("--classes", type=int, default=None, help="synthetic class count (e.g. 100)")
+    args = parser.parse_args()
+    data, source = images(args, classes=args.classes)
+    header(f"FF Fisher diagonal, {source}, batches of {BATCH}")
+    rows = []
+    device = torch.device(args.device)
+    for arch in args.arch.split(","):
+        net = model(arch, data, args.device)
+        out = {}
+        fns = {"smu": lambda: out.__setitem__("smu", fisher_diagonal(net, data, BATCH)),
+               "loop": lambda: out.__setitem__("loop", per_class(net, data))}
+        t = interleaved(fns, args.repeats, device)
+        error = max(((out["smu"][n] - out["loop"][n]).norm() / out["loop"][n].norm().clamp_min(1e-30)).item()
+                    for n in out["loop"])
+        rows.append([arch, len(data) / t["loop"], len(data) / t["smu"], t["loop"] / t["smu"], f"{error:.1e}"])
+    table(rows, ["arch", "loop img/s", "smu img/s", "speed-up", "max rel. difference"])
+    print(f"# medians of {args.repeats} interleaved repetitions")
+
+
+if __name__ == "__main__":
+    main()

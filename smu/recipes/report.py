@@ -1,0 +1,140 @@
+"""The paper-shaped report of a recipe: per scenario, methods × (UA, MIA-Efficacy, RA, TA, RTE, Avg. Gap),
+dense and sparse side by side, mean ± std over seeds; or, for the Trojan study, SA and ASR."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from rich.table import Table
+
+from smu.evaluation import gap
+from smu.recipes.runner import Step, model_name
+
+COLUMNS = [
+    ("UA", "ua"),
+    ("MIA-Eff", "mia_efficacy"),
+    ("RA", "ra"),
+    ("TA", "ta"),
+    ("RTE min", "rte_min"),
+    ("Avg. Gap", "avg_gap"),
+]
+BACKDOOR_COLUMNS = [
+    ("SA before", "sa_before"),
+    ("ASR before", "asr_before"),
+    ("SA after", "sa_after"),
+    ("ASR after", "asr_after"),
+    ("RTE min", "rte_min"),
+]
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
+
+
+def build(done: list[tuple[Step, dict[str, Any], bool]]) -> list[dict[str, Any]]:
+    """Tables as data: title, groups, columns and rows of {"method", "cells": {group: {column: stats}}}."""
+    if any(step.tags["kind"] == "cleanse" for step, _, _ in done):
+        return [backdoor_table(done)]
+    runs = {
+        (s.tags["scenario"], s.tags["rate"], s.tags["method"], s.tags["seed"]): r
+        for s, r, _ in done
+        if s.tags["kind"] == "unlearn"
+    }
+    tables = []
+    for scenario in dict.fromkeys(k[0] for k in runs):
+        rates = list(dict.fromkeys(k[1] for k in runs if k[0] == scenario))
+        methods = list(dict.fromkeys(k[2] for k in runs if k[0] == scenario))
+        rows = []
+        for method in methods:
+            cells = {}
+            for rate in rates:
+                values: dict[str, list[float]] = defaultdict(list)
+                for (sc, ra, me, seed), result in runs.items():
+                    if (sc, ra, me) != (scenario, rate, method):
+                        continue
+                    m = result["metrics"]
+                    for key in ("ua", "mia_efficacy", "ra", "ta"):
+                        values[key].append(m[key])
+                    values["rte_min"].append(result["rte_s"] / 60)
+                    reference = runs.get((scenario, rate, "retrain", seed))
+                    values["avg_gap"].append(gap(m, reference["metrics"])["avg"] if reference else None)
+                cells[model_name(rate)] = {key: mean_std(v) for key, v in values.items()}
+            rows.append({"method": method, "cells": cells})
+        tables.append(
+            {
+                "title": f"forget {scenario}",
+                "groups": [model_name(r) for r in rates],
+                "rows": rows,
+                "columns": COLUMNS,
+            }
+        )
+    return tables
+
+
+def backdoor_table(done: list[tuple[Step, dict[str, Any], bool]]) -> dict[str, Any]:
+    runs: dict[tuple[float, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for step, result, _ in done:
+        if step.tags["kind"] != "cleanse":
+            continue
+        cell = runs[(step.tags["rate"], step.tags["method"])]
+        for _, key in BACKDOOR_COLUMNS[:-1]:
+            cell[key].append(result[key])
+        cell["rte_min"].append(result["rte_s"] / 60)
+    rows = [
+        {"method": f"{model_name(rate)}, {method}", "cells": {"": {k: mean_std(v) for k, v in cell.items()}}}
+        for (rate, method), cell in runs.items()
+    ]
+    return {"title": "Trojan cleanse (percent)", "groups": [""], "rows": rows, "columns": BACKDOOR_COLUMNS}
+
+
+def fmt(stats: dict[str, float] | None) -> str:
+    if not stats or stats["n"] == 0:
+        return "–"
+    return f"{stats['mean']:.2f}" + (f" ± {stats['std']:.2f}" if stats["n"] > 1 else "")
+
+
+def header(t: dict[str, Any], group: str, label: str) -> str:
+    return f"{group} {label}" if group else label
+
+
+def rich_tables(tables: list[dict[str, Any]]) -> list[Table]:
+    shown = []
+    for t in tables:
+        table = Table(title=t["title"], title_justify="left")
+        table.add_column("Method")
+        for group in t["groups"]:
+            for label, _ in t["columns"]:
+                table.add_column(header(t, group, label), justify="right")
+        for row in t["rows"]:
+            table.add_row(
+                row["method"],
+                *[fmt(row["cells"].get(g, {}).get(key)) for g in t["groups"] for _, key in t["columns"]],
+            )
+        shown.append(table)
+    return shown
+
+
+def markdown(tables: list[dict[str, Any]], preamble: str = "") -> str:
+    lines = [preamble] if preamble else []
+    for t in tables:
+        cols = [header(t, g, label) for g in t["groups"] for label, _ in t["columns"]]
+        lines += [
+            f"### {t['title']}",
+            "",
+            "| Method | " + " | ".join(cols) + " |",
+            "|---|" + "---:|" * len(cols),
+        ]
+        for row in t["rows"]:
+            cells = [fmt(row["cells"].get(g, {}).get(key)) for g in t["groups"] for _, key in t["columns"]]
+            lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,154 @@
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from smu.cli import app
+from smu.errors import UsageError
+from smu.recipes.config import load_recipe
+
+runner = CliRunner()
+RECIPES = sorted((Path(__file__).parents[1] / "recipes").rglob("*.yaml"))
+
+TINY = """
+# A tiny recipe for tests.
+kind: unlearn
+dataset: digits
+arch: cnn
+train: {epochs: 4, lr: 0.05, batch_size: 64}
+prune: {rates: [0.8], rewind_epoch: 1}
+scenarios: ["class:3"]
+unlearn:
+  retrain: {epochs: 4, lr: 0.05, batch_size: 64}
+  ft: {epochs: 1, batch_size: 64}
+  ga: {epochs: 1}
+"""
+
+
+def smu(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def write(tmp_path, text=TINY, name="tiny.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_loads_validates_and_shows_its_command(path):
+    recipe = load_recipe(path)
+    assert recipe.seeds and recipe.unlearn
+    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    relative = path.relative_to(Path(__file__).parents[1])
+    assert any(f"smu run {relative}" in line for line in header)
+
+
+@pytest.mark.parametrize("path", [p for p in RECIPES if "cifar10" in str(p)], ids=lambda p: p.name)
+def test_the_cifar10_recipes_pass_a_dry_run(path):
+    result = smu("run", path, "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["recipe"]["dataset"] == "cifar10" and out["recipe"]["arch"] == "resnet18"
+    assert out["recipe"]["train"]["epochs"] == 182 and len(out["steps"]) >= 5
+
+
+def test_overrides_set_dotted_keys_with_yaml_values(tmp_path):
+    recipe = load_recipe(
+        write(tmp_path),
+        ["unlearn.ft.lr=0.02", "seeds=[1,2]", "prune.rates=[0.5,0.9]", "train.decreasing_lr=[2]"],
+    )
+    assert recipe.unlearn["ft"]["lr"] == 0.02 and recipe.seeds == [1, 2] and recipe.prune.rates == [0.5, 0.9]
+    assert recipe.train.decreasing_lr == (2,)
+
+
+def test_every_mistake_is_reported_at_once_with_the_nearest_key(tmp_path):
+    with pytest.raises(UsageError) as e:
+        load_recipe(
+            write(tmp_path),
+            [
+                "trian.epochs=3",
+                "train.lr=fast",
+                "unlearn.fT.lr=1",
+                "unlearn.ft.lrr=1",
+                "dataset=cifar1",
+                "scenarios=[clas:3]",
+            ],
+        )
+    message = str(e.value)
+    for part in (
+        "unknown key 'trian' (did you mean 'train'?)",
+        "train.lr must be float, got 'fast'",
+        "unknown method 'fT' (did you mean 'ft'?)",
+        "did you mean --lr?",
+        "dataset: unknown 'cifar1' (did you mean 'cifar10'?)",
+        "'clas:3' is not a forget spec",
+    ):
+        assert part in message
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("kind: unlearn\n  bad: [", "is not valid YAML"),
+        ("- a list", "not a mapping"),
+        ("unlearn: {ft: {}}", "add unlearn.retrain"),
+        ("prune: {rates: [1.5]}", "outside (0, 1)"),
+    ],
+)
+def test_broken_recipes_are_clear_errors(tmp_path, text, message):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        load_recipe(write(tmp_path, text))
+
+
+def test_a_missing_recipe_or_a_bad_override_is_exit_code_2(tmp_path):
+    result = smu("run", tmp_path / "nope.yaml")
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+    result = smu("run", write(tmp_path), "seeds")
+    assert result.exit_code == 2 and "is not key=value" in result.stderr
+
+
+def test_a_run_reports_the_paper_table_and_a_second_run_reuses_every_step(tmp_path):
+    recipe = write(tmp_path)
+    first = smu("run", recipe, "--out", tmp_path / "run", "--json")
+    assert first.exit_code == 0, first.output
+    out = json.loads(first.stdout)
+    assert out["steps"] == {"total": 7, "ran": 7, "skipped": 0}
+    table = out["report"][0]
+    assert table["title"] == "forget class:3" and table["groups"] == ["dense", "sparse-0.8"]
+    assert [row["method"] for row in table["rows"]] == ["retrain", "ft", "ga"]
+    retrain = table["rows"][0]["cells"]["dense"]
+    assert retrain["ua"]["mean"] == 100.0 and retrain["avg_gap"]["mean"] == 0.0
+    assert table["rows"][1]["cells"]["sparse-0.8"]["avg_gap"]["mean"] > 0
+    assert (tmp_path / "run" / "report.md").read_text().count("| ft |") == 1
+    assert "kind: unlearn" in (tmp_path / "run" / "recipe.yaml").read_text()
+    again = json.loads(smu("run", recipe, "--out", tmp_path / "run", "--json").stdout)
+    assert again["steps"] == {"total": 7, "ran": 0, "skipped": 7} and again["report"] == out["report"]
+    changed = json.loads(smu("run", recipe, "unlearn.ft.lr=0.02", "--out", tmp_path / "run", "--json").stdout)
+    assert changed["steps"]["ran"] == 2  # ft on the dense and on the sparse model, nothing else
+
+
+def test_a_run_does_not_take_over_a_foreign_folder(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep")
+    result = smu("run", write(tmp_path, name="r.yaml"), "--out", tmp_path)
+    assert result.exit_code == 2 and "holds no smu run" in result.stderr
+
+
+def test_a_backdoor_recipe_reports_sa_and_asr(tmp_path):
+    text = """
+kind: backdoor
+dataset: digits
+arch: cnn
+train: {epochs: 10, lr: 0.05, batch_size: 64}
+prune: {rates: [0.5], rewind_epoch: 1}
+backdoor: {poison: 10%, trigger_size: 3}
+unlearn:
+  ft: {epochs: 3, batch_size: 64}
+"""
+    result = smu("run", write(tmp_path, text), "--out", tmp_path / "run", "--json")
+    assert result.exit_code == 0, result.output
+    table = json.loads(result.stdout)["report"][0]
+    assert [row["method"] for row in table["rows"]] == ["dense, ft", "sparse-0.5, ft"]
+    cells = table["rows"][0]["cells"][""]
+    assert cells["asr_before"]["mean"] > 50 and cells["asr_after"]["mean"] < cells["asr_before"]["mean"]
