@@ -107,18 +107,20 @@ def header(t: dict[str, Any], group: str, label: str) -> str:
 
 
 def rich_tables(tables: list[dict[str, Any]]) -> list[Table]:
+    """One row per method and model, so the table fits a terminal; report.md has the paper's wide layout."""
     shown = []
     for t in tables:
         table = Table(title=t["title"], title_justify="left")
         table.add_column("Method")
-        for group in t["groups"]:
-            for label, _ in t["columns"]:
-                table.add_column(header(t, group, label), justify="right")
+        if t["groups"] != [""]:
+            table.add_column("Model")
+        for label, _ in t["columns"]:
+            table.add_column(label, justify="right")
         for row in t["rows"]:
-            table.add_row(
-                row["method"],
-                *[fmt(row["cells"].get(g, {}).get(key)) for g in t["groups"] for _, key in t["columns"]],
-            )
+            for i, group in enumerate(t["groups"]):
+                cells = [fmt(row["cells"].get(group, {}).get(key)) for _, key in t["columns"]]
+                first = [row["method"] if i == 0 else ""] + ([group] if group else [])
+                table.add_row(*first, *cells, end_section=i == len(t["groups"]) - 1)
         shown.append(table)
     return shown
 

@@ -7,12 +7,14 @@ divergence checks. Defaults are the paper's CIFAR-10 settings.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
+from smu.coerce import convert
 from smu.errors import UsageError
 from smu.registry import lookup, suggest
 from smu.unlearning.base import Context, UnlearnData
@@ -74,6 +76,10 @@ def make_config(method: str, overrides: dict[str, Any]) -> Any:
             raise UsageError(
                 f"{flag} does not apply to --method {method}", hint=f"it is an option of {', '.join(users)}"
             )
+    hints, errors = typing.get_type_hints(spec.config), []
+    given = {k: convert(hints[k], v, f"--{k.replace('_', '-')}", errors) for k, v in given.items()}
+    if errors:
+        raise UsageError("; ".join(errors), hint=f"see smu unlearn -h for the options of {method}")
     cfg = spec.config(**given)
     if hasattr(cfg, "validate"):
         cfg.validate()
