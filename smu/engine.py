@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ from torch import nn
 
 from smu.data import ImageSet
 from smu.data.batches import Augment, batches, to_float
-from smu.errors import DivergedError, UsageError
+from smu.errors import DivergedError, SmuError, UsageError
 from smu.masks import Mask
 from smu.registry import lookup
 
@@ -142,6 +143,52 @@ def lr_at(cfg: TrainConfig, epoch: int, step: int = 0, steps_per_epoch: int = 1)
 
 
 @dataclass
+class Checkpoint:
+    """Where :func:`fit` saves its state after every epoch, and what must match to resume from it.
+
+    The state is the model, the optimiser's momentum and the epoch; data order and augmentation come
+    from per-epoch seeds, so a run resumed from epoch k is bit-for-bit the run that was interrupted.
+    """
+
+    path: Path
+    key: str
+    """Identifies the training run (options, data, seed); a checkpoint of another run is ignored."""
+
+    def load(self, model: nn.Module, opt: torch.optim.Optimizer) -> int:
+        """Restore the saved state if it belongs to this run; return the epoch to start from (0 if none)."""
+        from smu.artifacts import read_metadata, read_tensors
+
+        if not self.path.is_file():
+            return 0
+        try:
+            meta = read_metadata(self.path)
+        except SmuError:
+            return 0  # a checkpoint cut short by a crash: start the step again
+        if meta.get("smu.kind") != "checkpoint" or meta.get("smu.key") != self.key:
+            return 0
+        tensors = read_tensors(self.path)
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        for i, p in enumerate(model.parameters()):
+            if f"momentum.{i}" in tensors:
+                opt.state[p]["momentum_buffer"] = tensors[f"momentum.{i}"].to(p.device)
+        return int(meta["smu.epoch"])
+
+    def save(self, model: nn.Module, opt: torch.optim.Optimizer, epoch: int) -> None:
+        from smu.artifacts import save_tensors
+
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        for i, p in enumerate(model.parameters()):
+            buf = opt.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                tensors[f"momentum.{i}"] = buf
+        save_tensors(self.path, tensors, {"smu.kind": "checkpoint", "smu.key": self.key, "smu.epoch": epoch})
+
+    def clear(self) -> None:
+        """Remove the checkpoint once the step's result is safely written."""
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass
 class FitResult:
     """What a call to :func:`fit` did."""
 
@@ -177,11 +224,13 @@ def fit(
     label: str = "train",
     diverge_hint: str = "lower --lr",
     on_epoch_end: Callable[[int, nn.Module], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> FitResult:
     """Train ``model`` in place on ``data`` from ``start_epoch`` to ``cfg.epochs`` with SGD.
 
     Each epoch's data order and augmentation come from a generator seeded by (seed, epoch), so a run
-    rewound or resumed at epoch k sees exactly the batches an uninterrupted run would.
+    rewound or resumed at epoch k sees exactly the batches an uninterrupted run would. With a
+    ``checkpoint``, the state is saved after every epoch and a matching saved state is resumed from.
     """
     cfg.validate()
     if len(data) == 0:
@@ -195,6 +244,8 @@ def fit(
     aug = aug if cfg.augment else None
     if mask is not None:
         mask.apply(model)
+    if checkpoint is not None:
+        start_epoch = max(start_epoch, checkpoint.load(model, opt))
     model.train()
     reporter.start(label, (cfg.epochs - start_epoch) * steps)
     seconds, images, loss_mean, acc = 0.0, 0, float("nan"), float("nan")
@@ -236,12 +287,16 @@ def fit(
             images += seen
             loss_mean, acc = loss_sum.item() / max(seen, 1), 100.0 * correct.item() / max(seen, 1)
             if not math.isfinite(loss_mean) or not params_finite(model):
+                if checkpoint is not None:
+                    checkpoint.clear()  # resuming a diverged run would only diverge again
                 raise DivergedError(
                     f"{label} diverged in epoch {epoch + 1}: the loss is {loss_mean}",
                     hint=f"{diverge_hint}; nothing was written for this step",
                 )
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, model)
+            if checkpoint is not None:
+                checkpoint.save(model, opt, epoch + 1)
     finally:
         reporter.stop()
     return FitResult(epochs=cfg.epochs - start_epoch, seconds=seconds, images=images, loss=loss_mean, acc=acc)

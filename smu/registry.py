@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Mapping
 from typing import TypeVar
 
@@ -27,6 +28,7 @@ def lookup(table: Mapping[str, T], name: str, kind: str) -> T:
     raise UnknownNameError(f"unknown {kind} {name!r}", hint=f"{guess}choices: {', '.join(table)}")
 
 
+@functools.cache
 def field_help(cls: type) -> dict[str, str]:
     """The docstring under each field of a dataclass: the one place hyper-parameters are explained.
 

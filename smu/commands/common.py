@@ -53,6 +53,15 @@ Out = Annotated[
 Force = Annotated[
     bool, typer.Option("--force", help="Write into a non-empty --out folder.", rich_help_panel="Output")
 ]
+Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Continue an interrupted run in --out from its last "
+        "checkpoint (the result is the same as an uninterrupted run).",
+        rich_help_panel="Output",
+    ),
+]
 Json = Annotated[
     bool,
     typer.Option(
@@ -172,7 +181,7 @@ def command_line(ctx: typer.Context) -> str:
     """The command as options, for the artifacts' headers (the same options give the same string)."""
     words = [ctx.command_path]
     for key, value in sorted(ctx.params.items()):
-        if value is None or value is False or key in ("json_out", "quiet", "force", "out"):
+        if value is None or value is False or key in ("json_out", "quiet", "force", "out", "resume"):
             continue
         flag = "--" + key.rstrip("_").replace("_", "-")
         words.append(flag if value is True else f"{flag} {value}")

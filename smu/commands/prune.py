@@ -85,6 +85,7 @@ def prune(
     seed: c.Seed = 0,
     out: c.Out = None,
     force: c.Force = False,
+    resume: c.Resume = False,
     per_layer: Annotated[
         bool, typer.Option("--per-layer", help="Also show each layer's sparsity.", rich_help_panel="Output")
     ] = False,
@@ -120,7 +121,7 @@ def prune(
     lookup(ARCHS, arch, "architecture")
     splits = load_splits(dataset, data_dir=data, device=dev, val_fraction=val_fraction, seed=seed)
     out_dir = out or c.default_out("prune", dataset, arch, cfg.method)
-    with artifacts.run_dir(out_dir, force) as out_dir, reporting(quiet) as reporter:
+    with artifacts.run_dir(out_dir, force or resume) as out_dir, reporting(quiet) as reporter:
         result = run_prune(
             splits,
             arch,
@@ -133,6 +134,7 @@ def prune(
             rewind_from=rewind,
             reporter=reporter,
             command=c.command_line(ctx),
+            resume=resume,
         )
         result["manifest"] = str(
             artifacts.write_manifest(

@@ -49,10 +49,18 @@ def run(
         ),
     ] = None,
     force: c.Force = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Accepted for symmetry with prune and unlearn: a run always continues where it stopped.",
+        ),
+    ] = False,
     json_out: c.Json = False,
     quiet: c.Quiet = False,
 ) -> None:
     """Run a recipe: train, prune, unlearn with every method, evaluate against retrain, report."""
+    del resume  # always on: finished steps are skipped and an interrupted one resumes from its checkpoint
     run_recipe(recipe, overrides or [], out or Path("runs") / recipe.stem, dry_run, force, json_out, quiet)
 
 

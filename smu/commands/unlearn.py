@@ -92,6 +92,7 @@ def unlearn(
     seed: c.Seed = 0,
     out: c.Out = None,
     force: c.Force = False,
+    resume: c.Resume = False,
     json_out: c.Json = False,
     quiet: c.Quiet = False,
 ) -> None:
@@ -123,7 +124,7 @@ def unlearn(
     fs = resolve_forget(forget, splits, forget_seed)
     features = tuple(f.strip() for f in mia_features.split(",") if f.strip()) or ("confidence",)
     out_dir = out or c.default_out("unlearn", loaded.dataset, loaded.arch, method)
-    with artifacts.run_dir(out_dir, force) as out_dir, reporting(quiet) as reporter:
+    with artifacts.run_dir(out_dir, force or resume) as out_dir, reporting(quiet) as reporter:
         result = run_unlearn(
             loaded,
             splits,
@@ -137,6 +138,7 @@ def unlearn(
             evaluate=not no_eval,
             features=features,
             command=c.command_line(ctx),
+            resume=resume,
         )
         result["manifest"] = str(
             artifacts.write_manifest(

@@ -35,44 +35,47 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut: nn.Module = nn.Identity()
+        # Named as in torchvision and the research code, so their checkpoints map key for key.
+        self.downsample: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
             if option == "A":
-                self.shortcut = ZeroPadShortcut(in_planes, planes, stride)
+                self.downsample = ZeroPadShortcut(in_planes, planes, stride)
             else:
-                self.shortcut = nn.Sequential(
+                self.downsample = nn.Sequential(
                     nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
                 )
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+        return F.relu(out + self.downsample(x))
 
 
 class CifarResNet(nn.Module):
-    """3x3 stem, no max-pool, stages of BasicBlocks (stride 2 from the second), global average pool, `fc`."""
+    """3x3 stem, no max-pool, stages ``layerN`` of BasicBlocks (stride 2 after the first), pooling, `fc`."""
 
     def __init__(self, in_channels: int, widths: list[int], depths: list[int], num_classes: int, option: str):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
-        blocks: list[nn.Module] = []
         in_planes = widths[0]
+        self.stages = len(widths)
         for stage, (planes, depth) in enumerate(zip(widths, depths, strict=True)):
+            blocks = []
             for i in range(depth):
                 stride = 2 if stage > 0 and i == 0 else 1
                 blocks.append(BasicBlock(in_planes, planes, stride, option=option))
                 in_planes = planes
-        self.layers = nn.Sequential(*blocks)
+            self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
         # Adaptive pooling rather than a fixed 4x4 / 8x8 pool, so 8x8 digits and 224x224 images both work.
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_planes, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu(self.bn1(self.conv1(x)))
-        x = self.pool(self.layers(x))
-        return self.fc(x.flatten(1))
+        for stage in range(1, self.stages + 1):
+            x = getattr(self, f"layer{stage}")(x)
+        return self.fc(self.pool(x).flatten(1))
 
 
 def resnet18(in_channels: int, image_size: int, num_classes: int) -> nn.Module:

@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from smu import artifacts
-from smu.artifacts import LoadedModel
+from smu.artifacts import LoadedModel, digest
 from smu.data import Splits
 from smu.data.batches import Augment
-from smu.engine import Reporter, TrainConfig, accuracy, fit
+from smu.engine import Checkpoint, Reporter, TrainConfig, accuracy, fit
 from smu.errors import ArtifactError, UsageError
 from smu.masks import Mask
 from smu.models import build_model
@@ -70,8 +70,14 @@ def run_prune(
     reporter: Reporter | None = None,
     command: str = "",
     extra_meta: dict[str, Any] | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Produce a sparse model with ``cfg.method`` and return the result as a JSON-ready dict."""
+    """Produce a sparse model with ``cfg.method`` and return the result as a JSON-ready dict.
+
+    Every epoch checkpoints its state in the run folder. With ``resume``, finished phases (the dense
+    model, each round) are read back and an interrupted one continues from its last epoch, giving the
+    same bytes as an uninterrupted run.
+    """
     train.validate()
     out = Path(out)
     cfg = cfg.resolved(train.epochs)
@@ -107,46 +113,61 @@ def run_prune(
         mask = method.choose(model, mask, cfg.pruned_after_round(mask), ctx)
     else:
         rewind_state, dense, parent = dense_phase(
-            model, splits, train, cfg, out, seed, aug, start, rewind_from, reporter, meta
+            model, splits, train, cfg, out, seed, aug, start, rewind_from, reporter, meta, resume
         )
         result["dense"] = dense
         start_epoch = cfg.rewind_epoch
 
     rounds: list[Round] = []
+    run_key = digest({"train": asdict(train), "prune": asdict(cfg), "meta": meta, "dense": parent})
     for r in range(1, cfg.times + 1):
-        if not method.at_init:
-            mask = method.choose(model, mask, cfg.pruned_after_round(mask), ctx)
-            model.load_state_dict(rewind_state)
-        reporter.note(f"round {r}/{cfg.times}: {cfg.method} to sparsity {mask.sparsity():.4f}")
-        fitted = fit(
-            model,
-            splits.train,
-            train,
-            mask=mask,
-            start_epoch=start_epoch,
-            seed=seed,
-            aug=aug,
-            reporter=reporter,
-            label=f"round {r}/{cfg.times}",
-        )
         folder = out / f"round-{r}"
-        meta_r = meta | {
-            "smu.parent": parent,
-            "smu.prune.round": r,
-            "smu.prune.rate": cfg.rate,
-            "smu.prune.rewind_epoch": cfg.rewind_epoch if not method.at_init else "",
-        }
-        parent = artifacts.save_model(folder / "model.safetensors", model, meta_r, mask=mask)
+        done = folder / "model.safetensors"
+        seconds = ips = 0.0
+        if resume and done.is_file():
+            finished = artifacts.load_model(done, next(model.parameters()).device)
+            model.load_state_dict(finished.model.state_dict())
+            mask, parent = finished.mask, finished.sha256
+            reporter.note(f"round {r}/{cfg.times}: done before, reused")
+        else:
+            if not method.at_init:
+                mask = method.choose(model, mask, cfg.pruned_after_round(mask), ctx)
+                model.load_state_dict(rewind_state)
+            reporter.note(f"round {r}/{cfg.times}: {cfg.method} to sparsity {mask.sparsity():.4f}")
+            checkpoint = Checkpoint(folder / "checkpoint.safetensors", f"{run_key}-round-{r}")
+            if not resume:
+                checkpoint.clear()
+            fitted = fit(
+                model,
+                splits.train,
+                train,
+                mask=mask,
+                start_epoch=start_epoch,
+                seed=seed,
+                aug=aug,
+                reporter=reporter,
+                label=f"round {r}/{cfg.times}",
+                checkpoint=checkpoint,
+            )
+            meta_r = meta | {
+                "smu.parent": parent,
+                "smu.prune.round": r,
+                "smu.prune.rate": cfg.rate,
+                "smu.prune.rewind_epoch": cfg.rewind_epoch if not method.at_init else "",
+            }
+            parent = artifacts.save_model(done, model, meta_r, mask=mask)
+            checkpoint.clear()
+            seconds, ips = fitted.seconds, fitted.images_per_second
         rounds.append(
             Round(
                 r,
                 mask.sparsity(),
                 accuracy(model, splits.test),
                 accuracy(model, splits.val),
-                str(folder / "model.safetensors"),
+                str(done),
                 str(folder / "mask.safetensors"),
-                fitted.seconds,
-                fitted.images_per_second,
+                seconds,
+                ips,
             )
         )
         reporter.note(
@@ -186,10 +207,13 @@ def dense_phase(
     rewind_from: LoadedModel | None,
     reporter: Reporter,
     meta: dict[str, Any],
+    resume: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
     """Train (or take) the dense model; return its rewind state, a summary and its hash."""
     if start is None:
-        return train_dense(model, splits, train, cfg.rewind_epoch, out / "dense", seed, aug, reporter, meta)
+        return train_dense(
+            model, splits, train, cfg.rewind_epoch, out / "dense", seed, aug, reporter, meta, resume
+        )
     rewind = rewind_from or find_rewind(start, cfg.rewind_epoch)
     if rewind.arch != start.arch:
         raise ArtifactError(
@@ -216,46 +240,62 @@ def train_dense(
     aug: Augment,
     reporter: Reporter,
     meta: dict[str, Any],
+    resume: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
     """Train ``model`` densely and save it with its weights after ``rewind_epoch`` epochs beside it.
 
     Returns the rewind state, a summary (path, accuracy, time, throughput) and the model's sha256.
+    With ``resume``, a dense model already saved is taken as is, and a cut-short training continues.
     """
-    states: dict[int, dict[str, torch.Tensor]] = {0: clone_state(model)}
+    path, rewind_name = folder / "model.safetensors", f"rewind-epoch-{rewind_epoch}.safetensors"
+    rewind_path = folder / rewind_name
+    seconds = ips = 0.0
+    if resume and path.is_file() and rewind_path.is_file():
+        model.load_state_dict(artifacts.load_model(path).model.state_dict())
+        sha = artifacts.sha256_file(path)
+        reporter.note("dense model: done before, reused")
+    else:
+        checkpoint = Checkpoint(
+            folder / "checkpoint.safetensors",
+            digest({"train": asdict(train), "meta": meta, "rewind": rewind_epoch}),
+        )
+        if not resume:
+            checkpoint.clear()
+        if rewind_epoch == 0 and not (resume and rewind_path.is_file()):
+            artifacts.save_model(rewind_path, model, meta | {"smu.epoch": 0})
 
-    def keep_rewind_point(epoch: int, m: nn.Module) -> None:
-        if epoch == rewind_epoch:
-            states[epoch] = clone_state(m)
+        def keep_rewind_point(epoch: int, m: nn.Module) -> None:
+            if epoch == rewind_epoch:  # written at once, so a resumed run past this epoch still has it
+                artifacts.save_model(rewind_path, m, meta | {"smu.epoch": rewind_epoch})
 
-    reporter.note("training the dense model")
-    fitted = fit(
-        model,
-        splits.train,
-        train,
-        seed=seed,
-        aug=aug,
-        reporter=reporter,
-        label="dense",
-        on_epoch_end=keep_rewind_point,
-    )
-    rewind_name = f"rewind-epoch-{rewind_epoch}.safetensors"
-    artifacts.save_model(
-        folder / rewind_name, build_like(model, states[rewind_epoch]), meta | {"smu.epoch": rewind_epoch}
-    )
-    sha = artifacts.save_model(
-        folder / "model.safetensors",
-        model,
-        meta | {"smu.epoch": train.epochs, "smu.rewind": rewind_name, "smu.rewind_epoch": rewind_epoch},
-    )
+        reporter.note("training the dense model")
+        fitted = fit(
+            model,
+            splits.train,
+            train,
+            seed=seed,
+            aug=aug,
+            reporter=reporter,
+            label="dense",
+            on_epoch_end=keep_rewind_point,
+            checkpoint=checkpoint,
+        )
+        sha = artifacts.save_model(
+            path,
+            model,
+            meta | {"smu.epoch": train.epochs, "smu.rewind": rewind_name, "smu.rewind_epoch": rewind_epoch},
+        )
+        checkpoint.clear()
+        seconds, ips = fitted.seconds, fitted.images_per_second
     dense = {
-        "model": str(folder / "model.safetensors"),
+        "model": str(path),
         "test_acc": accuracy(model, splits.test),
         "val_acc": accuracy(model, splits.val),
-        "train_seconds": fitted.seconds,
-        "images_per_second": fitted.images_per_second,
+        "train_seconds": seconds,
+        "images_per_second": ips,
     }
     reporter.note(f"dense: test accuracy {dense['test_acc']:.2f}%")
-    return states[rewind_epoch], dense, sha
+    return artifacts.read_tensors(rewind_path), dense, sha
 
 
 def find_rewind(start: LoadedModel, epoch: int) -> LoadedModel:
@@ -276,14 +316,6 @@ def clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def build_like(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    import copy
-
-    other = copy.deepcopy(model)
-    other.load_state_dict(state)
-    return other
-
-
 def train_models(
     splits: Splits,
     arch: str,
@@ -298,6 +330,7 @@ def train_models(
     reporter: Reporter | None = None,
     command: str = "",
     extra_meta: dict[str, Any] | None = None,
+    resume: bool = False,
 ) -> list[tuple[float, Path]]:
     """One dense model, and an OMP model per non-zero rate pruned from it: [(rate, model path), ...].
 
@@ -332,6 +365,7 @@ def train_models(
         Augment(info.crop_pad, info.flip),
         reporter,
         meta,
+        resume,
     )
     models = [(0.0, dense)] if 0.0 in rates else []
     for cfg in cfgs:
@@ -348,6 +382,7 @@ def train_models(
             reporter=reporter,
             command=command,
             extra_meta=extra_meta,
+            resume=resume,
         )
         models.append((cfg.rate, Path(result["model"])))
     return models

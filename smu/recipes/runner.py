@@ -8,15 +8,16 @@ new method reuses the trained and pruned models.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from smu import artifacts
+from smu.artifacts import digest
 from smu.backdoor import Attack
 from smu.data import Splits, load_splits
 from smu.data.forget import resolve_forget
@@ -35,10 +36,6 @@ class Step:
     key: str
     run: Callable[[], dict[str, Any]]
     tags: dict[str, Any]
-
-
-def digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def slug(text: str) -> str:
@@ -83,7 +80,7 @@ class Planner:
             meta = attack().meta() if attack else None
             if r.prune.method == "imp":
                 return self.imp_models(splits, folder, seed)
-            models = train_models(
+            models = train_models(  # resume: an interrupted step continues from its checkpoints
                 splits,
                 r.arch,
                 r.train,
@@ -96,6 +93,7 @@ class Planner:
                 reporter=self.reporter,
                 command=f"smu run (seed {seed})",
                 extra_meta=meta,
+                resume=True,
             )
             return {"models": {f"{rate:g}": str(path) for rate, path in models}}
 
@@ -121,6 +119,7 @@ class Planner:
             device=self.device,
             reporter=self.reporter,
             command=f"smu run (seed {seed})",
+            resume=True,
         )
         models = {"0": result["dense"]["model"]}
         for rate in r.prune.rates:
@@ -192,6 +191,7 @@ class Planner:
                 reporter=self.reporter,
                 features=tuple(r.report.mia_features),
                 command=f"smu run: {scenario} {method}",
+                resume=True,
             )
             return {
                 k: result[k] for k in ("model", "method", "rte_s", "metrics", "forget", "sparsity", "config")
@@ -273,6 +273,17 @@ def is_done(step: Step) -> bool:
         return False
 
 
+def start(step: Step) -> None:
+    """Mark a step as started with its key; leftovers of a step started with another key are cleared.
+
+    Steps resume from their checkpoints, so what is in the folder must belong to this very step.
+    """
+    marker = step.folder / "step.started"
+    if step.folder.is_dir() and (not marker.is_file() or marker.read_text() != step.key):
+        shutil.rmtree(step.folder)
+    artifacts.atomic_write(marker, step.key.encode())
+
+
 def execute(
     recipe: Recipe, out: Path, reporter: Reporter | None = None
 ) -> list[tuple[Step, dict[str, Any], bool]]:
@@ -287,6 +298,7 @@ def execute(
             done.append((step, planner.result(step), True))
             continue
         reporter.note(f"step {i}/{len(steps)}: {step.title}")
+        start(step)
         result = step.run()
         artifacts.write_json(
             step.folder / "step.json", {"key": step.key, "title": step.title, "result": result}

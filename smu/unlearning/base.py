@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from smu.data import ImageSet, Splits
 from smu.data.batches import Augment
 from smu.data.forget import ForgetSet
-from smu.engine import Reporter
+from smu.engine import Checkpoint, Reporter
 from smu.masks import Mask
 
 
@@ -35,3 +35,5 @@ class Context:
     mask: Mask | None = None
     seed: int = 0
     reporter: Reporter | None = None
+    checkpoint: Checkpoint | None = None
+    """Where training methods save their state each epoch (and resume from)."""

@@ -24,6 +24,14 @@ class FTConfig(TrainConfig):
 def finetune(model: nn.Module, data: UnlearnData, cfg: FTConfig, ctx: Context) -> nn.Module:
     """Minimise the cross-entropy on D_r, starting from the model's weights."""
     fit(
-        model, data.retain, cfg, mask=ctx.mask, seed=ctx.seed, aug=data.aug, reporter=ctx.reporter, label="ft"
+        model,
+        data.retain,
+        cfg,
+        mask=ctx.mask,
+        seed=ctx.seed,
+        aug=data.aug,
+        reporter=ctx.reporter,
+        label="ft",
+        checkpoint=ctx.checkpoint,
     )
     return model

@@ -40,6 +40,7 @@ def gradient_ascent(model: nn.Module, data: UnlearnData, cfg: GAConfig, ctx: Con
         aug=data.aug,
         reporter=ctx.reporter,
         label="ga",
+        checkpoint=ctx.checkpoint,
         diverge_hint="lower --lr or --epochs",
     )
     return model

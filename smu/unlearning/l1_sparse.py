@@ -65,6 +65,7 @@ def l1_sparse(model: nn.Module, data: UnlearnData, cfg: L1SparseConfig, ctx: Con
         aug=data.aug,
         reporter=ctx.reporter,
         label="l1-sparse",
+        checkpoint=ctx.checkpoint,
         diverge_hint="lower --alpha or --lr",
     )
     return model

@@ -11,10 +11,10 @@ from typing import Any
 import torch
 
 from smu import artifacts
-from smu.artifacts import LoadedModel
+from smu.artifacts import LoadedModel, digest
 from smu.data import Splits
 from smu.data.forget import ForgetSet
-from smu.engine import Reporter, params_finite, synchronize
+from smu.engine import Checkpoint, Reporter, params_finite, synchronize
 from smu.errors import DivergedError
 from smu.evaluation import gap, unlearning_metrics
 from smu.unlearning import METHODS, Context, UnlearnData
@@ -34,13 +34,32 @@ def run_unlearn(
     evaluate: bool = True,
     features: tuple[str, ...] = ("confidence",),
     command: str = "",
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Unlearn ``forget_set`` from ``loaded`` with ``method``; write the model and return the result."""
+    """Unlearn ``forget_set`` from ``loaded`` with ``method``; write the model and return the result.
+
+    Training methods checkpoint every epoch in ``out``; with ``resume`` an interrupted run continues
+    from its last epoch (RTE then counts only the resumed part).
+    """
     out = Path(out)
     spec = METHODS[method]
     model = loaded.model
     data = UnlearnData.of(splits, forget_set)
-    ctx = Context(arch=loaded.arch, mask=loaded.mask, seed=seed, reporter=reporter or Reporter())
+    key = digest(
+        {
+            "method": method,
+            "config": dataclasses.asdict(cfg),
+            "parent": loaded.sha256,
+            "forget": forget_set.sha256,
+            "seed": seed,
+        }
+    )
+    checkpoint = Checkpoint(out / "checkpoint.safetensors", key)
+    if not resume:
+        checkpoint.clear()
+    ctx = Context(
+        arch=loaded.arch, mask=loaded.mask, seed=seed, reporter=reporter or Reporter(), checkpoint=checkpoint
+    )
     device = next(model.parameters()).device
     torch.manual_seed(seed)
     # RTE: the unlearning step alone; data is already in memory and evaluation comes after.
@@ -74,12 +93,12 @@ def run_unlearn(
         "smu.parent": loaded.sha256,
         "smu.unlearn.method": method,
         "smu.unlearn.config": json.dumps(hyper, sort_keys=True),
-        "smu.unlearn.rte_s": f"{rte:.3f}",
         "smu.forget.sha256": forget_set.sha256,
         "smu.forget.spec": forget_set.spec,
     }
     model_path = out / "model.safetensors"
     artifacts.save_model(model_path, model, meta, mask=loaded.mask)
+    checkpoint.clear()
     forget_set.save(out / "forget.safetensors")
     result: dict[str, Any] = {
         "model": str(model_path),

@@ -46,5 +46,6 @@ def retrain(model: nn.Module, data: UnlearnData, cfg: RetrainConfig, ctx: Contex
         aug=data.aug,
         reporter=ctx.reporter,
         label="retrain",
+        checkpoint=ctx.checkpoint,
     )
     return fresh

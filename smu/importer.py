@@ -1,0 +1,154 @@
+"""Import checkpoints of the original research code (.pth / .pth.tar) safely into smu's artifacts.
+
+Only ``torch.load(weights_only=True)`` is used: it unpickles tensors and plain containers and refuses
+anything that would run code. Layouts understood: a bare state_dict or one under ``state_dict`` /
+``model_state_dict`` / ``model``; ``module.`` prefixes (DataParallel); ``weight_orig`` /
+``weight_mask`` pairs from ``torch.nn.utils.prune`` (the weight becomes orig × mask and the masks
+become the mask artifact); the ``normalize`` module of the research code's networks.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from smu import artifacts
+from smu.errors import ArtifactError, UsageError
+from smu.masks import Mask
+from smu.models import build_model
+from smu.registry import lookup
+
+SHAPES = {
+    "digits": (1, 8),
+    "mnist": (1, 28),
+    "fashion-mnist": (1, 28),
+    "cifar10": (3, 32),
+    "cifar100": (3, 32),
+    "svhn": (3, 32),
+}
+"""Channels and image size of the named datasets (imagefolder needs --image-size)."""
+CONTAINERS = ("state_dict", "model_state_dict", "model")
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a research-code checkpoint, loaded without running any of its code."""
+    if not path.is_file():
+        raise ArtifactError(f"{str(path)!r}: no such file", hint="check the path")
+    try:
+        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ArtifactError(
+            f"refused {str(path)!r}: unpickling it would run code ({first[:120]})",
+            hint="smu loads only tensors; re-save the model's state_dict with torch.save",
+        ) from None
+    except Exception as e:  # a truncated or foreign file
+        raise ArtifactError(
+            f"{str(path)!r} is not a readable PyTorch checkpoint ({type(e).__name__})",
+            hint="pass a .pth/.pth.tar written by torch.save",
+        ) from None
+    for key in CONTAINERS:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ArtifactError(
+            f"{str(path)!r} holds no state_dict of tensors",
+            hint=f"expected a state_dict, possibly under one of {', '.join(CONTAINERS)}",
+        )
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def convert(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(smu state_dict keys, masks): ``net.`` prefixes, and pruning pairs folded into weights and masks."""
+    tensors, masks = {}, {}
+    for key, value in state.items():
+        if key.endswith("_mask"):
+            continue
+        if key.endswith("_orig"):
+            base = key.removesuffix("_orig")
+            mask = state.get(f"{base}_mask")
+            if mask is None:
+                raise ArtifactError(
+                    f"{key!r} has no matching {base}_mask", hint="the checkpoint is incomplete"
+                )
+            value = value * mask
+            masks[f"net.{base}"] = mask.to(torch.uint8)
+            key = base
+        tensors[key if key.startswith("normalize.") else f"net.{key}"] = value
+    return tensors, masks
+
+
+def import_checkpoint(
+    path: str | Path, arch: str, dataset: str, out: Path, *, image_size: int | None = None, command: str = ""
+) -> dict[str, Any]:
+    """Write ``out/model.safetensors`` (and ``mask.safetensors`` when pruned) from a research checkpoint."""
+    path = Path(path)
+    lookup({"imagefolder": 0, **SHAPES}, dataset, "dataset")
+    if dataset not in SHAPES and image_size is None:
+        raise UsageError(f"--dataset {dataset} has no fixed image size", hint="pass --image-size")
+    tensors, masks = convert(read_checkpoint(path))
+    channels, size = SHAPES.get(dataset, (3, image_size))
+    head = [k for k in tensors if k.endswith(".weight") and tensors[k].ndim == 2]
+    if not head:
+        raise ArtifactError(f"{str(path)!r} has no classifier layer", hint="is it a classification model?")
+    classes = tensors[head[-1]].shape[0]
+    model = build_model(
+        arch,
+        in_channels=channels,
+        image_size=image_size or size,
+        num_classes=classes,
+        mean=[0.0] * channels,
+        std=[1.0] * channels,
+    )
+    expected = model.state_dict()
+    for key in ("normalize.mean", "normalize.std"):  # research networks without a normalize module
+        tensors.setdefault(key, expected[key])
+    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    if missing or extra or wrong:
+        what = (
+            f"missing {missing[:3]}"
+            if missing
+            else f"unexpected {extra[:3]}"
+            if extra
+            else f"{wrong[0]} is {tuple(tensors[wrong[0]].shape)}, not {tuple(expected[wrong[0]].shape)}"
+        )
+        raise ArtifactError(
+            f"{str(path)!r} does not fit --arch {arch}: {what}",
+            hint="check --arch (and --dataset for the input channels)",
+        )
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    mask = None
+    if masks:
+        # Complete the mask over its scope: weights the research code left unpruned are all ones.
+        params = dict(model.named_parameters())
+        mask = Mask.ones(model, "conv" if all(params[k].ndim == 4 for k in masks) else "all")
+        for key, m in masks.items():
+            mask.tensors[key] = m.to(params[key].dtype)
+    meta = {
+        "smu.arch": arch,
+        "smu.dataset": dataset,
+        "smu.num_classes": classes,
+        "smu.input_shape": f"{channels}x{image_size or size}x{image_size or size}",
+        "smu.seed": 0,
+        "smu.val_fraction": 0.1,
+        "smu.split_seed": 0,
+        "smu.command": command,
+        "smu.imported_from": path.name,
+        "smu.parent": artifacts.sha256_file(path),
+    }
+    artifacts.save_model(out / "model.safetensors", model, meta, mask=mask)
+    return {
+        "model": str(out / "model.safetensors"),
+        "mask": str(out / "mask.safetensors") if mask else None,
+        "arch": arch,
+        "dataset": dataset,
+        "num_classes": classes,
+        "sparsity": mask.sparsity() if mask else 0.0,
+        "source": str(path),
+        "source_sha256": meta["smu.parent"],
+    }
