@@ -15,8 +15,10 @@ import torch
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads{gpu}; "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads{gpu}; "
+        f"Python {platform.python_version()}, torch {torch.__version__}"
+    )
 
 
 def header(title: str) -> None:
@@ -30,8 +32,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved(fns: dict[str, Callable[[], float | None]], repeats: int, device: torch.device,
-                warmup: int = 1) -> dict[str, float]:
+def interleaved(
+    fns: dict[str, Callable[[], float | None]], repeats: int, device: torch.device, warmup: int = 1
+) -> dict[str, float]:
     """Median seconds of each function, run in turn ``repeats`` times so drift hits them all alike.
 
     A function may return its own measured seconds (to exclude set-up); otherwise its wall time counts.
@@ -46,7 +49,7 @@ def interleaved(fns: dict[str, Callable[[], float | None]], repeats: int, device
             start = time.perf_counter()
             own = fn()
             sync(device)
-            times[name].append(own if own is not None else time.perf_counter() - start)
+            times[name].append(own if isinstance(own, float) else time.perf_counter() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 

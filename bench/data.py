@@ -43,5 +43,6 @@ def model(arch: str, data: ImageSet, device: str, seed: int = 0) -> torch.nn.Mod
     torch.manual_seed(seed)
     c, h = data.x.shape[1], data.x.shape[2]
     classes = int(data.y.max()) + 1
-    return build_model(arch, in_channels=c, image_size=h, num_classes=max(classes, 10), mean=[0.5] * c,
-                       std=[0.25] * c).to(device)
+    return build_model(
+        arch, in_channels=c, image_size=h, num_classes=max(classes, 10), mean=[0.5] * c, std=[0.25] * c
+    ).to(device)

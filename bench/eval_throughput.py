@@ -17,9 +17,11 @@ from data import add_arguments, images, model
 
 from smu.engine import eval_batch_size, predict
 
+RawText = argparse.RawDescriptionHelpFormatter
+
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=RawText)
     add_arguments(parser, arch="resnet20,cnn")
     args = parser.parse_args()
     data, source = images(args)
@@ -29,14 +31,14 @@ def main() -> None:
     rows = []
     for arch in args.arch.split(","):
         net = model(arch, data, args.device).eval()
-        floats = [data.x[i:i + batch].float() / 255 for i in range(0, len(data), batch)]
+        floats = [data.x[i : i + batch].float() / 255 for i in range(0, len(data), batch)]
 
         @torch.inference_mode()
-        def bare() -> None:
+        def bare(net=net, floats=floats) -> None:
             for x in floats:
                 net(x)
 
-        t = interleaved({"limit": bare, "smu": lambda: predict(net, data)}, args.repeats, device)
+        t = interleaved({"limit": bare, "smu": lambda net=net: predict(net, data)}, args.repeats, device)
         rows.append([arch, len(data) / t["limit"], len(data) / t["smu"], t["limit"] / t["smu"]])
     table(rows, ["arch", "limit img/s", "smu img/s", "smu / limit"])
     print(f"# medians of {args.repeats} interleaved repetitions")

@@ -28,7 +28,7 @@ def literal(net: torch.nn.Module, data, v: torch.Tensor, n: int) -> torch.Tensor
     params = list(net.parameters())
     k, o = v.clone(), None
     for i in range(len(data)):
-        loss = F.cross_entropy(net(data.x[i:i + 1].float() / 255), data.y[i:i + 1])
+        loss = F.cross_entropy(net(data.x[i : i + 1].float() / 255), data.y[i : i + 1])
         g = torch.cat([t.flatten() for t in torch.autograd.grad(loss, params)])
         if o is None:
             o = g.clone()
@@ -39,8 +39,13 @@ def literal(net: torch.nn.Module, data, v: torch.Tensor, n: int) -> torch.Tensor
     return k
 
 
+N = 1000
+"""The WoodFisher constant, as in the research code."""
+RawText = argparse.RawDescriptionHelpFormatter
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=RawText)
     add_arguments(parser, arch="resnet20")
     parser.set_defaults(images=512, repeats=3)
     args = parser.parse_args()
@@ -56,12 +61,15 @@ def main() -> None:
         flat_v = torch.cat([v[n].flatten() for n in names])
         size = flat_v.numel()
         chunk = max(1, min(128, (1 << 26) // size))
-        n = 1000
         out = {}
-        fns = {
-            "smu": lambda: out.__setitem__("smu", woodfisher_direction(net, data, v, n, chunk)),
-            "loop": lambda: out.__setitem__("loop", literal(net, data, flat_v, n)),
-        }
+
+        def fast(net=net, out=out, v=v, chunk=chunk) -> None:
+            out["smu"] = woodfisher_direction(net, data, v, N, chunk)
+
+        def slow(net=net, out=out, flat_v=flat_v) -> None:
+            out["loop"] = literal(net, data, flat_v, N)
+
+        fns = {"smu": fast, "loop": slow}
         t = interleaved(fns, args.repeats, device)
         fast = torch.cat([out["smu"][name].flatten() for name in names])
         error = ((fast - out["loop"]).norm() / out["loop"].norm()).item()

@@ -1,6 +1,6 @@
 """Benchmark 6: wall time and peak memory (max RSS) of whole commands, each in its own process.
 
-    python bench/memory.py          # smu demo, and smu unlearn --method iu on Fashion-MNIST
+python bench/memory.py          # smu demo, and smu unlearn --method iu on Fashion-MNIST
 """
 
 from __future__ import annotations
@@ -32,8 +32,12 @@ sys.exit(code)
 def measure(args: list[str], report: Path) -> tuple[float, float]:
     """(seconds, peak RSS in MiB) of one smu command run in a child process."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", PEAK, str(report), *args], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-c", PEAK, str(report), *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     seconds = time.perf_counter() - start
     return seconds, int(report.read_text()) / 1024
 
@@ -46,12 +50,43 @@ def main() -> None:
         seconds, rss = measure(["demo", "--out", str(folder / "demo"), "-q"], folder / "rss")
         rows.append(["smu demo", seconds, rss])
         # A trained Fashion-MNIST cnn to unlearn from (its training is not what is measured).
-        subprocess.run([*SMU, "prune", "--dataset", "fashion-mnist", "--arch", "cnn", "--epochs", "2",
-                        "--rewind-epoch", "1", "--rate", "0.9", "--out", str(folder / "p"), "-q"], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                *SMU,
+                "prune",
+                "--dataset",
+                "fashion-mnist",
+                "--arch",
+                "cnn",
+                "--epochs",
+                "2",
+                "--rewind-epoch",
+                "1",
+                "--rate",
+                "0.9",
+                "--out",
+                str(folder / "p"),
+                "-q",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         model = str(folder / "p" / "round-1" / "model.safetensors")
-        seconds, rss = measure(["unlearn", "--model", model, "--forget", "random:10%", "--method", "iu", "--out",
-                                str(folder / "iu"), "-q"], folder / "rss")
+        seconds, rss = measure(
+            [
+                "unlearn",
+                "--model",
+                model,
+                "--forget",
+                "random:10%",
+                "--method",
+                "iu",
+                "--out",
+                str(folder / "iu"),
+                "-q",
+            ],
+            folder / "rss",
+        )
         rows.append(["smu unlearn --method iu (fashion-mnist cnn, random:10%, with eval)", seconds, rss])
     table(rows, ["command", "wall s", "peak RSS MiB"])
 

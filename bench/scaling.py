@@ -21,23 +21,40 @@ from smu.engine import TrainConfig, fit
 from smu.unlearning import METHODS, Context, UnlearnData, make_config
 from smu.unlearning.fisher import fisher_diagonal
 
-SHORT = {"retrain": {"epochs": 1}, "ft": {"epochs": 1}, "l1-sparse": {"epochs": 1}, "ga": {"epochs": 1},
-         "ff": {}, "iu": {}}
+SHORT = {
+    "retrain": {"epochs": 1},
+    "ft": {"epochs": 1},
+    "l1-sparse": {"epochs": 1},
+    "ga": {"epochs": 1},
+    "ff": {},
+    "iu": {},
+}
+
+
+RawText = argparse.RawDescriptionHelpFormatter
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=RawText)
     parser.add_argument("--arch", default="cnn")
     parser.add_argument("--dataset", default="fashion-mnist")
     args = parser.parse_args()
     splits = load_splits(args.dataset)
-    header(f"unlearning time vs forget-set size, {args.dataset} {args.arch}, one epoch for the trained methods")
+    header(
+        f"unlearning time vs forget-set size, {args.dataset} {args.arch}, one epoch of the training methods"
+    )
     torch.manual_seed(0)
     info = splits.info
     from smu.models import build_model
 
-    net = build_model(args.arch, in_channels=info.channels, image_size=info.image_size,
-                      num_classes=info.num_classes, mean=info.mean, std=info.std)
+    net = build_model(
+        args.arch,
+        in_channels=info.channels,
+        image_size=info.image_size,
+        num_classes=info.num_classes,
+        mean=info.mean,
+        std=info.std,
+    )
     fit(net, splits.train, TrainConfig(epochs=1, lr=0.05))
     rows = []
     for share in ("1%", "10%", "50%"):
@@ -45,16 +62,24 @@ def main() -> None:
         data = UnlearnData.of(splits, forget)
         row = [share, len(forget)]
         for method, options in SHORT.items():
-            copy = build_model(args.arch, in_channels=info.channels, image_size=info.image_size,
-                               num_classes=info.num_classes, mean=info.mean, std=info.std)
+            copy = build_model(
+                args.arch,
+                in_channels=info.channels,
+                image_size=info.image_size,
+                num_classes=info.num_classes,
+                mean=info.mean,
+                std=info.std,
+            )
             copy.load_state_dict(net.state_dict())
             start = time.perf_counter()
             METHODS[method].run(copy, data, make_config(method, options), Context(args.arch))
             row.append(time.perf_counter() - start)
         rows.append(row)
     table(rows, ["forget", "images", *[f"{m} s" for m in SHORT]])
-    print("# retrain, ft and l1-sparse pass over the retain set, ga over the forget set, ff over the retain set")
-    print("# (C backward passes' worth per batch), iu over both sets once plus 1,002 per-sample gradients")
+    print(
+        "# retrain, ft, l1-sparse: one pass over the retain set; ga: over the forget set; ff: the retain set"
+    )
+    print("# with C backward passes per batch; iu: one pass over both sets plus 1,002 per-sample gradients")
 
     header("FF Fisher pass vs class count, synthetic 1x28x28, 2,048 images")
     rows = []

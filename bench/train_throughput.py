@@ -86,8 +86,13 @@ def original_epoch(net: torch.nn.Module, data, mask: Mask, augment: Augment, wor
     for name, m in mask.items():
         torch_prune.custom_from_mask(modules[name.rsplit(".", 1)[0]], "weight", m.bool())
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    loader = DataLoader(PerImage(data, augment.crop_pad, augment.flip), batch_size=BATCH, shuffle=True,
-                        num_workers=workers, persistent_workers=workers > 0)
+    loader = DataLoader(
+        PerImage(data, augment.crop_pad, augment.flip),
+        batch_size=BATCH,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
 
     def run() -> None:
         net.train()
@@ -101,8 +106,11 @@ def original_epoch(net: torch.nn.Module, data, mask: Mask, augment: Augment, wor
     return run
 
 
+RawText = argparse.RawDescriptionHelpFormatter
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=RawText)
     add_arguments(parser, arch="resnet20,cnn")
     parser.add_argument("--no-original", action="store_true", help="skip the per-image DataLoader baseline")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the original way")

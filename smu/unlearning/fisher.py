@@ -10,8 +10,12 @@ large where the retain data does not pin a weight down (small F) and small where
     θ ← θ + σ · N(0, 1)
 
 For class-wise forgetting the forgotten class's classifier row is set to 0 with σ² = 1e-4 (×10).
-The C per-class gradients of a batch come from one batched backward pass (autograd's
-``is_grads_batched``) instead of C separate ones.
+
+The C per-class gradients of a batch need C vector-Jacobian products whatever the form: one per
+class from a single forward (the CE gradient with respect to the logits, (softmax − e_y) / B, is
+fed in directly), or all C in one batched backward (autograd's ``is_grads_batched``). The batched
+form keeps a GPU busy; on a CPU it measured 0.89× the per-class loop (docs/PERFORMANCE.md), so
+``batched`` defaults to "not on a CPU". Both give the same numbers (tests/test_unlearning.py).
 """
 
 from __future__ import annotations
@@ -38,33 +42,35 @@ class FFConfig:
 
 
 def fisher_diagonal(
-    model: nn.Module, data: ImageSet, batch_size: int = 32, class_chunk: int = 16
+    model: nn.Module, data: ImageSet, batch_size: int = 32, batched: bool | None = None
 ) -> dict[str, torch.Tensor]:
     """The diagonal Fisher information of every parameter, as in ``fisher_new`` (model in eval mode)."""
     model.eval()
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    fisher = {n: torch.zeros_like(p) for n, p in params.items()}
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad]
+    fisher = [torch.zeros_like(p) for p in params]
+    batched = params[0].device.type != "cpu" if batched is None else batched
     n_batches = 0
     for x, _ in batches(data, batch_size):
         out = model(x)
         prob = F.softmax(out.detach(), dim=1)
         classes = out.shape[1]
-        weight = prob.mean(0)  # mean predicted probability of each class
+        weight = prob.mean(0).tolist()  # mean predicted probability of each class
         # ∂ mean_i CE(out_i, y) / ∂ out = (softmax(out) − e_y) / B, for every y at once.
         cotangents = (prob[None] - torch.eye(classes, device=out.device)[:, None, :]) / len(x)
-        for start in range(0, classes, class_chunk):
-            stop = min(start + class_chunk, classes)
-            grads = torch.autograd.grad(
-                out,
-                list(params.values()),
-                grad_outputs=cotangents[start:stop],
-                is_grads_batched=True,
-                retain_graph=stop < classes,
-            )
-            for (name, _), g in zip(params.items(), grads, strict=True):
-                fisher[name] += torch.tensordot(weight[start:stop], g.pow(2), dims=1)
+        if batched:
+            grads = torch.autograd.grad(out, params, grad_outputs=cotangents, is_grads_batched=True)
+            w = torch.tensor(weight, device=out.device)
+            for f, g in zip(fisher, grads, strict=True):
+                f += torch.tensordot(w, g.pow(2), dims=1)
+        else:
+            for y in range(classes):
+                grads = torch.autograd.grad(
+                    out, params, grad_outputs=cotangents[y], retain_graph=y < classes - 1
+                )
+                torch._foreach_addcmul_(fisher, grads, grads, value=weight[y])
         n_batches += 1
-    return {n: f / max(n_batches, 1) for n, f in fisher.items()}
+    return {n: f / max(n_batches, 1) for n, f in zip(names, fisher, strict=True)}
 
 
 def noise_variance(
