@@ -1,7 +1,9 @@
 """Benchmark 5: evaluation throughput of ``smu.engine.predict`` against the bare forward pass.
 
-- limit: the model's forward in inference mode on batches already scaled to float, nothing else
-- smu: ``predict`` on the uint8 images in memory (slice, scale, forward, gather the logits)
+- limit: the model's forward in inference mode on batches already scaled to float, nothing else, in
+  the layout smu uses on the device (channels-last on CPU and CUDA)
+- default layout: the same bare forward with contiguous (NCHW) weights and inputs
+- smu: ``predict`` on the uint8 images in memory (layout, slice, scale, forward, gather the logits)
 
     python bench/eval_throughput.py
     python bench/eval_throughput.py --arch resnet18 --shape cifar10 --synthetic --device cuda
@@ -15,7 +17,7 @@ import torch
 from common import header, interleaved, table
 from data import add_arguments, images, model
 
-from smu.engine import eval_batch_size, predict
+from smu.engine import CHANNELS_LAST, eval_batch_size, predict
 
 RawText = argparse.RawDescriptionHelpFormatter
 
@@ -31,16 +33,25 @@ def main() -> None:
     rows = []
     for arch in args.arch.split(","):
         net = model(arch, data, args.device).eval()
-        floats = [data.x[i : i + batch].float() / 255 for i in range(0, len(data), batch)]
+        fns = {"smu": lambda net=net: predict(net, data)}
+        layout = torch.channels_last if device.type in CHANNELS_LAST else torch.contiguous_format
+        for name, fmt in (("limit", layout), ("default layout", torch.contiguous_format)):
+            bare_net = model(arch, data, args.device).eval().to(memory_format=fmt)
+            floats = [
+                (data.x[i : i + batch].float() / 255).contiguous(memory_format=fmt)
+                for i in range(0, len(data), batch)
+            ]
 
-        @torch.inference_mode()
-        def bare(net=net, floats=floats) -> None:
-            for x in floats:
-                net(x)
+            @torch.inference_mode()
+            def bare(net=bare_net, floats=floats) -> None:
+                for x in floats:
+                    net(x)
 
-        t = interleaved({"limit": bare, "smu": lambda net=net: predict(net, data)}, args.repeats, device)
-        rows.append([arch, len(data) / t["limit"], len(data) / t["smu"], t["limit"] / t["smu"]])
-    table(rows, ["arch", "limit img/s", "smu img/s", "smu / limit"])
+            fns[name] = bare
+        t = interleaved(fns, args.repeats, device)
+        n = len(data)
+        rows.append([arch, n / t["default layout"], n / t["limit"], n / t["smu"], t["limit"] / t["smu"]])
+    table(rows, ["arch", "default layout img/s", "limit img/s", "smu img/s", "smu / limit"])
     print(f"# medians of {args.repeats} interleaved repetitions")
 
 

@@ -61,6 +61,23 @@ def test_omp_prunes_to_the_rate_and_every_masked_weight_in_the_file_is_zero(tmp_
     assert [r["round"] for r in out["rounds"]] == [1] and out["dense"]["test_acc"] > 30
 
 
+def test_amp_trains_in_bf16_keeps_masked_weights_zero_and_is_recorded(tmp_path):
+    args = ["prune", *FAST, "--rate", "0.8", "--rewind-epoch", "1", "--json", "--out"]
+    result = smu(*args, tmp_path / "amp", "--amp")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    weights, mask = load_file(out["model"]), load_file(out["mask"])
+    assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())
+    for name, m in mask.items():
+        assert bool((weights[name][m == 0] == 0).all()), name
+    assert json.loads((tmp_path / "amp" / "manifest.json").read_text())["options"]["amp"] is True
+    plain = json.loads(smu(*args, tmp_path / "plain").stdout)
+    plain_weights = load_file(plain["model"])
+    assert plain_weights.keys() == weights.keys()
+    assert plain["sparsity"] == out["sparsity"] and abs(plain["test_acc"] - out["test_acc"]) < 15
+    assert any(plain_weights[k].ne(w).any() for k, w in weights.items())  # bf16 rounding shows
+
+
 def test_imp_keeps_every_round_and_ends_at_one_minus_keep_to_the_three(tmp_path):
     result = smu(
         "prune",

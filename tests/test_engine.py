@@ -4,8 +4,8 @@ import torch.nn.functional as F
 
 from smu.data import ImageSet
 from smu.data.batches import Augment, augment, batches
-from smu.engine import TrainConfig, accuracy, fit, lr_at, resolve_device
-from smu.errors import DivergedError, UnknownNameError, UsageError
+from smu.engine import TrainConfig, accuracy, fast_layout, fit, lr_at, resolve_device, runtime
+from smu.errors import DivergedError, SmuError, UnknownNameError, UsageError
 
 
 def test_multistep_schedule_multiplies_by_a_tenth_at_each_milestone():
@@ -98,3 +98,62 @@ def test_a_diverging_loss_stops_training_with_a_clear_error(digits, tiny_model):
 
     with pytest.raises(DivergedError, match="epoch 1"):
         fit(tiny_model, digits.train, TrainConfig(epochs=2, batch_size=256), loss_fn=exploding, label="ga")
+
+
+def test_amp_runs_the_forward_and_loss_in_bf16_and_still_learns(digits, tiny_model):
+    seen = []
+
+    def loss_fn(out, y, epoch):
+        seen.append(out.dtype)
+        return F.cross_entropy(out, y)
+
+    with runtime(amp=True):
+        fit(tiny_model, digits.train, TrainConfig(epochs=3, batch_size=64, lr=0.05), loss_fn=loss_fn)
+    fit(tiny_model, digits.train, TrainConfig(epochs=1, batch_size=64, lr=0.05), loss_fn=loss_fn)
+    steps = 3 * -(-len(digits.train) // 64)
+    assert set(seen[:steps]) == {torch.bfloat16} and set(seen[steps:]) == {torch.float32}
+    assert all(p.dtype == torch.float32 for p in tiny_model.parameters())  # weights stay float32
+    assert accuracy(tiny_model, digits.test) > 60
+
+
+def test_channels_last_is_used_inside_and_undone_after(tiny_model):
+    # (a conv with one input channel is contiguous in both layouts, so those are left out)
+    convs = [m.weight for m in tiny_model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
+    assert convs
+    with fast_layout(tiny_model, torch.device("cpu")) as layout:
+        assert layout == torch.channels_last
+        assert all(
+            w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in convs
+        )
+    assert all(w.is_contiguous() for w in tiny_model.parameters())
+    with fast_layout(tiny_model, torch.device("mps")) as layout:  # only changes the model's layout
+        assert layout == torch.contiguous_format and all(w.is_contiguous() for w in convs)
+
+
+def test_a_compiler_failure_is_a_one_line_error(digits, tiny_model, monkeypatch):
+    def broken(model):
+        def forward(x):
+            raise torch._dynamo.exc.TorchDynamoException("no C++ compiler found\nlong trace")
+
+        return forward
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with runtime(compile=True), pytest.raises(SmuError) as caught:
+        fit(tiny_model, digits.train, TrainConfig(epochs=1))
+    assert caught.value.message == "--compile failed: no C++ compiler found"
+    assert "without --compile" in caught.value.hint
+
+
+def test_compiled_training_matches_eager_training(digits, tiny_model):
+    """torch.compile runs the same steps (one short epoch: compiling takes most of this test's time)."""
+    import copy
+
+    eager = copy.deepcopy(tiny_model)
+    data = digits.train.subset(torch.arange(512))
+    cfg = TrainConfig(epochs=1, batch_size=128, lr=0.05)
+    with runtime(compile=True):
+        compiled = fit(tiny_model, data, cfg)
+    plain = fit(eager, data, cfg)
+    assert compiled.loss == pytest.approx(plain.loss, rel=1e-3)
+    for (k, a), b in zip(tiny_model.state_dict().items(), eager.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-4), k

@@ -61,6 +61,9 @@ def test_overrides_set_dotted_keys_with_yaml_values(tmp_path):
     )
     assert recipe.unlearn["ft"]["lr"] == 0.02 and recipe.seeds == [1, 2] and recipe.prune.rates == [0.5, 0.9]
     assert recipe.train.decreasing_lr == (2,)
+    assert not recipe.amp and load_recipe(write(tmp_path), ["amp=true", "compile=true"]).amp
+    with pytest.raises(UsageError, match="amp must be bool"):
+        load_recipe(write(tmp_path), ["amp=fast"])
 
 
 def test_every_mistake_is_reported_at_once_with_the_nearest_key(tmp_path):

@@ -12,7 +12,7 @@ from smu.backdoor import BackdoorConfig, run_backdoor
 from smu.commands import common as c
 from smu.commands.unlearn import method_option
 from smu.data import load_splits
-from smu.engine import resolve_device
+from smu.engine import resolve_device, runtime
 from smu.errors import UsageError
 from smu.models import ARCHS
 from smu.pruning import PruneConfig
@@ -111,6 +111,8 @@ def cleanse(
     warmup: c.Warmup = c.DEFAULT_TRAIN.warmup,
     no_aug: c.NoAug = False,
     device: c.Device = "auto",
+    amp: c.Amp = False,
+    compile_model: c.Compile = False,
     seed: c.Seed = 0,
     out: c.Out = None,
     force: c.Force = False,
@@ -156,7 +158,11 @@ def cleanse(
     if start is None and any(r > 0 for r in cfg.rates):
         PruneConfig("omp", rate=max(cfg.rates), rewind_epoch=rewind_epoch).resolved(train.epochs)
     out_dir = out or c.default_out("backdoor", splits.info.name, arch, unlearn)
-    with artifacts.run_dir(out_dir, force) as out_dir, reporting(quiet) as reporter:
+    with (
+        artifacts.run_dir(out_dir, force) as out_dir,
+        reporting(quiet) as reporter,
+        runtime(amp, compile_model),
+    ):
         result = run_backdoor(
             splits,
             arch,

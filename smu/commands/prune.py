@@ -10,7 +10,7 @@ import typer
 from smu import artifacts
 from smu.commands import common as c
 from smu.data import load_splits
-from smu.engine import resolve_device
+from smu.engine import resolve_device, runtime
 from smu.errors import UsageError
 from smu.models import ARCHS
 from smu.pruning import PruneConfig
@@ -82,6 +82,8 @@ def prune(
     warmup: c.Warmup = c.DEFAULT_TRAIN.warmup,
     no_aug: c.NoAug = False,
     device: c.Device = "auto",
+    amp: c.Amp = False,
+    compile_model: c.Compile = False,
     seed: c.Seed = 0,
     out: c.Out = None,
     force: c.Force = False,
@@ -121,7 +123,11 @@ def prune(
     lookup(ARCHS, arch, "architecture")
     splits = load_splits(dataset, data_dir=data, device=dev, val_fraction=val_fraction, seed=seed)
     out_dir = out or c.default_out("prune", dataset, arch, cfg.method)
-    with artifacts.run_dir(out_dir, force or resume) as out_dir, reporting(quiet) as reporter:
+    with (
+        artifacts.run_dir(out_dir, force or resume) as out_dir,
+        reporting(quiet) as reporter,
+        runtime(amp, compile_model),
+    ):
         result = run_prune(
             splits,
             arch,

@@ -116,8 +116,9 @@ def run_recipe(
     tables = report.build(done)
     ran = sum(not skipped for _, _, skipped in done)
     v = c.versions(resolve_device(recipe.device))
+    speed = "".join(f", {name}" for name in ("amp", "compile") if getattr(recipe, name))
     preamble = (
-        f"Command: `{command}`\n\nMachine: {v['device_name']} ({v['device']}), {v['platform']}, "
+        f"Command: `{command}`\n\nMachine: {v['device_name']} ({v['device']}{speed}), {v['platform']}, "
         f"torch {v['torch']}; wall time {seconds / 60:.1f} min ({ran} of {len(done)} steps run, the rest "
         "reused)\n"
     )

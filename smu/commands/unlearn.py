@@ -13,7 +13,7 @@ from smu.commands import common as c
 from smu.commands.evaluate import Forget, ForgetSeed, MiaFeatures, Reference
 from smu.commands.evaluate import render as render_metrics
 from smu.data.forget import resolve_forget
-from smu.engine import resolve_device
+from smu.engine import resolve_device, runtime
 from smu.registry import field_help, lookup
 from smu.ui import emit, reporting
 from smu.unlearning import METHODS, make_config
@@ -89,6 +89,8 @@ def unlearn(
     iu_samples: Annotated[int | None, method_option("iu_samples")] = None,
     data: c.DataDir = None,
     device: c.Device = "auto",
+    amp: c.Amp = False,
+    compile_model: c.Compile = False,
     seed: c.Seed = 0,
     out: c.Out = None,
     force: c.Force = False,
@@ -124,7 +126,11 @@ def unlearn(
     fs = resolve_forget(forget, splits, forget_seed)
     features = tuple(f.strip() for f in mia_features.split(",") if f.strip()) or ("confidence",)
     out_dir = out or c.default_out("unlearn", loaded.dataset, loaded.arch, method)
-    with artifacts.run_dir(out_dir, force or resume) as out_dir, reporting(quiet) as reporter:
+    with (
+        artifacts.run_dir(out_dir, force or resume) as out_dir,
+        reporting(quiet) as reporter,
+        runtime(amp, compile_model),
+    ):
         result = run_unlearn(
             loaded,
             splits,

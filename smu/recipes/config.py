@@ -72,6 +72,10 @@ class Recipe:
     data: str | None = None
     val_fraction: float = 0.1
     device: str = "auto"
+    amp: bool = False
+    """bf16 autocast in training steps (as --amp)."""
+    compile: bool = False
+    """torch.compile for training steps (as --compile)."""
     seeds: list[int] = field(default_factory=lambda: [0])
     forget_seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)

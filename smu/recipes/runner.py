@@ -21,7 +21,7 @@ from smu.artifacts import digest
 from smu.backdoor import Attack
 from smu.data import Splits, load_splits
 from smu.data.forget import resolve_forget
-from smu.engine import Reporter, resolve_device
+from smu.engine import Reporter, resolve_device, runtime
 from smu.pruning import PruneConfig
 from smu.pruning.pipeline import run_prune, train_models
 from smu.recipes.config import Recipe
@@ -53,7 +53,9 @@ class Planner:
         self.recipe, self.out, self.reporter = recipe, out, reporter
         self.device = resolve_device(recipe.device)
         self.base = {
-            k: v for k, v in recipe.to_dict().items() if k in ("dataset", "arch", "val_fraction", "train")
+            k: v
+            for k, v in recipe.to_dict().items()
+            if k in ("dataset", "arch", "val_fraction", "train", "amp")
         }
 
     def steps(self) -> list[Step]:
@@ -299,7 +301,8 @@ def execute(
             continue
         reporter.note(f"step {i}/{len(steps)}: {step.title}")
         start(step)
-        result = step.run()
+        with runtime(recipe.amp, recipe.compile):
+            result = step.run()
         artifacts.write_json(
             step.folder / "step.json", {"key": step.key, "title": step.title, "result": result}
         )

@@ -28,6 +28,7 @@ from torch import nn
 
 from smu.data import ImageSet
 from smu.data.batches import batches
+from smu.engine import fast_layout
 from smu.errors import UsageError
 from smu.models import classifier_layer
 from smu.unlearning.base import Context, UnlearnData
@@ -48,28 +49,30 @@ def fisher_diagonal(
     model.eval()
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
-    fisher = [torch.zeros_like(p) for p in params]
-    batched = params[0].device.type != "cpu" if batched is None else batched
-    n_batches = 0
-    for x, _ in batches(data, batch_size):
-        out = model(x)
-        prob = F.softmax(out.detach(), dim=1)
-        classes = out.shape[1]
-        weight = prob.mean(0).tolist()  # mean predicted probability of each class
-        # ∂ mean_i CE(out_i, y) / ∂ out = (softmax(out) − e_y) / B, for every y at once.
-        cotangents = (prob[None] - torch.eye(classes, device=out.device)[:, None, :]) / len(x)
-        if batched:
-            grads = torch.autograd.grad(out, params, grad_outputs=cotangents, is_grads_batched=True)
-            w = torch.tensor(weight, device=out.device)
-            for f, g in zip(fisher, grads, strict=True):
-                f += torch.tensordot(w, g.pow(2), dims=1)
-        else:
-            for y in range(classes):
-                grads = torch.autograd.grad(
-                    out, params, grad_outputs=cotangents[y], retain_graph=y < classes - 1
-                )
-                torch._foreach_addcmul_(fisher, grads, grads, value=weight[y])
-        n_batches += 1
+    device = params[0].device
+    batched = device.type != "cpu" if batched is None else batched
+    with fast_layout(model, device) as layout:
+        fisher = [torch.zeros_like(p) for p in params]  # in the layout the gradients will have
+        n_batches = 0
+        for x, _ in batches(data, batch_size):
+            n_batches += 1
+            out = model(x.contiguous(memory_format=layout))
+            prob = F.softmax(out.detach(), dim=1)
+            classes = out.shape[1]
+            weight = prob.mean(0).tolist()  # mean predicted probability of each class
+            # ∂ mean_i CE(out_i, y) / ∂ out = (softmax(out) − e_y) / B, for every y at once.
+            cotangents = (prob[None] - torch.eye(classes, device=out.device)[:, None, :]) / len(x)
+            if batched:
+                grads = torch.autograd.grad(out, params, grad_outputs=cotangents, is_grads_batched=True)
+                w = torch.tensor(weight, device=out.device)
+                for f, g in zip(fisher, grads, strict=True):
+                    f += torch.tensordot(w, g.pow(2), dims=1)
+            else:
+                for y in range(classes):
+                    grads = torch.autograd.grad(
+                        out, params, grad_outputs=cotangents[y], retain_graph=y < classes - 1
+                    )
+                    torch._foreach_addcmul_(fisher, grads, grads, value=weight[y])
     return {n: f / max(n_batches, 1) for n, f in zip(names, fisher, strict=True)}
 
 
