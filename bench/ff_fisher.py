@@ -5,6 +5,8 @@
   ``is_grads_batched``) and "per-class" (C backward passes fed the logit gradient directly,
   accumulated with fused ops)
 - loop: the research code's ``fisher_new``: C backward passes per batch of 32
+- limit: only the work any exact form must do, in smu's layout: per batch one forward and C
+  vector-Jacobian products, nothing accumulated; loop / limit bounds what an exact Fisher can gain
 
     python bench/ff_fisher.py                         # resnet20, Fashion-MNIST shapes, CPU
     python bench/ff_fisher.py --arch resnet18 --shape cifar10 --synthetic --device cuda --images 2048
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from common import header, interleaved, table
 from data import add_arguments, images, model
 
+from smu.engine import fast_layout
 from smu.unlearning.fisher import fisher_diagonal
 
 BATCH = 32
@@ -42,6 +45,19 @@ def per_class(net: torch.nn.Module, data) -> dict[str, torch.Tensor]:
     return {n: f / batches for n, f in fisher.items()}
 
 
+def bare_vjps(net: torch.nn.Module, data) -> None:
+    net.eval()
+    params = list(net.parameters())
+    with fast_layout(net, data.x.device) as layout:
+        for start in range(0, len(data), BATCH):
+            out = net((data.x[start : start + BATCH].float() / 255).contiguous(memory_format=layout))
+            cotangents = torch.eye(out.shape[1], device=out.device)[:, None, :].expand(-1, len(out), -1)
+            for c in range(out.shape[1]):
+                torch.autograd.grad(
+                    out, params, grad_outputs=cotangents[c], retain_graph=c < out.shape[1] - 1
+                )
+
+
 RawText = argparse.RawDescriptionHelpFormatter
 
 
@@ -63,6 +79,7 @@ def main() -> None:
             "batched": lambda net=net: fisher_diagonal(net, data, BATCH, batched=True),
             "per-class": lambda net=net: fisher_diagonal(net, data, BATCH, batched=False),
             "loop": lambda net=net, out=out: out.__setitem__("loop", per_class(net, data)),
+            "limit": lambda net=net: bare_vjps(net, data),
         }
         t = interleaved(fns, args.repeats, device)
         error = max(
@@ -77,6 +94,7 @@ def main() -> None:
                 t["loop"] / t["smu"],
                 t["loop"] / t["batched"],
                 t["loop"] / t["per-class"],
+                t["loop"] / t["limit"],
                 f"{error:.1e}",
             ]
         )
@@ -89,6 +107,7 @@ def main() -> None:
             "smu / loop",
             "batched / loop",
             "per-class / loop",
+            "limit / loop",
             "max rel. difference",
         ],
     )

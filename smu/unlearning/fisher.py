@@ -73,7 +73,7 @@ def fisher_diagonal(
                         out, params, grad_outputs=cotangents[y], retain_graph=y < classes - 1
                     )
                     torch._foreach_addcmul_(fisher, grads, grads, value=weight[y])
-    return {n: f / max(n_batches, 1) for n, f in zip(names, fisher, strict=True)}
+    return {n: (f / max(n_batches, 1)).contiguous() for n, f in zip(names, fisher, strict=True)}
 
 
 def noise_variance(

@@ -26,6 +26,7 @@ from torch.func import functional_call, grad, vmap
 
 from smu.data import ImageSet
 from smu.data.batches import batches, to_float
+from smu.engine import fast_layout
 from smu.errors import UsageError
 from smu.unlearning.base import Context, UnlearnData
 
@@ -44,12 +45,14 @@ def gradient_sum(model: nn.Module, data: ImageSet, batch_size: int) -> dict[str,
     """Σ over samples of ∇ℓ(θ; x, y), with the model in eval mode."""
     model.eval()
     params = {n: p for n, p in model.named_parameters()}
-    total = {n: torch.zeros_like(p) for n, p in params.items()}
-    for x, y in batches(data, batch_size):
-        grads = torch.autograd.grad(F.cross_entropy(model(x), y, reduction="sum"), list(params.values()))
-        for name, g in zip(params, grads, strict=True):
-            total[name] += g
-    return total
+    device = next(iter(params.values())).device
+    with fast_layout(model, device) as layout:
+        total = {n: torch.zeros_like(p) for n, p in params.items()}
+        for x, y in batches(data, batch_size):
+            loss = F.cross_entropy(model(x.contiguous(memory_format=layout)), y, reduction="sum")
+            grads = torch.autograd.grad(loss, list(params.values()))
+            torch._foreach_add_(list(total.values()), grads)
+    return {n: t.contiguous() for n, t in total.items()}
 
 
 def per_sample_gradients(
