@@ -1,8 +1,8 @@
 """Benchmark 5: evaluation throughput of ``smu.engine.predict`` against the bare forward pass.
 
-- limit: the model's forward in inference mode on batches already scaled to float, nothing else, in
-  the layout smu uses on the device (channels-last on CPU and CUDA)
-- default layout: the same bare forward with contiguous (NCHW) weights and inputs
+- limit: the model's forward in inference mode on one batch already scaled to float and in memory,
+  repeated, nothing else, in the layout smu uses on the device (channels-last on CPU and CUDA)
+- default layout: the same bare forward with contiguous (NCHW) weights and input
 - smu: ``predict`` on the uint8 images in memory (layout, slice, scale, forward, gather the logits)
 
     python bench/eval_throughput.py
@@ -37,14 +37,11 @@ def main() -> None:
         layout = torch.channels_last if device.type in CHANNELS_LAST else torch.contiguous_format
         for name, fmt in (("limit", layout), ("default layout", torch.contiguous_format)):
             bare_net = model(arch, data, args.device).eval().to(memory_format=fmt)
-            floats = [
-                (data.x[i : i + batch].float() / 255).contiguous(memory_format=fmt)
-                for i in range(0, len(data), batch)
-            ]
+            x = (data.x[:batch].float() / 255).contiguous(memory_format=fmt)
 
             @torch.inference_mode()
-            def bare(net=bare_net, floats=floats) -> None:
-                for x in floats:
+            def bare(net=bare_net, x=x, steps=-(-len(data) // batch)) -> None:
+                for _ in range(steps):
                     net(x)
 
             fns[name] = bare

@@ -36,8 +36,8 @@ Amp = Annotated[
     bool,
     typer.Option(
         "--amp",
-        help="bf16 autocast in training steps: faster on recent GPUs, same results to rounding "
-        "(FF, IU and evaluation stay float32).",
+        help="bf16 autocast in training steps: faster on recent GPUs and on CPUs with bf16 "
+        "instructions; results change by bf16 rounding (FF, IU and evaluation stay float32).",
         rich_help_panel="Run",
     ),
 ]
