@@ -14,8 +14,9 @@ For class-wise forgetting the forgotten class's classifier row is set to 0 with 
 The C per-class gradients of a batch need C vector-Jacobian products whatever the form: one per
 class from a single forward (the CE gradient with respect to the logits, (softmax − e_y) / B, is
 fed in directly), or all C in one batched backward (autograd's ``is_grads_batched``). The batched
-form keeps a GPU busy; on a CPU it measured 0.89× the per-class loop (docs/PERFORMANCE.md), so
-``batched`` defaults to "not on a CPU". Both give the same numbers (tests/test_unlearning.py).
+form keeps a GPU busy; on a 2-core CPU it ran at 0.6–1.07× the research loop where the per-class
+form ran at 1.1–1.2× (docs/PERFORMANCE.md), so ``batched`` defaults to "not on a CPU". Both give
+the same numbers (tests/test_unlearning.py).
 """
 
 from __future__ import annotations
