@@ -239,6 +239,22 @@ class LoadedModel:
         return splits
 
 
+def state_mismatch(tensors: dict[str, torch.Tensor], model: nn.Module) -> str | None:
+    """How ``tensors`` fail to be ``model``'s state dict (the first few missing or unexpected names, or
+    the first shape that differs), or None when every name and shape matches."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    if missing:
+        return f"missing {missing[:3]}"
+    extra = sorted(set(tensors) - set(expected))
+    if extra:
+        return f"unexpected {extra[:3]}"
+    for k, t in expected.items():
+        if tensors[k].shape != t.shape:
+            return f"{k} is {tuple(tensors[k].shape)}, the model expects {tuple(t.shape)}"
+    return None
+
+
 def load_model(
     path: str | Path,
     device: str | torch.device = "cpu",
@@ -265,19 +281,8 @@ def load_model(
         mean=[0.0] * c,
         std=[1.0] * c,
     )
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    shapes = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
-    if missing or extra or shapes:
-        detail = (
-            f"missing {missing[:3]}"
-            if missing
-            else f"unexpected {extra[:3]}"
-            if extra
-            else f"{shapes[0]} is {tuple(tensors[shapes[0]].shape)}, {meta['smu.arch']} expects "
-            f"{tuple(expected[shapes[0]].shape)}"
-        )
+    detail = state_mismatch(tensors, model)
+    if detail:
         raise ArtifactError(
             f"{str(path)!r} does not fit architecture {meta['smu.arch']!r}: {detail}",
             hint="the file's header and tensors disagree; write it again",

@@ -107,16 +107,8 @@ def import_checkpoint(
     expected = model.state_dict()
     for key in ("normalize.mean", "normalize.std"):  # research networks without a normalize module
         tensors.setdefault(key, expected[key])
-    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-    wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
-    if missing or extra or wrong:
-        what = (
-            f"missing {missing[:3]}"
-            if missing
-            else f"unexpected {extra[:3]}"
-            if extra
-            else f"{wrong[0]} is {tuple(tensors[wrong[0]].shape)}, not {tuple(expected[wrong[0]].shape)}"
-        )
+    what = artifacts.state_mismatch(tensors, model)
+    if what:
         raise ArtifactError(
             f"{str(path)!r} does not fit --arch {arch}: {what}",
             hint="check --arch (and --dataset for the input channels)",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
 
 from smu.data import ImageSet, Splits
 from smu.data.batches import Augment
 from smu.data.forget import ForgetSet
-from smu.engine import Checkpoint, Reporter
+from smu.engine import Checkpoint, FitResult, Reporter, TrainConfig, fit
 from smu.masks import Mask
 
 
@@ -37,3 +40,21 @@ class Context:
     reporter: Reporter | None = None
     checkpoint: Checkpoint | None = None
     """Where training methods save their state each epoch (and resume from)."""
+
+    def train(
+        self, model: nn.Module, images: ImageSet, cfg: TrainConfig, aug: Augment, label: str, **options: Any
+    ) -> FitResult:
+        """:func:`smu.engine.fit` with this run's mask, seed, progress and checkpoint (``options``: the
+        loss, the divergence hint)."""
+        return fit(
+            model,
+            images,
+            cfg,
+            mask=self.mask,
+            seed=self.seed,
+            aug=aug,
+            reporter=self.reporter,
+            label=label,
+            checkpoint=self.checkpoint,
+            **options,
+        )

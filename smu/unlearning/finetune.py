@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from smu.engine import TrainConfig, fit
+from smu.engine import TrainConfig
 from smu.unlearning.base import Context, UnlearnData
 
 
@@ -23,15 +23,5 @@ class FTConfig(TrainConfig):
 
 def finetune(model: nn.Module, data: UnlearnData, cfg: FTConfig, ctx: Context) -> nn.Module:
     """Minimise the cross-entropy on D_r, starting from the model's weights."""
-    fit(
-        model,
-        data.retain,
-        cfg,
-        mask=ctx.mask,
-        seed=ctx.seed,
-        aug=data.aug,
-        reporter=ctx.reporter,
-        label="ft",
-        checkpoint=ctx.checkpoint,
-    )
+    ctx.train(model, data.retain, cfg, data.aug, "ft")
     return model

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smu.engine import TrainConfig, fit
+from smu.engine import TrainConfig
 from smu.unlearning.base import Context, UnlearnData
 
 
@@ -30,17 +30,13 @@ def negative_cross_entropy(out: torch.Tensor, y: torch.Tensor, epoch: int) -> to
 
 def gradient_ascent(model: nn.Module, data: UnlearnData, cfg: GAConfig, ctx: Context) -> nn.Module:
     """Maximise the cross-entropy on D_f."""
-    fit(
+    ctx.train(
         model,
         data.forget,
         cfg,
-        mask=ctx.mask,
+        data.aug,
+        "ga",
         loss_fn=negative_cross_entropy,
-        seed=ctx.seed,
-        aug=data.aug,
-        reporter=ctx.reporter,
-        label="ga",
-        checkpoint=ctx.checkpoint,
         diverge_hint="lower --lr or --epochs",
     )
     return model

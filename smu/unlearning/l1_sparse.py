@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smu.engine import TrainConfig, fit
+from smu.engine import TrainConfig
 from smu.errors import UsageError
 from smu.unlearning.base import Context, UnlearnData
 
@@ -55,17 +55,7 @@ def l1_sparse(model: nn.Module, data: UnlearnData, cfg: L1SparseConfig, ctx: Con
         g = gamma(cfg, epoch)
         return F.cross_entropy(out, y) + g * l1_norm(model) if g else F.cross_entropy(out, y)
 
-    fit(
-        model,
-        data.retain,
-        cfg,
-        mask=ctx.mask,
-        loss_fn=loss,
-        seed=ctx.seed,
-        aug=data.aug,
-        reporter=ctx.reporter,
-        label="l1-sparse",
-        checkpoint=ctx.checkpoint,
-        diverge_hint="lower --alpha or --lr",
+    ctx.train(
+        model, data.retain, cfg, data.aug, "l1-sparse", loss_fn=loss, diverge_hint="lower --alpha or --lr"
     )
     return model

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from smu.engine import TrainConfig, fit
+from smu.engine import TrainConfig
 from smu.models import build_model
 from smu.unlearning.base import Context, UnlearnData
 
@@ -37,15 +37,5 @@ def retrain(model: nn.Module, data: UnlearnData, cfg: RetrainConfig, ctx: Contex
         std=info.std,
     )
     fresh.to(next(model.parameters()).device)
-    fit(
-        fresh,
-        data.retain,
-        cfg,
-        mask=ctx.mask,
-        seed=ctx.seed,
-        aug=data.aug,
-        reporter=ctx.reporter,
-        label="retrain",
-        checkpoint=ctx.checkpoint,
-    )
+    ctx.train(fresh, data.retain, cfg, data.aug, "retrain")
     return fresh
