@@ -24,3 +24,31 @@ def tiny_model(digits):
         mean=info.mean,
         std=info.std,
     )
+
+
+@pytest.fixture(scope="session")
+def pruned_cnn(tmp_path_factory):
+    """A small digits cnn made by ``smu prune`` (4 epochs, 50% OMP): the run folder, holding dense/
+    and round-1/. Shared: tests must write their own files elsewhere."""
+    from smu.cli import main
+
+    folder = tmp_path_factory.mktemp("pruned-cnn")
+    args = [
+        "prune",
+        "--dataset",
+        "digits",
+        "--arch",
+        "cnn",
+        "--epochs",
+        "4",
+        "--rewind-epoch",
+        "1",
+        "--rate",
+        "0.5",
+        "-q",
+        "--out",
+    ]
+    with pytest.raises(SystemExit) as e:
+        main([*args, str(folder)])
+    assert e.value.code == 0
+    return folder

@@ -14,30 +14,10 @@ from smu.models import build_model
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, pruned_cnn):
     """A small pruned digits model and assorted broken or mismatched files."""
     folder = tmp_path_factory.mktemp("bad")
-    with pytest.raises(SystemExit) as e:
-        main(
-            [
-                "prune",
-                "--dataset",
-                "digits",
-                "--arch",
-                "cnn",
-                "--epochs",
-                "2",
-                "--rewind-epoch",
-                "1",
-                "--rate",
-                "0.5",
-                "--out",
-                str(folder / "p"),
-                "-q",
-            ]
-        )
-    assert e.value.code == 0
-    model = folder / "p" / "round-1" / "model.safetensors"
+    model = pruned_cnn / "round-1" / "model.safetensors"
     data = model.read_bytes()
     (folder / "junk.safetensors").write_bytes(b"this is not a safetensors file")
     (folder / "cut.safetensors").write_bytes(data[: len(data) // 2])

@@ -83,25 +83,8 @@ def test_a_killed_imp_prune_resumes_to_byte_identical_models(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("trained")
-    smu(
-        "prune",
-        "--dataset",
-        "digits",
-        "--arch",
-        "cnn",
-        "--epochs",
-        "4",
-        "--rewind-epoch",
-        "1",
-        "--rate",
-        "0.5",
-        "--out",
-        folder,
-        "-q",
-    )
-    return folder / "round-1" / "model.safetensors"
+def trained(pruned_cnn):
+    return pruned_cnn / "round-1" / "model.safetensors"
 
 
 @pytest.mark.parametrize("method", ["retrain", "ft", "l1-sparse"])
