@@ -7,6 +7,7 @@ the optimiser (SGD), the learning-rate schedule, masks, progress and divergence 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -109,12 +110,15 @@ def runtime(amp: bool = False, compile: bool = False) -> Iterator[Runtime]:
         _RUNTIME.reset(token)
 
 
-def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+def _autocast(device: torch.device, amp: bool) -> Callable[[], contextlib.AbstractContextManager]:
+    """What each training step enters: bf16 autocast with ``--amp``, else nothing (checked once)."""
     if not amp:
-        return contextlib.nullcontext()
+        return contextlib.nullcontext
     if not torch.amp.is_autocast_available(device.type):
         raise UsageError(f"--amp: autocast is not available on {device.type}", hint="run without --amp")
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UsageError(f"--amp: {torch.cuda.get_device_name(device)} has no bf16", hint="run without --amp")
+    return functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
 
 
 def _compiled(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -323,6 +327,7 @@ def fit(
     model.train()
     settings = _RUNTIME.get()
     forward = _compiled(model) if settings.compile else model
+    autocast = _autocast(device, settings.amp)
     reporter.start(label, (cfg.epochs - start_epoch) * steps)
     seconds, images, loss_mean, acc = 0.0, 0, float("nan"), float("nan")
     with contextlib.ExitStack() as stack:
@@ -340,7 +345,7 @@ def fit(
                 for group in opt.param_groups:
                     group["lr"] = lr
                 x = x.contiguous(memory_format=layout)
-                with _autocast(device, settings.amp):
+                with autocast():
                     out = forward(x)
                     loss = loss_fn(out, y, epoch)
                 opt.zero_grad(set_to_none=True)

@@ -157,3 +157,13 @@ def test_compiled_training_matches_eager_training(digits, tiny_model):
     assert compiled.loss == pytest.approx(plain.loss, rel=1e-3)
     for (k, a), b in zip(tiny_model.state_dict().items(), eager.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-4), k
+
+
+def test_amp_on_a_gpu_without_bf16_is_a_usage_error(monkeypatch):
+    from smu.engine import _autocast
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla P100")
+    with pytest.raises(UsageError, match="Tesla P100 has no bf16"):
+        _autocast(torch.device("cuda"), True)
+    assert _autocast(torch.device("cuda"), False)() is not None  # without --amp: nothing is checked
