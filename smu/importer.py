@@ -10,6 +10,7 @@ become the mask artifact); the ``normalize`` module of the research code's netwo
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +34,26 @@ SHAPES = {
 CONTAINERS = ("state_dict", "model_state_dict", "model")
 
 
+def refusal_reason(error: Exception) -> str:
+    """The unpickler's own reason (e.g. "unsupported GLOBAL posix.system"), without torch's advice
+    paragraphs around it."""
+    paragraphs = [p.strip() for p in str(error).split("\n\n") if p.strip()]
+    advice = ("Weights only load failed", "Please file", "Check the documentation")
+    reasons = [p for p in paragraphs if not p.startswith(advice)]
+    return reasons[0].splitlines()[0][:120] if reasons else type(error).__name__
+
+
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a research-code checkpoint, loaded without running any of its code."""
     if not path.is_file():
         raise ArtifactError(f"{str(path)!r}: no such file", hint="check the path")
     try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr; the error says it all
+            warnings.simplefilter("ignore")
+            obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ArtifactError(
-            f"refused {str(path)!r}: unpickling it would run code ({first[:120]})",
+            f"refused {str(path)!r}: unpickling it would run code ({refusal_reason(e)})",
             hint="smu loads only tensors; re-save the model's state_dict with torch.save",
         ) from None
     except Exception as e:  # a truncated or foreign file

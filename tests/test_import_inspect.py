@@ -1,5 +1,6 @@
 import json
 import os
+import pickle
 
 import pytest
 import torch
@@ -87,15 +88,22 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_checkpoint_that_would_run_code_is_refused_and_the_code_never_runs(tmp_path):
+@pytest.mark.parametrize("writer", ["torch.save", "pickle protocol 4"])
+def test_a_checkpoint_that_would_run_code_is_refused_and_the_code_never_runs(tmp_path, writer):
     marker = tmp_path / "pwned"
     payload = Payload()
     payload.marker = marker
-    torch.save({"state_dict": {"w": torch.zeros(1)}, "evil": payload}, tmp_path / "evil.pth")
+    obj = {"state_dict": {"w": torch.zeros(1)}, "evil": payload}
+    if writer == "torch.save":
+        torch.save(obj, tmp_path / "evil.pth")
+    else:
+        (tmp_path / "evil.pth").write_bytes(pickle.dumps(obj, protocol=4))
     result = smu(
         "import", tmp_path / "evil.pth", "--arch", "cnn", "--dataset", "digits", "--out", tmp_path / "o"
     )
     assert result.exit_code == 1 and "refused" in result.stderr and "would run code" in result.stderr
+    assert "unsupported" in result.stderr.lower()  # the unpickler's reason, not torch's advice
+    assert result.stderr.strip().count("\n") == 0  # one line: torch's protocol warning is not shown
     assert not marker.exists() and not (tmp_path / "o").exists()
 
 
