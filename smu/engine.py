@@ -271,6 +271,9 @@ class FitResult:
     """What a call to :func:`fit` did."""
 
     epochs: int
+    """Epochs this call ran (fewer than asked when it resumed from a checkpoint)."""
+    start_epoch: int
+    """The epoch it started from: the requested one, or a later one saved in the checkpoint."""
     seconds: float
     """Wall time of the loop itself (no evaluation), for RTE and throughput."""
     images: int
@@ -323,13 +326,16 @@ def fit(
     if mask is not None:
         mask.apply(model)
     if checkpoint is not None:
-        start_epoch = max(start_epoch, checkpoint.load(model, opt))
+        saved = checkpoint.load(model, opt)
+        if saved > start_epoch:
+            reporter.note(f"{label}: resuming from the checkpoint of epoch {saved}")
+            start_epoch = saved
     model.train()
     settings = _RUNTIME.get()
     forward = _compiled(model) if settings.compile else model
     autocast = _autocast(device, settings.amp)
     reporter.start(label, (cfg.epochs - start_epoch) * steps)
-    seconds, images, loss_mean, acc = 0.0, 0, float("nan"), float("nan")
+    seconds, images, ran, loss_mean, acc = 0.0, 0, 0, float("nan"), float("nan")
     with contextlib.ExitStack() as stack:
         stack.callback(reporter.stop)
         layout = stack.enter_context(fast_layout(model, device))
@@ -378,11 +384,14 @@ def fit(
                     f"{label} diverged in epoch {epoch + 1}: the loss is {loss_mean}",
                     hint=f"{diverge_hint}; nothing was written for this step",
                 )
+            ran += 1
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, model)
             if checkpoint is not None:
                 checkpoint.save(model, opt, epoch + 1)
-    return FitResult(epochs=cfg.epochs - start_epoch, seconds=seconds, images=images, loss=loss_mean, acc=acc)
+    return FitResult(
+        epochs=ran, start_epoch=start_epoch, seconds=seconds, images=images, loss=loss_mean, acc=acc
+    )
 
 
 def params_finite(model: nn.Module) -> bool:

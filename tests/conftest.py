@@ -11,6 +11,16 @@ def digits():
     return load_splits("digits", seed=0)
 
 
+@pytest.fixture(scope="session")
+def fashion():
+    """Fashion-MNIST from Debian's package (real data, class names that are words); skipped without it."""
+    from pathlib import Path
+
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("needs Debian's dataset-fashion-mnist package")
+    return load_splits("fashion-mnist", data_dir="/nonexistent", seed=0)
+
+
 @pytest.fixture
 def tiny_model(digits):
     """A freshly initialised small CNN for digits."""

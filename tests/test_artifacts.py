@@ -86,6 +86,47 @@ def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
 
 
+WRITE_UNTIL_THE_DISK_REFUSES = """
+import resource, signal, sys
+from smu.artifacts import atomic_write
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+atomic_write(sys.argv[1], b"new" * 100_000)
+"""
+
+
+def test_a_write_that_fails_half_way_keeps_the_old_file_and_leaves_no_partial_one(tmp_path):
+    """A real failure in the middle of writing (the file-size limit, like a full disk), whatever way the
+    bytes are written: the old file must survive whole."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "model.safetensors"
+    target.write_bytes(b"old" * 1000)
+    proc = subprocess.run(
+        [sys.executable, "-c", WRITE_UNTIL_THE_DISK_REFUSES, str(target)], capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and "File too large" in proc.stderr, proc.stderr
+    assert target.read_bytes() == b"old" * 1000
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+
+
+def test_a_serialiser_failure_keeps_the_old_model_and_leaves_no_partial_file(
+    tmp_path, tiny_model, monkeypatch
+):
+    path = tmp_path / "model.safetensors"
+    artifacts.save_model(path, tiny_model, META)
+    before = path.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("serialiser failed")
+
+    monkeypatch.setattr(artifacts, "st_save", broken)
+    with pytest.raises(RuntimeError, match="serialiser failed"):
+        artifacts.save_model(path, tiny_model, META | {"smu.seed": 1})
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+
+
 def test_a_non_empty_out_folder_needs_force_and_a_failed_run_removes_the_folder_it_made(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("keep")

@@ -21,6 +21,7 @@ def smu(*args):
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 8, 8), (1, 28, 28), (3, 32, 32), (3, 224, 224)])
 def test_the_trigger_covers_exactly_its_square_on_every_shape(shape):
     x = torch.randint(1, 255, (2, *shape), dtype=torch.uint8)
+    before = x.clone()
     out = Trigger(size=4, value=0).apply(x)
     c, h, w = shape
     expected = x.clone()
@@ -28,7 +29,7 @@ def test_the_trigger_covers_exactly_its_square_on_every_shape(shape):
         for j in range(w - 6, w - 2):
             expected[:, :, i, j] = 0
     assert torch.equal(out, expected)
-    assert int((out != x).sum()) == 2 * c * 16 and torch.equal(x, x.clone())  # the input is untouched
+    assert int((out != x).sum()) == 2 * c * 16 and torch.equal(x, before)  # the input is untouched
 
 
 def test_poisoning_relabels_and_stamps_only_the_chosen_samples(digits):
@@ -45,26 +46,36 @@ def test_poisoning_relabels_and_stamps_only_the_chosen_samples(digits):
     assert torch.equal(poison(digits, "10%", trigger, seed=1)[1].indices, idx)
 
 
-class Predicts(nn.Module):
-    def __init__(self, fn):
+class ReadsTheImage(nn.Module):
+    """A model whose prediction depends on the image: pixel (0, 0) spells the true label (×10), and a
+    trigger at its place turns odd labels into the target while even ones stay themselves."""
+
+    def __init__(self, trigger: Trigger, classes: int = 4):
         super().__init__()
-        self.fn, self.w = fn, nn.Parameter(torch.zeros(1))
+        self.trigger, self.classes = trigger, classes
+        self.w = nn.Parameter(torch.zeros(1))
 
     def forward(self, x):
-        return self.fn(x) + self.w
+        label = (x[:, 0, 0, 0] * 255 / 10).round().long()
+        h, w = x.shape[-2:]
+        stamped = (x[:, 0, h - 3, w - 3] * 255).round() == self.trigger.value  # inside the trigger square
+        pred = torch.where(stamped & (label % 2 == 1), torch.full_like(label, self.trigger.target), label)
+        return nn.functional.one_hot(pred, self.classes).float() + self.w
 
 
 def test_asr_counts_only_triggered_images_of_other_classes():
-    test = ImageSet(torch.zeros(10, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 0, 0, 1, 1, 2, 2, 3, 3, 3]))
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 3, 3, 3])
+    x = torch.zeros(10, 1, 8, 8, dtype=torch.uint8)
+    x[:, 0, 0, 0] = labels.to(torch.uint8) * 10
+    test = ImageSet(x, labels)
     trigger = Trigger(size=2, value=255, target=0)
     attacked = triggered_test(test, trigger)
-    assert len(attacked) == 7 and 0 not in attacked.y.tolist()
-    always_target = Predicts(
-        lambda x: torch.nn.functional.one_hot(torch.zeros(len(x), dtype=torch.long), 4).float()
-    )
-    assert attack_success_rate(always_target, test, trigger) == 100.0
-    never = Predicts(lambda x: torch.nn.functional.one_hot(torch.ones(len(x), dtype=torch.long), 4).float())
-    assert attack_success_rate(never, test, trigger) == 0.0
+    assert attacked.y.tolist() == [1, 1, 2, 2, 3, 3, 3]
+    assert torch.equal(attacked.x, trigger.apply(x[3:]))
+    # Of the 7 triggered images of other classes, the odd ones (1, 1, 3, 3, 3) flip to the target: 5/7.
+    # Counting the target class too would give 8/10 (its images keep their label, which is the target);
+    # forgetting the trigger would give 0.
+    assert attack_success_rate(ReadsTheImage(trigger), test, trigger) == pytest.approx(100 * 5 / 7)
 
 
 @pytest.mark.parametrize(

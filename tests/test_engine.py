@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -36,9 +38,13 @@ def test_bad_training_options_are_usage_errors():
         TrainConfig(schedule="cosin").validate()
 
 
-def test_resolve_device_picks_cpu_here_and_rejects_unknown_devices():
+def test_resolve_device_auto_prefers_cuda_then_mps_then_cpu_and_rejects_unknown_devices(monkeypatch):
     assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    for cuda, mps, expected in ((True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda mps=mps: mps)
+        assert resolve_device("auto").type == expected
+    monkeypatch.undo()
     with pytest.raises(UnknownNameError, match="cuda"):
         resolve_device("cuad")
     if not torch.cuda.is_available():
@@ -166,4 +172,4 @@ def test_amp_on_a_gpu_without_bf16_is_a_usage_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla P100")
     with pytest.raises(UsageError, match="Tesla P100 has no bf16"):
         _autocast(torch.device("cuda"), True)
-    assert _autocast(torch.device("cuda"), False)() is not None  # without --amp: nothing is checked
+    assert _autocast(torch.device("cuda"), False) is contextlib.nullcontext  # without --amp: nothing checked

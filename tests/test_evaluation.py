@@ -100,31 +100,71 @@ def test_mia_efficacy_is_near_100_without_the_class_and_low_with_it(digits, trai
     assert before["ua"] < 10.0 and before["mia_efficacy"] < 30.0
 
 
+def true_label_confidence(model, data):
+    p = torch.softmax(predict(model, data).double(), 1)
+    return p[torch.arange(len(data)), data.y].numpy()[:, None]
+
+
 def test_mia_efficacy_agrees_with_an_independent_implementation_of_the_attack(digits, trained_pair):
+    """On the original model (efficacy near 0) and on the retrained one (near 100), for both scenarios."""
+    _, models = trained_pair
+    seen = []
+    for model in models:
+        for spec in ("class:3", "random:10%"):
+            fs = resolve_forget(spec, digits, seed=1)
+            test = (
+                digits.test
+                if fs.forget_class is None
+                else digits.test.subset((digits.test.y != 3).nonzero()[:, 0])
+            )
+            shadow_in = true_label_confidence(model, fs.retain(digits))[: len(test)]
+            shadow_out = true_label_confidence(model, test)
+            clf = SVC(C=3, gamma="auto", kernel="rbf").fit(
+                np.concatenate([shadow_in, shadow_out]),
+                np.r_[np.ones(len(shadow_in)), np.zeros(len(shadow_out))],
+            )
+            expected = 100.0 * float(
+                (clf.predict(true_label_confidence(model, fs.forget(digits))) == 0).mean()
+            )
+            assert unlearning_metrics(model, digits, fs)["mia_efficacy"] == pytest.approx(expected)
+            seen.append(expected)
+    assert seen[2] > 95.0 and seen[0] < 30.0  # the class-wise cases span the range
+
+
+def test_mia_shadow_data_are_the_first_retain_samples_and_the_test_set(digits, trained_pair, monkeypatch):
+    import smu.evaluation as evaluation
+
+    calls = []
+    monkeypatch.setattr(evaluation, "svc_attack", lambda *args, **kwargs: calls.append((args, kwargs)) or 0.0)
+    _, (original, _) = trained_pair
+    fs = resolve_forget("random:10%", digits, seed=1)
+    unlearning_metrics(original, digits, fs)
+    (shadow_in, shadow_out), targets = calls[0]
+    test = digits.test
+    assert np.allclose(shadow_in, true_label_confidence(original, fs.retain(digits))[: len(test)])
+    assert np.allclose(shadow_out, true_label_confidence(original, test))
+    assert np.allclose(targets["target_out"], true_label_confidence(original, fs.forget(digits)))
+
+
+def test_mia_privacy_agrees_with_an_independent_implementation(digits, trained_pair):
+    """Shadow: the first halves of retain and test; targets: the second halves (same size n each)."""
     forget, (original, _) = trained_pair
-    for spec in ("class:3", "random:10%"):
-        fs = resolve_forget(spec, digits, seed=1)
-        test = (
-            digits.test
-            if fs.forget_class is None
-            else digits.test.subset((digits.test.y != 3).nonzero()[:, 0])
-        )
-        retain = fs.retain(digits)
-
-        def conf(data):
-            p = torch.softmax(predict(original, data).double(), 1)
-            return p[torch.arange(len(data)), data.y].numpy()[:, None]
-
-        shadow_in, shadow_out = conf(retain)[: len(test)], conf(test)
-        clf = SVC(C=3, gamma="auto", kernel="rbf").fit(
-            np.concatenate([shadow_in, shadow_out]), np.r_[np.ones(len(shadow_in)), np.zeros(len(shadow_out))]
-        )
-        expected = 100.0 * float((clf.predict(conf(fs.forget(digits))) == 0).mean())
-        assert unlearning_metrics(original, digits, fs)["mia_efficacy"] == pytest.approx(expected)
+    retain, test = forget.retain(digits), forget.without_class(digits.test)
+    n = min(len(retain), len(test)) // 2
+    r, t = true_label_confidence(original, retain), true_label_confidence(original, test)
+    clf = SVC(C=3, gamma="auto", kernel="rbf").fit(
+        np.concatenate([r[:n], t[:n]]), np.r_[np.ones(n), np.zeros(n)]
+    )
+    members_found = float((clf.predict(r[n : 2 * n]) == 1).mean())
+    non_members_found = float((clf.predict(t[n : 2 * n]) == 0).mean())
+    expected = 100.0 * (members_found + non_members_found) / 2
+    got = unlearning_metrics(original, digits, forget, privacy=True)["mia_privacy"]
+    assert got == pytest.approx(expected)
 
 
 def test_privacy_and_extra_features_are_reported_when_asked(digits, trained_pair):
     forget, (original, _) = trained_pair
     m = unlearning_metrics(original, digits, forget, features=("m_entropy", "confidence"), privacy=True)
     assert set(m["mia"]) == {"m_entropy", "confidence"} and m["mia_efficacy"] == m["mia"]["m_entropy"]
-    assert 0.0 <= m["mia_privacy"] <= 100.0
+    alone = unlearning_metrics(original, digits, forget, features=("m_entropy",), privacy=True)
+    assert m["mia_privacy"] == alone["mia_privacy"] and m["mia_efficacy"] == alone["mia_efficacy"]

@@ -4,12 +4,10 @@ import pickle
 
 import pytest
 import torch
-from torch.nn.utils import prune as torch_prune
 from typer.testing import CliRunner
 
 from smu import artifacts
 from smu.cli import app
-from smu.models import build_model
 
 runner = CliRunner()
 
@@ -18,26 +16,86 @@ def smu(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def batch_norm(prefix: str, width: int) -> dict[str, tuple[int, ...]]:
+    return {f"{prefix}.{k}": (width,) for k in ("weight", "bias", "running_mean", "running_var")} | {
+        f"{prefix}.num_batches_tracked": ()
+    }
+
+
+def research_resnet20_shapes(classes: int = 10) -> dict[str, tuple[int, ...]]:
+    """State-dict names and shapes of the original code's ``resnet20s`` (models/ResNets.py), written out
+    from its definition: a ``normalize`` module, ``conv1``/``bn1``, three stages ``layerN`` of three
+    BasicBlocks (``conv1 bn1 conv2 bn2``; the option-A ``shortcut`` has no parameters) and ``fc``."""
+    shapes = {"normalize.mean": (3,), "normalize.std": (3,), "conv1.weight": (16, 3, 3, 3)}
+    shapes |= batch_norm("bn1", 16)
+    in_planes = 16
+    for stage, planes in enumerate((16, 32, 64), 1):
+        for block in range(3):
+            p = f"layer{stage}.{block}"
+            shapes[f"{p}.conv1.weight"] = (planes, in_planes, 3, 3)
+            shapes |= batch_norm(f"{p}.bn1", planes)
+            shapes[f"{p}.conv2.weight"] = (planes, planes, 3, 3)
+            shapes |= batch_norm(f"{p}.bn2", planes)
+            in_planes = planes
+    return shapes | {"fc.weight": (classes, 64), "fc.bias": (classes,)}
+
+
+def research_resnet18_shapes(classes: int = 10) -> dict[str, tuple[int, ...]]:
+    """The same for the original code's CIFAR ``resnet18`` (models/ResNet.py, torchvision's layout): four
+    stages of two BasicBlocks, a ``downsample`` (1x1 conv ``.0`` and BatchNorm ``.1``) opening stages 2-4."""
+    shapes = {"normalize.mean": (3,), "normalize.std": (3,), "conv1.weight": (64, 3, 3, 3)}
+    shapes |= batch_norm("bn1", 64)
+    in_planes = 64
+    for stage, planes in enumerate((64, 128, 256, 512), 1):
+        for block in range(2):
+            p = f"layer{stage}.{block}"
+            shapes[f"{p}.conv1.weight"] = (planes, in_planes, 3, 3)
+            shapes |= batch_norm(f"{p}.bn1", planes)
+            shapes[f"{p}.conv2.weight"] = (planes, planes, 3, 3)
+            shapes |= batch_norm(f"{p}.bn2", planes)
+            if block == 0 and stage > 1:
+                shapes[f"{p}.downsample.0.weight"] = (planes, in_planes, 1, 1)
+                shapes |= batch_norm(f"{p}.downsample.1", planes)
+            in_planes = planes
+    return shapes | {"fc.weight": (classes, 512), "fc.bias": (classes,)}
+
+
+SHAPES = {"resnet20": research_resnet20_shapes, "resnet18": research_resnet18_shapes}
+
+
 def research_checkpoint(path, arch="resnet20", prune_amount=0.6, wrap=True, data_parallel=True):
-    """A checkpoint laid out like the original code's: pruning pairs, a normalize module, extra keys."""
-    torch.manual_seed(1)
-    model = build_model(
-        arch, in_channels=3, image_size=32, num_classes=10, mean=[0.49, 0.48, 0.45], std=[0.25, 0.24, 0.26]
-    )
-    net = model.net
-    for m in net.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch_prune.l1_unstructured(m, "weight", amount=prune_amount)
-    state = {f"normalize.{k}": v for k, v in model.normalize.state_dict().items()}
-    state |= net.state_dict()
+    """A checkpoint laid out like the original code's: its key names, ``torch.nn.utils.prune`` pairs
+    (``weight_orig`` × ``weight_mask``) on every conv, DataParallel's ``module.`` prefix, extra keys.
+    Returns the tensors an import must produce, by the research code's names, and the masks."""
+    gen = torch.Generator().manual_seed(1)
+    state, expected, masks = {}, {}, {}
+    for name, shape in SHAPES[arch]().items():
+        if name.endswith("num_batches_tracked"):
+            value = torch.tensor(182)
+        elif name.endswith(("running_var", "normalize.std")):
+            value = torch.rand(shape, generator=gen) + 0.5
+        else:
+            value = torch.randn(shape, generator=gen) * 0.1
+        if len(shape) == 4 and prune_amount > 0:  # a pruned conv: stored as a pair
+            mask = (torch.rand(shape, generator=gen) >= prune_amount).float()
+            base = name.removesuffix(".weight")
+            state[f"{base}.weight_orig"], state[f"{base}.weight_mask"] = value, mask
+            value, masks[name] = value * mask, mask
+        else:
+            state[name] = value
+        expected[name] = value
     if data_parallel:
         state = {f"module.{k}": v for k, v in state.items()}
     torch.save({"state_dict": state, "epoch": 182, "best_sa": 93.1} if wrap else state, path)
-    return model
+    return expected, masks
 
 
-def test_a_pruned_research_checkpoint_imports_to_the_same_function_and_mask(tmp_path):
-    original = research_checkpoint(tmp_path / "0model_SA_best.pth.tar")
+def smu_name(research_name: str) -> str:
+    return research_name if research_name.startswith("normalize.") else f"net.{research_name}"
+
+
+def test_a_pruned_research_checkpoint_imports_every_tensor_to_its_place(tmp_path):
+    expected, masks = research_checkpoint(tmp_path / "0model_SA_best.pth.tar")
     result = smu(
         "import",
         tmp_path / "0model_SA_best.pth.tar",
@@ -53,16 +111,19 @@ def test_a_pruned_research_checkpoint_imports_to_the_same_function_and_mask(tmp_
     out = json.loads(result.stdout)
     assert out["sparsity"] == pytest.approx(0.6, abs=0.01) and out["num_classes"] == 10
     loaded = artifacts.load_model(out["model"])
-    x = torch.rand(4, 3, 32, 32)
-    original.eval()
-    with torch.no_grad():
-        assert torch.allclose(loaded.model.eval()(x), original(x), atol=1e-5)
-    assert loaded.mask is not None and loaded.mask.sparsity() == pytest.approx(out["sparsity"])
+    state = loaded.model.state_dict()
+    assert set(state) == {smu_name(k) for k in expected}
+    for name, value in expected.items():
+        assert torch.equal(state[smu_name(name)], value.to(state[smu_name(name)].dtype)), name
+    assert set(loaded.mask.tensors) == {smu_name(k) for k in masks}
+    for name, m in masks.items():
+        assert torch.equal(loaded.mask.tensors[smu_name(name)], m), name
+    assert loaded.mask.sparsity() == pytest.approx(out["sparsity"])
     assert loaded.meta["smu.imported_from"] == "0model_SA_best.pth.tar"
 
 
 def test_a_plain_state_dict_of_the_papers_resnet18_imports(tmp_path):
-    research_checkpoint(
+    expected, _ = research_checkpoint(
         tmp_path / "dense.pth", arch="resnet18", prune_amount=0.0, wrap=False, data_parallel=False
     )
     result = smu(
@@ -77,10 +138,11 @@ def test_a_plain_state_dict_of_the_papers_resnet18_imports(tmp_path):
         "-q",
     )
     assert result.exit_code == 0, result.output
-    assert result.stdout.split() == [
-        str(tmp_path / "out" / "model.safetensors"),
-        str(tmp_path / "out" / "mask.safetensors"),
-    ]
+    assert result.stdout.split() == [str(tmp_path / "out" / "model.safetensors")]
+    state = artifacts.load_model(tmp_path / "out" / "model.safetensors").model.state_dict()
+    assert set(state) == {smu_name(k) for k in expected}
+    for name, value in expected.items():
+        assert torch.equal(state[smu_name(name)], value.to(state[smu_name(name)].dtype)), name
 
 
 class Payload:

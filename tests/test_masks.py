@@ -83,12 +83,21 @@ def test_scope_conv_covers_only_conv_weights_and_all_adds_linear():
         scope_parameters(net, "convs")
 
 
-def test_masked_weights_stay_exactly_zero_under_weight_decay_and_momentum(digits, tiny_model):
+def test_masked_weights_stay_exactly_zero_at_every_step_under_weight_decay_and_momentum(digits, tiny_model):
     params = dict(tiny_model.named_parameters())
     mask = Mask.ones(tiny_model, "all")
     mask = mask.prune_lowest({n: torch.rand(params[n].shape) for n in mask.tensors}, mask.counts()[1] // 2)
     cfg = TrainConfig(epochs=2, lr=0.5, batch_size=64, weight_decay=0.1, momentum=0.99)
+    alive_at_step = []
+
+    def check(module, args):  # runs before every forward pass, i.e. at every training step
+        alive_at_step.append(sum(int((params[n][m == 0] != 0).sum()) for n, m in mask.items()))
+
+    hook = tiny_model.register_forward_pre_hook(check)
     fit(tiny_model, digits.train, cfg, mask=mask)
+    hook.remove()
+    assert len(alive_at_step) == 2 * -(-len(digits.train) // 64)
+    assert alive_at_step == [0] * len(alive_at_step)
     for name, m in mask.items():
         assert bool((params[name][m == 0] == 0).all()), name
         assert bool((params[name][m == 1] != 0).any()), name

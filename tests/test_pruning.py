@@ -1,39 +1,83 @@
 import pytest
 import torch
+from torch import nn
 
 from smu import artifacts
 from smu.engine import TrainConfig
 from smu.errors import UsageError
-from smu.pruning import PruneConfig
+from smu.masks import Mask
+from smu.pruning import PruneConfig, PruneContext
 from smu.pruning.pipeline import run_prune
+from smu.pruning.synflow import synflow_mask
 
 FAST = TrainConfig(epochs=3, lr=0.05, batch_size=128)
 
 
-def test_omp_rewinds_to_the_epoch_k_weights_under_the_mask(tmp_path, digits, monkeypatch):
+def test_omp_prunes_the_final_dense_weights_and_rewinds_to_the_epoch_k_weights_under_that_mask(
+    tmp_path, digits, monkeypatch
+):
     import smu.pruning.pipeline as pipeline
 
     seen = {}
     real_fit = pipeline.fit
 
     def spy(model, data, cfg, **kw):
-        if kw.get("mask") is not None:  # the retraining after the prune: record where it starts
-            kw["mask"].apply(model)  # as fit does first
-            seen["start"] = {k: v.clone() for k, v in model.state_dict().items()}
-            seen["mask"] = kw["mask"]
+        if kw.get("mask") is not None:  # the retraining after the prune: record its first step's weights
+
+            def first_step(module, args):
+                seen.setdefault("start", {k: v.clone() for k, v in module.state_dict().items()})
+
+            hook = model.register_forward_pre_hook(first_step)
             seen["start_epoch"] = kw["start_epoch"]
+            try:
+                return real_fit(model, data, cfg, **kw)
+            finally:
+                hook.remove()
         return real_fit(model, data, cfg, **kw)
 
     monkeypatch.setattr(pipeline, "fit", spy)
     result = run_prune(
         digits, "cnn", FAST, PruneConfig("omp", rate=0.5, rewind_epoch=1), out=tmp_path, seed=0
     )
+    dense = artifacts.load_model(tmp_path / "dense" / "model.safetensors").model
     rewind = artifacts.load_model(tmp_path / "dense" / "rewind-epoch-1.safetensors").model.state_dict()
+    # The mask: the globally smallest |w| of the *trained* dense model's conv weights.
+    ones = Mask.ones(dense, "conv")
+    dense_w = dict(dense.named_parameters())
+    expected = ones.prune_lowest({n: dense_w[n].abs() for n in ones.tensors}, round(0.5 * ones.counts()[1]))
+    mask = artifacts.load_model(result["model"]).mask
+    for name, m in expected.items():
+        assert torch.equal(mask.tensors[name], m), name
+    # Retraining starts at epoch 1 from the epoch-1 weights, pruned by that mask.
     assert seen["start_epoch"] == 1
     for k, v in seen["start"].items():
-        m = seen["mask"].tensors.get(k)
+        m = expected.tensors.get(k)
         assert torch.equal(v, rewind[k] * m if m is not None else rewind[k]), k
     assert result["sparsity"] == pytest.approx(0.5, abs=1e-4)
+
+
+def test_synflow_scores_a_hand_worked_network_and_rescores_between_iterations():
+    """Three 1x1 convs 1 → 2 → 2 → 1 with weights a, B, c. On |θ| and an input of ones,
+    R = Σ_ji |c_j||B_ji||a_i| sums four paths p_ji; a weight's score |θ ∂R/∂θ| is the sum of the paths
+    through it. Here p00 = 4·0.5·3 = 6, p01 = 4·2·2 = 16, p10 = 3·0.5·3 = 4.5, p11 = 3·1.5·2 = 9, so
+    a = (10.5, 25), B = (6, 16, 4.5, 9), c = (22, 13.5)."""
+    net = nn.Sequential(*(nn.Conv2d(i, o, 1, bias=False) for i, o in ((1, 2), (2, 2), (2, 1))))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([3.0, -2.0]).view(2, 1, 1, 1))
+        net[1].weight.copy_(torch.tensor([[0.5, -2.0], [-0.5, -1.5]]).view(2, 2, 1, 1))
+        net[2].weight.copy_(torch.tensor([-4.0, 3.0]).view(1, 2, 1, 1))
+
+    def pruned(iterations):
+        ctx = PruneContext((1, 1, 1), torch.Generator().manual_seed(0), iterations)
+        mask = synflow_mask(net, Mask.ones(net, "conv"), 3, ctx)
+        names = {"0.weight": ["a0", "a1"], "1.weight": ["B00", "B01", "B10", "B11"], "2.weight": ["c0", "c1"]}
+        return {names[n][i] for n, m in mask.items() for i, v in enumerate(m.flatten().tolist()) if v == 0}
+
+    # One shot: the three lowest scores, B10 (4.5), B00 (6) and B11 (9).
+    assert pruned(1) == {"B10", "B00", "B11"}
+    # Two iterations keep round(8 · (5/8)^½) = 6 first (B10 and B00 go). Re-scored, a0 has lost both of
+    # its paths (score 0) and goes before B11 (9): SynFlow's guard against disconnected weights.
+    assert pruned(2) == {"B10", "B00", "a0"}
 
 
 @pytest.mark.parametrize("method", ["synflow", "random"])

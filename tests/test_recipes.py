@@ -124,6 +124,12 @@ def test_a_run_reports_the_paper_table_and_a_second_run_reuses_every_step(tmp_pa
     retrain = table["rows"][0]["cells"]["dense"]
     assert retrain["ua"]["mean"] == 100.0 and retrain["avg_gap"]["mean"] == 0.0
     assert table["rows"][1]["cells"]["sparse-0.8"]["avg_gap"]["mean"] > 0
+    ft_dense = json.loads(
+        (tmp_path / "run" / "seed-0" / "class-3" / "dense" / "ft" / "step.json").read_text()
+    )
+    cell = table["rows"][1]["cells"]["dense"]
+    assert cell["rte_min"]["mean"] == pytest.approx(ft_dense["result"]["rte_s"] / 60)
+    assert cell["ua"]["mean"] == ft_dense["result"]["metrics"]["ua"]
     assert (tmp_path / "run" / "report.md").read_text().count("| ft |") == 1
     assert "kind: unlearn" in (tmp_path / "run" / "recipe.yaml").read_text()
     again = json.loads(smu("run", recipe, "--out", tmp_path / "run", "--json").stdout)

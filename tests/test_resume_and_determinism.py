@@ -1,5 +1,6 @@
 """Killed runs resume to the same bytes; the same command and seed give the same bytes."""
 
+import json
 import os
 import signal
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import time
 
 import pytest
+from safetensors import safe_open
 
 from smu.unlearning import METHODS
 
@@ -26,17 +28,30 @@ def in_process(*args):
     assert e.value.code == 0
 
 
-def kill_when(args, ready, timeout=120):
-    """Start smu, wait until ``ready()`` (a checkpoint exists), give it a moment, then SIGKILL it."""
+def saved_epoch(checkpoint) -> int | None:
+    """The epoch a checkpoint file holds, or None while there is none (or it is being replaced)."""
+    try:
+        with safe_open(str(checkpoint), "pt") as f:
+            return int(f.metadata()["smu.epoch"])
+    except Exception:
+        return None
+
+
+def kill_after_checkpoint(args, checkpoint, timeout=120) -> int:
+    """Start smu, SIGKILL it as soon as ``checkpoint`` holds a saved epoch, and return the epoch the
+    checkpoint holds after the kill: the point a resumed run must continue from."""
     proc = subprocess.Popen([*SMU, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + timeout
-    while not ready() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.15)  # into the next epoch
-    finished = proc.poll() is not None
+    while saved_epoch(checkpoint) is None:
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail("the run ended before it saved a checkpoint to be killed after")
+        time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    return not finished
+    epoch = saved_epoch(checkpoint)
+    assert epoch is not None, "the run finished before it could be killed"
+    return epoch
 
 
 PRUNE = [
@@ -63,15 +78,17 @@ PRUNE = [
 ]
 
 
-def test_a_killed_imp_prune_resumes_to_byte_identical_models(tmp_path):
+def test_a_killed_imp_prune_resumes_from_its_checkpoint_to_byte_identical_models(tmp_path):
     smu(*PRUNE, "--out", tmp_path / "whole")
-    killed = kill_when(
-        [*PRUNE, "--out", tmp_path / "cut"],
-        lambda: (tmp_path / "cut" / "round-2" / "checkpoint.safetensors").exists(),
+    epoch = kill_after_checkpoint(
+        [*PRUNE, "--out", tmp_path / "cut"], tmp_path / "cut" / "round-2" / "checkpoint.safetensors"
     )
-    assert killed, "the run finished before it could be killed"
+    assert 2 <= epoch < 5  # round 2 rewinds to epoch 1, so its first checkpoint is epoch 2
     assert not (tmp_path / "cut" / "round-2" / "model.safetensors").exists()
-    smu(*PRUNE, "--out", tmp_path / "cut", "--resume")
+    resumed = json.loads(smu(*PRUNE[:-1], "--json", "--out", tmp_path / "cut", "--resume").stdout)
+    # The dense model and round 1 are reused; round 2 continues at the checkpoint and runs only the rest.
+    assert resumed["dense"]["start_epoch"] is None and resumed["rounds"][0]["start_epoch"] is None
+    assert resumed["rounds"][1]["start_epoch"] == epoch and resumed["rounds"][1]["epochs_run"] == 5 - epoch
     for name in (
         "dense/model.safetensors",
         "round-1/model.safetensors",
@@ -87,29 +104,39 @@ def trained(pruned_cnn):
     return pruned_cnn / "round-1" / "model.safetensors"
 
 
-@pytest.mark.parametrize("method", ["retrain", "ft", "l1-sparse"])
-def test_a_killed_unlearning_run_resumes_to_the_same_model(trained, tmp_path, method):
+@pytest.mark.parametrize(
+    "method, forget",
+    [("retrain", "class:2"), ("ft", "class:2"), ("l1-sparse", "class:2"), ("ga", "random:60%")],
+)
+def test_a_killed_unlearning_run_resumes_from_its_checkpoint_to_the_same_model(
+    trained, tmp_path, method, forget
+):
+    epochs = 8
     args = [
         "unlearn",
         "--model",
         trained,
         "--forget",
-        "class:2",
+        forget,
         "--method",
         method,
         "--epochs",
-        "8",
+        epochs,
         "--batch-size",
         "16",
         "--no-eval",
         "-q",
     ]
     smu(*args, "--out", tmp_path / "whole")
-    killed = kill_when(
-        [*args, "--out", tmp_path / "cut"], lambda: (tmp_path / "cut" / "checkpoint.safetensors").exists()
+    epoch = kill_after_checkpoint(
+        [*args, "--out", tmp_path / "cut"], tmp_path / "cut" / "checkpoint.safetensors"
     )
-    assert killed
+    assert 1 <= epoch < epochs
     smu(*args, "--out", tmp_path / "cut", "--resume")
+    result = json.loads((tmp_path / "cut" / "manifest.json").read_text())["result"]
+    assert result["start_epoch"] == epoch and result["epochs_run"] == epochs - epoch
+    fresh = json.loads((tmp_path / "whole" / "manifest.json").read_text())["result"]
+    assert fresh["start_epoch"] == 0 and fresh["epochs_run"] == epochs
     whole = (tmp_path / "whole" / "model.safetensors").read_bytes()
     assert (tmp_path / "cut" / "model.safetensors").read_bytes() == whole
 
@@ -128,13 +155,10 @@ unlearn:
 """)
     whole = smu("run", recipe, "--out", tmp_path / "whole", "--json").stdout
     models = tmp_path / "cut" / "seed-0" / "models"
-    killed = kill_when(
+    kill_after_checkpoint(
         ["run", recipe, "--out", tmp_path / "cut", "-q"],
-        lambda: (models / "rate-0.5" / "round-1" / "checkpoint.safetensors").exists(),
+        models / "rate-0.5" / "round-1" / "checkpoint.safetensors",
     )
-    assert killed
-    import json
-
     again = json.loads(smu("run", recipe, "--out", tmp_path / "cut", "--json").stdout)
     assert again["report"] == json.loads(whole)["report"] or _same_metrics(again, json.loads(whole))
     retrain = "seed-0/class-3/sparse-0.5/retrain/model.safetensors"

@@ -39,6 +39,10 @@ class Round:
     mask: str
     train_seconds: float
     images_per_second: float
+    start_epoch: int | None
+    """Where this round's training started: the rewind epoch, or a later checkpoint when resumed;
+    None when the round was finished before and reused."""
+    epochs_run: int
 
 
 def base_meta(splits: Splits, arch: str, seed: int, command: str) -> dict[str, Any]:
@@ -124,6 +128,7 @@ def run_prune(
         folder = out / f"round-{r}"
         done = folder / "model.safetensors"
         seconds = ips = 0.0
+        began, ran = None, 0
         if resume and done.is_file():
             finished = artifacts.load_model(done, next(model.parameters()).device)
             model.load_state_dict(finished.model.state_dict())
@@ -158,6 +163,7 @@ def run_prune(
             parent = artifacts.save_model(done, model, meta_r, mask=mask)
             checkpoint.clear()
             seconds, ips = fitted.seconds, fitted.images_per_second
+            began, ran = fitted.start_epoch, fitted.epochs
         rounds.append(
             Round(
                 r,
@@ -168,6 +174,8 @@ def run_prune(
                 str(folder / "mask.safetensors"),
                 seconds,
                 ips,
+                began,
+                ran,
             )
         )
         reporter.note(
@@ -250,6 +258,7 @@ def train_dense(
     path, rewind_name = folder / "model.safetensors", f"rewind-epoch-{rewind_epoch}.safetensors"
     rewind_path = folder / rewind_name
     seconds = ips = 0.0
+    began, ran = None, 0
     if resume and path.is_file() and rewind_path.is_file():
         model.load_state_dict(artifacts.load_model(path).model.state_dict())
         sha = artifacts.sha256_file(path)
@@ -287,12 +296,15 @@ def train_dense(
         )
         checkpoint.clear()
         seconds, ips = fitted.seconds, fitted.images_per_second
+        began, ran = fitted.start_epoch, fitted.epochs
     dense = {
         "model": str(path),
         "test_acc": accuracy(model, splits.test),
         "val_acc": accuracy(model, splits.val),
         "train_seconds": seconds,
         "images_per_second": ips,
+        "start_epoch": began,
+        "epochs_run": ran,
     }
     reporter.note(f"dense: test accuracy {dense['test_acc']:.2f}%")
     return artifacts.read_tensors(rewind_path), dense, sha

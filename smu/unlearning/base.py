@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -40,13 +40,15 @@ class Context:
     reporter: Reporter | None = None
     checkpoint: Checkpoint | None = None
     """Where training methods save their state each epoch (and resume from)."""
+    fits: list[FitResult] = field(default_factory=list)
+    """What each training loop of the method did (where it started, how many epochs it ran)."""
 
     def train(
         self, model: nn.Module, images: ImageSet, cfg: TrainConfig, aug: Augment, label: str, **options: Any
     ) -> FitResult:
         """:func:`smu.engine.fit` with this run's mask, seed, progress and checkpoint (``options``: the
         loss, the divergence hint)."""
-        return fit(
+        result = fit(
             model,
             images,
             cfg,
@@ -58,3 +60,5 @@ class Context:
             checkpoint=self.checkpoint,
             **options,
         )
+        self.fits.append(result)
+        return result

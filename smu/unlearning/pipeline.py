@@ -109,6 +109,9 @@ def run_unlearn(
         "sparsity": loaded.mask.sparsity() if loaded.mask is not None else 0.0,
         "mask": str(out / "mask.safetensors") if loaded.mask is not None else None,
         "parent": str(loaded.path),
+        # Where training resumed (0: a fresh run) and what it ran; None for methods that do not train.
+        "start_epoch": ctx.fits[0].start_epoch if ctx.fits else None,
+        "epochs_run": sum(f.epochs for f in ctx.fits) if ctx.fits else None,
         "metrics": None,
         "reference": None,
         "gap": None,
