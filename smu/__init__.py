@@ -1,40 +1,65 @@
 """smu: prune image classifiers, unlearn data, and measure how well it worked.
 
-The Python API behind the CLI::
+One call per command, with the CLI's options as keyword arguments, returning what ``--json`` prints::
 
-    from smu import load_splits, build_model, load_model, run_prune, TrainConfig, PruneConfig
+    import smu
+    pruned = smu.prune(dataset="digits", arch="cnn", rate=0.9, epochs=4, rewind_epoch=1, out="runs/p")
+    gone = smu.unlearn(model=pruned["model"], forget="class:3", method="l1-sparse", epochs=2, out="runs/u")
+    smu.evaluate(model=gone["model"], forget="class:3")["metrics"]
+
+and the pieces underneath (``load_splits``, ``build_model``, ``fit``, ``load_model``, ``run_prune``,
+``run_unlearn``, ``unlearning_metrics``, the method registries). Names load on first use, so
+``import smu`` (and ``smu --version``) does not import torch.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from smu.artifacts import LoadedModel, load_mask, load_model, save_model  # noqa: E402
-from smu.data import load_splits  # noqa: E402
-from smu.data.forget import ForgetSet, resolve_forget  # noqa: E402
-from smu.engine import TrainConfig, accuracy, fit, predict, resolve_device  # noqa: E402
-from smu.evaluation import gap, unlearning_metrics  # noqa: E402
-from smu.masks import Mask  # noqa: E402
-from smu.models import build_model  # noqa: E402
-from smu.pruning import PruneConfig  # noqa: E402
-from smu.pruning.pipeline import run_prune  # noqa: E402
+API = {
+    # one call per command
+    "prune": "smu.commands.prune",
+    "unlearn": "smu.commands.unlearn",
+    "evaluate": "smu.commands.evaluate",
+    "backdoor_cleanse": "smu.commands.backdoor",
+    "run": "smu.commands.run",
+    "demo": "smu.commands.run",
+    # the library underneath
+    "ForgetSet": "smu.data.forget",
+    "resolve_forget": "smu.data.forget",
+    "load_splits": "smu.data",
+    "LoadedModel": "smu.artifacts",
+    "load_mask": "smu.artifacts",
+    "load_model": "smu.artifacts",
+    "save_model": "smu.artifacts",
+    "TrainConfig": "smu.engine",
+    "accuracy": "smu.engine",
+    "fit": "smu.engine",
+    "predict": "smu.engine",
+    "resolve_device": "smu.engine",
+    "gap": "smu.evaluation",
+    "unlearning_metrics": "smu.evaluation",
+    "Mask": "smu.masks",
+    "build_model": "smu.models",
+    "PruneConfig": "smu.pruning",
+    "run_prune": "smu.pruning.pipeline",
+    "UnlearnMethod": "smu.unlearning",
+    "make_config": "smu.unlearning",
+    "run_unlearn": "smu.unlearning.pipeline",
+}
+__all__ = ["__version__", *API]
 
-__all__ = [
-    "ForgetSet",
-    "LoadedModel",
-    "Mask",
-    "PruneConfig",
-    "TrainConfig",
-    "__version__",
-    "accuracy",
-    "build_model",
-    "fit",
-    "gap",
-    "load_mask",
-    "load_model",
-    "load_splits",
-    "predict",
-    "resolve_device",
-    "resolve_forget",
-    "run_prune",
-    "save_model",
-    "unlearning_metrics",
-]
+
+def __getattr__(name: str) -> Any:
+    if name in API:
+        value = getattr(importlib.import_module(API[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'smu' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

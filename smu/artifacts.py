@@ -22,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save as st_save
 from torch import nn
 
+from smu import schema as S
 from smu.errors import ArtifactError, UsageError
 from smu.masks import Mask, scope_parameters
 
@@ -82,7 +83,7 @@ def canonical(data: bytes) -> bytes:
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
     """Save tensors with ``meta`` (values turned into strings); returns the file's sha256."""
-    header = {"format": "pt", "smu.format": FORMAT_VERSION, **{k: str(v) for k, v in meta.items()}}
+    header = {"format": "pt", str(S.FORMAT): FORMAT_VERSION, **{str(k): str(v) for k, v in meta.items()}}
     data = canonical(st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=header))
     atomic_write(path, data)
     return sha256_bytes(data)
@@ -104,7 +105,7 @@ def read_metadata(path: str | Path, option: str = "") -> dict[str, str]:
             f"{str(path)!r} is not a readable safetensors file ({e})",
             hint="smu reads only .safetensors files it wrote; is the file truncated?",
         ) from None
-    if "smu.kind" not in meta:
+    if S.KIND not in meta:
         raise ArtifactError(
             f"{str(path)!r} has no smu metadata (smu.kind)",
             hint="pass a model.safetensors or mask.safetensors written by smu",
@@ -121,7 +122,7 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def expect_kind(path: Path, meta: dict[str, str], kind: str, option: str = "") -> None:
-    got = meta.get("smu.kind")
+    got = meta.get(S.KIND)
     if got != kind:
         where = f"{option} " if option else ""
         hint = f"{where}takes a {kind} file" + (
@@ -132,10 +133,10 @@ def expect_kind(path: Path, meta: dict[str, str], kind: str, option: str = "") -
 
 def model_meta(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
     """Defaults for a model header; ``meta`` must hold arch, dataset, num_classes and input_shape."""
-    for key in ("smu.arch", "smu.dataset", "smu.num_classes", "smu.input_shape"):
+    for key in (S.ARCH, S.DATASET, S.NUM_CLASSES, S.INPUT_SHAPE):
         if key not in meta:
             raise ValueError(f"model metadata needs {key}")
-    return {"smu.kind": "model", "smu.sparsity": "0", **meta}
+    return {S.KIND: "model", S.SPARSITY: "0", **meta}
 
 
 def save_model(
@@ -152,16 +153,15 @@ def save_model(
         mask_meta = {
             k: v
             for k, v in meta.items()
-            if k
-            in ("smu.arch", "smu.dataset", "smu.num_classes", "smu.input_shape", "smu.command", "smu.seed")
+            if k in (S.ARCH, S.DATASET, S.NUM_CLASSES, S.INPUT_SHAPE, S.COMMAND, S.SEED)
         }
         mask_sha = save_mask(mask_path, mask, mask_meta)
         meta.update(
             {
-                "smu.sparsity": f"{mask.sparsity():.6f}",
-                "smu.mask": mask_path.name,
-                "smu.mask_sha256": mask_sha,
-                "smu.scope": mask.scope,
+                S.SPARSITY: f"{mask.sparsity():.6f}",
+                S.MASK_FILE: mask_path.name,
+                S.MASK_SHA256: mask_sha,
+                S.SCOPE: mask.scope,
             }
         )
     return save_tensors(Path(path), model.state_dict(), meta)
@@ -169,12 +169,12 @@ def save_model(
 
 def save_mask(path: Path, mask: Mask, meta: dict[str, Any]) -> str:
     """Save a mask as one uint8 0/1 tensor per pruned parameter."""
-    meta = {**meta, "smu.kind": "mask", "smu.scope": mask.scope, "smu.sparsity": f"{mask.sparsity():.6f}"}
+    meta = {**meta, S.KIND: "mask", S.SCOPE: mask.scope, S.SPARSITY: f"{mask.sparsity():.6f}"}
     return save_tensors(Path(path), {n: m.to(torch.uint8) for n, m in mask.items()}, meta)
 
 
 def input_shape(meta: dict[str, str]) -> tuple[int, int, int]:
-    c, h, w = (int(v) for v in meta["smu.input_shape"].split("x"))
+    c, h, w = (int(v) for v in meta[S.INPUT_SHAPE].split("x"))
     return c, h, w
 
 
@@ -190,19 +190,19 @@ class LoadedModel:
 
     @property
     def arch(self) -> str:
-        return self.meta["smu.arch"]
+        return self.meta[S.ARCH]
 
     @property
     def dataset(self) -> str:
-        return self.meta["smu.dataset"]
+        return self.meta[S.DATASET]
 
     def check_fits(self, splits: Splits, option: str = "--model") -> None:
         """The model must have been made for this dataset's classes and image shape."""
         c, h, w = splits.info.input_shape
         want = {
-            "smu.dataset": splits.info.name,
-            "smu.num_classes": str(splits.info.num_classes),
-            "smu.input_shape": f"{c}x{h}x{w}",
+            S.DATASET: splits.info.name,
+            S.NUM_CLASSES: str(splits.info.num_classes),
+            S.INPUT_SHAPE: f"{c}x{h}x{w}",
         }
         for key, value in want.items():
             if self.meta.get(key) != value:
@@ -214,7 +214,7 @@ class LoadedModel:
 
     def check_same_split(self, other: LoadedModel, option: str = "--reference") -> None:
         """Forget indices refer to a training split; two models compared on one set must share it."""
-        for key in ("smu.val_fraction", "smu.split_seed"):
+        for key in (S.VAL_FRACTION, S.SPLIT_SEED):
             if self.meta.get(key) != other.meta.get(key):
                 raise ArtifactError(
                     f"{option} {str(self.path)!r} was trained with another validation split than "
@@ -232,8 +232,8 @@ class LoadedModel:
             self.dataset,
             data_dir=data_dir,
             device=device,
-            val_fraction=float(self.meta.get("smu.val_fraction", 0.1)),
-            seed=int(self.meta.get("smu.split_seed", 0)),
+            val_fraction=float(self.meta.get(S.VAL_FRACTION, 0.1)),
+            seed=int(self.meta.get(S.SPLIT_SEED, 0)),
         )
         self.check_fits(splits)
         return splits
@@ -274,17 +274,17 @@ def load_model(
     tensors = read_tensors(path)
     c, h, _ = input_shape(meta)
     model = build_model(
-        meta["smu.arch"],
+        meta[S.ARCH],
         in_channels=c,
         image_size=h,
-        num_classes=int(meta["smu.num_classes"]),
+        num_classes=int(meta[S.NUM_CLASSES]),
         mean=[0.0] * c,
         std=[1.0] * c,
     )
     detail = state_mismatch(tensors, model)
     if detail:
         raise ArtifactError(
-            f"{str(path)!r} does not fit architecture {meta['smu.arch']!r}: {detail}",
+            f"{str(path)!r} does not fit architecture {meta[S.ARCH]!r}: {detail}",
             hint="the file's header and tensors disagree; write it again",
         )
     model.load_state_dict(tensors, strict=True)
@@ -292,14 +292,14 @@ def load_model(
     loaded_mask = None
     if mask is not None:
         loaded_mask = load_mask(mask, model, meta)
-    elif meta.get("smu.mask"):
-        mask_path = path.with_name(meta["smu.mask"])
+    elif meta.get(S.MASK_FILE):
+        mask_path = path.with_name(meta[S.MASK_FILE])
         if not mask_path.is_file():
             raise ArtifactError(
                 f"{str(path)!r} is sparse but its mask {str(mask_path)!r} is missing",
                 hint="keep mask.safetensors beside the model, or pass it with --mask",
             )
-        if sha256_file(mask_path) != meta.get("smu.mask_sha256"):
+        if sha256_file(mask_path) != meta.get(S.MASK_SHA256):
             raise ArtifactError(
                 f"{str(mask_path)!r} is not the mask {str(path)!r} was saved with",
                 hint="pass the right mask with --mask",
@@ -317,9 +317,9 @@ def load_mask(path: str | Path, model: nn.Module, model_meta: dict[str, str] | N
     expect_kind(path, meta, "mask", "--mask")
     if model_meta is not None:
         for key, what in (
-            ("smu.arch", "architecture"),
-            ("smu.num_classes", "class count"),
-            ("smu.input_shape", "input shape"),
+            (S.ARCH, "architecture"),
+            (S.NUM_CLASSES, "class count"),
+            (S.INPUT_SHAPE, "input shape"),
         ):
             if meta.get(key) != model_meta.get(key):
                 raise ArtifactError(
@@ -328,7 +328,7 @@ def load_mask(path: str | Path, model: nn.Module, model_meta: dict[str, str] | N
                     hint="pass the mask written with this model",
                 )
     params = dict(model.named_parameters())
-    scope = meta.get("smu.scope", "conv")
+    scope = meta.get(S.SCOPE, "conv")
     tensors = read_tensors(path)
     out = {}
     for name, m in tensors.items():

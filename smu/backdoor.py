@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from smu import artifacts
+from smu import schema as S
 from smu.artifacts import LoadedModel
 from smu.data import Splits
 from smu.data.forget import ForgetSet
@@ -27,32 +28,36 @@ from smu.data.poison import Trigger, default_trigger_value, poison
 from smu.engine import Reporter, TrainConfig
 from smu.errors import UsageError
 from smu.evaluation.backdoor import backdoor_metrics
+from smu.options import Checked, param
 from smu.pruning.pipeline import train_models
 from smu.unlearning.pipeline import run_unlearn
 
 
 @dataclass
-class BackdoorConfig:
-    """The attack and the models to compare."""
+class BackdoorConfig(Checked):
+    """The attack: which training images are poisoned, with what trigger, towards which class."""
 
     poison: str = "10%"
     """Training samples to poison: N or P% (the paper: 10%, 4,500 of CIFAR-10)."""
-    target: int = 0
+    target: int = param(0, ge=0)
     """The attacker's class."""
-    trigger_size: int = 4
+    trigger_size: int = param(4, ge=1)
     """Side of the trigger square, in pixels, 2 pixels in from the bottom-right corner."""
-    trigger_value: int | None = None
+    trigger_value: int | None = param(None, ge=0, le=255)
     """Trigger pixel value: black (0) as in the original, white (255) on black-background datasets."""
-    rates: tuple[float, ...] = (0.0,)
-    """Sparsities to compare: 0 is the dense Trojan model, others are OMP from the same dense training."""
 
     def trigger(self, splits: Splits) -> Trigger:
-        """The checked trigger for these splits (and the rates checked too, before anything is written)."""
-        for r in self.rates:
-            if not 0.0 <= r < 1.0:
-                raise UsageError(f"--rates: {r!r} is outside [0, 1)", hint="e.g. --rates 0,0.9 (0 = dense)")
+        """The trigger for these splits, checked against their image size and classes."""
         value = default_trigger_value(splits.info.name) if self.trigger_value is None else self.trigger_value
         return Trigger(self.trigger_size, value, self.target).check(splits)
+
+
+def check_rates(rates: tuple[float, ...] | list[float]) -> tuple[float, ...]:
+    """Sparsities to compare: 0 is the dense Trojan model, others are pruned from the same dense training."""
+    for r in rates:
+        if not 0.0 <= r < 1.0:
+            raise UsageError(f"--rates: {r!r} is outside [0, 1)", hint="e.g. --rates 0,0.9 (0 = dense)")
+    return tuple(rates)
 
 
 def run_backdoor(
@@ -63,6 +68,8 @@ def run_backdoor(
     method: str,
     unlearn_cfg: Any,
     *,
+    rates: tuple[float, ...] = (0.0,),
+    prune: str = "omp",
     out: Path | str,
     seed: int = 0,
     forget_seed: int = 0,
@@ -73,20 +80,22 @@ def run_backdoor(
     reporter: Reporter | None = None,
     command: str = "",
 ) -> dict[str, Any]:
-    """Poison, train, cleanse and measure; returns the JSON-ready result."""
+    """Poison, train, cleanse and measure; returns the JSON-ready result. ``rates`` are the Trojan models'
+    sparsities (0 = dense), pruned with ``prune`` from one dense training."""
     out = Path(out)
     reporter = reporter or Reporter()
     attack = Attack.prepare(splits, cfg, forget_seed)
     attack.poison_set.save(out / "poison.safetensors")
     if start is not None:
-        trojans = [(float(start.meta.get("smu.sparsity", 0)), start)]
+        trojans = [(float(start.meta.get(S.SPARSITY, 0)), start)]
     else:
         paths = train_models(
             attack.poisoned,
             arch,
             train,
-            cfg.rates,
+            check_rates(rates),
             out,
+            method=prune,
             seed=seed,
             device=device,
             rewind_epoch=rewind_epoch,
@@ -134,7 +143,7 @@ class Attack:
 
     def meta(self) -> dict[str, str]:
         """Header fields that mark a model as trained on this poisoned data."""
-        return {"smu.poison": self.poison_set.spec, "smu.poison.sha256": self.poison_set.sha256}
+        return {S.POISON: self.poison_set.spec, S.POISON_SHA256: self.poison_set.sha256}
 
     def summary(self, path: Path) -> dict[str, Any]:
         t = self.trigger

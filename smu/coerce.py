@@ -12,6 +12,7 @@ import typing
 from typing import Any
 
 from smu.errors import SmuError
+from smu.options import ConfigError
 from smu.registry import suggest
 
 
@@ -33,9 +34,11 @@ def build(cls: type, raw: Any, where: str, errors: list[str]) -> Any:
         values[name] = convert(hints[name], value, path, errors)
     try:
         return cls(**values)
+    except ConfigError as e:  # values out of range: each named by its key
+        errors.append(e.describe(lambda name: f"{where}{name}"))
     except (TypeError, SmuError) as e:
         errors.append(f"{where or 'recipe'}: {e}")
-        return cls()
+    return cls()
 
 
 def convert(kind: Any, value: Any, path: str, errors: list[str]) -> Any:

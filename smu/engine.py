@@ -19,10 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smu import schema as S
 from smu.data import ImageSet
 from smu.data.batches import Augment, batches, to_float
 from smu.errors import DivergedError, SmuError, UsageError
 from smu.masks import Mask
+from smu.options import Checked, param
+from smu.progress import Reporter
 from smu.registry import lookup
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
@@ -69,18 +72,6 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
-
-
-class Reporter:
-    """Where the library sends progress; the default shows nothing. ``smu.ui`` draws it with Rich."""
-
-    def start(self, label: str, total: int) -> None: ...
-
-    def update(self, advance: int = 0, **fields: object) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def note(self, message: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -158,52 +149,32 @@ def fast_layout(model: nn.Module, device: torch.device) -> Iterator[torch.memory
         model.to(memory_format=torch.contiguous_format)
 
 
-SCHEDULES = {
-    "multistep": "x gamma at each --decreasing-lr epoch",
-    "cosine": "cosine to 0 over the epochs",
-    "constant": "no decay",
-}
+SCHEDULES = ("multistep", "cosine", "constant")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Checked):
     """How to train: the paper's CIFAR settings are the defaults."""
 
-    epochs: int = 182
+    epochs: int = param(182, ge=1)
     """Training epochs."""
-    lr: float = 0.1
+    lr: float = param(0.1, gt=0)
     """Initial learning rate (SGD)."""
-    batch_size: int = 256
+    batch_size: int = param(256, ge=1)
     """Images per step."""
-    momentum: float = 0.9
+    momentum: float = param(0.9, ge=0)
     """SGD momentum."""
-    weight_decay: float = 5e-4
+    weight_decay: float = param(5e-4, ge=0)
     """L2 weight decay."""
-    schedule: str = "multistep"
-    """Learning-rate schedule: multistep, cosine or constant."""
-    decreasing_lr: tuple[int, ...] = (91, 136)
+    schedule: str = param("multistep", choices=SCHEDULES)
+    """Learning-rate schedule: multistep (x0.1 at each --decreasing-lr epoch), cosine (to 0 over the
+    epochs) or constant."""
+    decreasing_lr: tuple[int, ...] = param((91, 136), ge=0)
     """Epochs at which the multistep schedule multiplies the learning rate by 0.1."""
-    warmup: int = 0
+    warmup: int = param(0, ge=0)
     """Epochs of linear learning-rate warm-up."""
-    augment: bool = True
+    augment: bool = param(True, flag="--aug/--no-aug")
     """Pad-and-random-crop and flip (where the dataset allows) while training."""
-
-    def validate(self) -> TrainConfig:
-        lookup(SCHEDULES, self.schedule, "schedule")
-        for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) <= 0:
-                raise UsageError(
-                    f"--{name.replace('_', '-')} {getattr(self, name)!r} must be positive",
-                    hint="pass a whole number >= 1",
-                )
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise UsageError(f"--lr {self.lr!r} must be a positive number", hint="e.g. --lr 0.1")
-        if self.momentum < 0 or self.weight_decay < 0 or self.warmup < 0:
-            raise UsageError(
-                "--momentum, --weight-decay and --warmup must not be negative",
-                hint=f"got {self.momentum!r}, {self.weight_decay!r}, {self.warmup!r}",
-            )
-        return self
 
 
 def lr_at(cfg: TrainConfig, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
@@ -242,14 +213,14 @@ class Checkpoint:
             meta = read_metadata(self.path)
         except SmuError:
             return 0  # a checkpoint cut short by a crash: start the step again
-        if meta.get("smu.kind") != "checkpoint" or meta.get("smu.key") != self.key:
+        if meta.get(S.KIND) != "checkpoint" or meta.get(S.CHECKPOINT_KEY) != self.key:
             return 0
         tensors = read_tensors(self.path)
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         for i, p in enumerate(model.parameters()):
             if f"momentum.{i}" in tensors:
                 opt.state[p]["momentum_buffer"] = tensors[f"momentum.{i}"].to(p.device)
-        return int(meta["smu.epoch"])
+        return int(meta[S.EPOCH])
 
     def save(self, model: nn.Module, opt: torch.optim.Optimizer, epoch: int) -> None:
         from smu.artifacts import save_tensors
@@ -259,7 +230,7 @@ class Checkpoint:
             buf = opt.state.get(p, {}).get("momentum_buffer")
             if buf is not None:
                 tensors[f"momentum.{i}"] = buf
-        save_tensors(self.path, tensors, {"smu.kind": "checkpoint", "smu.key": self.key, "smu.epoch": epoch})
+        save_tensors(self.path, tensors, {S.KIND: "checkpoint", S.CHECKPOINT_KEY: self.key, S.EPOCH: epoch})
 
     def clear(self) -> None:
         """Remove the checkpoint once the step's result is safely written."""
@@ -313,7 +284,6 @@ def fit(
     rewound or resumed at epoch k sees exactly the batches an uninterrupted run would. With a
     ``checkpoint``, the state is saved after every epoch and a matching saved state is resumed from.
     """
-    cfg.validate()
     if len(data) == 0:
         raise UsageError(
             f"{label}: there is nothing to train on (0 images)", hint="check the dataset and the forget set"

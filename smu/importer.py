@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from smu import artifacts
+from smu import schema as S
 from smu.errors import ArtifactError, UsageError
 from smu.masks import Mask
 from smu.models import build_model
@@ -133,16 +134,16 @@ def import_checkpoint(
         for key, m in masks.items():
             mask.tensors[key] = m.to(params[key].dtype)
     meta = {
-        "smu.arch": arch,
-        "smu.dataset": dataset,
-        "smu.num_classes": classes,
-        "smu.input_shape": f"{channels}x{image_size or size}x{image_size or size}",
-        "smu.seed": 0,
-        "smu.val_fraction": 0.1,
-        "smu.split_seed": 0,
-        "smu.command": command,
-        "smu.imported_from": path.name,
-        "smu.parent": artifacts.sha256_file(path),
+        S.ARCH: arch,
+        S.DATASET: dataset,
+        S.NUM_CLASSES: classes,
+        S.INPUT_SHAPE: f"{channels}x{image_size or size}x{image_size or size}",
+        S.SEED: 0,
+        S.VAL_FRACTION: 0.1,
+        S.SPLIT_SEED: 0,
+        S.COMMAND: command,
+        S.IMPORTED_FROM: path.name,
+        S.PARENT: artifacts.sha256_file(path),
     }
     artifacts.save_model(out / "model.safetensors", model, meta, mask=mask)
     return {
@@ -153,5 +154,5 @@ def import_checkpoint(
         "num_classes": classes,
         "sparsity": mask.sparsity() if mask else 0.0,
         "source": str(path),
-        "source_sha256": meta["smu.parent"],
+        "source_sha256": meta[S.PARENT],
     }

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from smu import artifacts
+from smu import schema as S
 from smu.errors import SmuError
 
 KINDS = ("model", "mask", "forget-set", "checkpoint")
@@ -22,13 +23,13 @@ def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:
     """
     path = Path(path)
     meta = artifacts.read_metadata(path)
-    kind = meta.get("smu.kind", "?")
+    kind = meta.get(S.KIND, "?")
     problems: list[str] = []
     if kind not in KINDS:
         problems.append(f"unknown kind {kind!r}")
-    if meta.get("smu.format") != artifacts.FORMAT_VERSION:
+    if meta.get(S.FORMAT) != artifacts.FORMAT_VERSION:
         problems.append(
-            f"format version {meta.get('smu.format')!r}, this smu writes {artifacts.FORMAT_VERSION!r}"
+            f"format version {meta.get(S.FORMAT)!r}, this smu writes {artifacts.FORMAT_VERSION!r}"
         )
     try:
         tensors = artifacts.read_tensors(path)
@@ -73,12 +74,12 @@ def model_sparsity(
     path: Path, meta: dict[str, str], tensors: dict[str, torch.Tensor], problems: list[str]
 ) -> dict[str, float]:
     """Per-layer sparsity under the model's mask (checked against the model), else zeros in conv weights."""
-    mask_name = meta.get("smu.mask")
+    mask_name = meta.get(S.MASK_FILE)
     if mask_name:
         mask_path = path.with_name(mask_name)
         if not mask_path.is_file():
             problems.append(f"its mask {mask_name!r} is missing")
-        elif artifacts.sha256_file(mask_path) != meta.get("smu.mask_sha256"):
+        elif artifacts.sha256_file(mask_path) != meta.get(S.MASK_SHA256):
             problems.append(f"{mask_name!r} is not the mask it was saved with (sha256 differs)")
         else:
             mask = artifacts.read_tensors(mask_path)
@@ -97,9 +98,9 @@ def check_forget(meta: dict[str, str], tensors: dict[str, torch.Tensor], problem
     if idx is None:
         problems.append("no indices tensor")
         return
-    if str(len(idx)) != meta.get("smu.size"):
-        problems.append(f"{len(idx)} indices, the header says {meta.get('smu.size')}")
-    if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= int(meta.get("smu.train_size", math.inf))):
+    if str(len(idx)) != meta.get(S.SIZE):
+        problems.append(f"{len(idx)} indices, the header says {meta.get(S.SIZE)}")
+    if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= int(meta.get(S.TRAIN_SIZE, math.inf))):
         problems.append("indices outside the training split")
 
 
@@ -111,7 +112,7 @@ def provenance(path: Path, meta: dict[str, str], search: int) -> list[dict[str, 
         for candidate in sorted(root.rglob("*.safetensors"))[:200]:
             index.setdefault(artifacts.sha256_file(candidate), candidate)
     chain: list[dict[str, Any]] = []
-    parent, seen = meta.get("smu.parent", ""), set()
+    parent, seen = meta.get(S.PARENT, ""), set()
     while parent and parent not in seen and len(chain) < 20:
         seen.add(parent)
         found = index.get(parent)
@@ -120,6 +121,6 @@ def provenance(path: Path, meta: dict[str, str], search: int) -> list[dict[str, 
         if found is None:
             break
         parent_meta = artifacts.read_metadata(found)
-        entry["kind"] = parent_meta.get("smu.kind")
-        parent = parent_meta.get("smu.parent", "")
+        entry["kind"] = parent_meta.get(S.KIND)
+        parent = parent_meta.get(S.PARENT, "")
     return chain

@@ -1,11 +1,17 @@
-"""Name lookup in the plain-dict registries, with a did-you-mean."""
+"""Name lookup with a did-you-mean, and the registries of methods: built-ins plus plug-ins.
+
+A plug-in is another installed package that names a method object in the entry-point group
+``smu.unlearning`` or ``smu.pruning`` (docs/PLUGINS.md). Its methods join the built-ins the first
+time a registry is read; one that fails to load or to pass the checks is skipped with a one-line
+warning naming its package, and the built-ins keep working.
+"""
 
 from __future__ import annotations
 
 import difflib
-import functools
-from collections.abc import Mapping
-from typing import TypeVar
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from smu.errors import UnknownNameError
 
@@ -28,27 +34,84 @@ def lookup(table: Mapping[str, T], name: str, kind: str) -> T:
     raise UnknownNameError(f"unknown {kind} {name!r}", hint=f"{guess}choices: {', '.join(table)}")
 
 
-@functools.cache
-def field_help(cls: type) -> dict[str, str]:
-    """The docstring under each field of a dataclass: the one place hyper-parameters are explained.
+class PluginWarning(UserWarning):
+    """A plug-in that could not be used; the CLI shows it as one line on stderr."""
 
-    CLI help and recipe validation both read it, so a flag's help and the field it sets cannot drift.
+
+class Registry(Mapping[str, T]):
+    """``name -> method``: the built-ins in their order, then the plug-ins of entry-point ``group``.
+
+    A plug-in's object must be a ``cls`` with a name and a summary, and pass ``check(method, registry)``
+    (what is wrong with it, empty when nothing is); the built-ins are checked by the tests instead.
     """
-    import ast
-    import inspect
-    import textwrap
 
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__[:-1]):  # base classes first, so a subclass's text wins
-        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        body = tree.body[0].body  # type: ignore[attr-defined]
-        for stmt, nxt in zip(body, body[1:], strict=False):
-            if (
-                isinstance(stmt, ast.AnnAssign)
-                and isinstance(stmt.target, ast.Name)
-                and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)
-            ):
-                docs[stmt.target.id] = " ".join(nxt.value.value.split())
-    return docs
+    def __init__(
+        self,
+        group: str,
+        cls: type,
+        kind: str,
+        builtins: Sequence[T],
+        check: Callable[[Any, Registry], list[str]],
+    ):
+        self.group, self.cls, self.kind, self._check = group, cls, kind, check
+        self._methods: dict[str, T] = {m.name: m for m in builtins}  # type: ignore[attr-defined]
+        self._loaded = False
+
+    def _load(self) -> dict[str, T]:
+        if not self._loaded:
+            self._loaded = True  # first: a plug-in reading the registry while it loads sees the built-ins
+            for entry, method in load_plugins(self.group):
+                problems = self.declaration_problems(method) or self._check(method, self)
+                if not problems and method.name in self._methods:
+                    problems = [f"the name {method.name!r} is taken"]
+                if problems:
+                    where = f"plug-in {entry.name!r} from package {package_of(entry)!r}"
+                    warnings.warn(f"{where} skipped: {'; '.join(problems)}", PluginWarning, stacklevel=2)
+                    continue
+                self._methods[method.name] = method
+        return self._methods
+
+    def declaration_problems(self, method: Any) -> list[str]:
+        """What every method object must be: of the registry's class, with a name and a summary."""
+        if not isinstance(method, self.cls):
+            return [f"it is of type {type(method).__name__}, not {self.cls.__name__} (from {self.group})"]
+        if not method.name or not isinstance(method.name, str) or not method.summary:
+            return ["it needs a name and a one-line summary"]
+        return []
+
+    def __getitem__(self, name: str) -> T:
+        return self._load()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def get_spec(self, name: str) -> T:
+        """The method called ``name``, or an error that suggests the closest one."""
+        return lookup(self._load(), name, self.kind)
+
+
+def package_of(entry: Any) -> str:
+    dist = getattr(entry, "dist", None)
+    return dist.name if dist is not None else entry.value.split(":")[0].split(".")[0]
+
+
+def load_plugins(group: str) -> list[tuple[Any, Any]]:
+    """(entry point, loaded object) for every entry point of ``group`` that imports."""
+    from importlib.metadata import entry_points
+
+    found = []
+    for entry in entry_points(group=group):
+        try:
+            found.append((entry, entry.load()))
+        except Exception as e:  # a plug-in's import error must not take smu down with it
+            first = str(e).splitlines()[0][:200] if str(e) else ""
+            warnings.warn(
+                f"plug-in {entry.name!r} from package {package_of(entry)!r} failed to load "
+                f"({type(e).__name__}: {first}); skipped",
+                PluginWarning,
+                stacklevel=2,
+            )
+    return found

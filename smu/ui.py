@@ -27,8 +27,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from smu.engine import Reporter
 from smu.errors import SmuError
+from smu.progress import Reporter
 
 
 def err_console() -> Console:
@@ -159,4 +159,11 @@ def show_error(err: SmuError) -> None:
     line.append(err.message)
     if err.hint:
         line.append(f"; {err.hint}")
+    err_console().print(line)
+
+
+def warn(message: str) -> None:
+    """One line on stderr that something was skipped or is going away; the command goes on."""
+    line = Text("Warning: ", style="bold yellow")
+    line.append(message)
     err_console().print(line)

@@ -134,7 +134,7 @@ def test_l1_sparse_unlearning_removes_the_backdoor(tmp_path):
     result = smu(
         "backdoor-cleanse",
         *FAST,
-        "--unlearn",
+        "--method",
         "l1-sparse",
         "--alpha",
         "5e-3",
@@ -156,7 +156,7 @@ def test_an_existing_trojan_model_can_be_cleansed_again(tmp_path):
         "backdoor-cleanse",
         "--model",
         tmp_path / "a" / "dense" / "model.safetensors",
-        "--unlearn",
+        "--method",
         "ga",
         "--unlearn-epochs",
         "2",
@@ -176,9 +176,10 @@ def test_an_existing_trojan_model_can_be_cleansed_again(tmp_path):
         (["--rates", "zero"], "not a comma-separated list"),
         (["--rate", "0.5", "--rates", "0"], "not both"),
         (["--trigger-size", "9"], "does not fit"),
-        (["--unlearn", "fT"], "did you mean 'ft'"),
-        (["--unlearn", "ft", "--alpha", "0.1"], "--alpha does not apply to --method ft"),
-        (["--prune", "imp"], "unknown backdoor pruning method"),
+        (["--method", "fT"], "did you mean 'ft'"),
+        (["--method", "ft", "--alpha", "0.1"], "--alpha does not apply to --method ft"),
+        (["--prune", "imp"], "--prune imp is iterative"),
+        (["--prune", "ompp"], "did you mean 'omp'"),
     ],
 )
 def test_bad_backdoor_input_is_one_clear_line(tmp_path, args, message):

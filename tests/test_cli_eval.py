@@ -36,6 +36,7 @@ def models(tmp_path_factory, digits):
 def test_eval_against_the_retrained_model_reports_metrics_and_gaps(models):
     result = smu(
         "eval",
+        "--model",
         models / "full.safetensors",
         "--forget",
         "class:3",
@@ -54,7 +55,9 @@ def test_eval_against_the_retrained_model_reports_metrics_and_gaps(models):
 
 
 def test_the_table_shows_every_metric_and_the_average_gap(models):
-    result = smu("eval", models / "full.safetensors", "-f", "class:3", "-r", models / "without3.safetensors")
+    result = smu(
+        "eval", "--model", models / "full.safetensors", "-f", "class:3", "-r", models / "without3.safetensors"
+    )
     assert result.exit_code == 0, result.output
     for word in ("UA", "MIA-Efficacy", "RA", "TA", "Avg. Gap", "Reference"):
         assert word in result.stdout
@@ -64,6 +67,7 @@ def test_the_table_shows_every_metric_and_the_average_gap(models):
 def test_a_saved_forget_set_reproduces_the_same_samples(models, digits, tmp_path, spec, size):
     first = smu(
         "eval",
+        "--model",
         models / "full.safetensors",
         "--forget",
         spec,
@@ -77,7 +81,9 @@ def test_a_saved_forget_set_reproduces_the_same_samples(models, digits, tmp_path
     a = json.loads(first.stdout)["forget"]
     assert a["size"] == (size or round(0.1 * len(digits.train)))
     again = json.loads(
-        smu("eval", models / "full.safetensors", "--forget", tmp_path / "f.safetensors", "--json").stdout
+        smu(
+            "eval", "--model", models / "full.safetensors", "--forget", tmp_path / "f.safetensors", "--json"
+        ).stdout
     )
     assert (
         again["forget"]["sha256"] == a["sha256"] and again["metrics"] == json.loads(first.stdout)["metrics"]
@@ -87,6 +93,7 @@ def test_a_saved_forget_set_reproduces_the_same_samples(models, digits, tmp_path
 def test_quiet_prints_the_saved_forget_set_path(models, tmp_path):
     result = smu(
         "eval",
+        "--model",
         models / "full.safetensors",
         "--forget",
         "random:5",
@@ -103,6 +110,7 @@ def test_a_reference_trained_on_another_split_is_refused(models, digits, tmp_pat
     artifacts.save_model(tmp_path / "other.safetensors", other.model, meta)
     result = smu(
         "eval",
+        "--model",
         models / "full.safetensors",
         "--forget",
         "class:3",
@@ -122,11 +130,11 @@ def test_a_reference_trained_on_another_split_is_refused(models, digits, tmp_pat
     ],
 )
 def test_bad_eval_input_is_one_clear_line(models, args, code, message):
-    result = smu("eval", models / "full.safetensors", *args)
+    result = smu("eval", "--model", models / "full.safetensors", *args)
     assert result.exit_code == code, result.output
     assert message in result.stderr and result.stderr.count("\n") == 1 and "Traceback" not in result.output
 
 
 def test_a_missing_model_file_is_exit_code_1(tmp_path):
-    result = smu("eval", tmp_path / "nope.safetensors", "--forget", "class:1")
+    result = smu("eval", "--model", tmp_path / "nope.safetensors", "--forget", "class:1")
     assert result.exit_code == 1 and "no such file" in result.stderr

@@ -140,11 +140,11 @@ def test_from_a_dense_model_reuses_its_rewind_checkpoint_and_a_mask_is_refused(t
     )
     dense = tmp_path / "a" / "dense" / "model.safetensors"
     result = smu(
-        "prune", "--from", dense, "--epochs", "3", "--rate", "0.7", "--out", tmp_path / "b", "--json"
+        "prune", "--model", dense, "--epochs", "3", "--rate", "0.7", "--out", tmp_path / "b", "--json"
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["sparsity"] == pytest.approx(0.7, abs=0.005)
-    result = smu("prune", "--from", tmp_path / "a" / "round-1" / "mask.safetensors", "--out", tmp_path / "c")
+    result = smu("prune", "--model", tmp_path / "a" / "round-1" / "mask.safetensors", "--out", tmp_path / "c")
     assert result.exit_code == 1
     assert "is a mask, not a model" in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "c").exists()
@@ -154,14 +154,14 @@ def test_from_a_dense_model_reuses_its_rewind_checkpoint_and_a_mask_is_refused(t
     "args, code, message",
     [
         (["--method", "omq"], 2, "did you mean 'omp'"),
-        (["--rate", "1.5"], 2, "--rate 1.5 is outside (0, 1)"),
-        (["--epochs", "0"], 2, "--epochs 0 must be positive"),
+        (["--rate", "1.5"], 2, "--rate 1.5 must be in (0, 1)"),
+        (["--epochs", "0"], 2, "--epochs 0 must be >= 1"),
         (["--arch", "resnet2"], 2, "did you mean 'resnet20'"),
         (["--dataset", "fashion_mnist"], 2, "did you mean 'fashion-mnist'"),
         (["--device", "gpu"], 2, "unknown device 'gpu'"),
-        (["--scope", "linear"], 2, "unknown pruning scope"),
-        (["--method", "omp", "--times", "3"], 2, "--times 3 is not valid"),
-        (["--from", "missing.safetensors"], 1, "no such file"),
+        (["--scope", "linear"], 2, "--scope 'linear' must be one of conv, all"),
+        (["--method", "omp", "--times", "3"], 2, "--times 3 must be 1 for --method omp"),
+        (["--model", "missing.safetensors"], 1, "no such file"),
     ],
 )
 def test_bad_input_is_one_clear_line_with_the_right_exit_code(tmp_path, args, code, message):

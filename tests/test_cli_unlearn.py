@@ -99,7 +99,7 @@ def test_unlearn_end_to_end_writes_a_sparse_model_and_reports_rte_and_gaps(spars
 
 def test_retrain_forgets_the_class_completely(sparse):
     _, folder = sparse
-    result = smu("eval", folder / "retrain" / "model.safetensors", "--forget", "class:3", "--json")
+    result = smu("eval", "--model", folder / "retrain" / "model.safetensors", "--forget", "class:3", "--json")
     assert json.loads(result.stdout)["metrics"]["ua"] == 100.0
 
 
@@ -207,8 +207,8 @@ def test_a_diverging_gradient_ascent_writes_nothing(sparse, tmp_path):
         (["--method", "f_t"], 2, "did you mean 'ft'"),
         (["--method", "ft", "--alpha", "0.1"], 2, "--alpha does not apply to --method ft"),
         (["--method", "ff", "--epochs", "3"], 2, "--epochs does not apply to --method ff"),
-        (["--method", "ft", "--epochs", "0"], 2, "--epochs 0 must be positive"),
-        (["--method", "ft", "--lr", "-1"], 2, "--lr -1.0 must be a positive number"),
+        (["--method", "ft", "--epochs", "0"], 2, "--epochs 0 must be >= 1"),
+        (["--method", "ft", "--lr", "-1"], 2, "--lr -1.0 must be > 0"),
         (["--method", "ft", "--mask", "nope.safetensors"], 1, "no such file"),
     ],
 )

@@ -31,11 +31,18 @@ def test_warmup_ramps_linearly_over_its_epochs():
 
 
 def test_bad_training_options_are_usage_errors():
-    for bad in (dict(epochs=0), dict(batch_size=-1), dict(lr=0.0), dict(lr=float("nan"))):
-        with pytest.raises(UsageError):
-            TrainConfig(**bad).validate()
-    with pytest.raises(UnknownNameError, match="cosine"):
-        TrainConfig(schedule="cosin").validate()
+    for bad, message in (
+        (dict(epochs=0), "--epochs 0 must be >= 1"),
+        (dict(batch_size=-1), "--batch-size -1 must be >= 1"),
+        (dict(lr=0.0), "--lr 0.0 must be > 0"),
+        (dict(lr=float("nan")), "--lr nan must be > 0"),
+        (dict(momentum=-0.1, warmup=-1), "--momentum -0.1 must be >= 0; --warmup -1 must be >= 0"),
+        (dict(decreasing_lr=(5, -2)), r"--decreasing-lr \(5, -2\) must be >= 0"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            TrainConfig(**bad)
+    with pytest.raises(UsageError, match="one of multistep, cosine, constant \\(did you mean 'cosine'\\?\\)"):
+        TrainConfig(schedule="cosin")
 
 
 def test_resolve_device_auto_prefers_cuda_then_mps_then_cpu_and_rejects_unknown_devices(monkeypatch):

@@ -8,7 +8,7 @@ from smu.errors import UsageError
 from smu.masks import Mask
 from smu.pruning import PruneConfig, PruneContext
 from smu.pruning.pipeline import run_prune
-from smu.pruning.synflow import synflow_mask
+from smu.pruning.synflow import SynFlowConfig, synflow_mask
 
 FAST = TrainConfig(epochs=3, lr=0.05, batch_size=128)
 
@@ -68,7 +68,7 @@ def test_synflow_scores_a_hand_worked_network_and_rescores_between_iterations():
         net[2].weight.copy_(torch.tensor([-4.0, 3.0]).view(1, 2, 1, 1))
 
     def pruned(iterations):
-        ctx = PruneContext((1, 1, 1), torch.Generator().manual_seed(0), iterations)
+        ctx = PruneContext((1, 1, 1), torch.Generator().manual_seed(0), SynFlowConfig(iterations))
         mask = synflow_mask(net, Mask.ones(net, "conv"), 3, ctx)
         names = {"0.weight": ["a0", "a1"], "1.weight": ["B00", "B01", "B10", "B11"], "2.weight": ["c0", "c1"]}
         return {names[n][i] for n, m in mask.items() for i, v in enumerate(m.flatten().tolist()) if v == 0}
@@ -82,7 +82,7 @@ def test_synflow_scores_a_hand_worked_network_and_rescores_between_iterations():
 
 @pytest.mark.parametrize("method", ["synflow", "random"])
 def test_pruning_at_init_reaches_its_rate_and_keeps_the_model_sparse(tmp_path, digits, method):
-    cfg = PruneConfig(method, rate=0.8, synflow_iterations=10)
+    cfg = PruneConfig(method, rate=0.8, options=SynFlowConfig(10) if method == "synflow" else None)
     result = run_prune(digits, "cnn", FAST, cfg, out=tmp_path, seed=0)
     assert result["sparsity"] == pytest.approx(0.8, abs=1e-4) and "dense" not in result
     loaded = artifacts.load_model(result["model"])
@@ -96,7 +96,7 @@ def test_synflow_keeps_every_layer_alive_at_high_sparsity(tmp_path, digits):
         digits,
         "cnn",
         TrainConfig(epochs=1, batch_size=256),
-        PruneConfig("synflow", rate=0.98, synflow_iterations=20),
+        PruneConfig("synflow", rate=0.98, options=SynFlowConfig(20)),
         out=tmp_path,
         seed=0,
     )
@@ -111,12 +111,13 @@ def test_from_rejects_methods_that_prune_at_initialisation(tmp_path, digits):
 
 
 def test_bad_rates_and_rounds_are_usage_errors():
-    for cfg in (
-        PruneConfig(rate=1.0),
-        PruneConfig(rate=0.0),
-        PruneConfig("omp", times=3),
-        PruneConfig("imp", times=0),
-        PruneConfig(rewind_epoch=10),
+    for options, message in (
+        (dict(rate=1.0), "--rate 1.0 must be in \\(0, 1\\)"),
+        (dict(rate=0.0), "--rate 0.0 must be in \\(0, 1\\)"),
+        (dict(method="omp", times=3), "--times 3 must be 1 for --method omp"),
+        (dict(method="imp", times=0), "--times 0 must be >= 1"),
+        (dict(rewind_epoch=10), "--rewind-epoch 10 must be below --epochs 10"),
+        (dict(method="omq"), "unknown pruning method 'omq'"),
     ):
-        with pytest.raises(UsageError):
-            cfg.resolved(epochs=10)
+        with pytest.raises(UsageError, match=message):
+            PruneConfig(**options).resolved(epochs=10)

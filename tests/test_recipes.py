@@ -1,15 +1,15 @@
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from smu.cli import app
 from smu.errors import UsageError
+from smu.recipes.catalog import find, shipped
 from smu.recipes.config import load_recipe
 
 runner = CliRunner()
-RECIPES = sorted((Path(__file__).parents[1] / "recipes").rglob("*.yaml"))
+NAMES = [r.name for r in shipped()]
 
 TINY = """
 # A tiny recipe for tests.
@@ -36,18 +36,17 @@ def write(tmp_path, text=TINY, name="tiny.yaml"):
     return path
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
-def test_every_shipped_recipe_loads_validates_and_shows_its_command(path):
-    recipe = load_recipe(path)
-    assert recipe.seeds and recipe.unlearn
-    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
-    relative = path.relative_to(Path(__file__).parents[1])
-    assert any(f"smu run {relative}" in line for line in header)
+@pytest.mark.parametrize("name", NAMES)
+def test_every_shipped_recipe_loads_validates_and_shows_its_command(name):
+    recipe = load_recipe(name)
+    assert recipe.seeds and recipe.unlearn and recipe.description and recipe.estimated_time
+    header = [line for line in find(name).text().splitlines() if line.startswith("#")]
+    assert any(f"smu run {name}" in line for line in header)
 
 
-@pytest.mark.parametrize("path", [p for p in RECIPES if "cifar10" in str(p)], ids=lambda p: p.name)
-def test_the_cifar10_recipes_pass_a_dry_run(path):
-    result = smu("run", path, "--dry-run", "--json")
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("cifar10/")])
+def test_the_cifar10_recipes_pass_a_dry_run(name):
+    result = smu("run", name, "--dry-run", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["recipe"]["dataset"] == "cifar10" and out["recipe"]["arch"] == "resnet18"
@@ -84,7 +83,7 @@ def test_every_mistake_is_reported_at_once_with_the_nearest_key(tmp_path):
         "unknown key 'trian' (did you mean 'train'?)",
         "train.lr must be float, got 'fast'",
         "unknown method 'fT' (did you mean 'ft'?)",
-        "did you mean --lr?",
+        "unknown option unlearn.ft.lrr for --method ft (did you mean unlearn.ft.lr?)",
         "dataset: unknown 'cifar1' (did you mean 'cifar10'?)",
         "'clas:3' is not a forget spec",
     ):
@@ -107,7 +106,7 @@ def test_broken_recipes_are_clear_errors(tmp_path, text, message):
 
 def test_a_missing_recipe_or_a_bad_override_is_exit_code_2(tmp_path):
     result = smu("run", tmp_path / "nope.yaml")
-    assert result.exit_code == 2 and "does not exist" in result.stderr
+    assert result.exit_code == 2 and "is neither a file nor a shipped recipe" in result.stderr
     result = smu("run", write(tmp_path), "seeds")
     assert result.exit_code == 2 and "is not key=value" in result.stderr
 
@@ -136,6 +135,15 @@ def test_a_run_reports_the_paper_table_and_a_second_run_reuses_every_step(tmp_pa
     assert again["steps"] == {"total": 7, "ran": 0, "skipped": 7} and again["report"] == out["report"]
     changed = json.loads(smu("run", recipe, "unlearn.ft.lr=0.02", "--out", tmp_path / "run", "--json").stdout)
     assert changed["steps"]["ran"] == 2  # ft on the dense and on the sparse model, nothing else
+
+
+def test_a_pruning_method_s_own_options_sit_beside_the_prune_keys_and_are_checked(tmp_path):
+    recipe = load_recipe(write(tmp_path), ["prune.method=synflow", "prune.synflow_iterations=7"])
+    assert recipe.prune.options == {"synflow_iterations": 7}
+    result = smu("run", write(tmp_path), "prune.method=synflow", "prune.synflow_iterations=0", "--dry-run")
+    assert result.exit_code == 2 and "prune.synflow_iterations 0 must be >= 1" in result.stderr
+    result = smu("run", write(tmp_path), "prune.synflow_iterations=7", "--dry-run")
+    assert result.exit_code == 2 and "unknown key 'prune.synflow_iterations'" in result.stderr
 
 
 def test_a_run_does_not_take_over_a_foreign_folder(tmp_path):

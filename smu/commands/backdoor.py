@@ -2,50 +2,62 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from smu import artifacts
-from smu.backdoor import BackdoorConfig, run_backdoor
+from smu import schema as S
+from smu.backdoor import BackdoorConfig, check_rates, run_backdoor
 from smu.commands import common as c
-from smu.commands.unlearn import method_option
+from smu.commands.generate import config_options, method_options, parse_list
+from smu.commands.unlearn import Method
+from smu.commands.wrap import Alias, cli
 from smu.data import load_splits
-from smu.engine import resolve_device, runtime
+from smu.engine import Reporter, TrainConfig, resolve_device
 from smu.errors import UsageError
 from smu.models import ARCHS
+from smu.options import field_help, flag_of
+from smu.pruning import METHODS as PRUNING
 from smu.pruning import PruneConfig
-from smu.registry import field_help, lookup
-from smu.ui import emit, reporting, table
-from smu.unlearning import make_config
+from smu.registry import lookup
+from smu.ui import table
+from smu.unlearning import METHODS, make_config
 
 HELP = field_help(BackdoorConfig)
+D = BackdoorConfig()
 EPILOG = (
     "Examples:\n\n"
     "smu backdoor-cleanse --dataset digits --arch cnn --epochs 10 --rewind-epoch 1 --rates 0,0.9\n\n"
-    "smu backdoor-cleanse --model trojan/model.safetensors --poison 10% --unlearn l1-sparse --json"
+    "smu backdoor-cleanse --model trojan/model.safetensors --poison 10% --method l1-sparse --json\n\n"
+    "The unlearning method's training options carry an unlearn- prefix (--unlearn-epochs, --unlearn-lr); "
+    "the plain ones train the Trojan model."
 )
+TRAINING = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
-def attack_option(name: str, flag: str | None = None) -> typer.models.OptionInfo:
-    return typer.Option(flag or f"--{name.replace('_', '-')}", help=HELP[name], rich_help_panel="Attack")
+def attack(name: str) -> Any:
+    return typer.Option(flag_of(name), help=HELP[name], rich_help_panel="Attack")
 
 
-@c.errors_handled
-def cleanse(
-    ctx: typer.Context,
-    poison: Annotated[str, attack_option("poison")] = "10%",
-    target: Annotated[int, attack_option("target")] = 0,
-    trigger_size: Annotated[int, attack_option("trigger_size")] = 4,
-    trigger_value: Annotated[int | None, attack_option("trigger_value")] = None,
+def backdoor_cleanse(
+    poison: Annotated[str, attack("poison")] = D.poison,
+    target: Annotated[int, attack("target")] = D.target,
+    trigger_size: Annotated[int, attack("trigger_size")] = D.trigger_size,
+    trigger_value: Annotated[int | None, attack("trigger_value")] = None,
     forget_seed: Annotated[
         int,
         typer.Option("--forget-seed", help="Seed that draws the poisoned samples.", rich_help_panel="Attack"),
     ] = 0,
     prune: Annotated[
         str,
-        typer.Option("--prune", help="How sparse Trojan models are made (omp).", rich_help_panel="Models"),
+        typer.Option(
+            "--prune",
+            help="How the sparse Trojan models are pruned (a one-shot method).",
+            rich_help_panel="Models",
+        ),
     ] = "omp",
     rate: Annotated[
         float | None,
@@ -64,7 +76,9 @@ def cleanse(
     rewind_epoch: Annotated[
         int,
         typer.Option(
-            "--rewind-epoch", help="OMP rewind epoch (0 = initialisation).", rich_help_panel="Models"
+            "--rewind-epoch",
+            help="Rewind epoch after pruning (0 = initialisation).",
+            rich_help_panel="Models",
         ),
     ] = 8,
     scope: Annotated[
@@ -74,70 +88,44 @@ def cleanse(
         Path | None,
         typer.Option(
             "--model",
-            help="Cleanse this Trojan model (with its mask) instead "
-            "of training one; --poison and --forget-seed must match its "
-            "training.",
+            help="Cleanse this Trojan model (with its mask) instead of training one; --poison and "
+            "--forget-seed "
+            "must match its training.",
             rich_help_panel="Models",
         ),
     ] = None,
-    unlearn: Annotated[
-        str,
-        typer.Option(
-            "--unlearn",
-            help="Unlearning method: ft, l1-sparse, ga, ff, iu or retrain.",
-            rich_help_panel="Cleanse",
-        ),
-    ] = "ft",
-    unlearn_epochs: Annotated[int | None, method_option("epochs", "--unlearn-epochs", "Cleanse")] = None,
-    unlearn_lr: Annotated[float | None, method_option("lr", "--unlearn-lr", "Cleanse")] = None,
-    unlearn_batch_size: Annotated[
-        int | None, method_option("batch_size", "--unlearn-batch-size", "Cleanse")
-    ] = None,
-    alpha: Annotated[float | None, method_option("alpha", panel="Cleanse")] = None,
-    no_l1_epochs: Annotated[int | None, method_option("no_l1_epochs", panel="Cleanse")] = None,
-    fisher_batch_size: Annotated[int | None, method_option("fisher_batch_size", panel="Cleanse")] = None,
-    iu_samples: Annotated[int | None, method_option("iu_samples", panel="Cleanse")] = None,
+    method: Method = "ft",
     arch: c.Arch = None,
     dataset: c.Dataset = None,
     data: c.DataDir = None,
     val_fraction: c.ValFraction = 0.1,
-    epochs: c.Epochs = c.DEFAULT_TRAIN.epochs,
-    lr: c.Lr = c.DEFAULT_TRAIN.lr,
-    batch_size: c.BatchSize = c.DEFAULT_TRAIN.batch_size,
-    momentum: c.Momentum = c.DEFAULT_TRAIN.momentum,
-    weight_decay: c.WeightDecay = c.DEFAULT_TRAIN.weight_decay,
-    schedule: c.Schedule = c.DEFAULT_TRAIN.schedule,
-    decreasing_lr: c.DecreasingLr = "91,136",
-    warmup: c.Warmup = c.DEFAULT_TRAIN.warmup,
-    no_aug: c.NoAug = False,
     device: c.Device = "auto",
     amp: c.Amp = False,
-    compile_model: c.Compile = False,
+    compile: c.Compile = False,
     seed: c.Seed = 0,
     out: c.Out = None,
     force: c.Force = False,
-    json_out: c.Json = False,
-    quiet: c.Quiet = False,
-) -> None:
-    """Poison the data, train Trojan model(s), unlearn the poisoned samples; SA and ASR before and after."""
-    lookup({"omp": 0}, prune, "backdoor pruning method")
-    unlearn_cfg = make_config(
-        unlearn,
-        {
-            "epochs": unlearn_epochs,
-            "lr": unlearn_lr,
-            "batch_size": unlearn_batch_size,
-            "alpha": alpha,
-            "no_l1_epochs": no_l1_epochs,
-            "fisher_batch_size": fisher_batch_size,
-            "iu_samples": iu_samples,
-        },
-    )
-    train = c.train_config(
-        epochs, lr, batch_size, momentum, weight_decay, schedule, decreasing_lr, warmup, no_aug
-    )
-    cfg = BackdoorConfig(poison, target, trigger_size, trigger_value, parse_rates(rate, rates))
-    lookup({"conv": 0, "all": 0}, scope, "pruning scope")
+    reporter: Reporter | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Poison the data, train Trojan model(s), unlearn the poisoned samples; SA and ASR before and after.
+
+    ``options`` train the Trojan models (``epochs``, ``lr``...) and, prefixed ``unlearn_`` where the
+    names clash (``unlearn_epochs``), set the unlearning method's. Returns what ``--json`` prints.
+    """
+    given = {k: v for k, v in locals().items() if k not in ("options", "reporter")} | options
+    unlearning = method_fields()
+    c.refuse_unknown(options, TRAINING | {f"unlearn_{n}" for n in TRAINING} | unlearning, "backdoor-cleanse")
+    train = TrainConfig(**{k: v for k, v in options.items() if k in TRAINING})
+    unlearn_given = {k.removeprefix("unlearn_"): v for k, v in options.items() if k not in TRAINING}
+    unlearn_cfg = make_config(method, unlearn_given, where=unlearn_flag)
+    cfg = BackdoorConfig(poison, target, trigger_size, trigger_value)
+    chosen = check_rates(parse_rates(rate, rates))
+    if lookup(PRUNING, prune, "pruning method").iterative:
+        raise UsageError(
+            f"--prune {prune} is iterative; here each sparsity is pruned once from one dense model",
+            hint="use a one-shot method (omp, synflow, random), or a recipe with prune.method imp",
+        )
     dev = resolve_device(device)
     start = artifacts.load_model(model, dev) if model else None
     if start is not None:
@@ -148,29 +136,38 @@ def cleanse(
             )
         splits = start.load_splits(data, dev)
         arch = start.arch
+        chosen = (float(start.meta.get(S.SPARSITY, 0)),)
     else:
         arch = arch or "resnet18"
         lookup(ARCHS, arch, "architecture")
         splits = load_splits(
             dataset or "digits", data_dir=data, device=dev, val_fraction=val_fraction, seed=seed
         )
-    cfg.trigger(splits)  # checks the rates and the trigger before anything is written
-    if start is None and any(r > 0 for r in cfg.rates):
-        PruneConfig("omp", rate=max(cfg.rates), rewind_epoch=rewind_epoch).resolved(train.epochs)
-    out_dir = out or c.default_out("backdoor", splits.info.name, arch, unlearn)
-    with (
-        artifacts.run_dir(out_dir, force) as out_dir,
-        reporting(quiet) as reporter,
-        runtime(amp, compile_model),
-    ):
+        if any(r > 0 for r in chosen):  # checks the rewind epoch and scope before anything is trained
+            PruneConfig(prune, rate=max(chosen), rewind_epoch=rewind_epoch, scope=scope).resolved(
+                train.epochs
+            )
+    cfg.trigger(splits)  # checks the trigger before anything is written
+    own_values = {k: v for k, v in given.items() if k not in options}
+    command = c.command_line(
+        "smu backdoor-cleanse",
+        own_values,
+        train,
+        unlearn_cfg,
+        prefix=lambda cfg, name: "unlearn" if cfg is unlearn_cfg and name in TRAINING else "",
+    )
+    out = Path(out) if out else c.default_out("backdoor", splits.info.name, arch, method)
+    with c.run_folder(out, force=force, amp=amp, compile=compile) as folder:
         result = run_backdoor(
             splits,
             arch,
             train,
             cfg,
-            unlearn,
+            method,
             unlearn_cfg,
-            out=out_dir,
+            rates=chosen,
+            prune=prune,
+            out=folder,
             seed=seed,
             forget_seed=forget_seed,
             device=dev,
@@ -178,24 +175,22 @@ def cleanse(
             rewind_epoch=rewind_epoch,
             scope=scope,
             reporter=reporter,
-            command=c.command_line(ctx),
+            command=command,
         )
-        result["manifest"] = str(
-            artifacts.write_manifest(
-                out_dir,
-                {
-                    "command": c.command_line(ctx),
-                    "options": c.jsonable_params(ctx),
-                    "result": result,
-                    "versions": c.versions(dev),
-                },
-            )
-        )
-    paths = [r["model_after"] for r in result["results"]]
-    emit(result, as_json=json_out, quiet=quiet, paths=paths, render=lambda: render(result))
+        result["manifest"] = c.write_manifest(folder, command, given, result, dev)
+    return result
 
 
-def parse_rates(rate: float | None, rates: str | None) -> tuple[float, ...]:
+def unlearn_flag(name: str) -> str:
+    """How the unlearning method's options are spelled here: --unlearn-epochs, but --alpha."""
+    return f"--unlearn-{name.replace('_', '-')}" if name in TRAINING else flag_of(name)
+
+
+def method_fields() -> set[str]:
+    return {f.name for spec in METHODS.values() for f in dataclasses.fields(spec.config)}
+
+
+def parse_rates(rate: float | None, rates: str | list[float] | None) -> tuple[float, ...]:
     if rate is not None and rates is not None:
         raise UsageError(
             "give --rate or --rates, not both", hint="--rates 0,0.9 compares dense and 90% sparse"
@@ -204,18 +199,15 @@ def parse_rates(rate: float | None, rates: str | None) -> tuple[float, ...]:
         return (rate,)
     if rates is None:
         return (0.0,)
-    try:
-        return tuple(float(r) for r in rates.replace(" ", "").split(",") if r)
-    except ValueError:
-        raise UsageError(
-            f"--rates {rates!r} is not a comma-separated list of numbers", hint="e.g. --rates 0,0.9"
-        ) from None
+    if not isinstance(rates, str):
+        return tuple(float(r) for r in rates)
+    return parse_list(float, tuple, rates, flag="--rates")
 
 
 def render(result: dict) -> list:
     p = result["poison"]
     title = (
-        f"smu backdoor-cleanse --unlearn {result['method']}: {p['size']} poisoned samples, "
+        f"smu backdoor-cleanse --method {result['method']}: {p['size']} poisoned samples, "
         f"target {p['target']} → {result['out']}"
     )
     rows = [
@@ -232,3 +224,26 @@ def render(result: dict) -> list:
     ]
     columns = ["Rate", "Sparsity", "SA before %", "ASR before %", "SA after %", "ASR after %", "RTE (min)"]
     return [table(title, columns, rows)]
+
+
+def command(focus: str | None = None) -> Any:
+    unlearning = method_options(
+        dict(METHODS),
+        focus=focus,
+        panel="Cleanse",
+        trainer_panel="Cleanse: training of the unlearning method",
+        prefix="unlearn",
+        clash=TRAINING,
+    )
+    return cli(
+        backdoor_cleanse,
+        render=render,
+        paths=lambda r: [x["model_after"] for x in r["results"]],
+        generated=config_options(TrainConfig, panel="Training of the Trojan model") + unlearning,
+        aliases=(Alias("--unlearn", "method"),),
+    )
+
+
+def epilog() -> str:
+    listing = "\n\n".join(f"{name}: {spec.summary}" for name, spec in METHODS.items())
+    return f"Unlearning methods:\n\n{listing}\n\n{EPILOG}"

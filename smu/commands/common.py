@@ -1,29 +1,37 @@
-"""Options every command shares, defined once, and the error boundary at the command edge."""
+"""What every command shares: the options spelled the same way everywhere, the run folder and its
+manifest, and the provenance string written into every artifact.
+
+A command is one library function (``smu.unlearn(...)`` is ``smu unlearn``): keyword arguments named
+like the CLI options, returning the dict ``--json`` prints. ``smu.commands.wrap.cli`` turns it into a
+Typer command, with the options ``smu.commands.generate`` makes from the hyper-parameter dataclasses.
+"""
 
 from __future__ import annotations
 
-import functools
-import os
+import contextlib
+import dataclasses
 import platform
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
 from smu import __version__
-from smu.engine import TrainConfig
-from smu.errors import SmuError
-from smu.registry import field_help
-from smu.ui import show_error
+from smu.commands.generate import option_flag, show
+from smu.options import flag_of
 
-F = TypeVar("F", bound=Callable[..., Any])
+# ── Options every command spells the same way ─────────────────────────────────────────────────────
 
-TRAIN_HELP = field_help(TrainConfig)
-DEFAULT_TRAIN = TrainConfig()
-
+Model = Annotated[
+    Path,
+    typer.Option(
+        "--model",
+        help="model.safetensors to work on (a sparse model's mask is found beside it).",
+        rich_help_panel="Model",
+    ),
+]
 Device = Annotated[
     str,
     typer.Option(
@@ -63,8 +71,8 @@ Out = Annotated[
     typer.Option(
         "--out",
         "-o",
-        help="Folder for the artifacts (default: "
-        "runs/<command>-<dataset>-<arch>-<time>); must be empty unless --force.",
+        help="Folder for the artifacts (default: runs/<command>-<dataset>-<arch>-<time>); must be empty "
+        "unless --force.",
         rich_help_panel="Output",
     ),
 ]
@@ -75,23 +83,8 @@ Resume = Annotated[
     bool,
     typer.Option(
         "--resume",
-        help="Continue an interrupted run in --out from its last "
-        "checkpoint (the result is the same as an uninterrupted run).",
-        rich_help_panel="Output",
-    ),
-]
-Json = Annotated[
-    bool,
-    typer.Option(
-        "--json", help="Print one JSON object on stdout instead of tables.", rich_help_panel="Output"
-    ),
-]
-Quiet = Annotated[
-    bool,
-    typer.Option(
-        "--quiet",
-        "-q",
-        help="Print only the paths written, one per line; no progress.",
+        help="Continue an interrupted run in --out from its last checkpoint (the result is the same as an "
+        "uninterrupted run).",
         rich_help_panel="Output",
     ),
 ]
@@ -100,9 +93,9 @@ Dataset = Annotated[
     typer.Option(
         "--dataset",
         "-d",
-        help="digits (embedded), fashion-mnist, mnist, "
-        "cifar10, cifar100, svhn or imagefolder (default: digits, or the "
-        "model's).",
+        help="digits (embedded), fashion-mnist, mnist, cifar10, cifar100, svhn or imagefolder "
+        "(default: digits, "
+        "or the model's).",
         rich_help_panel="Data",
     ),
 ]
@@ -127,67 +120,38 @@ Arch = Annotated[
     typer.Option(
         "--arch",
         "-a",
-        help="resnet18 (the paper's), resnet20, vgg16_bn, "
-        "resnet50 or cnn (default: resnet18, or the model's).",
+        help="resnet18 (the paper's), resnet20, vgg16_bn, resnet50 or cnn "
+        "(default: resnet18, or the model's).",
         rich_help_panel="Model",
+    ),
+]
+Json = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print one JSON object on stdout instead of tables.", rich_help_panel="Output"
+    ),
+]
+Quiet = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="Print only the paths written, one per line; no progress.",
+        rich_help_panel="Output",
     ),
 ]
 
 
-def train_option(name: str, *flags: str) -> Any:
-    """A typer.Option for a TrainConfig field, its help taken from the field's docstring."""
-    return typer.Option(
-        *(flags or (f"--{name.replace('_', '-')}",)), help=TRAIN_HELP[name], rich_help_panel="Training"
-    )
+def refuse_unknown(options: dict[str, Any], known: set[str], command: str) -> None:
+    """An option (keyword) no part of the command takes is an error with the closest one, not ignored."""
+    from smu.errors import UsageError
+    from smu.registry import suggest
 
-
-Epochs = Annotated[int, train_option("epochs")]
-Lr = Annotated[float, train_option("lr")]
-BatchSize = Annotated[int, train_option("batch_size")]
-Momentum = Annotated[float, train_option("momentum")]
-WeightDecay = Annotated[float, train_option("weight_decay")]
-Schedule = Annotated[str, train_option("schedule")]
-DecreasingLr = Annotated[str, train_option("decreasing_lr")]
-Warmup = Annotated[int, train_option("warmup")]
-NoAug = Annotated[
-    bool,
-    typer.Option("--no-aug", help="Turn off pad-and-crop and flip augmentation.", rich_help_panel="Training"),
-]
-
-
-def parse_epochs(text: str, option: str = "--decreasing-lr") -> tuple[int, ...]:
-    """'91,136' -> (91, 136)."""
-    try:
-        return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is not a comma-separated list of epochs, e.g. 91,136", param_hint=option
-        ) from None
-
-
-def train_config(
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    momentum: float,
-    weight_decay: float,
-    schedule: str,
-    decreasing_lr: str,
-    warmup: int,
-    no_aug: bool,
-) -> TrainConfig:
-    """The training options every training command shares, checked."""
-    return TrainConfig(
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        decreasing_lr=parse_epochs(decreasing_lr),
-        warmup=warmup,
-        augment=not no_aug,
-    ).validate()
+    for key in options:
+        if key not in known:
+            close = suggest(key, sorted(known))
+            guess = f" (did you mean {flag_of(close)}?)" if close else ""
+            raise UsageError(f"unknown option {flag_of(key)}{guess}", hint=f"smu {command} --help lists them")
 
 
 def default_out(command: str, *parts: str) -> Path:
@@ -195,20 +159,44 @@ def default_out(command: str, *parts: str) -> Path:
     return Path("runs") / "-".join([command, *[p for p in parts if p], stamp])
 
 
-def command_line(ctx: typer.Context) -> str:
-    """The command as options, for the artifacts' headers (the same options give the same string)."""
-    words = [ctx.command_path]
-    for key, value in sorted(ctx.params.items()):
-        if value is None or value is False or key in ("json_out", "quiet", "force", "out", "resume"):
+OUTPUT_OPTIONS = ("out", "force", "resume", "reporter")
+
+
+def command_line(
+    command: str,
+    values: dict[str, Any],
+    *configs: Any,
+    prefix: Callable[[Any, str], str] = lambda cfg, name: "",
+) -> str:
+    """The command as options, for the artifacts' headers: the command's own ``values``, then every field
+    of each resolved config (None skipped; ``prefix(config, field)`` before a flag, as backdoor-cleanse's
+    --unlearn-epochs), so the same run gives the same string whether it came from the CLI or the API."""
+    words = [command]
+    for key, value in sorted(values.items()):
+        if value is None or value is False or key in OUTPUT_OPTIONS:
             continue
-        flag = "--" + key.rstrip("_").replace("_", "-")
-        words.append(flag if value is True else f"{flag} {value}")
+        flag = flag_of(key.rstrip("_"))
+        words.append(flag if value is True else f"{flag} {show(value)}")
+    for cfg in (c for c in configs if c is not None):
+        for f in dataclasses.fields(cfg):
+            value, flags = (
+                getattr(cfg, f.name),
+                option_flag(type(cfg), f.name, prefix(cfg, f.name)).split("/"),
+            )
+            if isinstance(value, bool):
+                words += [flags[0]] if value else flags[1:]
+            else:
+                words.append(f"{flags[0]} {show(value)}")
     return " ".join(words)
 
 
-def jsonable_params(ctx: typer.Context) -> dict[str, Any]:
-    """The parsed options, paths as strings, for manifest.json."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in ctx.params.items()}
+def jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    """Options for manifest.json: paths and tuples as JSON values, the reporter left out."""
+    return {
+        k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+        for k, v in values.items()
+        if k != "reporter"
+    }
 
 
 def versions(device: Any) -> dict[str, str]:
@@ -226,20 +214,27 @@ def versions(device: Any) -> dict[str, str]:
     }
 
 
-def errors_handled(fn: F) -> F:
-    """Turn SmuError into one line on stderr and its exit code; a traceback only with SMU_DEBUG=1."""
+@contextlib.contextmanager
+def run_folder(out: Path, *, force: bool, amp: bool = False, compile: bool = False) -> Iterator[Path]:
+    """The run folder (refused when it holds something, unless ``force``; removed again if this run made
+    it and failed), with the training runtime (--amp, --compile) set for everything inside."""
+    from smu import artifacts
+    from smu.engine import runtime
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SmuError as e:
-            if os.environ.get("SMU_DEBUG") == "1":
-                raise
-            show_error(e)
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            print("Interrupted.", file=sys.stderr)
-            raise typer.Exit(130) from None
+    with artifacts.run_dir(out, force) as folder, runtime(amp, compile):
+        yield folder
 
-    return wrapper  # type: ignore[return-value]
+
+def write_manifest(
+    out: Path, command: str, options: dict[str, Any], result: dict[str, Any], device: Any
+) -> str:
+    """manifest.json beside the artifacts: what ran, with which options and versions, and what it gave."""
+    from smu import artifacts
+
+    manifest = {
+        "command": command,
+        "options": jsonable(options),
+        "result": result,
+        "versions": versions(device),
+    }
+    return str(artifacts.write_manifest(out, manifest))

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from smu import artifacts
 from smu.commands import common as c
+from smu.commands.wrap import Alias, cli
 from smu.data.forget import SPEC_HELP, resolve_forget
-from smu.engine import resolve_device
-from smu.evaluation import gap, unlearning_metrics
-from smu.ui import emit, table
+from smu.engine import Reporter, resolve_device
+from smu.evaluation import compare
+from smu.ui import table
 
 EPILOG = (
     "Examples:\n\n"
-    "smu eval runs/ft/model.safetensors --forget class:3 --reference runs/retrain/model.safetensors\n\n"
-    "smu eval model.safetensors --forget random:10% --mia-features confidence,entropy,m_entropy --json"
+    "smu eval --model runs/ft/model.safetensors --forget class:3 "
+    "--reference runs/retrain/model.safetensors\n\n"
+    "smu eval --model model.safetensors --forget random:10% "
+    "--mia-features confidence,entropy,m_entropy --json"
 )
 
 Forget = Annotated[
@@ -35,16 +38,9 @@ MiaFeatures = Annotated[
     str,
     typer.Option(
         "--mia-features",
-        help="Comma-separated attack features: confidence, "
-        "entropy, m_entropy, prob, correctness; the first is MIA-Efficacy.",
-        rich_help_panel="Metrics",
-    ),
-]
-Privacy = Annotated[
-    bool,
-    typer.Option(
-        "--privacy",
-        help="Also report MIA-Privacy (attack accuracy on held-out halves of retain and test).",
+        help="Comma-separated attack features: confidence, entropy, m_entropy, prob, correctness; "
+        "the first is "
+        "MIA-Efficacy.",
         rich_help_panel="Metrics",
     ),
 ]
@@ -57,17 +53,23 @@ Reference = Annotated[
         rich_help_panel="Metrics",
     ),
 ]
+Mask = Annotated[
+    Path | None,
+    typer.Option("--mask", help="Apply this mask instead of the model's own.", rich_help_panel="Model"),
+]
 
 
-@c.errors_handled
+def mia_feature_list(features: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """'confidence,entropy' (or a list) -> ('confidence', 'entropy'); empty means the paper's confidence."""
+    items = features.split(",") if isinstance(features, str) else features
+    return tuple(f.strip() for f in items if f.strip()) or ("confidence",)
+
+
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="model.safetensors to evaluate (its mask is applied).")],
+    model: c.Model,
     forget: Forget,
     reference: Reference = None,
-    mask: Annotated[
-        Path | None,
-        typer.Option("--mask", help="Apply this mask instead of the model's own.", rich_help_panel="Model"),
-    ] = None,
+    mask: Mask = None,
     forget_seed: ForgetSeed = 0,
     save_forget: Annotated[
         Path | None,
@@ -78,15 +80,21 @@ def evaluate(
         ),
     ] = None,
     mia_features: MiaFeatures = "confidence",
-    privacy: Privacy = False,
+    privacy: Annotated[
+        bool,
+        typer.Option(
+            "--privacy",
+            help="Also report MIA-Privacy (attack accuracy on held-out halves of retain and test).",
+            rich_help_panel="Metrics",
+        ),
+    ] = False,
     data: c.DataDir = None,
     device: c.Device = "auto",
-    json_out: c.Json = False,
-    quiet: c.Quiet = False,
-) -> None:
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
     """Measure UA, MIA-Efficacy, RA and TA of a model on a forget set, and the gap to a reference."""
     dev = resolve_device(device)
-    features = tuple(f.strip() for f in mia_features.split(",") if f.strip()) or ("confidence",)
+    features = mia_feature_list(mia_features)
     loaded = artifacts.load_model(model, dev, mask=mask)
     ref = artifacts.load_model(reference, dev, option="--reference") if reference else None
     splits = loaded.load_splits(data, dev)
@@ -94,31 +102,19 @@ def evaluate(
         ref.check_fits(splits, "--reference")
         ref.check_same_split(loaded)
     fs = resolve_forget(forget, splits, forget_seed)
-    result = evaluate_models(loaded, ref, splits, fs, features, privacy)
-    paths = []
+    result = {"model": str(loaded.path)} | compare(
+        loaded.model, splits, fs, ref.model if ref else None, features=features, privacy=privacy
+    )
+    result |= {
+        "reference_model": str(ref.path) if ref else None,
+        "forget": fs.summary(),
+        "sparsity": loaded.mask.sparsity() if loaded.mask is not None else 0.0,
+        "dataset": splits.info.name,
+    }
     if save_forget is not None:
         fs.save(save_forget)
         result["forget"]["path"] = str(save_forget)
-        paths.append(str(save_forget))
-    emit(result, as_json=json_out, quiet=quiet, paths=paths, render=lambda: render(result))
-
-
-def evaluate_models(loaded, ref, splits, fs, features, privacy) -> dict:
-    """The dict `smu eval --json` prints; unlearn, backdoor-cleanse and recipes build on it too."""
-    metrics = unlearning_metrics(loaded.model, splits, fs, features=features, privacy=privacy)
-    ref_metrics = (
-        unlearning_metrics(ref.model, splits, fs, features=features, privacy=privacy) if ref else None
-    )
-    return {
-        "model": str(loaded.path),
-        "metrics": metrics,
-        "reference": ref_metrics,
-        "reference_model": str(ref.path) if ref else None,
-        "gap": gap(metrics, ref_metrics) if ref_metrics else None,
-        "forget": fs.summary(),
-        "sparsity": float(loaded.meta.get("smu.sparsity", 0)),
-        "dataset": splits.info.name,
-    }
+    return result
 
 
 ROWS = [("UA", "ua"), ("MIA-Efficacy", "mia_efficacy"), ("RA", "ra"), ("TA", "ta"), ("Val acc", "val_acc")]
@@ -143,3 +139,12 @@ def render(result: dict, title: str | None = None, extra: list[list] | None = No
     title += f": forget {f['spec']} ({f['size']} samples), sparsity {result['sparsity']:.4f}"
     columns = ["Metric (%)", "Model", "Reference", "Gap"] if ref is not None else ["Metric (%)", "Model"]
     return [table(title, columns, [r[: len(columns)] for r in rows])]
+
+
+def command(focus: str | None = None) -> Any:
+    return cli(
+        evaluate,
+        render=render,
+        paths=lambda r: [r["forget"]["path"]] if "path" in r["forget"] else [],
+        aliases=(Alias("model", "model", Path | None, argument=True),),
+    )

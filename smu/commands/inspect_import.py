@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from smu import artifacts
 from smu.commands import common as c
+from smu.commands.wrap import cli
 from smu.importer import import_checkpoint
 from smu.inspection import inspect_artifact
-from smu.ui import emit, table
+from smu.ui import table
 
 IMPORT_EPILOG = (
     "Example:\n\n"
@@ -20,23 +21,14 @@ IMPORT_EPILOG = (
 )
 
 
-@c.errors_handled
 def inspect(
-    artifact: Annotated[Path, typer.Argument(help="A .safetensors file written by smu.")],
-    json_out: c.Json = False,
-    quiet: c.Quiet = False,
-) -> None:
+    artifact: Annotated[
+        Path, typer.Argument(help="A .safetensors file written by smu (model, mask, forget set, checkpoint).")
+    ],
+    reporter: Any = None,
+) -> dict[str, Any]:
     """Show an artifact's metadata, per-layer sparsity, provenance chain, and whether it is intact."""
-    result = inspect_artifact(artifact)
-    emit(
-        result,
-        as_json=json_out,
-        quiet=quiet,
-        paths=[result["path"]] if result["intact"] else [],
-        render=lambda: render(result),
-    )
-    if not result["intact"]:
-        raise typer.Exit(1)
+    return inspect_artifact(artifact)
 
 
 def render(r: dict) -> list:
@@ -56,9 +48,7 @@ def render(r: dict) -> list:
     return shown
 
 
-@c.errors_handled
 def import_(
-    ctx: typer.Context,
     checkpoint: Annotated[Path, typer.Argument(help="A .pth / .pth.tar of the original research code.")],
     arch: Annotated[
         str,
@@ -70,17 +60,34 @@ def import_(
     ] = None,
     out: c.Out = None,
     force: c.Force = False,
-    json_out: c.Json = False,
-    quiet: c.Quiet = False,
-) -> None:
+    reporter: Any = None,
+) -> dict[str, Any]:
     """Convert a research-code checkpoint into model.safetensors (+ mask.safetensors), safely."""
-    out_dir = out or c.default_out("import", dataset, arch)
-    with artifacts.run_dir(out_dir, force) as out_dir:
-        result = import_checkpoint(
-            checkpoint, arch, dataset, out_dir, image_size=image_size, command=c.command_line(ctx)
+    given = {k: v for k, v in locals().items() if k != "reporter"}
+    out = Path(out) if out else c.default_out("import", dataset, arch)
+    with artifacts.run_dir(out, force) as folder:
+        return import_checkpoint(
+            checkpoint,
+            arch,
+            dataset,
+            folder,
+            image_size=image_size,
+            command=c.command_line("smu import", given),
         )
-    paths = [result["model"]] + ([result["mask"]] if result["mask"] else [])
-    rows = [[k, v] for k, v in result.items()]
-    emit(
-        result, as_json=json_out, quiet=quiet, paths=paths, render=lambda: table("smu import", ["", ""], rows)
+
+
+def inspect_command(focus: str | None = None) -> Any:
+    return cli(
+        inspect,
+        render=render,
+        paths=lambda r: [r["path"]] if r["intact"] else [],
+        fail_when=lambda r: not r["intact"],
+    )
+
+
+def import_command(focus: str | None = None) -> Any:
+    return cli(
+        import_,
+        render=lambda r: table("smu import", ["", ""], [[k, v] for k, v in r.items()]),
+        paths=lambda r: [r["model"]] + ([r["mask"]] if r["mask"] else []),
     )

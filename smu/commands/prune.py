@@ -1,61 +1,54 @@
-"""`smu prune`: make a sparse model with OMP, IMP, SynFlow or random pruning."""
+"""`smu prune`: make a sparse model with any registered pruning method (OMP, IMP, SynFlow, random)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from smu import artifacts
+from smu import schema as S
 from smu.commands import common as c
+from smu.commands.generate import Generated, config_options, field_option
+from smu.commands.wrap import Alias, cli
 from smu.data import load_splits
-from smu.engine import resolve_device, runtime
+from smu.engine import Reporter, TrainConfig, resolve_device
 from smu.errors import UsageError
 from smu.models import ARCHS
-from smu.pruning import PruneConfig
+from smu.options import field_help, flag_of
+from smu.pruning import METHODS, PruneConfig, prune_options
 from smu.pruning.pipeline import run_prune
-from smu.registry import field_help, lookup
-from smu.ui import emit, reporting, table
+from smu.registry import lookup
+from smu.ui import table
 
 HELP = field_help(PruneConfig)
 D = PruneConfig()
-
-
-def option(name: str, *flags: str) -> typer.models.OptionInfo:
-    return typer.Option(
-        *(flags or (f"--{name.replace('_', '-')}",)), help=HELP[name], rich_help_panel="Pruning"
-    )
-
-
 EPILOG = (
     "Examples:\n\n"
     "smu prune --dataset digits --arch resnet20 --method omp --rate 0.9 --epochs 4 --rewind-epoch 1\n\n"
     "smu prune --method imp --rate 0.2 --times 5 --json\n\n"
-    "smu prune --method synflow --rate 0.95 -q"
+    "smu prune --model runs/p/dense/model.safetensors --rate 0.95 -q"
 )
 
 
-@c.errors_handled
+def option(name: str, *flags: str, extra: str = "") -> Any:
+    return typer.Option(*(flags or (flag_of(name),)), help=HELP[name] + extra, rich_help_panel="Pruning")
+
+
 def prune(
-    ctx: typer.Context,
     method: Annotated[str, option("method", "--method", "-m")] = D.method,
     rate: Annotated[float | None, option("rate")] = None,
     times: Annotated[int | None, option("times")] = None,
     scope: Annotated[str, option("scope")] = D.scope,
     rewind_epoch: Annotated[
-        int | None,
-        typer.Option(
-            "--rewind-epoch",
-            help=HELP["rewind_epoch"] + " (default: 8, or the --from model's)",
-            rich_help_panel="Pruning",
-        ),
+        int | None, option("rewind_epoch", extra=" (default: 8, or the --model's)")
     ] = None,
-    synflow_iterations: Annotated[int, option("synflow_iterations")] = D.synflow_iterations,
-    from_: Annotated[
+    model: Annotated[
         Path | None,
         typer.Option(
-            "--from",
+            "--model",
             help="Start from this trained dense model.safetensors instead of training one (omp, imp).",
             rich_help_panel="Model",
         ),
@@ -64,7 +57,7 @@ def prune(
         Path | None,
         typer.Option(
             "--rewind-from",
-            help="With --from: the weights to rewind to (default: the rewind checkpoint saved beside it).",
+            help="With --model: the weights to rewind to (default: the rewind checkpoint saved beside it).",
             rich_help_panel="Model",
         ),
     ] = None,
@@ -72,44 +65,38 @@ def prune(
     dataset: c.Dataset = None,
     data: c.DataDir = None,
     val_fraction: c.ValFraction = 0.1,
-    epochs: c.Epochs = c.DEFAULT_TRAIN.epochs,
-    lr: c.Lr = c.DEFAULT_TRAIN.lr,
-    batch_size: c.BatchSize = c.DEFAULT_TRAIN.batch_size,
-    momentum: c.Momentum = c.DEFAULT_TRAIN.momentum,
-    weight_decay: c.WeightDecay = c.DEFAULT_TRAIN.weight_decay,
-    schedule: c.Schedule = c.DEFAULT_TRAIN.schedule,
-    decreasing_lr: c.DecreasingLr = "91,136",
-    warmup: c.Warmup = c.DEFAULT_TRAIN.warmup,
-    no_aug: c.NoAug = False,
     device: c.Device = "auto",
     amp: c.Amp = False,
-    compile_model: c.Compile = False,
+    compile: c.Compile = False,
     seed: c.Seed = 0,
     out: c.Out = None,
     force: c.Force = False,
     resume: c.Resume = False,
-    per_layer: Annotated[
-        bool, typer.Option("--per-layer", help="Also show each layer's sparsity.", rich_help_panel="Output")
-    ] = False,
-    json_out: c.Json = False,
-    quiet: c.Quiet = False,
-) -> None:
-    """Prune a model: train dense, prune, rewind and retrain (omp, imp), or prune at init and train."""
+    reporter: Reporter | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Prune a model: train dense, prune, rewind and retrain (omp, imp), or prune at init and train.
+
+    ``options`` are the training options (``epochs=10``, ``lr=0.05``) and the method's own ones
+    (``synflow_iterations=20``). Returns what ``smu prune --json`` prints.
+    """
+    given = {k: v for k, v in locals().items() if k not in ("options", "reporter")} | options
+    training = {f.name for f in dataclasses.fields(TrainConfig)}
+    c.refuse_unknown(options, training | method_fields(), "prune")
+    train = TrainConfig(**{k: v for k, v in options.items() if k in training})
+    own = prune_options(method, {k: v for k, v in options.items() if k not in training})
     dev = resolve_device(device)
-    train = c.train_config(
-        epochs, lr, batch_size, momentum, weight_decay, schedule, decreasing_lr, warmup, no_aug
-    )
-    start = artifacts.load_model(from_, dev, option="--from") if from_ else None
+    start = artifacts.load_model(model, dev, option="--model") if model else None
     if start is not None:
-        for flag, given, own in (("--arch", arch, start.arch), ("--dataset", dataset, start.dataset)):
-            if given is not None and given != own:
+        for flag, value, its in (("--arch", arch, start.arch), ("--dataset", dataset, start.dataset)):
+            if value is not None and value != its:
                 raise UsageError(
-                    f"{flag} {given!r} does not match the --from model's {own!r}",
+                    f"{flag} {value!r} does not match the --model's {its!r}",
                     hint=f"leave {flag} out to use the model's",
                 )
         arch, dataset = start.arch, start.dataset
-        if rewind_epoch is None and start.meta.get("smu.rewind_epoch"):
-            rewind_epoch = int(start.meta["smu.rewind_epoch"])
+        if rewind_epoch is None and start.meta.get(S.REWIND_EPOCH):
+            rewind_epoch = int(start.meta[S.REWIND_EPOCH])
     arch, dataset = arch or "resnet18", dataset or "digits"
     rewind = artifacts.load_model(rewind_from, dev, option="--rewind-from") if rewind_from else None
     cfg = PruneConfig(
@@ -118,51 +105,33 @@ def prune(
         times=times,
         scope=scope,
         rewind_epoch=D.rewind_epoch if rewind_epoch is None else rewind_epoch,
-        synflow_iterations=synflow_iterations,
+        options=own,
     ).resolved(train.epochs)
     lookup(ARCHS, arch, "architecture")
     splits = load_splits(dataset, data_dir=data, device=dev, val_fraction=val_fraction, seed=seed)
-    out_dir = out or c.default_out("prune", dataset, arch, cfg.method)
-    with (
-        artifacts.run_dir(out_dir, force or resume) as out_dir,
-        reporting(quiet) as reporter,
-        runtime(amp, compile_model),
-    ):
+    own_values = {k: v for k, v in given.items() if k not in options}
+    command = c.command_line("smu prune", own_values, train, cfg.options)
+    out = Path(out) if out else c.default_out("prune", dataset, arch, cfg.method)
+    with c.run_folder(out, force=force or resume, amp=amp, compile=compile) as folder:
         result = run_prune(
             splits,
             arch,
             train,
             cfg,
-            out=out_dir,
+            out=folder,
             seed=seed,
             device=dev,
             start=start,
             rewind_from=rewind,
             reporter=reporter,
-            command=c.command_line(ctx),
+            command=command,
             resume=resume,
         )
-        result["manifest"] = str(
-            artifacts.write_manifest(
-                out_dir,
-                {
-                    "command": c.command_line(ctx),
-                    "options": c.jsonable_params(ctx),
-                    "result": result,
-                    "versions": c.versions(dev),
-                },
-            )
-        )
-    emit(
-        result,
-        as_json=json_out,
-        quiet=quiet,
-        paths=[result["model"]],
-        render=lambda: render(result, per_layer),
-    )
+        result["manifest"] = c.write_manifest(folder, command, given, result, dev)
+    return result
 
 
-def render(result: dict, per_layer: bool) -> list:
+def render(result: dict, per_layer: bool = False) -> list:
     def row(name: str, r: dict, sparsity: float) -> list:
         ips, model = r.get("images_per_second"), Path(r["model"])
         shown = model.relative_to(result["out"]) if model.is_relative_to(result["out"]) else model
@@ -185,3 +154,42 @@ def render(result: dict, per_layer: bool) -> list:
         layers = [[name, f"{s:.4f}"] for name, s in result["per_layer"].items()]
         shown.append(table("Per-layer sparsity (final mask)", ["Layer", "Sparsity"], layers))
     return shown
+
+
+def method_fields() -> set[str]:
+    """The options of every pruning method that has its own."""
+    return {f.name for spec in METHODS.values() if spec.config for f in dataclasses.fields(spec.config)}
+
+
+def method_option_list() -> list[Generated]:
+    """Each pruning method's own options (not given = the method's default)."""
+    found: dict[str, Generated] = {}
+    for name, spec in METHODS.items():
+        if spec.config is None:
+            continue
+        docs = field_help(spec.config)
+        for f in dataclasses.fields(spec.config):
+            help_text = (
+                f"{name}: {docs.get(f.name, '').rstrip('.')} (default {getattr(spec.config(), f.name)})."
+            )
+            found.setdefault(f.name, field_option(spec.config, f.name, panel="Pruning", help_text=help_text))
+    return list(found.values())
+
+
+def command(focus: str | None = None) -> Any:
+    PerLayer = Annotated[
+        bool, typer.Option("--per-layer", help="Also show each layer's sparsity.", rich_help_panel="Output")
+    ]
+    return cli(
+        prune,
+        render=render,
+        paths=lambda r: [r["model"]],
+        generated=config_options(TrainConfig, panel="Training") + method_option_list(),
+        render_options={"per_layer": PerLayer},
+        aliases=(Alias("--from", "model", Path | None),),
+    )
+
+
+def epilog() -> str:
+    listing = "\n\n".join(f"{name}: {spec.summary}" for name, spec in METHODS.items())
+    return f"Methods:\n\n{listing}\n\n{EPILOG}"

@@ -2,43 +2,47 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.text import Text
 
 from smu import artifacts
 from smu.commands import common as c
+from smu.commands.wrap import cli
 from smu.engine import Reporter, resolve_device
 from smu.errors import UsageError
 from smu.recipes import report
 from smu.recipes.config import load_recipe
 from smu.recipes.runner import Planner, execute, is_done
-from smu.ui import emit, err_console, reporting
 
 EPILOG = (
     "Examples:\n\n"
-    "smu run recipes/quickstart.yaml\n\n"
-    "smu run recipes/fashion-mnist/paper-table.yaml unlearn.ft.lr=0.02 seeds=[1,2] --dry-run\n\n"
-    "smu run recipes/cifar10/paper-table.yaml --out runs/cifar --json"
+    "smu run quickstart\n\n"
+    "smu run fashion-mnist/paper-table unlearn.ft.lr=0.02 seeds=[1,2] --dry-run\n\n"
+    "smu run my-recipe.yaml --out runs/mine --json\n\n"
+    "smu recipes lists the shipped recipes; smu recipes NAME prints one to copy and edit."
 )
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
-"""The recipes folder of a source checkout (``pip install -e .``)."""
 
 
-@c.errors_handled
 def run(
-    recipe: Annotated[Path, typer.Argument(help="A recipe file (recipes/*.yaml).")],
+    recipe: Annotated[
+        str, typer.Argument(help="A recipe file, or the name of a shipped recipe (smu recipes).")
+    ],
     overrides: Annotated[
         list[str] | None,
         typer.Argument(help="key=value overrides by dotted key, e.g. unlearn.ft.lr=0.02 seeds=[1,2]."),
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the resolved recipe and the planned steps; run nothing.")
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check everything, print the resolved recipe and the planned steps; run nothing.",
+        ),
     ] = False,
     out: Annotated[
         Path | None,
@@ -56,67 +60,40 @@ def run(
             help="Accepted for symmetry with prune and unlearn: a run always continues where it stopped.",
         ),
     ] = False,
-    json_out: c.Json = False,
-    quiet: c.Quiet = False,
-) -> None:
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
     """Run a recipe: train, prune, unlearn with every method, evaluate against retrain, report."""
     del resume  # always on: finished steps are skipped and an interrupted one resumes from its checkpoint
-    run_recipe(recipe, overrides or [], out or Path("runs") / recipe.stem, dry_run, force, json_out, quiet)
-
-
-@c.errors_handled
-def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")] = Path("runs/demo"),
-    json_out: c.Json = False,
-    quiet: c.Quiet = False,
-) -> None:
-    """Prune first, then unlearn, in about a minute on the embedded digits (recipes/quickstart.yaml)."""
-    recipe = RECIPES / "quickstart.yaml"
-    if not recipe.is_file():
-        raise UsageError(
-            f"the quickstart recipe is not at {str(recipe)!r}",
-            hint="smu demo runs from a source checkout: pip install -e . in the repository",
-        )
-    run_recipe(recipe, [], out, False, True, json_out, quiet)
-
-
-def run_recipe(
-    path: Path, overrides: list[str], out: Path, dry_run: bool, force: bool, json_out: bool, quiet: bool
-) -> None:
-    recipe = load_recipe(path, overrides)
-    resolved = recipe.to_dict()
+    overrides = list(overrides or [])
+    checked = load_recipe(recipe, overrides)  # every key, type and range, before any compute
+    resolved = checked.to_dict()
+    out = Path(out) if out else Path("runs") / Path(str(recipe)).stem
     if dry_run:
-        planned = Planner(recipe, out, Reporter()).steps()
+        planned = Planner(checked, out, Reporter()).steps()
         steps = [
             {"step": i, "title": s.title, "folder": str(s.folder), "done": is_done(s)}
             for i, s in enumerate(planned, 1)
         ]
-        if json_out:
-            print(json.dumps({"recipe": resolved, "out": str(out), "steps": steps}))
-        else:
-            print(yaml.safe_dump(resolved, sort_keys=False).rstrip())
-            print(f"\n# {len(steps)} steps into {out}:")
-            for s in steps:
-                print(f"#  {s['step']:>3}. {s['title']}" + ("  (done, will be skipped)" if s["done"] else ""))
-        return
+        return {"recipe": resolved, "out": str(out), "steps": steps, "dry_run": True}
     if out.is_dir() and any(out.iterdir()) and not (out / "recipe.yaml").is_file() and not force:
         raise UsageError(
             f"--out {str(out)!r} is not empty and holds no smu run",
             hint="choose another --out, or pass --force",
         )
-    command = "smu run " + " ".join(shlex.quote(str(a)) for a in [path, *overrides])
+    reporter = reporter or Reporter()
+    command = "smu run " + " ".join(shlex.quote(str(a)) for a in [recipe, *overrides])
     start = time.perf_counter()
-    with artifacts.run_dir(out, force=True) as out, reporting(quiet) as reporter:
+    with artifacts.run_dir(out, force=True) as out:
         header = f"# {command}\n# resolved by smu; run it again with: smu run {out / 'recipe.yaml'}\n"
         artifacts.atomic_write(
             out / "recipe.yaml", (header + yaml.safe_dump(resolved, sort_keys=False)).encode()
         )
-        done = execute(recipe, out, reporter)
+        done = execute(checked, out, reporter)
     seconds = time.perf_counter() - start
     tables = report.build(done)
     ran = sum(not skipped for _, _, skipped in done)
-    v = c.versions(resolve_device(recipe.device))
-    speed = "".join(f", {name}" for name in ("amp", "compile") if getattr(recipe, name))
+    v = c.versions(resolve_device(checked.device))
+    speed = "".join(f", {name}" for name in ("amp", "compile") if getattr(checked, name))
     preamble = (
         f"Command: `{command}`\n\nMachine: {v['device_name']} ({v['device']}{speed}), {v['platform']}, "
         f"torch {v['torch']}; wall time {seconds / 60:.1f} min ({ran} of {len(done)} steps run, the rest "
@@ -132,10 +109,39 @@ def run_recipe(
         "steps": {"total": len(done), "ran": ran, "skipped": len(done) - ran},
     }
     artifacts.write_json(out / "report.json", result)
-    if not quiet and err_console().is_terminal:
-        err_console().print(
-            f"[dim]{ran} of {len(done)} steps run in {seconds / 60:.1f} min; report: {md_path}[/]"
-        )
-    emit(
-        result, as_json=json_out, quiet=quiet, paths=[str(md_path)], render=lambda: report.rich_tables(tables)
-    )
+    reporter.note(f"{ran} of {len(done)} steps run in {seconds / 60:.1f} min; report: {md_path}")
+    return result
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")] = Path("runs/demo"),
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    """Prune first, then unlearn, in about a minute on the embedded digits (the quickstart recipe)."""
+    return run("quickstart", out=out, force=True, reporter=reporter)
+
+
+def render(result: dict) -> list:
+    if not result.get("dry_run"):
+        return report.rich_tables(result["report"])
+    lines = [
+        yaml.safe_dump(result["recipe"], sort_keys=False).rstrip(),
+        f"\n# {len(result['steps'])} steps into {result['out']}:",
+    ]
+    lines += [
+        f"#  {s['step']:>3}. {s['title']}" + ("  (done, will be skipped)" if s["done"] else "")
+        for s in result["steps"]
+    ]
+    return [Text("\n".join(lines))]  # plain text: recipe values are not Rich markup
+
+
+def paths(result: dict) -> list[str]:
+    return [] if result.get("dry_run") else [result["markdown"]]
+
+
+def command(focus: str | None = None) -> Any:
+    return cli(run, render=render, paths=paths)
+
+
+def demo_command(focus: str | None = None) -> Any:
+    return cli(demo, render=render, paths=paths)

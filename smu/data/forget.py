@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from smu import artifacts
+from smu import schema as S
 from smu.data import ImageSet, Splits
 from smu.errors import ArtifactError, UsageError
 
@@ -73,15 +74,15 @@ class ForgetSet:
 
     def save(self, path: Path) -> str:
         meta = {
-            "smu.kind": "forget-set",
-            "smu.dataset": self.dataset,
-            "smu.spec": self.spec,
-            "smu.size": len(self),
-            "smu.sha256": self.sha256,
-            "smu.train_size": self.train_size,
-            "smu.val_fraction": self.val_fraction,
-            "smu.split_seed": self.split_seed,
-            "smu.class": "" if self.forget_class is None else self.forget_class,
+            S.KIND: "forget-set",
+            S.DATASET: self.dataset,
+            S.SPEC: self.spec,
+            S.SIZE: len(self),
+            S.SHA256: self.sha256,
+            S.TRAIN_SIZE: self.train_size,
+            S.VAL_FRACTION: self.val_fraction,
+            S.SPLIT_SEED: self.split_seed,
+            S.CLASS: "" if self.forget_class is None else self.forget_class,
         }
         return artifacts.save_tensors(Path(path), {"indices": self.indices.to(torch.int64)}, meta)
 
@@ -200,10 +201,10 @@ def load_forget(path: Path, splits: Splits) -> ForgetSet:
     meta = artifacts.read_metadata(path, "--forget")
     artifacts.expect_kind(path, meta, "forget-set", "--forget")
     want = {
-        "smu.dataset": splits.info.name,
-        "smu.train_size": str(len(splits.train)),
-        "smu.val_fraction": str(splits.val_fraction),
-        "smu.split_seed": str(splits.split_seed),
+        S.DATASET: splits.info.name,
+        S.TRAIN_SIZE: str(len(splits.train)),
+        S.VAL_FRACTION: str(splits.val_fraction),
+        S.SPLIT_SEED: str(splits.split_seed),
     }
     for key, value in want.items():
         if meta.get(key) != value:
@@ -214,17 +215,17 @@ def load_forget(path: Path, splits: Splits) -> ForgetSet:
     idx = artifacts.read_tensors(path).get("indices")
     if idx is None:
         raise ArtifactError(f"--forget {str(path)!r} holds no indices", hint="save it again")
-    cls = meta.get("smu.class", "")
+    cls = meta.get(S.CLASS, "")
     fs = ForgetSet(
         idx.to(torch.int64),
-        meta.get("smu.spec", str(path)),
+        meta.get(S.SPEC, str(path)),
         splits.info.name,
         len(splits.train),
         splits.val_fraction,
         splits.split_seed,
         int(cls) if cls else None,
     )
-    if fs.sha256 != meta.get("smu.sha256"):
+    if fs.sha256 != meta.get(S.SHA256):
         raise ArtifactError(
             f"--forget {str(path)!r} is corrupt: its indices do not match its sha256", hint="save it again"
         )

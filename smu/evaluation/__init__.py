@@ -66,6 +66,26 @@ def unlearning_metrics(
     return metrics
 
 
+def compare(
+    model: nn.Module,
+    splits: Splits,
+    forget: ForgetSet,
+    reference: nn.Module | None = None,
+    *,
+    features: tuple[str, ...] = ("confidence",),
+    privacy: bool = False,
+) -> dict:
+    """The metrics of ``model``, those of ``reference`` and the gap between them: what ``smu eval`` and
+    ``smu unlearn`` report (``reference`` and ``gap`` are None without a reference)."""
+    metrics = unlearning_metrics(model, splits, forget, features=features, privacy=privacy)
+    ref = (
+        None
+        if reference is None
+        else unlearning_metrics(reference, splits, forget, features=features, privacy=privacy)
+    )
+    return {"metrics": metrics, "reference": ref, "gap": None if ref is None else gap(metrics, ref)}
+
+
 def mia_privacy(out: dict[str, torch.Tensor], retain: ImageSet, test: ImageSet, name: str) -> float:
     """Attack accuracy with half of retain/test as shadow and the other halves as targets."""
     n = min(len(retain), len(test)) // 2

@@ -8,7 +8,6 @@ resolution. ResNet-20 is the CIFAR network of He et al. 2016 (Sec. 4.2) with opt
 from __future__ import annotations
 
 import torch.nn.functional as F
-import torchvision
 from torch import Tensor, nn
 
 
@@ -101,6 +100,8 @@ def resnet20(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
 
 def resnet50(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     """torchvision's ImageNet ResNet-50 (7x7 stride-2 stem and max-pool), randomly initialised."""
+    import torchvision  # here, not at the top: it takes most of a second to import; only ResNet-50 needs it
+
     del image_size  # torchvision ends in adaptive pooling, so even 8x8 inputs reach `fc` as 1x1
     net = torchvision.models.resnet50(weights=None, num_classes=num_classes)
     if in_channels != 3:

@@ -1,105 +1,108 @@
-"""Pruning methods: a registry of name -> how to choose which weights to remove.
+"""Pruning methods: the registry every command, recipe and the Python API read.
 
-A method only picks the mask; :mod:`smu.pruning.pipeline` owns training, rewinding and saving, so
-every method gets the same engine and artifacts.
+A method only picks the mask (:class:`PruneMethod`); :mod:`smu.pruning.pipeline` owns training,
+rewinding and saving. Methods of other packages join through the entry-point group ``smu.pruning``
+(docs/PLUGINS.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-import torch
-from torch import nn
-
+from smu.coerce import convert
 from smu.errors import UsageError
-from smu.masks import Mask
-from smu.pruning.magnitude import magnitude_mask
-from smu.pruning.random_pruning import random_mask
-from smu.pruning.synflow import synflow_mask
-from smu.registry import lookup
+from smu.masks import SCOPES, Mask
+from smu.options import Checked, ConfigError, Problem, flag_of, param
+from smu.pruning import magnitude, random_pruning, synflow
+from smu.pruning.base import MaskFn, PruneContext, PruneMethod, prune_problems
+from smu.registry import Registry
 
-MaskFn = Callable[[nn.Module, Mask, int, "PruneContext"], Mask]
-"""choose(model, current mask, number of weights pruned afterwards, context) -> new mask."""
+__all__ = ["METHODS", "MaskFn", "PruneConfig", "PruneContext", "PruneMethod", "prune_options"]
 
-
-@dataclass(frozen=True)
-class PruneContext:
-    input_shape: tuple[int, int, int]
-    generator: torch.Generator
-    synflow_iterations: int = 100
-
-
-@dataclass(frozen=True)
-class PruneMethod:
-    choose: MaskFn
-    at_init: bool
-    """True: prune at initialisation, then train once. False: train dense, prune, rewind, retrain."""
-    summary: str
+METHODS: Registry[PruneMethod] = Registry(
+    "smu.pruning",
+    PruneMethod,
+    "pruning method",
+    [magnitude.OMP, magnitude.IMP, synflow.METHOD, random_pruning.METHOD],
+    prune_problems,
+)
+"""name -> method: the built-ins, then plug-ins."""
 
 
-METHODS: dict[str, PruneMethod] = {
-    "omp": PruneMethod(
-        magnitude_mask, False, "one-shot global L1-magnitude pruning of the trained model, rewind, retrain"
-    ),
-    "imp": PruneMethod(
-        magnitude_mask,
-        False,
-        "iterative magnitude pruning: --times rounds of prune --rate of what is left, rewind, retrain",
-    ),
-    "synflow": PruneMethod(
-        synflow_mask, True, "SynFlow at initialisation (iterative, exponential schedule), then train"
-    ),
-    "random": PruneMethod(random_mask, True, "uniformly random global pruning at initialisation, then train"),
-}
+def prune_options(method: str, given: dict[str, Any], where: Callable[[str], str] = flag_of) -> Any:
+    """The method's own options with those the user gave (None = default), or None if it has none."""
+    spec = METHODS.get_spec(method)
+    given = {k: v for k, v in given.items() if v is not None}
+    names = [f.name for f in dataclasses.fields(spec.config)] if spec.config else []
+    for key in given:
+        if key not in names:
+            users = [
+                m
+                for m, s in METHODS.items()
+                if s.config and key in {f.name for f in dataclasses.fields(s.config)}
+            ]
+            raise UsageError(
+                f"{where(key)} does not apply to --method {method}",
+                hint=f"it is an option of {', '.join(users)}"
+                if users
+                else "smu prune --help lists the options",
+            )
+    if spec.config is None:
+        return None
+    hints, errors = typing.get_type_hints(spec.config), []
+    values = {k: convert(hints[k], v, where(k), errors) for k, v in given.items()}
+    if errors:
+        raise UsageError("; ".join(errors), hint="smu prune --help lists the options")
+    try:
+        return spec.config(**values)
+    except ConfigError as e:
+        raise ConfigError(e.problems, where) from None
 
 
 @dataclass
-class PruneConfig:
+class PruneConfig(Checked):
     """What to prune and how."""
 
     method: str = "omp"
-    """Pruning method: omp, imp, synflow or random."""
-    rate: float | None = None
+    """Pruning method: omp, imp, synflow, random or a plug-in's (listed at the end of smu prune --help)."""
+    rate: float | None = param(None, gt=0, lt=1)
     """Fraction to prune: of all weights in scope (omp, synflow, random; default 0.95), or of the weights
     still alive in each round (imp; default 0.2)."""
-    times: int | None = None
+    times: int | None = param(None, ge=1)
     """Rounds of prune-rewind-retrain for imp (default 5); the others prune once."""
-    scope: str = "conv"
+    scope: str = param("conv", choices=tuple(SCOPES))
     """Weights ranked globally: conv (the paper) or all (conv and linear)."""
-    rewind_epoch: int = 8
+    rewind_epoch: int = param(8, ge=0)
     """omp/imp: rewind weights and learning-rate schedule to this epoch of dense training (0 = init)."""
-    synflow_iterations: int = 100
-    """SynFlow scoring iterations."""
+    options: Any = None
+    """The method's own options (its ``config``), e.g. SynFlow's iterations; None = its defaults."""
 
     def resolved(self, epochs: int) -> PruneConfig:
-        """Fill method-dependent defaults and check ranges (``epochs`` bounds the rewind epoch)."""
-        method = lookup(METHODS, self.method, "pruning method")
-        imp = self.method == "imp"
-        rate = self.rate if self.rate is not None else (0.2 if imp else 0.95)
-        times = self.times if self.times is not None else (5 if imp else 1)
-        if not 0.0 < rate < 1.0:
-            raise UsageError(
-                f"--rate {rate!r} is outside (0, 1)", hint="e.g. --rate 0.95 prunes 95% of the weights"
+        """Fill the method's defaults and check what depends on it (``epochs`` bounds the rewind epoch)."""
+        method = METHODS.get_spec(self.method)
+        rate = self.rate if self.rate is not None else method.default_rate
+        times = self.times if self.times is not None else (5 if method.iterative else 1)
+        found: list[Problem] = []
+        if times > 1 and not method.iterative:
+            found.append(
+                ("times", times, f"1 for --method {self.method}: only iterative methods (imp) repeat")
             )
-        if times < 1 or (times > 1 and not imp):
-            raise UsageError(
-                f"--times {times!r} is not valid for --method {self.method}",
-                hint="--times counts imp rounds (>= 1); other methods prune once",
-            )
-        if not method.at_init and not 0 <= self.rewind_epoch < epochs:
-            raise UsageError(
-                f"--rewind-epoch {self.rewind_epoch!r} must be in [0, --epochs {epochs})",
-                hint="0 rewinds to initialisation; the paper uses 8 of 182 epochs",
-            )
-        if self.synflow_iterations < 1:
-            raise UsageError(f"--synflow-iterations {self.synflow_iterations!r} must be >= 1")
-        lookup({"conv": 0, "all": 0}, self.scope, "pruning scope")
-        return PruneConfig(self.method, rate, times, self.scope, self.rewind_epoch, self.synflow_iterations)
+        if not method.at_init and self.rewind_epoch >= epochs:
+            found.append(("rewind_epoch", self.rewind_epoch, f"below --epochs {epochs} (0 rewinds to init)"))
+        if found:
+            raise ConfigError(found)
+        options = self.options
+        if options is None and method.config is not None:
+            options = method.config()
+        return dataclasses.replace(self, rate=rate, times=times, options=options)
 
     def pruned_after_round(self, mask: Mask) -> int:
         """How many weights a round leaves pruned: ``rate`` of all (one-shot) or of those alive (imp)."""
         pruned, total = mask.counts()
-        if self.method == "imp":
+        if METHODS.get_spec(self.method).iterative:
             return pruned + round(self.rate * (total - pruned))
         return round(self.rate * total)

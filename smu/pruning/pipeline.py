@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from smu import artifacts
+from smu import schema as S
 from smu.artifacts import LoadedModel, digest
 from smu.data import Splits
 from smu.data.batches import Augment
@@ -49,14 +50,14 @@ def base_meta(splits: Splits, arch: str, seed: int, command: str) -> dict[str, A
     """The header fields every model of this run shares."""
     c, h, w = splits.info.input_shape
     return {
-        "smu.arch": arch,
-        "smu.dataset": splits.info.name,
-        "smu.num_classes": splits.info.num_classes,
-        "smu.input_shape": f"{c}x{h}x{w}",
-        "smu.seed": seed,
-        "smu.val_fraction": splits.val_fraction,
-        "smu.split_seed": splits.split_seed,
-        "smu.command": command,
+        S.ARCH: arch,
+        S.DATASET: splits.info.name,
+        S.NUM_CLASSES: splits.info.num_classes,
+        S.INPUT_SHAPE: f"{c}x{h}x{w}",
+        S.SEED: seed,
+        S.VAL_FRACTION: splits.val_fraction,
+        S.SPLIT_SEED: splits.split_seed,
+        S.COMMAND: command,
     }
 
 
@@ -82,12 +83,11 @@ def run_prune(
     model, each round) are read back and an interrupted one continues from its last epoch, giving the
     same bytes as an uninterrupted run.
     """
-    train.validate()
     out = Path(out)
     cfg = cfg.resolved(train.epochs)
     method = METHODS[cfg.method]
     reporter = reporter or Reporter()
-    meta = base_meta(splits, arch, seed, command) | {"smu.prune.method": cfg.method} | (extra_meta or {})
+    meta = base_meta(splits, arch, seed, command) | {S.PRUNE_METHOD: cfg.method} | (extra_meta or {})
     aug = Augment(splits.info.crop_pad, splits.info.flip)
     if start is not None and method.at_init:
         raise UsageError(
@@ -109,7 +109,7 @@ def run_prune(
         )
         model.to(device)
     mask = Mask.ones(model, cfg.scope)
-    ctx = PruneContext(splits.info.input_shape, torch.Generator().manual_seed(seed), cfg.synflow_iterations)
+    ctx = PruneContext(splits.info.input_shape, torch.Generator().manual_seed(seed), cfg.options)
     result: dict[str, Any] = {"method": cfg.method, "out": str(out)}
 
     if method.at_init:
@@ -155,10 +155,10 @@ def run_prune(
                 checkpoint=checkpoint,
             )
             meta_r = meta | {
-                "smu.parent": parent,
-                "smu.prune.round": r,
-                "smu.prune.rate": cfg.rate,
-                "smu.prune.rewind_epoch": cfg.rewind_epoch if not method.at_init else "",
+                S.PARENT: parent,
+                S.PRUNE_ROUND: r,
+                S.PRUNE_RATE: cfg.rate,
+                S.PRUNE_REWIND_EPOCH: cfg.rewind_epoch if not method.at_init else "",
             }
             parent = artifacts.save_model(done, model, meta_r, mask=mask)
             checkpoint.clear()
@@ -271,11 +271,11 @@ def train_dense(
         if not resume:
             checkpoint.clear()
         if rewind_epoch == 0 and not (resume and rewind_path.is_file()):
-            artifacts.save_model(rewind_path, model, meta | {"smu.epoch": 0})
+            artifacts.save_model(rewind_path, model, meta | {S.EPOCH: 0})
 
         def keep_rewind_point(epoch: int, m: nn.Module) -> None:
             if epoch == rewind_epoch:  # written at once, so a resumed run past this epoch still has it
-                artifacts.save_model(rewind_path, m, meta | {"smu.epoch": rewind_epoch})
+                artifacts.save_model(rewind_path, m, meta | {S.EPOCH: rewind_epoch})
 
         reporter.note("training the dense model")
         fitted = fit(
@@ -292,7 +292,7 @@ def train_dense(
         sha = artifacts.save_model(
             path,
             model,
-            meta | {"smu.epoch": train.epochs, "smu.rewind": rewind_name, "smu.rewind_epoch": rewind_epoch},
+            meta | {S.EPOCH: train.epochs, S.REWIND: rewind_name, S.REWIND_EPOCH: rewind_epoch},
         )
         checkpoint.clear()
         seconds, ips = fitted.seconds, fitted.images_per_second
@@ -312,8 +312,8 @@ def train_dense(
 
 def find_rewind(start: LoadedModel, epoch: int) -> LoadedModel:
     """The rewind checkpoint that ``smu prune`` saved beside a dense model."""
-    name = start.meta.get("smu.rewind")
-    if not name or start.meta.get("smu.rewind_epoch") != str(epoch):
+    name = start.meta.get(S.REWIND)
+    if not name or start.meta.get(S.REWIND_EPOCH) != str(epoch):
         raise ArtifactError(
             f"--from {str(start.path)!r} has no rewind checkpoint for epoch {epoch}",
             hint="pass one with --rewind-from (any model file of the same architecture; "
@@ -335,6 +335,8 @@ def train_models(
     rates: tuple[float, ...] | list[float],
     out: Path,
     *,
+    method: str = "omp",
+    options: Any = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     rewind_epoch: int = 8,
@@ -344,15 +346,26 @@ def train_models(
     extra_meta: dict[str, Any] | None = None,
     resume: bool = False,
 ) -> list[tuple[float, Path]]:
-    """One dense model, and an OMP model per non-zero rate pruned from it: [(rate, model path), ...].
+    """One dense model, and a model per non-zero rate pruned with the one-shot ``method``:
+    [(rate, model path), ...].
 
-    The dense model is trained once (``out/dense``); each rate rewinds it and retrains
-    (``out/rate-R/round-1``), so dense and sparse models share everything but the pruning.
+    The dense model is trained once (``out/dense``). A method that prunes trained weights rewinds it
+    and retrains for each rate, so dense and sparse models share everything but the pruning; one that
+    prunes at initialisation starts each rate from the same seeded initialisation
+    (``out/rate-R/round-1``). Iterative methods (imp) take ``run_prune`` itself.
     """
     reporter = reporter or Reporter()
+    spec = METHODS.get_spec(method)
+    if spec.iterative:
+        raise UsageError(
+            f"--prune {method} is iterative; here every rate is pruned once from the dense model",
+            hint="use a one-shot method (omp), or a recipe with prune.method imp",
+        )
     pruned = [r for r in rates if r > 0]
     cfgs = [
-        PruneConfig("omp", rate=r, rewind_epoch=rewind_epoch, scope=scope).resolved(train.epochs)
+        PruneConfig(method, rate=r, rewind_epoch=rewind_epoch, scope=scope, options=options).resolved(
+            train.epochs
+        )
         for r in pruned
     ]
     info = splits.info
@@ -371,7 +384,7 @@ def train_models(
         model,
         splits,
         train,
-        rewind_epoch if pruned else 0,
+        rewind_epoch if pruned and not spec.at_init else 0,
         dense.parent,
         seed,
         Augment(info.crop_pad, info.flip),
@@ -390,7 +403,7 @@ def train_models(
             out=out / f"rate-{cfg.rate:g}",
             seed=seed,
             device=device,
-            start=artifacts.load_model(dense, device),
+            start=None if spec.at_init else artifacts.load_model(dense, device),
             reporter=reporter,
             command=command,
             extra_meta=extra_meta,

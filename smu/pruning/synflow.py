@@ -9,19 +9,24 @@ which avoids the layer collapse of one-shot pruning at high sparsity.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from smu.masks import Mask
+from smu.options import Checked, param
+from smu.pruning.base import PruneContext, PruneMethod
 
-if TYPE_CHECKING:
-    from smu.pruning import PruneContext
+
+@dataclass
+class SynFlowConfig(Checked):
+    synflow_iterations: int = param(100, ge=1)
+    """SynFlow scoring iterations (the exponential schedule's steps)."""
 
 
 def synflow_mask(model: nn.Module, mask: Mask, n_pruned: int, ctx: PruneContext) -> Mask:
-    """Prune to ``n_pruned`` weights with ``ctx.synflow_iterations`` rounds of SynFlow scoring."""
+    """Prune to ``n_pruned`` weights with ``synflow_iterations`` rounds of SynFlow scoring."""
     # Score a float64 copy: products of |θ| across ~50 layers overflow float32 on deep networks.
     net = copy.deepcopy(model).double().eval()
     with torch.no_grad():
@@ -34,7 +39,7 @@ def synflow_mask(model: nn.Module, mask: Mask, n_pruned: int, ctx: PruneContext)
     ones = torch.ones((1, *ctx.input_shape), dtype=torch.float64, device=next(net.parameters()).device)
     _, total = mask.counts()
     keep_final = total - n_pruned
-    iterations = ctx.synflow_iterations
+    iterations = (ctx.options or SynFlowConfig()).synflow_iterations
     for k in range(1, iterations + 1):
         with torch.no_grad():
             for n, p in net.named_parameters():
@@ -46,3 +51,12 @@ def synflow_mask(model: nn.Module, mask: Mask, n_pruned: int, ctx: PruneContext)
         keep = keep_final if k == iterations else round(total * (keep_final / total) ** (k / iterations))
         mask = mask.prune_lowest(scores, total - max(keep, keep_final))
     return mask
+
+
+METHOD = PruneMethod(
+    "synflow",
+    "SynFlow at initialisation (iterative, exponential schedule), then train",
+    synflow_mask,
+    True,
+    config=SynFlowConfig,
+)

@@ -1,9 +1,10 @@
-"""Recipes: one experiment as YAML, checked against dataclasses before any compute.
+"""Recipes: one experiment as YAML, checked against the same declarations the commands use, before any
+compute.
 
-Keys are the CLI options' names (``rewind_epoch`` or ``rewind-epoch``). ``key=value`` overrides
-address a dotted path (``unlearn.ft.lr=0.02``, ``seeds=[1,2]``) and their values are read as YAML.
-Every unknown key, wrong type and bad value is collected and reported at once, each unknown key
-with the closest valid one.
+Keys are the CLI options' names (``rewind_epoch`` or ``rewind-epoch``). ``key=value`` overrides address
+a dotted path (``unlearn.ft.lr=0.02``, ``seeds=[1,2]``) and their values are read as YAML. Every unknown
+key, wrong type and value out of range is collected and reported at once, each unknown key with the
+closest valid one. A recipe is a file, or the name of one shipped with smu (``smu recipes``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from smu.backdoor import BackdoorConfig
 from smu.coerce import build
 from smu.data import SOURCES
 from smu.data.forget import SPEC_HELP
-from smu.engine import TrainConfig
+from smu.engine import TrainConfig, resolve_device
 from smu.errors import SmuError, UsageError
 from smu.models import ARCHS
+from smu.pruning import METHODS as PRUNING
+from smu.pruning import prune_options
+from smu.recipes.catalog import read_recipe
 from smu.registry import suggest
 from smu.unlearning import METHODS, make_config
 
@@ -30,31 +34,19 @@ from smu.unlearning import METHODS, make_config
 @dataclass
 class PruneStep:
     method: str = "omp"
-    """omp: one dense training, then one prune-rewind-retrain per rate. imp: rounds of pruning imp_rate of
-    what is left, until the largest rate; each rate takes the round closest to it."""
+    """One-shot methods (omp, synflow, random): one dense training, then one pruned model per rate. imp:
+    rounds of pruning imp_rate of what is left, until the largest rate; each rate takes the round
+    closest to it."""
     rates: list[float] = field(default_factory=lambda: [0.95])
     """Sparsities to compare with the dense model."""
     imp_rate: float = 0.2
     """imp: fraction of the remaining weights pruned per round."""
     rewind_epoch: int = 8
-    """Rewind epoch of OMP (0 = initialisation)."""
+    """Rewind epoch after pruning (0 = initialisation)."""
     scope: str = "conv"
     """Weights pruned: conv or all."""
-
-
-@dataclass
-class AttackStep:
-    poison: str = "10%"
-    """Training samples to poison: N or P%."""
-    target: int = 0
-    """The attacker's class."""
-    trigger_size: int = 4
-    """Side of the trigger square in pixels."""
-    trigger_value: int | None = None
-    """Trigger pixel value (default: black, white on black-background datasets)."""
-
-    def config(self, rates: list[float]) -> BackdoorConfig:
-        return BackdoorConfig(self.poison, self.target, self.trigger_size, self.trigger_value, tuple(rates))
+    options: dict[str, Any] = field(default_factory=dict)
+    """The method's own options, e.g. synflow_iterations (written beside the others in the recipe)."""
 
 
 @dataclass
@@ -67,6 +59,10 @@ class Report:
 class Recipe:
     kind: str = "unlearn"
     """unlearn (the paper's main table) or backdoor (the Trojan cleanse study)."""
+    description: str = ""
+    """One line for ``smu recipes``."""
+    estimated_time: str = ""
+    """How long it takes, and on what (for ``smu recipes``)."""
     dataset: str = "digits"
     arch: str = "resnet18"
     data: str | None = None
@@ -82,7 +78,7 @@ class Recipe:
     prune: PruneStep = field(default_factory=PruneStep)
     scenarios: list[str] = field(default_factory=lambda: ["class:0"])
     unlearn: dict[str, dict[str, Any]] = field(default_factory=lambda: {"retrain": {}, "ft": {}})
-    backdoor: AttackStep = field(default_factory=AttackStep)
+    backdoor: BackdoorConfig = field(default_factory=BackdoorConfig)
     report: Report = field(default_factory=Report)
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,32 +87,28 @@ class Recipe:
         return d
 
 
-def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
-    """Read a recipe file, apply ``key=value`` overrides, and check it all before returning."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"recipe {str(path)!r} does not exist", hint="ls recipes/ lists the shipped ones")
+def load_recipe(name: str | Path, overrides: list[str] = ()) -> Recipe:
+    """Read a recipe (a file, or a shipped recipe's name), apply ``key=value`` overrides, and check it all
+    before returning."""
+    label, text = read_recipe(name)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise UsageError(
-            f"recipe {str(path)!r} is not valid YAML{where}", hint="check the indentation"
-        ) from None
+        raise UsageError(f"recipe {label!r} is not valid YAML{where}", hint="check the indentation") from None
     if not isinstance(raw, dict):
         raise UsageError(
-            f"recipe {str(path)!r} is not a mapping of keys to values", hint="see recipes/quickstart.yaml"
+            f"recipe {label!r} is not a mapping of keys to values", hint="smu recipes quickstart shows one"
         )
     for item in overrides:
         apply_override(raw, item)
+    method_keys_aside(raw)
     errors: list[str] = []
     recipe = build(Recipe, raw, "", errors)
     check_values(recipe, errors)
     if errors:
-        raise UsageError(
-            f"recipe {str(path)!r}: " + "; ".join(errors), hint="fix these keys (smu run --help)"
-        )
+        raise UsageError(f"recipe {label!r}: " + "; ".join(errors), hint="fix these keys (smu run --help)")
     return recipe
 
 
@@ -141,24 +133,43 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
+def method_keys_aside(raw: dict[str, Any]) -> None:
+    """A pruning method's own options sit beside the other prune keys; move them under ``options``."""
+    prune = raw.get("prune")
+    if not isinstance(prune, dict):
+        return
+    steps = {f.name for f in dataclasses.fields(PruneStep)}
+    spec = PRUNING.get(str(prune.get("method", "omp")))
+    own = {f.name for f in dataclasses.fields(spec.config)} if spec and spec.config else set()
+    for key in [k for k in prune if str(k).replace("-", "_") in own - steps]:
+        prune.setdefault("options", {})[str(key).replace("-", "_")] = prune.pop(key)
+
+
 def check_values(recipe: Recipe, errors: list[str]) -> None:
     """Names and ranges, so a typo is caught before an hour of compute (after type errors too)."""
-    for check in (check_names, check_training, check_unlearn):
+    for check in (check_names, check_pruning, check_unlearn):
         with contextlib.suppress(TypeError, ValueError, AttributeError):
             check(recipe, errors)  # a field with the wrong type is already reported
 
 
+def unknown(key: str, value: Any, table: Any, what: str = "") -> str:
+    close = suggest(value, list(table))
+    return f"{key}: unknown {what}{value!r}" + (f" (did you mean {close!r}?)" if close else "")
+
+
 def check_names(recipe: Recipe, errors: list[str]) -> None:
     for key, table, value in (
-        ("kind", {"unlearn": 0, "backdoor": 0}, recipe.kind),
+        ("kind", ("unlearn", "backdoor"), recipe.kind),
         ("dataset", SOURCES, recipe.dataset),
         ("arch", ARCHS, recipe.arch),
-        ("prune.method", {"omp": 0, "imp": 0}, recipe.prune.method),
-        ("prune.scope", {"conv": 0, "all": 0}, recipe.prune.scope),
+        ("prune.method", PRUNING, recipe.prune.method),
     ):
         if value not in table:
-            close = suggest(value, list(table))
-            errors.append(f"{key}: unknown {value!r}" + (f" (did you mean {close!r}?)" if close else ""))
+            errors.append(unknown(key, value, table))
+    try:
+        resolve_device(recipe.device)
+    except SmuError as e:
+        errors.append(f"device: {e.message}")
     if not recipe.seeds:
         errors.append("seeds: give at least one seed")
     for spec in recipe.scenarios:
@@ -166,32 +177,53 @@ def check_names(recipe: Recipe, errors: list[str]) -> None:
             errors.append(f"scenarios: {spec!r} is not a forget spec ({SPEC_HELP})")
 
 
-def check_training(recipe: Recipe, errors: list[str]) -> None:
-    with contextlib.suppress(TypeError):  # a wrong type in train is already reported
-        try:
-            recipe.train.validate()
-        except SmuError as e:
-            errors.append(f"train: {e}")
-    for r in [*recipe.prune.rates, recipe.prune.imp_rate]:
+def check_pruning(recipe: Recipe, errors: list[str]) -> None:
+    prune = recipe.prune
+    for r in [*prune.rates, prune.imp_rate]:
         if not 0 < r < 1:
             errors.append(f"prune: rate {r!r} is outside (0, 1)")
-    if recipe.kind == "backdoor" and recipe.prune.method != "omp":
-        errors.append("prune.method: the Trojan study compares OMP models (use omp)")
-    if recipe.prune.rates and not 0 <= recipe.prune.rewind_epoch < recipe.train.epochs:
-        errors.append(f"prune.rewind_epoch {recipe.prune.rewind_epoch} must be below train.epochs")
+    if prune.scope not in ("conv", "all"):
+        errors.append(unknown("prune.scope", prune.scope, ("conv", "all")))
+    spec = PRUNING.get(prune.method)
+    if spec is None:
+        return
+    if recipe.kind == "backdoor" and spec.iterative:
+        errors.append(
+            f"prune.method: the Trojan study prunes each rate once from one dense model "
+            f"({prune.method} is iterative)"
+        )
+    if prune.rates and not spec.at_init and not 0 <= prune.rewind_epoch < recipe.train.epochs:
+        errors.append(f"prune.rewind_epoch {prune.rewind_epoch} must be below train.epochs")
+    try:
+        prune_method_options(recipe)
+    except SmuError as e:
+        errors.append(e.message)
 
 
 def check_unlearn(recipe: Recipe, errors: list[str]) -> None:
-    for name, options in recipe.unlearn.items():
+    for name in recipe.unlearn:
         if name not in METHODS:
-            close = suggest(name, list(METHODS))
-            errors.append(
-                f"unlearn: unknown method {name!r}" + (f" (did you mean {close!r}?)" if close else "")
-            )
+            errors.append(unknown("unlearn", name, METHODS, "method "))
             continue
         try:
-            make_config(name, {str(k).replace("-", "_"): v for k, v in (options or {}).items()})
-        except (SmuError, TypeError, AttributeError) as e:
-            errors.append(f"unlearn.{name}: {e}")
-    if recipe.kind == "unlearn" and recipe.unlearn and "retrain" not in recipe.unlearn:
+            method_config(recipe, name)
+        except SmuError as e:  # ConfigError too: every problem named by its recipe key
+            errors.append(e.message)
+    if recipe.kind == "unlearn" and recipe.unlearn and reference_method(recipe.unlearn) is None:
         errors.append("unlearn: the table measures every method against retrain; add unlearn.retrain")
+
+
+def method_config(recipe: Recipe, method: str) -> Any:
+    """The checked config of one unlearning method of the recipe; problems name its recipe keys."""
+    options = {str(k).replace("-", "_"): v for k, v in (recipe.unlearn[method] or {}).items()}
+    return make_config(method, options, where=lambda name: f"unlearn.{method}.{name}")
+
+
+def prune_method_options(recipe: Recipe) -> Any:
+    """The checked options of the recipe's pruning method (None when it has none)."""
+    return prune_options(recipe.prune.method, recipe.prune.options, where=lambda k: f"prune.{k}")
+
+
+def reference_method(methods: Any) -> str | None:
+    """The exact method (retrain) among ``methods``: every other one is measured against it."""
+    return next((m for m in methods if m in METHODS and METHODS[m].exact), None)

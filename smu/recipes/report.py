@@ -10,6 +10,7 @@ from typing import Any
 from rich.table import Table
 
 from smu.evaluation import gap
+from smu.recipes.config import reference_method
 from smu.recipes.runner import Step, model_name
 
 COLUMNS = [
@@ -65,7 +66,7 @@ def build(done: list[tuple[Step, dict[str, Any], bool]]) -> list[dict[str, Any]]
                     for key in ("ua", "mia_efficacy", "ra", "ta"):
                         values[key].append(m[key])
                     values["rte_min"].append(result["rte_s"] / 60)
-                    reference = runs.get((scenario, rate, "retrain", seed))
+                    reference = runs.get((scenario, rate, reference_method(methods), seed))
                     values["avg_gap"].append(gap(m, reference["metrics"])["avg"] if reference else None)
                 cells[model_name(rate)] = {key: mean_std(v) for key, v in values.items()}
             rows.append({"method": method, "cells": cells})

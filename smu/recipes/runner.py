@@ -22,10 +22,10 @@ from smu.backdoor import Attack
 from smu.data import Splits, load_splits
 from smu.data.forget import resolve_forget
 from smu.engine import Reporter, resolve_device, runtime
+from smu.pruning import METHODS as PRUNING
 from smu.pruning import PruneConfig
 from smu.pruning.pipeline import run_prune, train_models
-from smu.recipes.config import Recipe
-from smu.unlearning import make_config
+from smu.recipes.config import Recipe, method_config, prune_method_options, reference_method
 from smu.unlearning.pipeline import run_unlearn
 
 
@@ -80,7 +80,7 @@ class Planner:
         def run() -> dict[str, Any]:
             splits = attack().poisoned if attack else self.splits(seed)
             meta = attack().meta() if attack else None
-            if r.prune.method == "imp":
+            if PRUNING[r.prune.method].iterative:
                 return self.imp_models(splits, folder, seed)
             models = train_models(  # resume: an interrupted step continues from its checkpoints
                 splits,
@@ -88,6 +88,8 @@ class Planner:
                 r.train,
                 rates,
                 folder,
+                method=r.prune.method,
+                options=prune_method_options(r),
                 seed=seed,
                 device=self.device,
                 rewind_epoch=r.prune.rewind_epoch,
@@ -109,7 +111,12 @@ class Planner:
         r = self.recipe
         times = max(1, math.ceil(math.log(1 - max(r.prune.rates)) / math.log(1 - r.prune.imp_rate)))
         cfg = PruneConfig(
-            "imp", rate=r.prune.imp_rate, times=times, scope=r.prune.scope, rewind_epoch=r.prune.rewind_epoch
+            r.prune.method,
+            rate=r.prune.imp_rate,
+            times=times,
+            scope=r.prune.scope,
+            rewind_epoch=r.prune.rewind_epoch,
+            options=prune_method_options(r),
         )
         result = run_prune(
             splits,
@@ -132,7 +139,7 @@ class Planner:
     def unlearn_steps(self) -> list[Step]:
         r = self.recipe
         steps: list[Step] = []
-        methods = sorted(r.unlearn, key=lambda m: m != "retrain")  # the reference first
+        methods = sorted(r.unlearn, key=lambda m: m != reference_method(r.unlearn))  # the reference first
         for seed in r.seeds:
             models = self.models_step(seed, self.out / f"seed-{seed}" / "models", {}, None)
             steps.append(models)
@@ -181,7 +188,7 @@ class Planner:
             loaded = artifacts.load_model(self.result(models)["models"][f"{rate:g}"], self.device)
             splits = loaded.load_splits(r.data, self.device)
             forget = resolve_forget(scenario, splits, r.forget_seed)
-            cfg = make_config(method, {k.replace("-", "_"): v for k, v in r.unlearn[method].items()})
+            cfg = method_config(r, method)
             result = run_unlearn(
                 loaded,
                 splits,
@@ -204,7 +211,7 @@ class Planner:
     def backdoor_steps(self) -> list[Step]:
         r = self.recipe
         steps: list[Step] = []
-        attack_cfg = asdict(r.backdoor) | {"rates": []}
+        attack_cfg = asdict(r.backdoor)
         for seed in r.seeds:
             cache: dict[str, Attack] = {}
 
@@ -212,7 +219,7 @@ class Planner:
                 if (
                     "attack" not in cache
                 ):  # poisoning is cheap and deterministic: redo it instead of storing it
-                    cache["attack"] = Attack.prepare(self.splits(seed), r.backdoor.config([]), r.forget_seed)
+                    cache["attack"] = Attack.prepare(self.splits(seed), r.backdoor, r.forget_seed)
                 return cache["attack"]
 
             extra = {"backdoor": attack_cfg, "forget_seed": r.forget_seed}
@@ -250,7 +257,7 @@ class Planner:
 
         def run() -> dict[str, Any]:
             trojan = artifacts.load_model(self.result(models)["models"][f"{rate:g}"], self.device)
-            cfg = make_config(method, {k.replace("-", "_"): v for k, v in r.unlearn[method].items()})
+            cfg = method_config(r, method)
             return attack().cleanse(
                 trojan,
                 rate,

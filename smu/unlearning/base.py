@@ -1,7 +1,14 @@
-"""What every unlearning method receives: the data split by the forget set, and the run's context."""
+"""What an unlearning method is, and what it receives: the data split by the forget set, and the run.
+
+A method declares itself once, in its own module, as an :class:`UnlearnMethod`; the CLI, recipes,
+the Python API, validation and the docs all read that declaration (docs/PLUGINS.md).
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +19,36 @@ from smu.data.batches import Augment
 from smu.data.forget import ForgetSet
 from smu.engine import Checkpoint, FitResult, Reporter, TrainConfig, fit
 from smu.masks import Mask
+
+NEEDS = {
+    "original": "a frozen copy of the model before unlearning, as ctx.original (e.g. a teacher)",
+}
+"""What a method may ask the run for, beyond the model and the data."""
+
+
+@dataclass(frozen=True)
+class UnlearnMethod:
+    """An unlearning method: everything smu needs to offer it everywhere a method is taken."""
+
+    name: str
+    """What users type: ``smu unlearn --method NAME``, the key under ``unlearn:`` in a recipe."""
+    summary: str
+    """One line for help, listings and the README."""
+    config: type
+    """Its hyper-parameters: a dataclass whose field docstrings are the help texts and whose defaults
+    are the paper's or the method's authors'; ranges declared with ``smu.options.param``. A method
+    that trains subclasses :class:`~smu.engine.TrainConfig` and gets every training option."""
+    run: Callable[[nn.Module, UnlearnData, Any, Context], nn.Module]
+    """``run(model, data, config, ctx) -> model``: the unlearning step; it may change ``model`` in
+    place or return a new one. Training goes through ``ctx.train`` (the shared engine)."""
+    needs: frozenset[str] = frozenset()
+    """Extras from :data:`NEEDS` the run must provide."""
+    exact: bool = False
+    """Exact unlearning (retrain): the reference every approximate method is measured against."""
+
+    @property
+    def trains(self) -> bool:
+        return issubclass(self.config, TrainConfig)
 
 
 @dataclass
@@ -40,6 +77,8 @@ class Context:
     reporter: Reporter | None = None
     checkpoint: Checkpoint | None = None
     """Where training methods save their state each epoch (and resume from)."""
+    original: nn.Module | None = None
+    """With ``needs={"original"}``: a frozen copy of the model before unlearning."""
     fits: list[FitResult] = field(default_factory=list)
     """What each training loop of the method did (where it started, how many epochs it ran)."""
 
@@ -62,3 +101,38 @@ class Context:
         )
         self.fits.append(result)
         return result
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in eval mode whose parameters take no gradient."""
+    twin = copy.deepcopy(model).eval()
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return twin
+
+
+def method_problems(method: Any, registry: Any) -> list[str]:
+    """What keeps ``method`` (a plug-in's) from working like a built-in; empty when nothing does."""
+    found = []
+    if not dataclasses.is_dataclass(method.config):
+        found.append("its config is not a dataclass")
+    else:
+        found += option_clashes(method.config, [m.config for m in registry.values()])
+    unknown = set(method.needs) - set(NEEDS)
+    if unknown:
+        found.append(f"it needs {sorted(unknown)}, which smu does not provide (known: {', '.join(NEEDS)})")
+    return found
+
+
+def option_clashes(config: type, others: list[type]) -> list[str]:
+    """Options that another method declares with another type: one CLI flag cannot take both."""
+    import typing
+
+    mine = typing.get_type_hints(config)
+    found = []
+    for other in others:
+        theirs = typing.get_type_hints(other)
+        for name in set(mine) & set(theirs):
+            if mine[name] != theirs[name]:
+                found.append(f"its option {name!r} is {mine[name]} where another method's is {theirs[name]}")
+    return sorted(set(found))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from smu.engine import TrainConfig
-from smu.unlearning.base import Context, UnlearnData
+from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 
 
 @dataclass
@@ -25,3 +25,6 @@ def finetune(model: nn.Module, data: UnlearnData, cfg: FTConfig, ctx: Context) -
     """Minimise the cross-entropy on D_r, starting from the model's weights."""
     ctx.train(model, data.retain, cfg, data.aug, "ft")
     return model
+
+
+METHOD = UnlearnMethod("ft", "fine-tune on the retain set", FTConfig, finetune)

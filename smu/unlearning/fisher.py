@@ -30,16 +30,16 @@ from torch import nn
 from smu.data import ImageSet
 from smu.data.batches import batches
 from smu.engine import fast_layout
-from smu.errors import UsageError
 from smu.models import classifier_layer
-from smu.unlearning.base import Context, UnlearnData
+from smu.options import Checked, param
+from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 
 
 @dataclass
-class FFConfig:
-    alpha: float = 3e-8
+class FFConfig(Checked):
+    alpha: float = param(3e-8, gt=0)
     """Noise scale α (the authors' CIFAR-10 runs use 3e-8)."""
-    fisher_batch_size: int = 32
+    fisher_batch_size: int = param(32, ge=1)
     """Retain images per batch when estimating the Fisher information."""
 
 
@@ -103,10 +103,6 @@ def noise_variance(
 
 def fisher_forgetting(model: nn.Module, data: UnlearnData, cfg: FFConfig, ctx: Context) -> nn.Module:
     """Redraw every parameter around its value with Fisher-scaled noise (masked weights stay 0)."""
-    if not cfg.alpha > 0 or cfg.fisher_batch_size < 1:
-        raise UsageError(
-            f"--alpha {cfg.alpha!r} and --fisher-batch-size {cfg.fisher_batch_size!r} must be positive"
-        )
     fisher = fisher_diagonal(model, data.retain, cfg.fisher_batch_size)
     params = dict(model.named_parameters())
     mus, variances = noise_variance(
@@ -120,3 +116,8 @@ def fisher_forgetting(model: nn.Module, data: UnlearnData, cfg: FFConfig, ctx: C
     if ctx.mask is not None:
         ctx.mask.apply(model)
     return model
+
+
+METHOD = UnlearnMethod(
+    "ff", "Fisher forgetting: noise scaled by the retain Fisher information", FFConfig, fisher_forgetting
+)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from smu.engine import TrainConfig
-from smu.unlearning.base import Context, UnlearnData
+from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 
 
 @dataclass
@@ -40,3 +40,6 @@ def gradient_ascent(model: nn.Module, data: UnlearnData, cfg: GAConfig, ctx: Con
         diverge_hint="lower --lr or --epochs",
     )
     return model
+
+
+METHOD = UnlearnMethod("ga", "gradient ascent on the forget set", GAConfig, gradient_ascent)

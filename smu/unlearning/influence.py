@@ -27,17 +27,17 @@ from torch.func import functional_call, grad, vmap
 from smu.data import ImageSet
 from smu.data.batches import batches, to_float
 from smu.engine import fast_layout
-from smu.errors import UsageError
-from smu.unlearning.base import Context, UnlearnData
+from smu.options import Checked, param
+from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 
 
 @dataclass
-class IUConfig:
-    alpha: float = 0.2
+class IUConfig(Checked):
+    alpha: float = param(0.2, gt=0)
     """Step size α of the influence update (the research code's default)."""
-    iu_samples: int = 1000
+    iu_samples: int = param(1000, ge=1)
     """N: retain samples in the WoodFisher estimate, and its damping constant."""
-    batch_size: int = 256
+    batch_size: int = param(256, ge=1)
     """Images per batch when summing the forget and retain gradients."""
 
 
@@ -99,11 +99,6 @@ def woodfisher_direction(
 
 def influence_unlearning(model: nn.Module, data: UnlearnData, cfg: IUConfig, ctx: Context) -> nn.Module:
     """θ ← θ + α · H⁻¹ v, then the mask again."""
-    if not cfg.alpha > 0 or cfg.iu_samples < 1 or cfg.batch_size < 1:
-        raise UsageError(
-            f"--alpha {cfg.alpha!r}, --iu-samples {cfg.iu_samples!r} and --batch-size "
-            f"{cfg.batch_size!r} must be positive"
-        )
     n_f, n_r = len(data.forget), len(data.retain)
     g_f = gradient_sum(model, data.forget, cfg.batch_size)
     g_r = gradient_sum(model, data.retain, cfg.batch_size)
@@ -117,3 +112,8 @@ def influence_unlearning(model: nn.Module, data: UnlearnData, cfg: IUConfig, ctx
     if ctx.mask is not None:
         ctx.mask.apply(model)
     return model
+
+
+METHOD = UnlearnMethod(
+    "iu", "influence unlearning with a WoodFisher inverse Hessian", IUConfig, influence_unlearning
+)

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from smu.engine import TrainConfig
-from smu.errors import UsageError
-from smu.unlearning.base import Context, UnlearnData
+from smu.options import Problem, param
+from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 
 
 @dataclass
@@ -27,10 +27,15 @@ class L1SparseConfig(TrainConfig):
     """Fine-tuning epochs on the retain set."""
     lr: float = 0.01
     """Initial learning rate (SGD)."""
-    alpha: float = 5e-4
+    alpha: float = param(5e-4, ge=0)
     """Initial ℓ1 strength γ₀; it decays linearly to 0 (the paper tunes it per setting)."""
-    no_l1_epochs: int = 0
+    no_l1_epochs: int = param(0, ge=0)
     """Final epochs without the ℓ1 penalty."""
+
+    def check(self) -> list[Problem]:
+        if self.no_l1_epochs > self.epochs:
+            return [("no_l1_epochs", self.no_l1_epochs, f"<= epochs ({self.epochs})")]
+        return []
 
 
 def gamma(cfg: L1SparseConfig, epoch: int) -> float:
@@ -45,11 +50,6 @@ def l1_norm(model: nn.Module) -> torch.Tensor:
 
 def l1_sparse(model: nn.Module, data: UnlearnData, cfg: L1SparseConfig, ctx: Context) -> nn.Module:
     """Fine-tune on D_r with the decaying ℓ1 penalty."""
-    if cfg.alpha < 0 or not 0 <= cfg.no_l1_epochs <= cfg.epochs:
-        raise UsageError(
-            f"--alpha {cfg.alpha!r} / --no-l1-epochs {cfg.no_l1_epochs!r} out of range",
-            hint="alpha >= 0 and 0 <= no-l1-epochs <= epochs",
-        )
 
     def loss(out: torch.Tensor, y: torch.Tensor, epoch: int) -> torch.Tensor:
         g = gamma(cfg, epoch)
@@ -59,3 +59,8 @@ def l1_sparse(model: nn.Module, data: UnlearnData, cfg: L1SparseConfig, ctx: Con
         model, data.retain, cfg, data.aug, "l1-sparse", loss_fn=loss, diverge_hint="lower --alpha or --lr"
     )
     return model
+
+
+METHOD = UnlearnMethod(
+    "l1-sparse", "sparsity-aware unlearning: fine-tune + decaying l1 penalty", L1SparseConfig, l1_sparse
+)

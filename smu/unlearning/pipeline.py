@@ -11,13 +11,15 @@ from typing import Any
 import torch
 
 from smu import artifacts
+from smu import schema as S
 from smu.artifacts import LoadedModel, digest
 from smu.data import Splits
 from smu.data.forget import ForgetSet
 from smu.engine import Checkpoint, Reporter, params_finite, synchronize
 from smu.errors import DivergedError
-from smu.evaluation import gap, unlearning_metrics
+from smu.evaluation import compare
 from smu.unlearning import METHODS, Context, UnlearnData
+from smu.unlearning.base import frozen_copy
 
 
 def run_unlearn(
@@ -42,13 +44,14 @@ def run_unlearn(
     from its last epoch (RTE then counts only the resumed part).
     """
     out = Path(out)
-    spec = METHODS[method]
+    spec = METHODS.get_spec(method)
     model = loaded.model
     data = UnlearnData.of(splits, forget_set)
+    hyper = dataclasses.asdict(cfg)
     key = digest(
         {
             "method": method,
-            "config": dataclasses.asdict(cfg),
+            "config": hyper,
             "parent": loaded.sha256,
             "forget": forget_set.sha256,
             "seed": seed,
@@ -58,7 +61,12 @@ def run_unlearn(
     if not resume:
         checkpoint.clear()
     ctx = Context(
-        arch=loaded.arch, mask=loaded.mask, seed=seed, reporter=reporter or Reporter(), checkpoint=checkpoint
+        arch=loaded.arch,
+        mask=loaded.mask,
+        seed=seed,
+        reporter=reporter or Reporter(),
+        checkpoint=checkpoint,
+        original=frozen_copy(model) if "original" in spec.needs else None,
     )
     device = next(model.parameters()).device
     torch.manual_seed(seed)
@@ -71,30 +79,17 @@ def run_unlearn(
     if not params_finite(model):
         raise DivergedError(
             f"{method} produced NaN or Inf weights",
-            hint="lower --alpha (ff, iu) or --lr; nothing was written",
+            hint="lower its step size (--alpha, --lr); nothing was written",
         )
-    hyper = dataclasses.asdict(cfg)
-    meta = {
-        k: v
-        for k, v in loaded.meta.items()
-        if k
-        in (
-            "smu.arch",
-            "smu.dataset",
-            "smu.num_classes",
-            "smu.input_shape",
-            "smu.val_fraction",
-            "smu.split_seed",
-        )
-    }
+    meta = {k: v for k, v in loaded.meta.items() if k in (*S.MODEL_IDENTITY, *S.SPLIT)}
     meta |= {
-        "smu.seed": seed,
-        "smu.command": command,
-        "smu.parent": loaded.sha256,
-        "smu.unlearn.method": method,
-        "smu.unlearn.config": json.dumps(hyper, sort_keys=True),
-        "smu.forget.sha256": forget_set.sha256,
-        "smu.forget.spec": forget_set.spec,
+        S.SEED: seed,
+        S.COMMAND: command,
+        S.PARENT: loaded.sha256,
+        S.UNLEARN_METHOD: method,
+        S.UNLEARN_CONFIG: json.dumps(hyper, sort_keys=True),
+        S.FORGET_SHA256: forget_set.sha256,
+        S.FORGET_SPEC: forget_set.spec,
     }
     model_path = out / "model.safetensors"
     artifacts.save_model(model_path, model, meta, mask=loaded.mask)
@@ -117,9 +112,7 @@ def run_unlearn(
         "gap": None,
     }
     if evaluate:
-        result["metrics"] = unlearning_metrics(model, splits, forget_set, features=features)
-        if reference is not None:
-            result["reference"] = unlearning_metrics(reference.model, splits, forget_set, features=features)
-            result["reference_model"] = str(reference.path)
-            result["gap"] = gap(result["metrics"], result["reference"])
+        ref_model = reference.model if reference is not None else None
+        result |= compare(model, splits, forget_set, ref_model, features=features)
+        result["reference_model"] = str(reference.path) if reference is not None else None
     return result

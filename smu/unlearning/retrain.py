@@ -13,7 +13,7 @@ from torch import nn
 
 from smu.engine import TrainConfig
 from smu.models import build_model
-from smu.unlearning.base import Context, UnlearnData
+from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 
 
 @dataclass
@@ -39,3 +39,8 @@ def retrain(model: nn.Module, data: UnlearnData, cfg: RetrainConfig, ctx: Contex
     fresh.to(next(model.parameters()).device)
     ctx.train(fresh, data.retain, cfg, data.aug, "retrain")
     return fresh
+
+
+METHOD = UnlearnMethod(
+    "retrain", "exact unlearning: train from scratch on the retain set", RetrainConfig, retrain, exact=True
+)

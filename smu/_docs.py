@@ -1,0 +1,102 @@
+"""The tables of README.md and docs/ that come from the registries and the artifact schema.
+
+    python -m smu._docs      # rewrite them after adding a method or a metadata key
+
+Each table sits between ``<!-- smu:NAME -->`` and ``<!-- /smu:NAME -->``; a test fails when one is
+out of date, so the docs cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+FILES = ("README.md", "docs/ARTIFACTS.md")
+
+
+def defaults(config: type | None) -> str:
+    if config is None:
+        return "–"
+    cfg = config()
+    shown = [f"`{f.name}` {getattr(cfg, f.name)}" for f in dataclasses.fields(config)]
+    return ", ".join(shown)
+
+
+def unlearning_methods() -> str:
+    from smu.engine import TrainConfig
+    from smu.unlearning import METHODS
+
+    base = {f.name: getattr(TrainConfig(), f.name) for f in dataclasses.fields(TrainConfig)}
+    rows = ["| method | what it does | options and defaults (training options: see below) |", "|---|---|---|"]
+    for name, spec in METHODS.items():
+        cfg = spec.config()
+        # Training options are listed only where the method's default differs from TrainConfig's.
+        own = [
+            f"`{f.name}` {getattr(cfg, f.name)}"
+            for f in dataclasses.fields(spec.config)
+            if f.name not in base or getattr(cfg, f.name) != base[f.name]
+        ]
+        rows.append(f"| `{name}` | {spec.summary} | {', '.join(own) or '–'} |")
+    return "\n".join(rows)
+
+
+def pruning_methods() -> str:
+    from smu.pruning import METHODS
+
+    rows = ["| method | what it does | default `--rate` | own options |", "|---|---|---|---|"]
+    for name, spec in METHODS.items():
+        rows.append(f"| `{name}` | {spec.summary} | {spec.default_rate} | {defaults(spec.config)} |")
+    return "\n".join(rows)
+
+
+def artifact_keys() -> str:
+    from smu.schema import KEYS
+
+    rows = ["| key | type | in | meaning |", "|---|---|---|---|"]
+    rows += [f"| `{k}` | {k.type} | {', '.join(k.kinds)} | {k.meaning} |" for k in KEYS]
+    return "\n".join(rows)
+
+
+def recipes() -> str:
+    from smu.recipes.catalog import shipped
+
+    rows = ["| recipe | what | dataset | time |", "|---|---|---|---|"]
+    rows += [
+        f"| `{r['name']}` | {r['description']} | {r['dataset']} | {r['estimated_time']} |"
+        for r in (recipe.about() for recipe in shipped())
+    ]
+    return "\n".join(rows)
+
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "recipes": recipes,
+    "unlearning-methods": unlearning_methods,
+    "pruning-methods": pruning_methods,
+    "artifact-keys": artifact_keys,
+}
+
+
+def rendered(text: str) -> str:
+    """``text`` with every generated block filled in anew."""
+    for name, make in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- smu:{name} -->\n).*?(<!-- /smu:{name} -->)", re.S)
+        text = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(2), text)
+    return text
+
+
+def main(root: Path = Path(__file__).resolve().parents[1]) -> int:
+    for name in FILES:
+        path = root / name
+        text = path.read_text(encoding="utf-8")
+        new = rendered(text)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            print(f"updated {name}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""CLI options made from hyper-parameter dataclasses: one field, one option, with the field's docstring
+as help, its declared flag and range, and its type parsed by Typer.
+
+The training options of every command that trains come from ``TrainConfig``; the options of
+``smu unlearn`` and ``smu backdoor-cleanse`` from the union of the registered methods' configs, each
+option's help giving every method's own text and default (or, with ``--method X --help``, X's only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+
+from smu.errors import UsageError
+from smu.options import declared, field_help, flag_of
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One CLI option made from a dataclass field: ``name`` is the Python keyword it arrives as."""
+
+    name: str
+    annotation: Any
+    default: Any
+    convert: Callable[[Any], Any] | None = None
+
+
+def cli_type(kind: Any, flag: str) -> tuple[Any, Callable[[Any], Any] | None]:
+    """The type Typer parses for a field type, and how to turn the parsed value into the field's."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        kind = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (tuple, list):
+        return str, functools.partial(parse_list, args[0], origin, flag=flag)
+    return kind, None
+
+
+def parse_list(item: type, container: type, text: str, flag: str = "") -> Any:
+    """'91,136' -> (91, 136)."""
+    try:
+        return container(item(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        what = "whole numbers" if item is int else "numbers"
+        raise UsageError(
+            f"{flag} {text!r} is not a comma-separated list of {what}".lstrip(), hint="e.g. 91,136"
+        ) from None
+
+
+def show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
+
+
+def field_option(
+    cls: type,
+    name: str,
+    *,
+    panel: str,
+    help_text: str | None = None,
+    default: Any = None,
+    prefix: str = "",
+) -> Generated:
+    """The option for field ``name`` of ``cls``: its flag (``--name`` or its declared one, with
+    ``prefix``), its help (the field docstring unless ``help_text``), and ``default`` (None = not given)."""
+    flag = option_flag(cls, name, prefix)
+    kind, convert = cli_type(typing.get_type_hints(cls)[name], flag)
+    text = help_text if help_text is not None else field_help(cls).get(name, "")
+    option = typer.Option(flag, help=text, rich_help_panel=panel, show_default=default is not None)
+    annotation = Annotated[kind if default is not None else kind | None, option]
+    shown = show(default) if convert is not None and default is not None else default
+    return Generated(f"{prefix.replace('-', '_')}_{name}" if prefix else name, annotation, shown, convert)
+
+
+def option_flag(cls: type, name: str, prefix: str = "") -> str:
+    """The flag of field ``name``: declared, or ``--name`` (``--name/--no-name`` for a bool)."""
+    flag = declared(cls)[name].get("flag")
+    if flag is None:
+        boolean = typing.get_type_hints(cls)[name] in (bool, bool | None)
+        flag = f"{flag_of(name)}/--no-{flag_of(name)[2:]}" if boolean else flag_of(name)
+    return "/".join(f"--{prefix}-{part[2:]}" for part in flag.split("/")) if prefix else flag
+
+
+def config_options(cls: type, *, panel: str, skip: set[str] = frozenset()) -> list[Generated]:
+    """Every field of ``cls`` as an option, with the dataclass's defaults shown."""
+    defaults = cls()
+    return [
+        field_option(cls, f.name, panel=panel, default=getattr(defaults, f.name))
+        for f in dataclasses.fields(cls)
+        if f.name not in skip
+    ]
+
+
+def method_options(
+    methods: dict[str, Any],
+    *,
+    focus: str | None,
+    panel: str,
+    trainer_panel: str,
+    prefix: str = "",
+    clash: set[str] = frozenset(),
+) -> list[Generated]:
+    """The union of the methods' options (None = the method's default). Each option's help gives every
+    method's own text and default; with ``focus`` (``--method X --help``), only X's options, with X's
+    text. Options named in ``clash`` get ``prefix`` (backdoor-cleanse: --unlearn-epochs)."""
+    from smu.engine import TrainConfig
+
+    chosen = {focus: methods[focus]} if focus in methods else methods
+    fields: dict[str, list[tuple[str, type, str, Any]]] = {}
+    for name, spec in chosen.items():
+        defaults, docs = spec.config(), field_help(spec.config)
+        for f in dataclasses.fields(spec.config):
+            fields.setdefault(f.name, []).append(
+                (name, spec.config, docs.get(f.name, ""), getattr(defaults, f.name))
+            )
+    training = {f.name for f in dataclasses.fields(TrainConfig)}
+    options = []
+    for field_name, owners in fields.items():
+        groups: dict[tuple[str, str], list[str]] = {}
+        for method, _, text, default in owners:
+            groups.setdefault((text.rstrip("."), show(default)), []).append(method)
+        if focus in methods:
+            (text, default), _ = next(iter(groups.items()))
+            help_text, where = f"{text} (default {default}).", f"{focus} options"
+        else:
+            help_text = " ".join(
+                f"{', '.join(ms)}: {text} (default {d})." for (text, d), ms in groups.items()
+            )
+            where = trainer_panel if field_name in training else panel
+            if len(owners) == 1 and field_name not in training:
+                where = f"{panel}: {owners[0][0]}"
+        options.append(
+            field_option(
+                owners[0][1],
+                field_name,
+                panel=where,
+                help_text=help_text,
+                prefix=prefix if field_name in clash else "",
+            )
+        )
+    return options
+
+
+def focus_of(argv: list[str]) -> str | None:
+    """The method named by ``--method X`` / ``-m X`` when ``--help`` is asked for too."""
+    if not {"--help", "-h"} & set(argv):
+        return None
+    for i, word in enumerate(argv):
+        if word in ("--method", "-m", "--unlearn") and i + 1 < len(argv):
+            return argv[i + 1]
+        if word.startswith("--method="):
+            return word.split("=", 1)[1]
+    return None

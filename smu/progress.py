@@ -1,0 +1,18 @@
+"""Where the library sends progress. The default shows nothing; ``smu.ui`` draws it with Rich.
+
+Its own module (no torch), so the terminal layer can import it without the training stack.
+"""
+
+from __future__ import annotations
+
+
+class Reporter:
+    """Progress of a long step: ``start`` a bar of ``total`` units, ``update`` it, ``note`` a line."""
+
+    def start(self, label: str, total: int) -> None: ...
+
+    def update(self, advance: int = 0, **fields: object) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def note(self, message: str) -> None: ...

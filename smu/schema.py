@@ -1,0 +1,104 @@
+"""The metadata of smu's safetensors files: every key, its type and meaning, in one place.
+
+Every writer and reader uses these names; docs/ARTIFACTS.md is generated from :data:`KEYS` (a test
+keeps it in sync), so another tool can read a smu file with plain ``safetensors``. All values are
+strings in the file (the safetensors header allows nothing else); the type says how to read them.
+"""
+
+from __future__ import annotations
+
+MODEL, MASK, FORGET_SET, CHECKPOINT = "model", "mask", "forget-set", "checkpoint"
+ALL = (MODEL, MASK, FORGET_SET, CHECKPOINT)
+
+
+class Key(str):
+    """A metadata key: the string itself, plus what the docs say about it."""
+
+    kinds: tuple[str, ...]
+    type: str
+    meaning: str
+
+    def __new__(cls, name: str, type_: str, kinds: tuple[str, ...], meaning: str) -> Key:
+        key = super().__new__(cls, name)
+        key.type, key.kinds, key.meaning = type_, kinds, meaning
+        return key
+
+
+KEYS: list[Key] = []
+
+
+def key(name: str, type_: str, kinds: tuple[str, ...], meaning: str) -> Key:
+    KEYS.append(Key(name, type_, kinds, meaning))
+    return KEYS[-1]
+
+
+# Every file
+FORMAT = key("smu.format", "int", ALL, "version of this schema; this smu writes 1")
+KIND = key("smu.kind", "str", ALL, "what the file is: model, mask, forget-set or checkpoint")
+
+# What a model is and what it was made for (masks repeat the first four, so a mismatch is caught)
+ARCH = key("smu.arch", "str", (MODEL, MASK), "architecture name (smu prune --help lists them)")
+DATASET = key("smu.dataset", "str", (MODEL, MASK, FORGET_SET), "dataset name")
+NUM_CLASSES = key("smu.num_classes", "int", (MODEL, MASK), "classes of the classifier head")
+INPUT_SHAPE = key("smu.input_shape", "CxHxW", (MODEL, MASK), "image shape the model takes, e.g. 3x32x32")
+SEED = key("smu.seed", "int", (MODEL, MASK), "--seed of the run that wrote it")
+VAL_FRACTION = key(
+    "smu.val_fraction", "float", (MODEL, FORGET_SET), "share of each training class held out for validation"
+)
+SPLIT_SEED = key(
+    "smu.split_seed", "int", (MODEL, FORGET_SET), "seed of that hold-out: forget indices refer to its split"
+)
+COMMAND = key("smu.command", "str", (MODEL, MASK), "the command (or recipe step) that wrote it")
+PARENT = key("smu.parent", "sha256", (MODEL,), "sha256 of the file it was made from (empty for a new model)")
+
+# Sparsity
+SPARSITY = key(
+    "smu.sparsity", "float", (MODEL, MASK), "fraction of the masked weights that are 0 (0 = dense)"
+)
+SCOPE = key("smu.scope", "str", (MODEL, MASK), "weights the mask covers: conv or all (conv and linear)")
+MASK_FILE = key("smu.mask", "file", (MODEL,), "a sparse model's mask, a file name beside the model")
+MASK_SHA256 = key("smu.mask_sha256", "sha256", (MODEL,), "sha256 of that mask file, checked on load")
+
+# Training and pruning history
+EPOCH = key("smu.epoch", "int", (MODEL, CHECKPOINT), "epochs trained when it was written")
+REWIND = key("smu.rewind", "file", (MODEL,), "a dense model's rewind checkpoint, a file name beside it")
+REWIND_EPOCH = key("smu.rewind_epoch", "int", (MODEL,), "the epoch of that rewind checkpoint")
+PRUNE_METHOD = key("smu.prune.method", "str", (MODEL,), "pruning method of the run")
+PRUNE_ROUND = key("smu.prune.round", "int", (MODEL,), "pruning round that produced it (IMP: 1..--times)")
+PRUNE_RATE = key("smu.prune.rate", "float", (MODEL,), "--rate of the pruning run")
+PRUNE_REWIND_EPOCH = key(
+    "smu.prune.rewind_epoch", "int", (MODEL,), "epoch rewound to after pruning (empty when pruned at init)"
+)
+CHECKPOINT_KEY = key(
+    "smu.key",
+    "str",
+    (CHECKPOINT,),
+    "hash of everything that decides the run; another run's checkpoint is ignored",
+)
+
+# Unlearning
+UNLEARN_METHOD = key("smu.unlearn.method", "str", (MODEL,), "unlearning method that produced the model")
+UNLEARN_CONFIG = key("smu.unlearn.config", "json", (MODEL,), "that method's hyper-parameters")
+FORGET_SHA256 = key(
+    "smu.forget.sha256", "sha256", (MODEL,), "hash of the forget set's indices (as its smu.sha256)"
+)
+FORGET_SPEC = key("smu.forget.spec", "str", (MODEL,), "the forget set's spec, e.g. class:3 or random:10%")
+
+# Forget sets (one int64 tensor "indices", sorted, into the training split)
+SPEC = key(
+    "smu.spec", "str", (FORGET_SET,), "how the set was chosen: class:C, random:P%, indices:FILE, poison:..."
+)
+SIZE = key("smu.size", "int", (FORGET_SET,), "number of indices")
+SHA256 = key("smu.sha256", "sha256", (FORGET_SET,), "sha256 of the indices as little-endian int64")
+TRAIN_SIZE = key("smu.train_size", "int", (FORGET_SET,), "size of the training split the indices refer to")
+CLASS = key("smu.class", "int", (FORGET_SET,), "the forgotten class for class-wise forgetting, else empty")
+
+# Backdoor study and imports
+POISON = key("smu.poison", "str", (MODEL,), "a Trojan model's poisoning spec (trigger, target, amount)")
+POISON_SHA256 = key("smu.poison.sha256", "sha256", (MODEL,), "hash of the poisoned indices")
+IMPORTED_FROM = key("smu.imported_from", "str", (MODEL,), "file name of the checkpoint smu import read")
+
+MODEL_IDENTITY = (ARCH, DATASET, NUM_CLASSES, INPUT_SHAPE)
+"""What a model file must say about itself; a mask repeats it."""
+SPLIT = (VAL_FRACTION, SPLIT_SEED)
+"""The validation hold-out a model was trained with: forget indices only mean the same images under it."""

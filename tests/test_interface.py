@@ -1,0 +1,236 @@
+"""One source of truth: the registries drive help, validation, docs and the API; the CLI and the Python
+API are the same calls; shipped recipes travel in the wheel; the quick commands start without torch."""
+
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from safetensors import safe_open
+
+import smu
+from smu import schema
+from smu.cli import COMMANDS, main, summary
+from smu.errors import UsageError
+from smu.options import field_help
+from smu.pruning import METHODS as PRUNING
+from smu.recipes.catalog import shipped
+from smu.unlearning import METHODS
+
+ROOT = Path(__file__).parents[1]
+
+
+def run_main(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["recipes"], ["recipes", "quickstart"]])
+def test_the_quick_commands_import_neither_torch_nor_torchvision(args):
+    code = (
+        "import sys\nfrom smu.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_root_help_lists_every_command_with_the_summary_of_its_library_function(capsys):
+    code, out, _ = run_main(["--help"], capsys)
+    assert code == 0
+    for cmd in COMMANDS:
+        fn = getattr(__import__(cmd.module, fromlist=[cmd.function]), cmd.function)
+        assert summary(cmd.module, cmd.function) == " ".join(fn.__doc__.split("\n\n")[0].split())
+        assert cmd.name in out
+
+
+def flat(text: str) -> str:
+    """Help text without Rich's box drawing and line breaks, so wrapped sentences read whole again."""
+    return " ".join(re.sub("[│╭╮╰╯─┃━]", " ", text).split())
+
+
+def shown(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_each_method_has_its_own_help_with_its_own_texts_and_defaults(method, capsys):
+    code, out, _ = run_main(["unlearn", "--method", method, "--help"], capsys)
+    assert code == 0 and f"{method} options" in out
+    text = flat(out)
+    spec = METHODS[method]
+    docs, cfg = field_help(spec.config), spec.config()
+    for f in dataclasses.fields(spec.config):
+        assert f"{docs[f.name].rstrip('.')} (default {shown(getattr(cfg, f.name))})." in text, f.name
+    mine = {f.name for f in dataclasses.fields(spec.config)}
+    others = {f.name for s in METHODS.values() for f in dataclasses.fields(s.config)} - mine
+    for name in others:
+        assert f"--{name.replace('_', '-')} " not in text, name
+
+
+def test_the_unfocused_help_gives_every_method_s_text_for_a_shared_option(capsys):
+    _, out, _ = run_main(["unlearn", "--help"], capsys)
+    text = flat(out)
+    for method in ("ff", "iu", "l1-sparse"):
+        cfg = METHODS[method].config
+        assert f"{method}: {field_help(cfg)['alpha'].rstrip('.')} (default {cfg().alpha})." in text, method
+    for name, spec in METHODS.items():
+        assert f"{name}: {spec.summary}" in text
+
+
+def test_the_docs_tables_are_generated_from_the_registries_and_the_schema():
+    from smu._docs import FILES, rendered
+
+    for name in FILES:
+        text = (ROOT / name).read_text()
+        assert text == rendered(text), f"{name} is out of date: run python -m smu._docs"
+    readme = (ROOT / "README.md").read_text()
+    for method in METHODS:
+        assert f"| `{method}` | {METHODS[method].summary} |" in readme
+    for method in PRUNING:
+        assert f"| `{method}` | {PRUNING[method].summary} |" in readme
+
+
+def test_every_key_in_every_file_a_pipeline_writes_is_in_the_schema(pruned_cnn, tmp_path):
+    from smu.cli import main as cli_main
+
+    with pytest.raises(SystemExit):
+        cli_main(
+            [
+                "unlearn",
+                "--model",
+                str(pruned_cnn / "round-1" / "model.safetensors"),
+                "--forget",
+                "class:3",
+                "--method",
+                "ft",
+                "--epochs",
+                "1",
+                "--no-eval",
+                "--out",
+                str(tmp_path / "u"),
+                "-q",
+            ]
+        )
+    known = {str(k): k for k in schema.KEYS}
+    files = [*pruned_cnn.rglob("*.safetensors"), *(tmp_path / "u").rglob("*.safetensors")]
+    seen = set()
+    for path in files:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata()
+        kind = meta[schema.KIND]
+        for key in meta:
+            if key == "format":  # safetensors' own
+                continue
+            assert key in known, (path.name, key)
+            assert kind in known[key].kinds, (path.name, key, kind)
+            seen.add(key)
+    assert {"smu.arch", "smu.mask", "smu.unlearn.method", "smu.spec", "smu.rewind"} <= seen
+
+
+def test_the_api_is_the_cli_same_options_same_result_same_bytes(tmp_path, capsys):
+    args = dict(
+        dataset="digits", arch="cnn", rate=0.5, epochs=2, rewind_epoch=1, lr=0.05, batch_size=64, seed=2
+    )
+    via_api = smu.prune(**args, out=tmp_path / "api")
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in args.items()]
+    code, out, _ = run_main(["prune", *flags, "--out", tmp_path / "cli", "--json"], capsys)
+    assert code == 0
+    via_cli = json.loads(out)
+    assert via_cli["sparsity"] == via_api["sparsity"] and via_cli["test_acc"] == via_api["test_acc"]
+    for name in ("round-1/model.safetensors", "round-1/mask.safetensors", "dense/model.safetensors"):
+        assert (tmp_path / "api" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+    gone = smu.unlearn(model=via_api["model"], forget="class:3", method="ga", epochs=1, out=tmp_path / "u")
+    assert set(gone) >= {"model", "metrics", "rte_s", "manifest"} and gone["config"]["epochs"] == 1
+    measured = smu.evaluate(model=gone["model"], forget="class:3", reference=via_api["model"])
+    assert measured["metrics"] == gone["metrics"] and measured["gap"]["avg"] >= 0
+    with pytest.raises(UsageError, match="unknown option --lrr for --method ga \\(did you mean --lr\\?\\)"):
+        smu.unlearn(model=via_api["model"], forget="class:3", method="ga", lrr=1, out=tmp_path / "x")
+    with pytest.raises(UsageError, match="unknown option --epoch \\(did you mean --epochs\\?\\)"):
+        smu.prune(dataset="digits", arch="cnn", epoch=3, out=tmp_path / "y")
+    with pytest.raises(UsageError, match="--synflow-iterations does not apply to --method omp"):
+        smu.prune(dataset="digits", arch="cnn", synflow_iterations=3, out=tmp_path / "y")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Python API") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert (tmp_path / "runs").is_dir()
+
+
+@pytest.mark.parametrize(
+    "args, old",
+    [
+        (["backdoor-cleanse", "--unlearn", "ft"], "--unlearn is now spelled --method"),
+        (["prune", "--from", "m.safetensors"], "--from is now spelled --model"),
+        (
+            ["eval", "m.safetensors", "--forget", "class:1"],
+            "MODEL as a positional argument is now spelled --model",
+        ),
+    ],
+)
+def test_an_old_spelling_still_works_once_and_says_which_to_use(args, old, capsys):
+    code, _, err = run_main([*args, "--device", "cuda:9"] if args[0] != "eval" else args, capsys)
+    assert old in err and err.count("Warning:") == 1
+
+
+def test_the_shipped_recipes_are_inside_the_wheel(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            tmp_path,
+            ROOT,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    wheel = next(tmp_path.glob("smu-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for recipe in shipped():
+        assert f"smu/recipes/shipped/{recipe.name}.yaml" in names, recipe.name
+    assert {"smu/recipes/__init__.py", "smu/recipes/catalog.py", "smu/_docs.py"} <= names
+
+
+def test_recipes_lists_every_shipped_recipe_and_prints_one_that_loads(tmp_path, capsys):
+    code, out, _ = run_main(["recipes", "--json"], capsys)
+    listed = json.loads(out)["recipes"]
+    assert code == 0 and [r["name"] for r in listed] == [r.name for r in shipped()]
+    assert all(r["description"] and r["estimated_time"] for r in listed)
+    code, out, _ = run_main(["recipes", "fashion-mnist/paper-table"], capsys)
+    (tmp_path / "mine.yaml").write_text(out)
+    from smu.recipes.config import load_recipe
+
+    assert code == 0 and load_recipe(tmp_path / "mine.yaml").dataset == "fashion-mnist"
+    code, _, err = run_main(["recipes", "fashion-mnist/paper-tabel"], capsys)
+    assert code == 2 and "did you mean 'fashion-mnist/paper-table'" in err
+
+
+def test_a_recipe_is_checked_whole_before_anything_is_trained(tmp_path, capsys):
+    out = tmp_path / "never"
+    code, stdout, err = run_main(
+        ["run", "fashion-mnist/paper-table", "unlearn.ff.alpha=-1", "unlearn.iu.iu_samples=0", "--out", out],
+        capsys,
+    )
+    assert code == 2 and stdout == "" and err.count("\n") == 1
+    assert "unlearn.ff.alpha -1.0 must be > 0" in err and "unlearn.iu.iu_samples 0 must be >= 1" in err
+    assert not out.exists()

@@ -1,0 +1,178 @@
+"""The plug-in of docs/PLUGINS.md, installed where importlib.metadata finds it, works like a built-in.
+
+The package is written from the page itself (its pyproject's entry points and its module), as a
+distribution on a folder added to PYTHONPATH: `importlib.metadata.entry_points` reads its
+`entry_points.txt`, exactly as it would after `pip install`.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DOC = (Path(__file__).parents[1] / "docs" / "PLUGINS.md").read_text()
+
+
+def code_block(after: str, language: str) -> str:
+    """The first ``language`` block after the line ``after`` in docs/PLUGINS.md."""
+    start = DOC.index(after)
+    return re.search(rf"```{language}\n(.*?)```", DOC[start:], re.S).group(1)
+
+
+def install(folder: Path, name: str, module: str, code: str, entry_points: str) -> None:
+    """A distribution as pip leaves it: the module and a .dist-info with METADATA and entry points."""
+    (folder / f"{module}.py").write_text(code)
+    info = folder / f"{name.replace('-', '_')}-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(entry_points)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("site")
+    pyproject = code_block("`pyproject.toml`", "toml")
+    groups = re.findall(r'\[project\.entry-points\."([^"]+)"\]\n([^\[]+)', pyproject)
+    entry_points = "".join(
+        f"[{group}]\n{lines.replace(chr(34), '').replace(' = ', '=')}\n" for group, lines in groups
+    )
+    install(folder, "smu-shrink", "smu_shrink", code_block("`smu_shrink.py`", "python"), entry_points)
+    return folder
+
+
+def smu(site, *args, extra_path=()):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), *map(str, extra_path)]))
+    return subprocess.run(
+        [sys.executable, "-m", "smu", *map(str, args)], capture_output=True, text=True, env=env
+    )
+
+
+def test_the_documented_plugin_registers_both_methods_through_entry_points(site):
+    assert (
+        "[smu.unlearning]\nshrink-perturb=smu_shrink:SHRINK_PERTURB"
+        in (next(site.glob("*.dist-info")) / "entry_points.txt").read_text()
+    )
+    help_text = smu(site, "unlearn", "--method", "shrink-perturb", "--help").stdout
+    assert "shrink-perturb options" in help_text
+    for words in ("--shrink", "λ: every weight is multiplied", "--perturb", "(default 0.5)", "--epochs"):
+        assert words in help_text, words
+    assert "--alpha" not in help_text  # only its own options
+    listing = smu(site, "unlearn", "--help").stdout
+    assert "shrink-perturb: shrink and perturb every weight" in listing
+    assert "layerwise" in smu(site, "prune", "--help").stdout
+
+
+def test_a_plugin_method_prunes_unlearns_and_is_validated_like_a_builtin(site, tmp_path):
+    pruned = smu(
+        site,
+        "prune",
+        "--method",
+        "layerwise",
+        "--rate",
+        "0.6",
+        "--dataset",
+        "digits",
+        "--arch",
+        "cnn",
+        "--epochs",
+        "2",
+        "--rewind-epoch",
+        "1",
+        "--out",
+        tmp_path / "p",
+        "--json",
+    )
+    assert pruned.returncode == 0, pruned.stderr
+    out = json.loads(pruned.stdout)
+    assert out["sparsity"] == pytest.approx(0.6, abs=0.01)
+    per_layer = list(out["per_layer"].values())
+    assert max(per_layer) - min(per_layer) < 0.02  # layer-wise: every layer loses the same fraction
+    result = smu(
+        site,
+        "unlearn",
+        "--model",
+        out["model"],
+        "--forget",
+        "class:3",
+        "--method",
+        "shrink-perturb",
+        "--shrink",
+        "0.3",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "u",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    unlearned = json.loads(result.stdout)
+    assert unlearned["config"]["shrink"] == 0.3 and unlearned["config"]["perturb"] == 0.01
+    assert unlearned["sparsity"] == pytest.approx(0.6, abs=0.01) and unlearned["metrics"]["ua"] >= 0
+    bad = smu(
+        site,
+        "unlearn",
+        "--model",
+        out["model"],
+        "--forget",
+        "class:3",
+        "--method",
+        "shrink-perturb",
+        "--shrink",
+        "1.5",
+        "--out",
+        tmp_path / "bad",
+    )
+    assert bad.returncode == 2 and "--shrink 1.5 must be in (0, 1]" in bad.stderr
+    assert bad.stderr.count("\n") == 1 and not (tmp_path / "bad").exists()
+    other = smu(
+        site, "unlearn", "--model", out["model"], "--forget", "class:3", "--method", "ft", "--shrink", "0.3"
+    )
+    assert other.returncode == 2 and "--shrink does not apply to --method ft" in other.stderr
+
+
+def test_a_recipe_takes_a_plugin_method_and_checks_its_options_before_compute(site, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("""
+dataset: digits
+arch: cnn
+train: {epochs: 2, lr: 0.05, batch_size: 64}
+prune: {method: layerwise, rates: [0.5], rewind_epoch: 1}
+scenarios: ["class:3"]
+unlearn:
+  retrain: {epochs: 2, lr: 0.05, batch_size: 64}
+  shrink-perturb: {epochs: 1, shrink: 0.5}
+""")
+    bad = smu(site, "run", recipe, "unlearn.shrink-perturb.perturb=-1", "--dry-run")
+    assert bad.returncode == 2 and "unlearn.shrink-perturb.perturb -1.0 must be >= 0" in bad.stderr
+    result = smu(site, "run", recipe, "--out", tmp_path / "run", "--json")
+    assert result.returncode == 0, result.stderr
+    table = json.loads(result.stdout)["report"][0]
+    assert [row["method"] for row in table["rows"]] == ["retrain", "shrink-perturb"]
+    assert table["groups"] == ["dense", "sparse-0.5"]
+
+
+def test_a_broken_plugin_is_one_warning_and_the_builtins_keep_working(site, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    install(
+        broken,
+        "smu-broken",
+        "smu_broken",
+        "raise ImportError('needs a GPU library')\n",
+        "[smu.unlearning]\nbroken = smu_broken:METHOD\n",
+    )
+    install(broken, "smu-wrong", "smu_wrong", "METHOD = 42\n", "[smu.unlearning]\nwrong = smu_wrong:METHOD\n")
+    result = smu(site, "unlearn", "--help", extra_path=[broken])
+    assert result.returncode == 0 and "ft: fine-tune on the retain set" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 2, result.stderr
+    assert any("'smu-broken' failed to load (ImportError: needs a GPU library)" in w for w in warnings)
+    assert any(
+        "'smu-wrong' skipped: it is of type int, not UnlearnMethod (from smu.unlearning)" in w
+        for w in warnings
+    )
+    assert "shrink-perturb" in result.stdout  # the good plug-in still loads
