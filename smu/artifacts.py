@@ -126,17 +126,17 @@ def expect_kind(path: Path, meta: dict[str, str], kind: str, option: str = "") -
     if got != kind:
         where = f"{option} " if option else ""
         hint = f"{where}takes a {kind} file" + (
-            " (a sparse model's mask sits beside it and is found by itself)" if got == "mask" else ""
+            " (a sparse model's mask sits beside it and is found by itself)" if got == S.MASK else ""
         )
         raise ArtifactError(f"{where}{str(path)!r} is a {got}, not a {kind}", hint=hint)
 
 
 def model_meta(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
     """Defaults for a model header; ``meta`` must hold arch, dataset, num_classes and input_shape."""
-    for key in (S.ARCH, S.DATASET, S.NUM_CLASSES, S.INPUT_SHAPE):
+    for key in S.MODEL_IDENTITY:
         if key not in meta:
             raise ValueError(f"model metadata needs {key}")
-    return {S.KIND: "model", S.SPARSITY: "0", **meta}
+    return {S.KIND: S.MODEL, S.SPARSITY: "0", **meta}
 
 
 def save_model(
@@ -150,11 +150,7 @@ def save_model(
     meta = model_meta(model, meta)
     if mask is not None:
         mask_path = Path(mask_path or Path(path).with_name("mask.safetensors"))
-        mask_meta = {
-            k: v
-            for k, v in meta.items()
-            if k in (S.ARCH, S.DATASET, S.NUM_CLASSES, S.INPUT_SHAPE, S.COMMAND, S.SEED)
-        }
+        mask_meta = {k: v for k, v in meta.items() if k in (*S.MODEL_IDENTITY, S.COMMAND, S.SEED)}
         mask_sha = save_mask(mask_path, mask, mask_meta)
         meta.update(
             {
@@ -169,7 +165,7 @@ def save_model(
 
 def save_mask(path: Path, mask: Mask, meta: dict[str, Any]) -> str:
     """Save a mask as one uint8 0/1 tensor per pruned parameter."""
-    meta = {**meta, S.KIND: "mask", S.SCOPE: mask.scope, S.SPARSITY: f"{mask.sparsity():.6f}"}
+    meta = {**meta, S.KIND: S.MASK, S.SCOPE: mask.scope, S.SPARSITY: f"{mask.sparsity():.6f}"}
     return save_tensors(Path(path), {n: m.to(torch.uint8) for n, m in mask.items()}, meta)
 
 
@@ -214,7 +210,7 @@ class LoadedModel:
 
     def check_same_split(self, other: LoadedModel, option: str = "--reference") -> None:
         """Forget indices refer to a training split; two models compared on one set must share it."""
-        for key in (S.VAL_FRACTION, S.SPLIT_SEED):
+        for key in S.SPLIT:
             if self.meta.get(key) != other.meta.get(key):
                 raise ArtifactError(
                     f"{option} {str(self.path)!r} was trained with another validation split than "
@@ -270,7 +266,7 @@ def load_model(
 
     path = Path(path)
     meta = read_metadata(path, option)
-    expect_kind(path, meta, "model", option)
+    expect_kind(path, meta, S.MODEL, option)
     tensors = read_tensors(path)
     c, h, _ = input_shape(meta)
     model = build_model(
@@ -314,7 +310,7 @@ def load_mask(path: str | Path, model: nn.Module, model_meta: dict[str, str] | N
     """Read a mask and check it fits ``model``: same architecture, known parameters, same shapes, 0/1."""
     path = Path(path)
     meta = read_metadata(path, "--mask")
-    expect_kind(path, meta, "mask", "--mask")
+    expect_kind(path, meta, S.MASK, "--mask")
     if model_meta is not None:
         for key, what in (
             (S.ARCH, "architecture"),

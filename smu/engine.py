@@ -213,7 +213,7 @@ class Checkpoint:
             meta = read_metadata(self.path)
         except SmuError:
             return 0  # a checkpoint cut short by a crash: start the step again
-        if meta.get(S.KIND) != "checkpoint" or meta.get(S.CHECKPOINT_KEY) != self.key:
+        if meta.get(S.KIND) != S.CHECKPOINT or meta.get(S.CHECKPOINT_KEY) != self.key:
             return 0
         tensors = read_tensors(self.path)
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -230,7 +230,7 @@ class Checkpoint:
             buf = opt.state.get(p, {}).get("momentum_buffer")
             if buf is not None:
                 tensors[f"momentum.{i}"] = buf
-        save_tensors(self.path, tensors, {S.KIND: "checkpoint", S.CHECKPOINT_KEY: self.key, S.EPOCH: epoch})
+        save_tensors(self.path, tensors, {S.KIND: S.CHECKPOINT, S.CHECKPOINT_KEY: self.key, S.EPOCH: epoch})
 
     def clear(self) -> None:
         """Remove the checkpoint once the step's result is safely written."""

@@ -12,8 +12,6 @@ from smu import artifacts
 from smu import schema as S
 from smu.errors import SmuError
 
-KINDS = ("model", "mask", "forget-set", "checkpoint")
-
 
 def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:
     """Metadata, per-layer sparsity, the chain of parent hashes, and every problem found in the file.
@@ -25,7 +23,7 @@ def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:
     meta = artifacts.read_metadata(path)
     kind = meta.get(S.KIND, "?")
     problems: list[str] = []
-    if kind not in KINDS:
+    if kind not in S.ALL:
         problems.append(f"unknown kind {kind!r}")
     if meta.get(S.FORMAT) != artifacts.FORMAT_VERSION:
         problems.append(
@@ -48,9 +46,9 @@ def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:
     bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     problems += [f"{k} holds NaN or Inf" for k in bad[:3]]
     per_layer: dict[str, float] = {}
-    if kind == "model":
+    if kind == S.MODEL:
         per_layer = model_sparsity(path, meta, tensors, problems)
-    elif kind == "mask":
+    elif kind == S.MASK:
         per_layer = {k: 1.0 - float(m.count_nonzero()) / m.numel() for k, m in tensors.items()}
     elif kind == "forget-set":
         check_forget(meta, tensors, problems)

@@ -74,7 +74,7 @@ class ForgetSet:
 
     def save(self, path: Path) -> str:
         meta = {
-            S.KIND: "forget-set",
+            S.KIND: S.FORGET_SET,
             S.DATASET: self.dataset,
             S.SPEC: self.spec,
             S.SIZE: len(self),
@@ -199,7 +199,7 @@ def read_indices(path: Path, n: int) -> torch.Tensor:
 def load_forget(path: Path, splits: Splits) -> ForgetSet:
     """Read a saved forget set and check it was made for these splits."""
     meta = artifacts.read_metadata(path, "--forget")
-    artifacts.expect_kind(path, meta, "forget-set", "--forget")
+    artifacts.expect_kind(path, meta, S.FORGET_SET, "--forget")
     want = {
         S.DATASET: splits.info.name,
         S.TRAIN_SIZE: str(len(splits.train)),
