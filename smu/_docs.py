@@ -17,12 +17,21 @@ from pathlib import Path
 FILES = ("README.md", "docs/ARTIFACTS.md")
 
 
+def value(v: object) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, tuple | list):
+        return ",".join(map(str, v))
+    return str(v)
+
+
 def defaults(config: type | None) -> str:
     if config is None:
         return "–"
     cfg = config()
-    shown = [f"`{f.name}` {getattr(cfg, f.name)}" for f in dataclasses.fields(config)]
-    return ", ".join(shown)
+    return ", ".join(f"`{f.name}` {value(getattr(cfg, f.name))}" for f in dataclasses.fields(config))
 
 
 def unlearning_methods() -> str:
@@ -35,7 +44,7 @@ def unlearning_methods() -> str:
         cfg = spec.config()
         # Training options are listed only where the method's default differs from TrainConfig's.
         own = [
-            f"`{f.name}` {getattr(cfg, f.name)}"
+            f"`{f.name}` {value(getattr(cfg, f.name))}"
             for f in dataclasses.fields(spec.config)
             if f.name not in base or getattr(cfg, f.name) != base[f.name]
         ]

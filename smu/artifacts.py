@@ -235,10 +235,9 @@ class LoadedModel:
         return splits
 
 
-def state_mismatch(tensors: dict[str, torch.Tensor], model: nn.Module) -> str | None:
-    """How ``tensors`` fail to be ``model``'s state dict (the first few missing or unexpected names, or
-    the first shape that differs), or None when every name and shape matches."""
-    expected = model.state_dict()
+def state_mismatch(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str | None:
+    """How ``tensors`` fail to match ``expected`` (a model's state dict, its parameters): the first few
+    missing or unexpected names, or the first shape that differs; None when every name and shape fits."""
     missing = sorted(set(expected) - set(tensors))
     if missing:
         return f"missing {missing[:3]}"
@@ -277,7 +276,7 @@ def load_model(
         mean=[0.0] * c,
         std=[1.0] * c,
     )
-    detail = state_mismatch(tensors, model)
+    detail = state_mismatch(tensors, model.state_dict())
     if detail:
         raise ArtifactError(
             f"{str(path)!r} does not fit architecture {meta[S.ARCH]!r}: {detail}",

@@ -23,13 +23,14 @@ from smu import schema as S
 from smu.data import ImageSet
 from smu.data.batches import Augment, batches, to_float
 from smu.errors import DivergedError, SmuError, UsageError
-from smu.masks import Mask
+from smu.masks import Freeze, Mask
 from smu.options import Checked, param
 from smu.progress import Reporter
 from smu.registry import lookup
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
-"""loss(logits, labels, epoch) -> scalar; the epoch lets a method schedule a penalty."""
+LossFn = Callable[[torch.Tensor, "Batch", int], torch.Tensor]
+"""loss(logits, batch, epoch) -> scalar: the batch gives the targets (``batch.y``) and whatever else
+the loss needs (the images for a teacher, a partner batch); the epoch lets a method schedule a term."""
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -258,16 +259,72 @@ class FitResult:
         return self.images / self.seconds if self.seconds else 0.0
 
 
-def cross_entropy(out: torch.Tensor, y: torch.Tensor, epoch: int) -> torch.Tensor:
-    return F.cross_entropy(out, y)
+@dataclass
+class Batch:
+    """What a loss sees of one training step, besides the model's output on ``x``."""
+
+    x: torch.Tensor
+    """The images of the step (augmented, in [0, 1], in the model's memory layout)."""
+    y: torch.Tensor
+    """The targets (the labels, or what the pass's ``relabel`` made of them)."""
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    """The model as the step runs it (compiled, autocast): for a loss that needs a second output."""
+    partner: tuple[torch.Tensor, torch.Tensor] | None = None
+    """A batch of the pass's ``partner`` set (images, labels), when it has one."""
+
+
+def cross_entropy(out: torch.Tensor, batch: Batch, epoch: int) -> torch.Tensor:
+    return F.cross_entropy(out, batch.y)
+
+
+@dataclass
+class Pass:
+    """One pass over a dataset inside every epoch of :func:`fit`; an epoch runs its passes in order.
+
+    One pass with the plain loss is ordinary training. Methods that alternate datasets (RL: the
+    forget set with random labels, then the retain set; SCRUB: a max-step on the forget set, then a
+    min-step on the retain set) give several; NegGrad+ pairs each retain batch with a forget batch.
+    """
+
+    data: ImageSet
+    loss: LossFn = cross_entropy
+    relabel: Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    """``relabel(x, y, gen)``: the targets to train on (random labels, an adversary's labels);
+    random draws come from ``gen``, the epoch's generator, so a resumed run draws the same."""
+    partner: ImageSet | None = None
+    """A second set whose batches ride along (``Batch.partner``): one shuffled pass per epoch, replayed
+    in the same order when it runs out (as ``zip(data, itertools.cycle(partner))``)."""
+    batch_size: int | None = None
+    """Images per step (default: the config's batch size)."""
+    partner_batch_size: int | None = None
+    when: Callable[[int], bool] | None = None
+    """Whether the pass runs in epoch ``e`` (0-based); default: every epoch."""
+
+    def steps(self, cfg: TrainConfig) -> int:
+        n, size = len(self.data), self.batch_size or cfg.batch_size
+        return n // size + (n % size > 1) or 1  # `batches` drops a lone last sample
+
+    def runs_in(self, epoch: int) -> bool:
+        return self.when is None or self.when(epoch)
+
+
+def partner_batches(data: ImageSet, size: int, gen: torch.Generator, aug: Augment | None) -> Iterator[tuple]:
+    """Batches of ``data`` without end: one shuffled pass, then the same batches again and again."""
+    seen = []
+    for batch in batches(data, size, shuffle=True, gen=gen, aug=aug):
+        seen.append(batch)
+        yield batch
+    while True:
+        yield from seen
 
 
 def fit(
     model: nn.Module,
-    data: ImageSet,
+    data: ImageSet | list[Pass],
     cfg: TrainConfig,
     *,
     mask: Mask | None = None,
+    freeze: Freeze | None = None,
     loss_fn: LossFn = cross_entropy,
     start_epoch: int = 0,
     seed: int = 0,
@@ -278,20 +335,23 @@ def fit(
     on_epoch_end: Callable[[int, nn.Module], None] | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> FitResult:
-    """Train ``model`` in place on ``data`` from ``start_epoch`` to ``cfg.epochs`` with SGD.
+    """Train ``model`` in place from ``start_epoch`` to ``cfg.epochs`` with SGD: on ``data`` with
+    ``loss_fn``, or, given a list of :class:`Pass`, on each of them in turn every epoch.
 
-    Each epoch's data order and augmentation come from a generator seeded by (seed, epoch), so a run
-    rewound or resumed at epoch k sees exactly the batches an uninterrupted run would. With a
-    ``checkpoint``, the state is saved after every epoch and a matching saved state is resumed from.
+    Each epoch's data order, augmentation and relabelling come from a generator seeded by (seed,
+    epoch), so a run rewound or resumed at epoch k sees exactly the batches an uninterrupted run
+    would. ``mask`` keeps pruned weights at exactly 0; ``freeze`` keeps the weights outside its
+    gradient mask bit-identical to their values (SalUn). With a ``checkpoint``, the state is saved
+    after every epoch and a matching saved state is resumed from.
     """
-    if len(data) == 0:
+    passes = [Pass(data, loss_fn)] if isinstance(data, ImageSet) else list(data)
+    if any(len(p.data) == 0 or (p.partner is not None and len(p.partner) == 0) for p in passes):
         raise UsageError(
             f"{label}: there is nothing to train on (0 images)", hint="check the dataset and the forget set"
         )
     reporter = reporter or Reporter()
     device = next(model.parameters()).device
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    steps = len(data) // cfg.batch_size + (len(data) % cfg.batch_size > 1) or 1
     aug = aug if cfg.augment else None
     if mask is not None:
         mask.apply(model)
@@ -304,45 +364,65 @@ def fit(
     settings = _RUNTIME.get()
     forward = _compiled(model) if settings.compile else model
     autocast = _autocast(device, settings.amp)
-    reporter.start(label, (cfg.epochs - start_epoch) * steps)
+    reporter.start(
+        label, sum(p.steps(cfg) for e in range(start_epoch, cfg.epochs) for p in passes if p.runs_in(e))
+    )
     seconds, images, ran, loss_mean, acc = 0.0, 0, 0, float("nan"), float("nan")
     with contextlib.ExitStack() as stack:
         stack.callback(reporter.stop)
         layout = stack.enter_context(fast_layout(model, device))
         for epoch in range(start_epoch, cfg.epochs):
             gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            active = [p for p in passes if p.runs_in(epoch)]
+            steps = sum(p.steps(cfg) for p in active)
             synchronize(device)
             t0 = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
-            seen = 0
-            for i, (x, y) in enumerate(batches(data, cfg.batch_size, shuffle=True, gen=gen, aug=aug)):
-                lr = lr_at(cfg, epoch, i, steps)
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                x = x.contiguous(memory_format=layout)
-                with autocast():
-                    out = forward(x)
-                    loss = loss_fn(out, y, epoch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if mask is not None:
-                    mask.mask_grads(model)
-                opt.step()
-                if mask is not None:
-                    mask.apply(model)
-                loss_sum += loss.detach() * len(y)
-                correct += (out.detach().argmax(1) == y).sum()
-                seen += len(y)
-                if i % 10 == 9 or i == steps - 1:
-                    reporter.update(
-                        advance=i % 10 + 1,
-                        epoch=f"{epoch + 1}/{cfg.epochs}",
-                        loss=loss_sum.item() / seen,
-                        acc=100.0 * correct.item() / seen,
-                        lr=lr,
-                        ips=seen / max(time.perf_counter() - t0, 1e-9),
-                    )
+            seen = i = 0
+            for p in active:
+                size = p.batch_size or cfg.batch_size
+                partners = (
+                    partner_batches(p.partner, p.partner_batch_size or size, gen, aug) if p.partner else None
+                )
+                for x, y in batches(p.data, size, shuffle=True, gen=gen, aug=aug):
+                    if p.relabel is not None:
+                        y = p.relabel(x, y, gen)
+                    lr = lr_at(cfg, epoch, i, steps)
+                    for group in opt.param_groups:
+                        group["lr"] = lr
+                    x = x.contiguous(memory_format=layout)
+                    partner = None
+                    if partners is not None:
+                        px, py = next(partners)
+                        partner = (px.contiguous(memory_format=layout), py)
+                    with autocast():
+                        out = forward(x)
+                        loss = p.loss(out, Batch(x, y, forward, partner), epoch)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if mask is not None:
+                        mask.mask_grads(model)
+                    if freeze is not None:
+                        freeze.mask_grads(model)
+                    opt.step()
+                    if mask is not None:
+                        mask.apply(model)
+                    if freeze is not None:
+                        freeze.restore(model, opt)
+                    loss_sum += loss.detach() * len(y)
+                    correct += (out.detach().argmax(1) == y).sum()
+                    seen += len(y)
+                    i += 1
+                    if i % 10 == 0 or i == steps:
+                        reporter.update(
+                            advance=(i - 1) % 10 + 1,
+                            epoch=f"{epoch + 1}/{cfg.epochs}",
+                            loss=loss_sum.item() / seen,
+                            acc=100.0 * correct.item() / seen,
+                            lr=lr,
+                            ips=seen / max(time.perf_counter() - t0, 1e-9),
+                        )
             synchronize(device)
             seconds += time.perf_counter() - t0
             images += seen
@@ -375,7 +455,6 @@ def eval_batch_size(device: torch.device) -> int:
     return 64 if device.type == "cpu" else 1024
 
 
-@torch.inference_mode()
 def predict(model: nn.Module, data: ImageSet, batch_size: int | None = None) -> torch.Tensor:
     """Logits for every image, in order, in evaluation mode (no augmentation)."""
     device = data.x.device
@@ -383,7 +462,9 @@ def predict(model: nn.Module, data: ImageSet, batch_size: int | None = None) -> 
     was_training = model.training
     model.eval()
     try:
-        with fast_layout(model, device) as layout:
+        # The layout changes outside inference mode: parameters re-made inside it would become
+        # inference tensors, which no later gradient (SSD's, SalUn's) could flow through.
+        with fast_layout(model, device) as layout, torch.inference_mode():
             outs = [
                 model(to_float(data.x[i : i + batch_size]).contiguous(memory_format=layout))
                 for i in range(0, len(data), batch_size)

@@ -119,7 +119,7 @@ def import_checkpoint(
     expected = model.state_dict()
     for key in ("normalize.mean", "normalize.std"):  # research networks without a normalize module
         tensors.setdefault(key, expected[key])
-    what = artifacts.state_mismatch(tensors, model)
+    what = artifacts.state_mismatch(tensors, model.state_dict())
     if what:
         raise ArtifactError(
             f"{str(path)!r} does not fit --arch {arch}: {what}",

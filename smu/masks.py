@@ -116,3 +116,35 @@ class Mask:
 
     def items(self) -> Iterator[tuple[str, torch.Tensor]]:
         return iter(self.tensors.items())
+
+
+class Freeze:
+    """A gradient mask with frozen values (SalUn): weights where ``keep`` is 0 never move.
+
+    Their gradients are zeroed before each step (so momentum never builds up there) and, after it,
+    they are set back to ``values`` and their momentum cleared: weight decay, which SGD adds to the
+    gradient inside the step, cannot move them either, so they stay bit-identical (the bug of SalUn's
+    issue #32 was exactly this).
+    """
+
+    def __init__(self, keep: dict[str, torch.Tensor], values: dict[str, torch.Tensor]):
+        self.keep = {n: k.bool() for n, k in keep.items()}
+        self.values = {n: values[n].detach().clone() for n in keep}
+
+    def mask_grads(self, model: nn.Module) -> None:
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, keep in self.keep.items():
+                p = params[name]
+                if p.grad is not None:
+                    p.grad.mul_(keep.to(p.grad.dtype))
+
+    def restore(self, model: nn.Module, opt: torch.optim.Optimizer) -> None:
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, keep in self.keep.items():
+                p = params[name]
+                p.copy_(torch.where(keep, p, self.values[name]))
+                buf = opt.state.get(p, {}).get("momentum_buffer")
+                if buf is not None:
+                    buf.mul_(keep.to(buf.dtype))

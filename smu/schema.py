@@ -7,8 +7,8 @@ strings in the file (the safetensors header allows nothing else); the type says 
 
 from __future__ import annotations
 
-MODEL, MASK, FORGET_SET, CHECKPOINT = "model", "mask", "forget-set", "checkpoint"
-ALL = (MODEL, MASK, FORGET_SET, CHECKPOINT)
+MODEL, MASK, FORGET_SET, CHECKPOINT, SALIENCY = "model", "mask", "forget-set", "checkpoint", "saliency"
+ALL = (MODEL, MASK, FORGET_SET, CHECKPOINT, SALIENCY)
 
 
 class Key(str):
@@ -34,13 +34,15 @@ def key(name: str, type_: str, kinds: tuple[str, ...], meaning: str) -> Key:
 
 # Every file
 FORMAT = key("smu.format", "int", ALL, "version of this schema; this smu writes 1")
-KIND = key("smu.kind", "str", ALL, "what the file is: model, mask, forget-set or checkpoint")
+KIND = key("smu.kind", "str", ALL, "what the file is: model, mask, forget-set, checkpoint or saliency")
 
 # What a model is and what it was made for (masks repeat the first four, so a mismatch is caught)
-ARCH = key("smu.arch", "str", (MODEL, MASK), "architecture name (smu prune --help lists them)")
-DATASET = key("smu.dataset", "str", (MODEL, MASK, FORGET_SET), "dataset name")
-NUM_CLASSES = key("smu.num_classes", "int", (MODEL, MASK), "classes of the classifier head")
-INPUT_SHAPE = key("smu.input_shape", "CxHxW", (MODEL, MASK), "image shape the model takes, e.g. 3x32x32")
+ARCH = key("smu.arch", "str", (MODEL, MASK, SALIENCY), "architecture name (smu prune --help lists them)")
+DATASET = key("smu.dataset", "str", (MODEL, MASK, FORGET_SET, SALIENCY), "dataset name")
+NUM_CLASSES = key("smu.num_classes", "int", (MODEL, MASK, SALIENCY), "classes of the classifier head")
+INPUT_SHAPE = key(
+    "smu.input_shape", "CxHxW", (MODEL, MASK, SALIENCY), "image shape the model takes, e.g. 3x32x32"
+)
 SEED = key("smu.seed", "int", (MODEL, MASK), "--seed of the run that wrote it")
 VAL_FRACTION = key(
     "smu.val_fraction", "float", (MODEL, FORGET_SET), "share of each training class held out for validation"
@@ -49,7 +51,9 @@ SPLIT_SEED = key(
     "smu.split_seed", "int", (MODEL, FORGET_SET), "seed of that hold-out: forget indices refer to its split"
 )
 COMMAND = key("smu.command", "str", (MODEL, MASK), "the command (or recipe step) that wrote it")
-PARENT = key("smu.parent", "sha256", (MODEL,), "sha256 of the file it was made from (empty for a new model)")
+PARENT = key(
+    "smu.parent", "sha256", (MODEL, SALIENCY), "sha256 of the file it was made from (empty for a new model)"
+)
 
 # Sparsity
 SPARSITY = key(
@@ -80,9 +84,13 @@ CHECKPOINT_KEY = key(
 UNLEARN_METHOD = key("smu.unlearn.method", "str", (MODEL,), "unlearning method that produced the model")
 UNLEARN_CONFIG = key("smu.unlearn.config", "json", (MODEL,), "that method's hyper-parameters")
 FORGET_SHA256 = key(
-    "smu.forget.sha256", "sha256", (MODEL,), "hash of the forget set's indices (as its smu.sha256)"
+    "smu.forget.sha256", "sha256", (MODEL, SALIENCY), "hash of the forget set's indices (as its smu.sha256)"
 )
 FORGET_SPEC = key("smu.forget.spec", "str", (MODEL,), "the forget set's spec, e.g. class:3 or random:10%")
+
+SALIENCY_RATIO = key(
+    "smu.saliency.ratio", "float", (SALIENCY,), "fraction of the weights SalUn may change (1 = salient)"
+)
 
 # Forget sets (one int64 tensor "indices", sorted, into the training split)
 SPEC = key(

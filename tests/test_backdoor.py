@@ -186,3 +186,32 @@ def test_bad_backdoor_input_is_one_clear_line(tmp_path, args, message):
     result = smu("backdoor-cleanse", *FAST, *args, "--out", tmp_path / "o")
     assert result.exit_code == 2, result.output
     assert message in result.stderr and result.stderr.count("\n") == 1 and not (tmp_path / "o").exists()
+
+
+@pytest.fixture(scope="module")
+def trojan(tmp_path_factory):
+    """A 50%-sparse Trojan cnn on digits (cleansed once with the cheap SSD while we are at it)."""
+    folder = tmp_path_factory.mktemp("trojan")
+    made = smu("backdoor-cleanse", *FAST[:-6], "--rates", "0.5", "--method", "ssd", "--out", folder, "-q")
+    assert made.exit_code == 0, made.output
+    return folder / "rate-0.5" / "round-1" / "model.safetensors"
+
+
+@pytest.mark.parametrize("method", ["scrub", "salun"])
+def test_the_later_methods_cleanse_a_trojan_model_too(tmp_path, trojan, method):
+    result = smu(
+        "backdoor-cleanse",
+        "--model",
+        trojan,
+        "--method",
+        method,
+        "--unlearn-epochs",
+        "2",
+        "--out",
+        tmp_path,
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)["results"][0]
+    assert r["method"] == method and r["sparsity"] == pytest.approx(0.5, abs=0.005) and r["asr_before"] > 80
+    assert r["unlearn"]["ra"] > 50  # evaluated on the clean retain set

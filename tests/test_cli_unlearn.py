@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -15,6 +16,13 @@ QUICK = {
     "ff": [],
     "iu": ["--iu-samples", "100"],
     "l1-sparse": ["--epochs", "2"],
+    "rl": ["--epochs", "2"],
+    "salun": ["--epochs", "2"],
+    "scrub": ["--epochs", "2"],
+    "neggrad+": ["--epochs", "1", "--batch-size", "128"],
+    "ssd": [],
+    "boundary-shrink": ["--epochs", "2"],
+    "boundary-expand": ["--epochs", "2"],
 }
 
 
@@ -236,3 +244,46 @@ def test_a_model_file_passed_as_the_mask_is_refused(sparse, tmp_path):
         tmp_path / "o",
     )
     assert result.exit_code == 1 and "is a model, not a mask" in result.stderr
+
+
+def test_salun_keeps_every_weight_outside_its_saliency_mask_and_its_mask_can_be_reused(sparse, tmp_path):
+    model, _ = sparse
+    args = ["unlearn", "--model", model, "--forget", "class:3", "--method", "salun", "--epochs", "2"]
+    first = smu(*args, "--out", tmp_path / "a", "--json")  # the default weight decay and momentum
+    assert first.exit_code == 0, first.output
+    out = json.loads(first.stdout)
+    saliency = out["extras"]["saliency.safetensors"]
+    before, after, keep = load_file(model), load_file(out["model"]), load_file(saliency)
+    assert set(keep) == {
+        k for k in before if not k.startswith("normalize.") and "running" not in k and "num_batches" not in k
+    }
+    kept = sum(int(k.sum()) for k in keep.values())
+    assert kept == int(0.5 * sum(k.numel() for k in keep.values()))  # the default ratio
+    for name, k in keep.items():
+        assert torch.equal(after[name][k == 0], before[name][k == 0]), name  # bit-identical
+    assert any(not torch.equal(after[n][k == 1], before[n][k == 1]) for n, k in keep.items())
+    again = smu(*args, "--saliency", saliency, "--out", tmp_path / "b", "--json")
+    assert again.exit_code == 0, again.output
+    reused = load_file(json.loads(again.stdout)["model"])
+    assert all(torch.equal(reused[n], t) for n, t in after.items())  # the same weights (the header differs)
+
+
+def test_bad_salun_input_is_one_line_exit_2_and_nothing_written(sparse, tmp_path):
+    from smu import artifacts
+
+    model, folder = sparse
+    args = ["unlearn", "--model", model, "--forget", "class:3", "--method", "salun", "--epochs", "1"]
+    made = json.loads(smu(*args, "--out", tmp_path / "a", "--json").stdout)["extras"]["saliency.safetensors"]
+    meta = artifacts.read_metadata(made) | {"smu.arch": "resnet20"}
+    artifacts.save_tensors(tmp_path / "other.safetensors", artifacts.read_tensors(made), meta)
+    for extra, code, message in (
+        (["--saliency-ratio", "1.5"], 2, "--saliency-ratio 1.5 must be in (0, 1]"),
+        (["--saliency-ratio", "0"], 2, "--saliency-ratio 0.0 must be in (0, 1]"),
+        (["--saliency", tmp_path / "other.safetensors"], 2, "was made for arch 'resnet20'"),
+        (["--selection", "3"], 2, "--selection does not apply to --method salun"),
+        (["--saliency", folder / "retrain" / "model.safetensors"], 1, "is a model, not a saliency"),
+    ):
+        result = smu(*args, *extra, "--out", tmp_path / "bad")
+        assert result.exit_code == code, (extra, result.output)
+        assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+        assert not (tmp_path / "bad").exists()

@@ -106,8 +106,8 @@ def test_training_learns_digits_far_above_chance(digits, tiny_model):
 
 
 def test_a_diverging_loss_stops_training_with_a_clear_error(digits, tiny_model):
-    def exploding(out, y, epoch):
-        return F.cross_entropy(out, y) * float("inf")
+    def exploding(out, batch, epoch):
+        return F.cross_entropy(out, batch.y) * float("inf")
 
     with pytest.raises(DivergedError, match="epoch 1"):
         fit(tiny_model, digits.train, TrainConfig(epochs=2, batch_size=256), loss_fn=exploding, label="ga")
@@ -116,9 +116,9 @@ def test_a_diverging_loss_stops_training_with_a_clear_error(digits, tiny_model):
 def test_amp_runs_the_forward_and_loss_in_bf16_and_still_learns(digits, tiny_model):
     seen = []
 
-    def loss_fn(out, y, epoch):
+    def loss_fn(out, batch, epoch):
         seen.append(out.dtype)
-        return F.cross_entropy(out, y)
+        return F.cross_entropy(out, batch.y)
 
     with runtime(amp=True):
         fit(tiny_model, digits.train, TrainConfig(epochs=3, batch_size=64, lr=0.05), loss_fn=loss_fn)
@@ -180,3 +180,12 @@ def test_amp_on_a_gpu_without_bf16_is_a_usage_error(monkeypatch):
     with pytest.raises(UsageError, match="Tesla P100 has no bf16"):
         _autocast(torch.device("cuda"), True)
     assert _autocast(torch.device("cuda"), False) is contextlib.nullcontext  # without --amp: nothing checked
+
+
+def test_predicting_leaves_the_parameters_usable_for_gradients(digits, tiny_model):
+    from smu.engine import predict
+
+    predict(tiny_model, digits.test)
+    assert not any(p.is_inference() for p in tiny_model.parameters())
+    loss = F.cross_entropy(tiny_model.eval()(digits.test.x[:8].float() / 255), digits.test.y[:8])
+    assert all(g is not None for g in torch.autograd.grad(loss, list(tiny_model.parameters())))

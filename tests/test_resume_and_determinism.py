@@ -185,6 +185,13 @@ def test_every_unlearning_method_gives_the_same_bytes_twice(trained, tmp_path, m
         "l1-sparse": ["--epochs", "1"],
         "ff": [],
         "iu": ["--iu-samples", "50"],
+        "rl": ["--epochs", "1"],
+        "salun": ["--epochs", "1"],
+        "scrub": ["--epochs", "1"],
+        "neggrad+": ["--epochs", "1", "--batch-size", "256"],
+        "ssd": [],
+        "boundary-shrink": ["--epochs", "1"],
+        "boundary-expand": ["--epochs", "1"],
     }[method]
     for run in ("a", "b"):
         smu(

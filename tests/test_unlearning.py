@@ -11,6 +11,7 @@ from smu.errors import DivergedError, UsageError
 from smu.masks import Mask
 from smu.models import build_model
 from smu.unlearning import METHODS, Context, UnlearnData, make_config
+from smu.unlearning.base import frozen_copy
 from smu.unlearning.fisher import fisher_diagonal, noise_variance
 from smu.unlearning.influence import gradient_sum, per_sample_gradients, woodfisher_direction
 from smu.unlearning.l1_sparse import L1SparseConfig, gamma, l1_norm
@@ -22,6 +23,13 @@ QUICK = {
     "ff": {"alpha": 1e-8},
     "iu": {"iu_samples": 50},
     "l1-sparse": {"epochs": 2, "batch_size": 64},
+    "rl": {"epochs": 2, "batch_size": 64},
+    "salun": {"epochs": 2, "batch_size": 64},
+    "scrub": {"epochs": 2, "batch_size": 64, "forget_batch_size": 64},
+    "neggrad+": {"epochs": 1, "batch_size": 128, "forget_batch_size": 64},
+    "ssd": {},
+    "boundary-shrink": {"epochs": 2, "batch_size": 64},
+    "boundary-expand": {"epochs": 2, "batch_size": 64},
 }
 
 
@@ -47,7 +55,9 @@ def loss_on(model, data: ImageSet) -> float:
 def run(method, model, digits, spec="class:3", mask=None, **overrides):
     data = UnlearnData.of(digits, resolve_forget(spec, digits))
     cfg = make_config(method, QUICK[method] | overrides)
-    return METHODS[method].run(copy.deepcopy(model), data, cfg, Context("cnn", mask=mask, seed=0)), data
+    model = copy.deepcopy(model)
+    original = frozen_copy(model) if "original" in METHODS[method].needs else None
+    return METHODS[method].run(model, data, cfg, Context("cnn", mask=mask, seed=0, original=original)), data
 
 
 @pytest.mark.parametrize("method", list(METHODS))

@@ -17,7 +17,21 @@ from smu.coerce import convert
 from smu.errors import UsageError
 from smu.options import ConfigError, flag_of
 from smu.registry import Registry, suggest
-from smu.unlearning import finetune, fisher, gradient_ascent, influence, l1_sparse, retrain
+from smu.unlearning import (
+    boundary_expand,
+    boundary_shrink,
+    finetune,
+    fisher,
+    gradient_ascent,
+    influence,
+    l1_sparse,
+    neggrad_plus,
+    random_label,
+    retrain,
+    salun,
+    scrub,
+    ssd,
+)
 from smu.unlearning.base import NEEDS, Context, UnlearnData, UnlearnMethod, method_problems
 
 __all__ = ["METHODS", "NEEDS", "Context", "UnlearnData", "UnlearnMethod", "make_config"]
@@ -26,10 +40,14 @@ METHODS: Registry[UnlearnMethod] = Registry(
     "smu.unlearning",
     UnlearnMethod,
     "unlearning method",
-    [m.METHOD for m in (retrain, finetune, gradient_ascent, fisher, influence, l1_sparse)],
+    [
+        m.METHOD
+        for m in (retrain, finetune, gradient_ascent, fisher, influence, l1_sparse)  # the paper's six
+        + (random_label, salun, scrub, neggrad_plus, ssd, boundary_shrink, boundary_expand)  # since then
+    ],
     method_problems,
 )
-"""name -> method: the built-ins in the paper's order, then plug-ins."""
+"""name -> method: the paper's six, the methods that came after it, then plug-ins."""
 
 
 def option_names(config: type) -> list[str]:

@@ -10,6 +10,7 @@ import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -17,7 +18,7 @@ from torch import nn
 from smu.data import ImageSet, Splits
 from smu.data.batches import Augment
 from smu.data.forget import ForgetSet
-from smu.engine import Checkpoint, FitResult, Reporter, TrainConfig, fit
+from smu.engine import Checkpoint, FitResult, Pass, Reporter, TrainConfig, fit
 from smu.masks import Mask
 
 NEEDS = {
@@ -79,19 +80,32 @@ class Context:
     """Where training methods save their state each epoch (and resume from)."""
     original: nn.Module | None = None
     """With ``needs={"original"}``: a frozen copy of the model before unlearning."""
+    model_meta: dict[str, str] = field(default_factory=dict)
+    """The header of the model file being unlearned (its identity, for extras written beside it)."""
+    model_sha256: str = ""
+    extras: dict[str, Callable[[Path], Any]] = field(default_factory=dict)
+    """Files a method adds beside the model: file name -> writer(path). The run writes them after the
+    model, once the method has succeeded, so a failed run leaves none."""
     fits: list[FitResult] = field(default_factory=list)
     """What each training loop of the method did (where it started, how many epochs it ran)."""
 
     def train(
-        self, model: nn.Module, images: ImageSet, cfg: TrainConfig, aug: Augment, label: str, **options: Any
+        self,
+        model: nn.Module,
+        images: ImageSet | list[Pass],
+        cfg: TrainConfig,
+        aug: Augment,
+        label: str,
+        **options: Any,
     ) -> FitResult:
-        """:func:`smu.engine.fit` with this run's mask, seed, progress and checkpoint (``options``: the
-        loss, the divergence hint)."""
+        """:func:`smu.engine.fit` with this run's mask, seed, progress and checkpoint. ``images`` is a
+        dataset or a list of passes; ``options`` go to ``fit`` (the loss, a freeze, the divergence
+        hint, another mask for a model whose shape the method changed)."""
         result = fit(
             model,
             images,
             cfg,
-            mask=self.mask,
+            mask=options.pop("mask", self.mask),
             seed=self.seed,
             aug=aug,
             reporter=self.reporter,

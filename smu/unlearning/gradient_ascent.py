@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smu.engine import TrainConfig
+from smu.engine import Batch, TrainConfig
 from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 
 
@@ -24,8 +24,8 @@ class GAConfig(TrainConfig):
     """Learning rate (SGD)."""
 
 
-def negative_cross_entropy(out: torch.Tensor, y: torch.Tensor, epoch: int) -> torch.Tensor:
-    return -F.cross_entropy(out, y)
+def negative_cross_entropy(out: torch.Tensor, batch: Batch, epoch: int) -> torch.Tensor:
+    return -F.cross_entropy(out, batch.y)
 
 
 def gradient_ascent(model: nn.Module, data: UnlearnData, cfg: GAConfig, ctx: Context) -> nn.Module:

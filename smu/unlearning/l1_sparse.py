@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smu.engine import TrainConfig
+from smu.engine import Batch, TrainConfig
 from smu.options import Problem, param
 from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 
@@ -51,9 +51,9 @@ def l1_norm(model: nn.Module) -> torch.Tensor:
 def l1_sparse(model: nn.Module, data: UnlearnData, cfg: L1SparseConfig, ctx: Context) -> nn.Module:
     """Fine-tune on D_r with the decaying ℓ1 penalty."""
 
-    def loss(out: torch.Tensor, y: torch.Tensor, epoch: int) -> torch.Tensor:
+    def loss(out: torch.Tensor, batch: Batch, epoch: int) -> torch.Tensor:
         g = gamma(cfg, epoch)
-        return F.cross_entropy(out, y) + g * l1_norm(model) if g else F.cross_entropy(out, y)
+        return F.cross_entropy(out, batch.y) + g * l1_norm(model) if g else F.cross_entropy(out, batch.y)
 
     ctx.train(
         model, data.retain, cfg, data.aug, "l1-sparse", loss_fn=loss, diverge_hint="lower --alpha or --lr"

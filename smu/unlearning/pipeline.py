@@ -67,6 +67,8 @@ def run_unlearn(
         reporter=reporter or Reporter(),
         checkpoint=checkpoint,
         original=frozen_copy(model) if "original" in spec.needs else None,
+        model_meta=loaded.meta,
+        model_sha256=loaded.sha256,
     )
     device = next(model.parameters()).device
     torch.manual_seed(seed)
@@ -93,6 +95,8 @@ def run_unlearn(
     }
     model_path = out / "model.safetensors"
     artifacts.save_model(model_path, model, meta, mask=loaded.mask)
+    for name, write in ctx.extras.items():
+        write(out / name)
     checkpoint.clear()
     forget_set.save(out / "forget.safetensors")
     result: dict[str, Any] = {
@@ -107,6 +111,7 @@ def run_unlearn(
         # Where training resumed (0: a fresh run) and what it ran; None for methods that do not train.
         "start_epoch": ctx.fits[0].start_epoch if ctx.fits else None,
         "epochs_run": sum(f.epochs for f in ctx.fits) if ctx.fits else None,
+        "extras": {name: str(out / name) for name in ctx.extras},
         "metrics": None,
         "reference": None,
         "gap": None,
