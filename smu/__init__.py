@@ -24,6 +24,7 @@ API = {
     "prune": "smu.commands.prune",
     "unlearn": "smu.commands.unlearn",
     "evaluate": "smu.commands.evaluate",
+    "audit": "smu.commands.audit",
     "backdoor_cleanse": "smu.commands.backdoor",
     "run": "smu.commands.run",
     "demo": "smu.commands.run",

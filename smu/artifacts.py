@@ -230,6 +230,7 @@ class LoadedModel:
             device=device,
             val_fraction=float(self.meta.get(S.VAL_FRACTION, 0.1)),
             seed=int(self.meta.get(S.SPLIT_SEED, 0)),
+            subset=int(self.meta.get(S.SUBSET, 0)),
         )
         self.check_fits(splits)
         return splits

@@ -7,8 +7,9 @@ strings in the file (the safetensors header allows nothing else); the type says 
 
 from __future__ import annotations
 
-MODEL, MASK, FORGET_SET, CHECKPOINT, SALIENCY = "model", "mask", "forget-set", "checkpoint", "saliency"
-ALL = (MODEL, MASK, FORGET_SET, CHECKPOINT, SALIENCY)
+MODEL, MASK, FORGET_SET, CHECKPOINT = "model", "mask", "forget-set", "checkpoint"
+SALIENCY, AUDIT, MEMBER_STATS = "saliency", "audit", "member-stats"
+ALL = (MODEL, MASK, FORGET_SET, CHECKPOINT, SALIENCY, AUDIT, MEMBER_STATS)
 
 
 class Key(str):
@@ -34,25 +35,42 @@ def key(name: str, type_: str, kinds: tuple[str, ...], meaning: str) -> Key:
 
 # Every file
 FORMAT = key("smu.format", "int", ALL, "version of this schema; this smu writes 1")
-KIND = key("smu.kind", "str", ALL, "what the file is: model, mask, forget-set, checkpoint or saliency")
+KIND = key("smu.kind", "str", ALL, "what the file is: " + ", ".join(ALL))
 
 # What a model is and what it was made for (masks repeat the first four, so a mismatch is caught)
-ARCH = key("smu.arch", "str", (MODEL, MASK, SALIENCY), "architecture name (smu prune --help lists them)")
-DATASET = key("smu.dataset", "str", (MODEL, MASK, FORGET_SET, SALIENCY), "dataset name")
-NUM_CLASSES = key("smu.num_classes", "int", (MODEL, MASK, SALIENCY), "classes of the classifier head")
-INPUT_SHAPE = key(
-    "smu.input_shape", "CxHxW", (MODEL, MASK, SALIENCY), "image shape the model takes, e.g. 3x32x32"
+ARCH = key(
+    "smu.arch", "str", (MODEL, MASK, SALIENCY, AUDIT), "architecture name (smu prune --help lists them)"
 )
-SEED = key("smu.seed", "int", (MODEL, MASK), "--seed of the run that wrote it")
+DATASET = key("smu.dataset", "str", (MODEL, MASK, FORGET_SET, SALIENCY, AUDIT), "dataset name")
+NUM_CLASSES = key("smu.num_classes", "int", (MODEL, MASK, SALIENCY, AUDIT), "classes of the classifier head")
+INPUT_SHAPE = key(
+    "smu.input_shape", "CxHxW", (MODEL, MASK, SALIENCY, AUDIT), "image shape the model takes, e.g. 3x32x32"
+)
+SEED = key("smu.seed", "int", (MODEL, MASK, MEMBER_STATS), "--seed of the run that wrote it")
 VAL_FRACTION = key(
-    "smu.val_fraction", "float", (MODEL, FORGET_SET), "share of each training class held out for validation"
+    "smu.val_fraction",
+    "float",
+    (MODEL, FORGET_SET, AUDIT),
+    "share of each training class held out for validation",
 )
 SPLIT_SEED = key(
-    "smu.split_seed", "int", (MODEL, FORGET_SET), "seed of that hold-out: forget indices refer to its split"
+    "smu.split_seed",
+    "int",
+    (MODEL, FORGET_SET, AUDIT),
+    "seed of that hold-out: forget indices refer to its split",
+)
+SUBSET = key(
+    "smu.subset",
+    "int",
+    (MODEL, FORGET_SET, AUDIT),
+    "images drawn from the official training set before the hold-out (--subset; absent: all of them)",
 )
 COMMAND = key("smu.command", "str", (MODEL, MASK), "the command (or recipe step) that wrote it")
 PARENT = key(
-    "smu.parent", "sha256", (MODEL, SALIENCY), "sha256 of the file it was made from (empty for a new model)"
+    "smu.parent",
+    "sha256",
+    (MODEL, SALIENCY, AUDIT),
+    "sha256 of the file it was made from (empty for a new model)",
 )
 
 # Sparsity
@@ -84,13 +102,21 @@ CHECKPOINT_KEY = key(
 UNLEARN_METHOD = key("smu.unlearn.method", "str", (MODEL,), "unlearning method that produced the model")
 UNLEARN_CONFIG = key("smu.unlearn.config", "json", (MODEL,), "that method's hyper-parameters")
 FORGET_SHA256 = key(
-    "smu.forget.sha256", "sha256", (MODEL, SALIENCY), "hash of the forget set's indices (as its smu.sha256)"
+    "smu.forget.sha256",
+    "sha256",
+    (MODEL, SALIENCY, AUDIT, MEMBER_STATS),
+    "hash of the forget set's indices (as its smu.sha256)",
 )
 FORGET_SPEC = key("smu.forget.spec", "str", (MODEL,), "the forget set's spec, e.g. class:3 or random:10%")
 
 SALIENCY_RATIO = key(
     "smu.saliency.ratio", "float", (SALIENCY,), "fraction of the weights SalUn may change (1 = salient)"
 )
+
+AUDIT_METHOD = key("smu.audit.method", "str", (AUDIT,), "the audited unlearning method")
+AUDIT_STATISTIC = key("smu.audit.statistic", "str", (AUDIT,), "the per-example statistic ε was computed on")
+AUDIT_SIDES = key("smu.audit.sides", "str", (AUDIT,), "which threshold attacks F tried: both or above")
+AUDIT_MODELS = key("smu.audit.models", "int", (AUDIT,), "models in each ensemble (N)")
 
 # Forget sets (one int64 tensor "indices", sorted, into the training split)
 SPEC = key(
@@ -108,5 +134,5 @@ IMPORTED_FROM = key("smu.imported_from", "str", (MODEL,), "file name of the chec
 
 MODEL_IDENTITY = (ARCH, DATASET, NUM_CLASSES, INPUT_SHAPE)
 """What a model file must say about itself; a mask repeats it."""
-SPLIT = (VAL_FRACTION, SPLIT_SEED)
+SPLIT = (VAL_FRACTION, SPLIT_SEED, SUBSET)
 """The validation hold-out a model was trained with: forget indices only mean the same images under it."""

@@ -90,6 +90,7 @@ def cases(f, m):
         ([*unlearn[:-1], "f_t"], 2, "did you mean 'ft'?"),
         # numbers
         ([*base_prune, "--rate", "1.5"], 2, "--rate 1.5 must be in (0, 1)"),
+        ([*base_prune, "--subset", "5000"], 2, "--subset 5000 must be between 0 (all) and the 1437"),
         ([*base_prune, "--rate", "0"], 2, "--rate 0.0 must be in (0, 1)"),
         (["prune", "--epochs", "0"], 2, "--epochs 0 must be >= 1"),
         ([*base_prune, "--lr", "-0.1"], 2, "--lr -0.1 must be > 0"),
@@ -106,7 +107,7 @@ def cases(f, m):
         ([*ev, f"indices:{f / 'floats.json'}"], 2, "1.5 is not a whole number"),
         ([*ev, f"indices:{f / 'big.txt'}"], 2, "index 99999 is out of range"),
         ([*ev, f"indices:{f / 'empty.txt'}"], 2, "holds no indices"),
-        ([*ev, f / "other-split.safetensors"], 1, "was made for split_seed '4'"),
+        ([*ev, f / "other-split.safetensors"], 2, "was made for split_seed '4'"),
         # output folders, data, devices
         ([*base_prune, "--out", f / "busy"], 2, "exists and is not empty"),
         ([*base_prune, "--out", f / "a-file" / "sub"], 2, "cannot be written"),

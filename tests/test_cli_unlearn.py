@@ -23,6 +23,7 @@ QUICK = {
     "ssd": [],
     "boundary-shrink": ["--epochs", "2"],
     "boundary-expand": ["--epochs", "2"],
+    "none": [],
 }
 
 

@@ -105,13 +105,13 @@ def test_a_saved_forget_set_loads_back_the_same_samples(tmp_path, digits):
 def test_a_forget_set_made_for_another_dataset_or_split_is_refused(tmp_path, digits):
     resolve_forget("random:10", digits).save(tmp_path / "f.safetensors")
     other_split = load_splits("digits", seed=1)
-    with pytest.raises(ArtifactError, match="split_seed"):
+    with pytest.raises(UsageError, match="split_seed"):
         resolve_forget(str(tmp_path / "f.safetensors"), other_split)
 
 
 def test_a_forget_set_made_for_another_dataset_is_refused(tmp_path, digits, fashion):
     resolve_forget("random:10", digits).save(tmp_path / "f.safetensors")
-    with pytest.raises(ArtifactError, match="made for dataset 'digits'"):
+    with pytest.raises(UsageError, match="made for dataset 'digits'"):
         resolve_forget(str(tmp_path / "f.safetensors"), fashion)
 
 

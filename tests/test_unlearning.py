@@ -30,6 +30,7 @@ QUICK = {
     "ssd": {},
     "boundary-shrink": {"epochs": 2, "batch_size": 64},
     "boundary-expand": {"epochs": 2, "batch_size": 64},
+    "none": {},
 }
 
 

@@ -99,6 +99,7 @@ def backdoor_cleanse(
     dataset: c.Dataset = None,
     data: c.DataDir = None,
     val_fraction: c.ValFraction = 0.1,
+    subset: c.Subset = 0,
     device: c.Device = "auto",
     amp: c.Amp = False,
     compile: c.Compile = False,
@@ -141,7 +142,12 @@ def backdoor_cleanse(
         arch = arch or "resnet18"
         lookup(ARCHS, arch, "architecture")
         splits = load_splits(
-            dataset or "digits", data_dir=data, device=dev, val_fraction=val_fraction, seed=seed
+            dataset or "digits",
+            data_dir=data,
+            device=dev,
+            val_fraction=val_fraction,
+            seed=seed,
+            subset=subset,
         )
         if any(r > 0 for r in chosen):  # checks the rewind epoch and scope before anything is trained
             PruneConfig(prune, rate=max(chosen), rewind_epoch=rewind_epoch, scope=scope).resolved(

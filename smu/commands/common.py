@@ -115,6 +115,15 @@ ValFraction = Annotated[
         rich_help_panel="Data",
     ),
 ]
+Subset = Annotated[
+    int,
+    typer.Option(
+        "--subset",
+        help="Use this many images of the official training set, drawn at random with --seed (the "
+        "hold-out is taken from them; the test set stays whole); 0 = all.",
+        rich_help_panel="Data",
+    ),
+]
 Arch = Annotated[
     str | None,
     typer.Option(

@@ -65,6 +65,7 @@ def prune(
     dataset: c.Dataset = None,
     data: c.DataDir = None,
     val_fraction: c.ValFraction = 0.1,
+    subset: c.Subset = 0,
     device: c.Device = "auto",
     amp: c.Amp = False,
     compile: c.Compile = False,
@@ -108,7 +109,9 @@ def prune(
         options=own,
     ).resolved(train.epochs)
     lookup(ARCHS, arch, "architecture")
-    splits = load_splits(dataset, data_dir=data, device=dev, val_fraction=val_fraction, seed=seed)
+    splits = load_splits(
+        dataset, data_dir=data, device=dev, val_fraction=val_fraction, seed=seed, subset=subset
+    )
     own_values = {k: v for k, v in given.items() if k not in options}
     command = c.command_line("smu prune", own_values, train, cfg.options)
     out = Path(out) if out else c.default_out("prune", dataset, arch, cfg.method)

@@ -18,7 +18,8 @@ from smu.engine import Reporter, resolve_device
 from smu.errors import UsageError
 from smu.recipes import report
 from smu.recipes.config import load_recipe
-from smu.recipes.runner import Planner, execute, is_done
+from smu.recipes.runner import Planner, execute
+from smu.steps import is_done
 
 EPILOG = (
     "Examples:\n\n"

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
+from smu import schema as S
 from smu.data.sources import SOURCES, RawData, read_source
 from smu.errors import UsageError
 
-__all__ = ["SOURCES", "DatasetInfo", "ImageSet", "Splits", "load_splits"]
+__all__ = ["SOURCES", "DatasetInfo", "ImageSet", "Splits", "load_splits", "subset_meta"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class Splits:
     test: ImageSet
     val_fraction: float
     split_seed: int
+    subset: int = 0
+    """Training images drawn at random from the official training set (0: all of them)."""
 
 
 @functools.lru_cache(maxsize=4)
@@ -108,10 +111,16 @@ def load_splits(
     device: str | torch.device = "cpu",
     val_fraction: float = 0.1,
     seed: int = 0,
+    subset: int = 0,
 ) -> Splits:
-    """Load a dataset, hold out ``val_fraction`` of each training class, and move it to ``device``."""
+    """Load a dataset, hold out ``val_fraction`` of each training class, and move it to ``device``.
+
+    ``subset`` > 0 first draws that many training images at random (with ``seed``): the hold-out and
+    every forget index then refer to them. The test set stays whole.
+    """
     raw = _read_cached(name, None if data_dir is None else str(data_dir))
-    train_idx, val_idx = holdout(raw.train_y, val_fraction, seed)
+    kept = draw_subset(len(raw.train_y), subset, seed, raw.name)
+    train_idx, val_idx = (kept[i] for i in holdout(raw.train_y[kept], val_fraction, seed))
     c, h, w = raw.train_x.shape[1:]
     info = DatasetInfo(
         name=raw.name,
@@ -131,4 +140,23 @@ def load_splits(
         test=ImageSet(raw.test_x, raw.test_y).to(device),
         val_fraction=val_fraction,
         split_seed=seed,
+        subset=subset,
     )
+
+
+def subset_meta(splits: Splits) -> dict[str, int]:
+    """The header key of a subset; none for the whole training set (as files written before it)."""
+    return {S.SUBSET: splits.subset} if splits.subset else {}
+
+
+def draw_subset(total: int, subset: int, seed: int, name: str) -> torch.Tensor:
+    """Sorted indices of ``subset`` of ``total`` training images drawn with ``seed``; all for 0."""
+    if not 0 <= subset <= total:
+        raise UsageError(
+            f"--subset {subset!r} must be between 0 (all) and the {total} training images of {name}",
+            hint="give a smaller number, or 0 for all of them",
+        )
+    if subset == 0:
+        return torch.arange(total)
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(total, generator=gen)[:subset].sort().values

@@ -40,6 +40,8 @@ class ForgetSet:
     split_seed: int
     forget_class: int | None = None
     """Set when a whole class is forgotten: TA and validation accuracy then leave that class out."""
+    subset: int = 0
+    """The training subset the indices refer to (``Splits.subset``; 0: the whole training set)."""
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -48,6 +50,7 @@ class ForgetSet:
     def sha256(self) -> str:
         h = hashlib.sha256(
             f"{self.dataset}|{self.train_size}|{self.val_fraction}|{self.split_seed}|".encode()
+            + (f"{self.subset}|".encode() if self.subset else b"")  # hashes from before subsets hold
         )
         h.update(self.indices.to(torch.int64).contiguous().numpy().tobytes())
         return h.hexdigest()
@@ -82,6 +85,7 @@ class ForgetSet:
             S.TRAIN_SIZE: self.train_size,
             S.VAL_FRACTION: self.val_fraction,
             S.SPLIT_SEED: self.split_seed,
+            **({S.SUBSET: self.subset} if self.subset else {}),
             S.CLASS: "" if self.forget_class is None else self.forget_class,
         }
         return artifacts.save_tensors(Path(path), {"indices": self.indices.to(torch.int64)}, meta)
@@ -118,7 +122,14 @@ def resolve_forget(spec: str, splits: Splits, seed: int = 0) -> ForgetSet:
             f"--forget {spec!r} selects no samples", hint="a forget set needs at least one sample"
         )
     return ForgetSet(
-        idx.sort().values, spec, splits.info.name, n, splits.val_fraction, splits.split_seed, forget_class
+        idx.sort().values,
+        spec,
+        splits.info.name,
+        n,
+        splits.val_fraction,
+        splits.split_seed,
+        forget_class,
+        splits.subset,
     )
 
 
@@ -202,14 +213,16 @@ def load_forget(path: Path, splits: Splits) -> ForgetSet:
     artifacts.expect_kind(path, meta, S.FORGET_SET, "--forget")
     want = {
         S.DATASET: splits.info.name,
+        S.SUBSET: str(splits.subset),
         S.TRAIN_SIZE: str(len(splits.train)),
         S.VAL_FRACTION: str(splits.val_fraction),
         S.SPLIT_SEED: str(splits.split_seed),
     }
     for key, value in want.items():
-        if meta.get(key) != value:
-            raise ArtifactError(
-                f"--forget {str(path)!r} was made for {key[4:]} {meta.get(key)!r}, here it is {value!r}",
+        made_for = meta.get(key, "0" if key == S.SUBSET else None)  # no subset key: the whole set
+        if made_for != value:  # a set for other data is a spec that does not fit, as class:99 (exit 2)
+            raise UsageError(
+                f"--forget {str(path)!r} was made for {key[4:]} {made_for!r}, here it is {value!r}",
                 hint="resolve the forget set again for this model's data",
             )
     idx = artifacts.read_tensors(path).get("indices")
@@ -224,6 +237,7 @@ def load_forget(path: Path, splits: Splits) -> ForgetSet:
         splits.val_fraction,
         splits.split_seed,
         int(cls) if cls else None,
+        splits.subset,
     )
     if fs.sha256 != meta.get(S.SHA256):
         raise ArtifactError(

@@ -71,7 +71,9 @@ def poison(splits: Splits, amount: str, trigger: Trigger, seed: int = 0) -> tupl
     y[where] = trigger.target
     poisoned = replace(splits, train=ImageSet(x, y))
     spec = f"poison:{amount}:size={trigger.size}:value={trigger.value}:target={trigger.target}"
-    forget = ForgetSet(idx, spec, splits.info.name, n, splits.val_fraction, splits.split_seed)
+    forget = ForgetSet(
+        idx, spec, splits.info.name, n, splits.val_fraction, splits.split_seed, subset=splits.subset
+    )
     return poisoned, forget
 
 

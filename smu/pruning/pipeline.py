@@ -21,7 +21,7 @@ from torch import nn
 from smu import artifacts
 from smu import schema as S
 from smu.artifacts import LoadedModel, digest
-from smu.data import Splits
+from smu.data import Splits, subset_meta
 from smu.data.batches import Augment
 from smu.engine import Checkpoint, Reporter, TrainConfig, accuracy, fit
 from smu.errors import ArtifactError, UsageError
@@ -57,6 +57,7 @@ def base_meta(splits: Splits, arch: str, seed: int, command: str) -> dict[str, A
         S.SEED: seed,
         S.VAL_FRACTION: splits.val_fraction,
         S.SPLIT_SEED: splits.split_seed,
+        **subset_meta(splits),
         S.COMMAND: command,
     }
 

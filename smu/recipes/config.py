@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from smu.auditing import AuditConfig
 from smu.backdoor import BackdoorConfig
 from smu.coerce import build
 from smu.data import SOURCES
@@ -29,6 +30,8 @@ from smu.pruning import prune_options
 from smu.recipes.catalog import read_recipe
 from smu.registry import suggest
 from smu.unlearning import METHODS, make_config
+
+KINDS = ("unlearn", "backdoor", "audit")
 
 
 @dataclass
@@ -58,7 +61,8 @@ class Report:
 @dataclass
 class Recipe:
     kind: str = "unlearn"
-    """unlearn (the paper's main table) or backdoor (the Trojan cleanse study)."""
+    """unlearn (the paper's main table), backdoor (the Trojan cleanse study) or audit (smu audit of every
+    method, per scenario and model)."""
     description: str = ""
     """One line for ``smu recipes``."""
     estimated_time: str = ""
@@ -67,6 +71,8 @@ class Recipe:
     arch: str = "resnet18"
     data: str | None = None
     val_fraction: float = 0.1
+    subset: int = 0
+    """Training images drawn from the official training set (as --subset; 0 = all)."""
     device: str = "auto"
     amp: bool = False
     """bf16 autocast in training steps (as --amp)."""
@@ -79,6 +85,7 @@ class Recipe:
     scenarios: list[str] = field(default_factory=lambda: ["class:0"])
     unlearn: dict[str, dict[str, Any]] = field(default_factory=lambda: {"retrain": {}, "ft": {}})
     backdoor: BackdoorConfig = field(default_factory=BackdoorConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     report: Report = field(default_factory=Report)
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,7 +166,7 @@ def unknown(key: str, value: Any, table: Any, what: str = "") -> str:
 
 def check_names(recipe: Recipe, errors: list[str]) -> None:
     for key, table, value in (
-        ("kind", ("unlearn", "backdoor"), recipe.kind),
+        ("kind", KINDS, recipe.kind),
         ("dataset", SOURCES, recipe.dataset),
         ("arch", ARCHS, recipe.arch),
         ("prune.method", PRUNING, recipe.prune.method),
@@ -211,6 +218,8 @@ def check_unlearn(recipe: Recipe, errors: list[str]) -> None:
             errors.append(e.message)
     if recipe.kind == "unlearn" and recipe.unlearn and reference_method(recipe.unlearn) is None:
         errors.append("unlearn: the table measures every method against retrain; add unlearn.retrain")
+    if recipe.kind == "audit" and reference_method(recipe.unlearn) is None:
+        errors.append("unlearn: an audit's reference ensemble trains with unlearn.retrain's options; add it")
 
 
 def method_config(recipe: Recipe, method: str) -> Any:

@@ -1,5 +1,6 @@
 """The paper-shaped report of a recipe: per scenario, methods × (UA, MIA-Efficacy, RA, TA, RTE, Avg. Gap),
-dense and sparse side by side, mean ± std over seeds; or, for the Trojan study, SA and ASR."""
+dense and sparse side by side, mean ± std over seeds; for the Trojan study, SA and ASR; for an audit,
+the judges of ``smu audit`` and the unlearned ensemble's mean metrics."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from rich.table import Table
 
 from smu.evaluation import gap
 from smu.recipes.config import reference_method
-from smu.recipes.runner import Step, model_name
+from smu.recipes.runner import model_name
+from smu.steps import Step
 
 COLUMNS = [
     ("UA", "ua"),
@@ -20,6 +22,16 @@ COLUMNS = [
     ("TA", "ta"),
     ("RTE min", "rte_min"),
     ("Avg. Gap", "avg_gap"),
+]
+AUDIT_COLUMNS = [
+    ("F", "forgetting_quality"),
+    ("Score", "score"),
+    ("U-LiRA %", "ulira"),
+    ("ToW", "tow"),
+    ("UA", "ua"),
+    ("RA", "ra"),
+    ("TA", "ta"),
+    ("RTE min", "rte_min"),
 ]
 BACKDOOR_COLUMNS = [
     ("SA before", "sa_before"),
@@ -45,6 +57,8 @@ def build(done: list[tuple[Step, dict[str, Any], bool]]) -> list[dict[str, Any]]
     """Tables as data: title, groups, columns and rows of {"method", "cells": {group: {column: stats}}}."""
     if any(step.tags["kind"] == "cleanse" for step, _, _ in done):
         return [backdoor_table(done)]
+    if any(step.tags["kind"] == "audit" for step, _, _ in done):
+        return audit_tables(done)
     runs = {
         (s.tags["scenario"], s.tags["rate"], s.tags["method"], s.tags["seed"]): r
         for s, r, _ in done
@@ -81,6 +95,42 @@ def build(done: list[tuple[Step, dict[str, Any], bool]]) -> list[dict[str, Any]]
     return tables
 
 
+def audit_tables(done: list[tuple[Step, dict[str, Any], bool]]) -> list[dict[str, Any]]:
+    """Per scenario, methods × models: F, the final score, U-LiRA and ToW (their means; the intervals
+    are in each verdict's audit.json), the unlearned ensemble's UA, RA, TA and the mean RTE."""
+    cells: dict[tuple[str, float, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for step, result, _ in done:
+        if step.tags["kind"] != "audit":
+            continue
+        cell = cells[(step.tags["scenario"], step.tags["rate"], step.tags["method"])]
+        for key in ("forgetting_quality", "score"):
+            cell[key].append(result[key])
+        cell["ulira"].append(result["ulira"]["mean"])
+        cell["tow"].append(result["tow"]["mean"])
+        for key in ("ua", "ra", "ta"):
+            cell[key].append(result["unlearned"][key])
+        cell["rte_min"].append(result["rte_s"] / 60)
+    tables = []
+    for scenario in dict.fromkeys(k[0] for k in cells):
+        rates = list(dict.fromkeys(k[1] for k in cells if k[0] == scenario))
+        methods = list(dict.fromkeys(k[2] for k in cells if k[0] == scenario))
+        rows = [
+            {
+                "method": method,
+                "cells": {
+                    model_name(rate): {k: mean_std(v) for k, v in cells[(scenario, rate, method)].items()}
+                    for rate in rates
+                },
+            }
+            for method in methods
+        ]
+        groups = [model_name(r) for r in rates]
+        tables.append(
+            {"title": f"audit: forget {scenario}", "groups": groups, "rows": rows, "columns": AUDIT_COLUMNS}
+        )
+    return tables
+
+
 def backdoor_table(done: list[tuple[Step, dict[str, Any], bool]]) -> dict[str, Any]:
     runs: dict[tuple[float, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for step, result, _ in done:
@@ -97,10 +147,15 @@ def backdoor_table(done: list[tuple[Step, dict[str, Any], bool]]) -> dict[str, A
     return {"title": "Trojan cleanse (percent)", "groups": [""], "rows": rows, "columns": BACKDOOR_COLUMNS}
 
 
-def fmt(stats: dict[str, float] | None) -> str:
+DIGITS = {"forgetting_quality": 4, "score": 4, "tow": 3}
+"""Decimals of the columns that are not percentages."""
+
+
+def fmt(stats: dict[str, float] | None, key: str = "") -> str:
     if not stats or stats["n"] == 0:
         return "–"
-    return f"{stats['mean']:.2f}" + (f" ± {stats['std']:.2f}" if stats["n"] > 1 else "")
+    d = DIGITS.get(key, 2)
+    return f"{stats['mean']:.{d}f}" + (f" ± {stats['std']:.{d}f}" if stats["n"] > 1 else "")
 
 
 def header(t: dict[str, Any], group: str, label: str) -> str:
@@ -119,7 +174,7 @@ def rich_tables(tables: list[dict[str, Any]]) -> list[Table]:
             table.add_column(label, justify="right")
         for row in t["rows"]:
             for i, group in enumerate(t["groups"]):
-                cells = [fmt(row["cells"].get(group, {}).get(key)) for _, key in t["columns"]]
+                cells = [fmt(row["cells"].get(group, {}).get(key), key) for _, key in t["columns"]]
                 first = [row["method"] if i == 0 else ""] + ([group] if group else [])
                 table.add_row(*first, *cells, end_section=i == len(t["groups"]) - 1)
         shown.append(table)
@@ -137,7 +192,9 @@ def markdown(tables: list[dict[str, Any]], preamble: str = "") -> str:
             "|---|" + "---:|" * len(cols),
         ]
         for row in t["rows"]:
-            cells = [fmt(row["cells"].get(g, {}).get(key)) for g in t["groups"] for _, key in t["columns"]]
+            cells = [
+                fmt(row["cells"].get(g, {}).get(key), key) for g in t["groups"] for _, key in t["columns"]
+            ]
             lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -1,22 +1,17 @@
-"""Plan and run a recipe: a list of steps, each writing into its own folder and skipped when done.
-
-A step is done when its folder holds ``step.json`` with the same key: a hash of everything that
-decides its output (resolved options, and the keys of the steps it reads from). So an interrupted
-``smu run`` continues where it stopped, a changed option reruns exactly the steps it affects, and a
-new method reuses the trained and pruned models.
-"""
+"""Plan a recipe as steps (``smu.steps``): per seed, the trained and pruned models, then one step per
+scenario, model and method (for an audit, that method's ensemble and verdict); a new method reuses
+the trained and pruned models."""
 
 from __future__ import annotations
 
-import json
+import functools
 import math
-import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from smu import artifacts
+from smu import artifacts, auditing
 from smu.artifacts import digest
 from smu.backdoor import Attack
 from smu.data import Splits, load_splits
@@ -26,16 +21,8 @@ from smu.pruning import METHODS as PRUNING
 from smu.pruning import PruneConfig
 from smu.pruning.pipeline import run_prune, train_models
 from smu.recipes.config import Recipe, method_config, prune_method_options, reference_method
+from smu.steps import Step, result_of, run_steps
 from smu.unlearning.pipeline import run_unlearn
-
-
-@dataclass
-class Step:
-    title: str
-    folder: Path
-    key: str
-    run: Callable[[], dict[str, Any]]
-    tags: dict[str, Any]
 
 
 def slug(text: str) -> str:
@@ -55,19 +42,25 @@ class Planner:
         self.base = {
             k: v
             for k, v in recipe.to_dict().items()
-            if k in ("dataset", "arch", "val_fraction", "train", "amp")
-        }
+            if k in ("dataset", "arch", "val_fraction", "train", "amp") or (k == "subset" and v)
+        }  # subset only when set: the keys of runs from before it stay valid
 
     def steps(self) -> list[Step]:
-        return self.unlearn_steps() if self.recipe.kind == "unlearn" else self.backdoor_steps()
+        kinds = {"unlearn": self.unlearn_steps, "backdoor": self.backdoor_steps, "audit": self.audit_steps}
+        return kinds[self.recipe.kind]()
 
     def result(self, step: Step) -> dict[str, Any]:
-        return json.loads((step.folder / "step.json").read_text())["result"]
+        return result_of(step)
 
     def splits(self, seed: int):
         r = self.recipe
         return load_splits(
-            r.dataset, data_dir=r.data, device=self.device, val_fraction=r.val_fraction, seed=seed
+            r.dataset,
+            data_dir=r.data,
+            device=self.device,
+            val_fraction=r.val_fraction,
+            seed=seed,
+            subset=r.subset,
         )
 
     def models_step(
@@ -208,6 +201,43 @@ class Planner:
 
         return run
 
+    def audit_steps(self) -> list[Step]:
+        """Per seed, scenario and model: the retrained ensemble, then every method's ensemble and
+        verdict (retrain's own: what a perfect method scores at this N)."""
+        r = self.recipe
+        retrain_cfg = method_config(r, reference_method(r.unlearn))
+        methods = {method: method_config(r, method) for method in r.unlearn}
+        steps: list[Step] = []
+        for seed in r.seeds:
+            models = self.models_step(seed, self.out / f"seed-{seed}" / "models", {}, None)
+            steps.append(models)
+            for scenario in r.scenarios:
+                for rate in [0.0, *r.prune.rates]:
+                    where = {"seed": seed, "scenario": scenario, "rate": rate}
+                    identity = {"models": models.key, "forget_seed": r.forget_seed, **where}
+                    steps += auditing.plan(
+                        self.subject(models, scenario, rate),
+                        identity,
+                        methods,
+                        retrain_cfg,
+                        r.audit,
+                        self.out / f"seed-{seed}" / slug(scenario) / model_name(rate),
+                        reporter=self.reporter,
+                        tags=where,
+                    )
+        return steps
+
+    def subject(self, models: Step, scenario: str, rate: float) -> Callable[[], auditing.Subject]:
+        """The audited model, its data and forget set, loaded once, when the first step needs them."""
+
+        @functools.cache
+        def load() -> auditing.Subject:
+            loaded = artifacts.load_model(self.result(models)["models"][f"{rate:g}"], self.device)
+            splits = loaded.load_splits(self.recipe.data, self.device)
+            return auditing.Subject(loaded, splits, resolve_forget(scenario, splits, self.recipe.forget_seed))
+
+        return load
+
     def backdoor_steps(self) -> list[Step]:
         r = self.recipe
         steps: list[Step] = []
@@ -272,46 +302,10 @@ class Planner:
         return run
 
 
-def is_done(step: Step) -> bool:
-    marker = step.folder / "step.json"
-    if not marker.is_file():
-        return False
-    try:
-        return json.loads(marker.read_text()).get("key") == step.key
-    except (OSError, json.JSONDecodeError):
-        return False
-
-
-def start(step: Step) -> None:
-    """Mark a step as started with its key; leftovers of a step started with another key are cleared.
-
-    Steps resume from their checkpoints, so what is in the folder must belong to this very step.
-    """
-    marker = step.folder / "step.started"
-    if step.folder.is_dir() and (not marker.is_file() or marker.read_text() != step.key):
-        shutil.rmtree(step.folder)
-    artifacts.atomic_write(marker, step.key.encode())
-
-
 def execute(
     recipe: Recipe, out: Path, reporter: Reporter | None = None
 ) -> list[tuple[Step, dict[str, Any], bool]]:
-    """Run every step that is not done yet; return (step, result, skipped) for all of them."""
+    """Run every step of the recipe that is not done yet; return (step, result, skipped) for all."""
     reporter = reporter or Reporter()
-    planner = Planner(recipe, out, reporter)
-    steps = planner.steps()
-    done = []
-    for i, step in enumerate(steps, 1):
-        if is_done(step):
-            reporter.note(f"step {i}/{len(steps)}: {step.title} (done before, skipped)")
-            done.append((step, planner.result(step), True))
-            continue
-        reporter.note(f"step {i}/{len(steps)}: {step.title}")
-        start(step)
-        with runtime(recipe.amp, recipe.compile):
-            result = step.run()
-        artifacts.write_json(
-            step.folder / "step.json", {"key": step.key, "title": step.title, "result": result}
-        )
-        done.append((step, result, False))
-    return done
+    with runtime(recipe.amp, recipe.compile):
+        return run_steps(Planner(recipe, out, reporter).steps(), reporter)

@@ -26,6 +26,7 @@ from smu.unlearning import (
     influence,
     l1_sparse,
     neggrad_plus,
+    none,
     random_label,
     retrain,
     salun,
@@ -44,10 +45,12 @@ METHODS: Registry[UnlearnMethod] = Registry(
         m.METHOD
         for m in (retrain, finetune, gradient_ascent, fisher, influence, l1_sparse)  # the paper's six
         + (random_label, salun, scrub, neggrad_plus, ssd, boundary_shrink, boundary_expand)  # since then
+        + (none,)  # the baseline
     ],
     method_problems,
 )
-"""name -> method: the paper's six, the methods that came after it, then plug-ins."""
+"""name -> method: the paper's six, the methods that came after it, the do-nothing baseline, then
+plug-ins."""
 
 
 def option_names(config: type) -> list[str]:

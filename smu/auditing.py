@@ -1,0 +1,301 @@
+"""`smu audit` as a library: an ensemble of retrained models and one of unlearned models, each member a
+cached, resumable step (``smu.steps``), judged example by example (``smu.evaluation.judges``).
+
+An audit folder::
+
+    forget.safetensors                  the forget set every member uses
+    reference/seed-K/                   the retrained ensemble, shared by every method audited here
+    <method>/seed-K/                    the audited method's ensemble
+    <method>/<statistic>-<thresholds>/  the verdict: audit.safetensors (per-example statistics of both
+                                        ensembles, ε, bin and score) and audit.json
+
+A member step writes ``stats.safetensors`` (both statistics of every forget example) and keeps its
+metrics; the weights are deleted once measured unless ``keep_models``. ``smu run`` plans the same
+steps for a recipe of ``kind: audit``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from smu import artifacts
+from smu import schema as S
+from smu.artifacts import LoadedModel, digest
+from smu.data import Splits
+from smu.data.forget import ForgetSet, resolve_forget
+from smu.engine import predict
+from smu.errors import UsageError
+from smu.evaluation import unlearning_metrics
+from smu.evaluation.judges import SIDES, example_epsilon, forgetting_quality, tow, ulira
+from smu.options import Checked, param
+from smu.progress import Reporter
+from smu.steps import Step, result_of
+from smu.ui import jsonable
+from smu.unlearning.pipeline import run_unlearn
+
+STATISTICS = {
+    "logit": "φ = log(p_y / (1 − p_y)) of the true label (the official metric's and LiRA's; the default: it "
+    "sees the label, and it is spread out, not squashed into [0, log C])",
+    "loss": "cross-entropy against the model's own prediction (the community notebook's)",
+}
+METHOD_SEEDS = 1_000_000
+"""Unlearned members use seeds from here, the retrained ones from 0: auditing retrain itself compares
+two different retrained ensembles."""
+REFERENCE = "retrain"
+
+
+@dataclass
+class AuditConfig(Checked):
+    models: int = param(8, ge=2)
+    """Models in each ensemble, N (the competition used 512; bench/audit_models.py shows what N buys)."""
+    statistic: str = param("logit", choices=tuple(STATISTICS))
+    """The per-example statistic F attacks: logit (φ = log(p_y/(1-p_y)), the default) or loss."""
+    thresholds: str = param("both", choices=tuple(SIDES))
+    """F's single-threshold attacks: both (each threshold tried both ways) or above (the notebook's)."""
+
+
+@dataclass
+class Subject:
+    """What an audit is about: the original model, its data and the forget set."""
+
+    loaded: LoadedModel
+    splits: Splits
+    forget: ForgetSet
+
+
+def example_statistics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Both statistics for every example, in float64: φ = z_y − logsumexp(z_{≠y}) (stable for
+    confident models), and the loss of the prediction, logsumexp(z) − max(z)."""
+    z = logits.double()
+    true = z.gather(1, labels[:, None]).squeeze(1)
+    others = z.scatter(1, labels[:, None], float("-inf"))
+    return {
+        "logit": true - torch.logsumexp(others, dim=1),
+        "loss": torch.logsumexp(z, dim=1) - z.max(dim=1).values,
+    }
+
+
+def member_step(
+    subject: Callable[[], Subject],
+    identity: dict[str, Any],
+    method: str,
+    cfg: Any,
+    seed: int,
+    folder: Path,
+    *,
+    keep_models: bool,
+    reporter: Reporter,
+) -> Step:
+    """One member of an ensemble: ``method`` with ``seed`` on the original model, measured.
+
+    ``identity`` names the original model and forget set in the step's key (their hashes for the
+    command, the producing steps' keys in a recipe, where the model does not exist yet)."""
+    key = digest({"member": method, "config": dataclasses.asdict(cfg), "seed": seed, **identity})
+
+    def run() -> dict[str, Any]:
+        s = subject()
+        model = s.loaded.model
+        original = {k: v.clone() for k, v in model.state_dict().items()}  # methods change it in place
+        try:
+            result = run_unlearn(
+                s.loaded,
+                s.splits,
+                s.forget,
+                method,
+                cfg,
+                out=folder,
+                seed=seed,
+                reporter=reporter,
+                evaluate=False,
+                command=f"smu audit: {method} seed {seed}",
+                resume=True,
+            )
+        finally:
+            model.load_state_dict(original)
+        member = artifacts.load_model(result["model"], next(model.parameters()).device).model
+        forget = s.forget.forget(s.splits)
+        stats = example_statistics(predict(member, forget), forget.y)
+        meta = {S.KIND: S.MEMBER_STATS, S.FORGET_SHA256: s.forget.sha256, S.SEED: seed}
+        artifacts.save_tensors(folder / "stats.safetensors", stats, meta)
+        metrics = unlearning_metrics(member, s.splits, s.forget)
+        if not keep_models:
+            for name in ("model.safetensors", "mask.safetensors", "forget.safetensors"):
+                (folder / name).unlink(missing_ok=True)
+        return {"seed": seed, "rte_s": result["rte_s"], "metrics": metrics}
+
+    tags = {"kind": "member", "method": method, "seed": seed}
+    return Step(f"{method} member, seed {seed}", folder, key, run, tags)
+
+
+def verdict_step(
+    subject: Callable[[], Subject],
+    references: list[Step],
+    members: list[Step],
+    method: str,
+    audit: AuditConfig,
+    folder: Path,
+    tags: dict[str, Any],
+) -> Step:
+    """Judge the ensembles once both are done: the result :func:`judge` gives, and the artifact."""
+    key = digest({"verdict": [s.key for s in references + members], **dataclasses.asdict(audit)})
+
+    def run() -> dict[str, Any]:
+        s = subject()
+        verdict = judge(
+            [member_result(step) for step in references],
+            [member_result(step) for step in members],
+            s.splits,
+            s.forget,
+            audit,
+        )
+        arrays = verdict.pop("arrays")
+        meta = {k: v for k, v in s.loaded.meta.items() if k in (*S.MODEL_IDENTITY, *S.SPLIT)} | {
+            S.KIND: S.AUDIT,
+            S.PARENT: s.loaded.sha256,
+            S.FORGET_SHA256: s.forget.sha256,
+            S.AUDIT_METHOD: method,
+            S.AUDIT_STATISTIC: audit.statistic,
+            S.AUDIT_SIDES: audit.thresholds,
+            S.AUDIT_MODELS: audit.models,
+        }
+        artifact = folder / "audit.safetensors"
+        artifacts.save_tensors(artifact, arrays, meta)
+        result = jsonable(
+            {
+                "method": method,
+                **dataclasses.asdict(audit),
+                "forget": s.forget.summary(),
+                **verdict,
+                "rte_s": float(np.mean([member_result(step)["rte_s"] for step in members])),
+                "artifact": str(artifact),
+            }
+        )
+        artifacts.write_json(folder / "audit.json", result)
+        return result
+
+    return Step(f"judge {method}", folder, key, run, {"kind": "audit", "method": method, **tags})
+
+
+def member_result(step: Step) -> dict[str, Any]:
+    """A finished member's result, with where its statistics are."""
+    return result_of(step) | {"stats": step.folder / "stats.safetensors"}
+
+
+def plan(
+    subject: Callable[[], Subject],
+    identity: dict[str, Any],
+    methods: dict[str, Any],
+    retrain_cfg: Any,
+    audit: AuditConfig,
+    out: Path,
+    *,
+    keep_models: bool = False,
+    reporter: Reporter | None = None,
+    tags: dict[str, Any] | None = None,
+) -> list[Step]:
+    """The retrained ensemble, then per method (name -> config) its ensemble and its verdict."""
+    reporter = reporter or Reporter()
+
+    def ensemble(method: str, cfg: Any, first_seed: int, folder: Path) -> list[Step]:
+        return [
+            member_step(
+                subject,
+                identity,
+                method,
+                cfg,
+                first_seed + k,
+                folder / f"seed-{k}",
+                keep_models=keep_models,
+                reporter=reporter,
+            )
+            for k in range(audit.models)
+        ]
+
+    references = ensemble(REFERENCE, retrain_cfg, 0, out / "reference")
+    steps = list(references)
+    for method, cfg in methods.items():
+        members = ensemble(method, cfg, METHOD_SEEDS, out / method)
+        verdict = out / method / f"{audit.statistic}-{audit.thresholds}"
+        steps += [*members, verdict_step(subject, references, members, method, audit, verdict, tags or {})]
+    return steps
+
+
+def statistics_of(results: list[dict[str, Any]], statistic: str) -> np.ndarray:
+    """(members, examples) array of one statistic, read from the members' stats files."""
+    return np.stack([artifacts.read_tensors(Path(r["stats"]))[statistic].numpy() for r in results])
+
+
+def judge(
+    references: list[dict[str, Any]],
+    members: list[dict[str, Any]],
+    splits: Splits,
+    forget: ForgetSet,
+    audit: AuditConfig,
+) -> dict[str, Any]:
+    """F and the final score, U-LiRA, ToW and the ensembles' mean metrics; and the per-example arrays."""
+    stat_u, stat_r = statistics_of(members, audit.statistic), statistics_of(references, audit.statistic)
+    epsilons = np.array(
+        [example_epsilon(stat_u[:, s], stat_r[:, s], audit.thresholds) for s in range(stat_u.shape[1])]
+    )
+    quality, bins, scores = forgetting_quality(epsilons)
+
+    def mean(results: list[dict[str, Any]], key: str) -> float:
+        return float(np.mean([r["metrics"][key] for r in results]))
+
+    ratios = (mean(members, "ra") / mean(references, "ra")) * (mean(members, "ta") / mean(references, "ta"))
+    attack = ulira(statistics_of(members, "logit"), statistics_of(references, "logit"))
+
+    def accuracies(results: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        keys = {"forget": "forget_acc", "retain": "ra", "test": "ta"}
+        return {split: np.array([r["metrics"][k] / 100 for r in results]) for split, k in keys.items()}
+
+    labels = forget.forget(splits).y.cpu().numpy()
+    worst = [
+        {"index": int(forget.indices[i]), "class": splits.info.classes[labels[i]], "epsilon": epsilons[i]}
+        for i in np.argsort(-epsilons, kind="stable")[:10]
+    ]
+    columns = ("ua", "mia_efficacy", "ra", "ta")
+    return {
+        "forgetting_quality": quality,
+        "score": quality * ratios,
+        "separated": int(np.isinf(epsilons).sum()),
+        # A method without randomness (``none``) gives N copies of one model. No threshold splits a
+        # single value, so inside the retrained spread every attack is discarded and ε = 0: F calls
+        # such an example forgotten. U-LiRA, whose Gaussians share the variance, is not fooled.
+        "constant": int((np.ptp(stat_u, axis=0) == 0).sum()),
+        "ulira": dataclasses.asdict(attack),
+        "tow": dataclasses.asdict(tow(accuracies(members), accuracies(references))),
+        "unlearned": {k: mean(members, k) for k in columns},
+        "retrained": {k: mean(references, k) for k in columns},
+        "worst": worst,
+        "arrays": {
+            "indices": forget.indices.cpu(),
+            "epsilon": torch.from_numpy(epsilons),
+            "bin": torch.from_numpy(bins.astype(np.int64)),
+            "score": torch.from_numpy(scores),
+            "statistic_unlearned": torch.from_numpy(stat_u),
+            "statistic_retrained": torch.from_numpy(stat_r),
+        },
+    }
+
+
+def resolve_audit_forget(spec: str, splits: Splits, seed: int, out: Path) -> ForgetSet:
+    """The forget set of an audit folder: the spec resolved now, which must be the one an earlier audit
+    saved there (a folder's ensembles are for one forget set), and is saved there otherwise."""
+    fs = resolve_forget(spec, splits, seed)
+    saved = out / "forget.safetensors"
+    if saved.is_file():
+        earlier = resolve_forget(str(saved), splits)
+        if earlier.sha256 != fs.sha256:
+            raise UsageError(
+                f"--out {str(out)!r} holds the audit of another forget set ({earlier.spec!r})",
+                hint="audit this forget set into another --out folder",
+            )
+    return fs

@@ -1,0 +1,77 @@
+"""Steps, the unit of execution: a recipe, an audit's ensembles are plans of independent steps.
+
+A step writes into its own folder and is done when that folder holds ``step.json`` with the same
+key, a hash of everything that decides its output (resolved options, the keys of the steps it reads
+from). So an interrupted run continues where it stopped (an unfinished step resumes from its own
+checkpoints), a changed option reruns exactly the steps it affects, and another plan sharing a step
+(a second audit of the same model) reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smu import artifacts
+from smu.progress import Reporter
+
+
+@dataclass
+class Step:
+    title: str
+    folder: Path
+    key: str
+    run: Callable[[], dict[str, Any]]
+    """Does the work, writing into ``folder``; returns the JSON-able result kept in step.json."""
+    tags: dict[str, Any]
+    """What the step is, for reports (kind, seed, method, ...)."""
+
+
+def is_done(step: Step) -> bool:
+    marker = step.folder / "step.json"
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("key") == step.key
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def result_of(step: Step) -> dict[str, Any]:
+    """The result a finished step recorded."""
+    return json.loads((step.folder / "step.json").read_text())["result"]
+
+
+def start(step: Step) -> None:
+    """Mark a step as started with its key; leftovers of a step started with another key are cleared.
+
+    Steps resume from their checkpoints, so what is in the folder must belong to this very step.
+    """
+    marker = step.folder / "step.started"
+    if step.folder.is_dir() and (not marker.is_file() or marker.read_text() != step.key):
+        shutil.rmtree(step.folder)
+    artifacts.atomic_write(marker, step.key.encode())
+
+
+def run_steps(steps: list[Step], reporter: Reporter | None = None) -> list[tuple[Step, dict[str, Any], bool]]:
+    """The serial executor: run every step that is not done yet, in order; return (step, result,
+    skipped) for all of them."""
+    reporter = reporter or Reporter()
+    done = []
+    for i, step in enumerate(steps, 1):
+        if is_done(step):
+            reporter.note(f"step {i}/{len(steps)}: {step.title} (done before, skipped)")
+            done.append((step, result_of(step), True))
+            continue
+        reporter.note(f"step {i}/{len(steps)}: {step.title}")
+        start(step)
+        result = step.run()
+        artifacts.write_json(
+            step.folder / "step.json", {"key": step.key, "title": step.title, "result": result}
+        )
+        done.append((step, result, False))
+    return done
