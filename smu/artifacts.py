@@ -2,7 +2,8 @@
 
 Never pickle: a safetensors file holds only tensors and a string->string header, so opening one
 cannot run code. Every file is written to a temporary name in the same folder and renamed into
-place, so a crash leaves either the old file or the new one, never half of one.
+place, so a crash leaves either the old file or the new one, never half of one. Under torchrun only
+rank 0 writes (``smu.distributed.on_main``); every rank finds the file there once the call returns.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save as st_save
 from torch import nn
 
+from smu import distributed
 from smu import schema as S
 from smu.errors import ArtifactError, UsageError
 from smu.masks import Mask, scope_parameters
@@ -33,8 +36,16 @@ FORMAT_VERSION = "1"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes to ``path`` via a temporary file and a rename."""
-    path = Path(path)
+    """Write bytes to ``path`` via a temporary file and a rename (rank 0 only, under torchrun)."""
+    distributed.on_main(_write, Path(path), data)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a folder and everything in it (rank 0 only, under torchrun)."""
+    distributed.on_main(shutil.rmtree, path)
+
+
+def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -84,9 +95,16 @@ def canonical(data: bytes) -> bytes:
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
     """Save tensors with ``meta`` (values turned into strings); returns the file's sha256."""
     header = {"format": "pt", str(S.FORMAT): FORMAT_VERSION, **{str(k): str(v) for k, v in meta.items()}}
-    data = canonical(st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=header))
-    atomic_write(path, data)
-    return sha256_bytes(data)
+
+    def write() -> str:
+        data = canonical(
+            st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=header)
+        )
+        _write(Path(path), data)
+        return sha256_bytes(data)
+
+    # Rank 0's hash for every rank: the parent hash later files record is that of the file on disk.
+    return distributed.on_main(write)
 
 
 def read_metadata(path: str | Path, option: str = "") -> dict[str, str]:
@@ -366,6 +384,11 @@ def prepare_out_dir(out: str | Path, force: bool) -> Path:
             f"--out {str(out)!r} exists and is not empty",
             hint="pass --force to write into it, or choose another --out",
         )
+    distributed.on_main(_make_dir, out)
+    return out
+
+
+def _make_dir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".smu-write-test"
@@ -375,7 +398,6 @@ def prepare_out_dir(out: str | Path, force: bool) -> Path:
         raise UsageError(
             f"--out {str(out)!r} cannot be written ({e.strerror})", hint="choose a folder you can write to"
         ) from None
-    return out
 
 
 @contextmanager
@@ -387,7 +409,7 @@ def run_dir(out: str | Path, force: bool) -> Iterator[Path]:
     try:
         yield path
     except BaseException:
-        if created:
+        if created and distributed.is_main():  # no waiting for the other ranks: one may be gone
             for d in sorted((p for p in path.rglob("*") if p.is_dir()), reverse=True):
                 if not any(d.iterdir()):
                     d.rmdir()

@@ -17,6 +17,7 @@ steps for a recipe of ``kind: audit``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from smu import schema as S
 from smu.artifacts import LoadedModel, digest
 from smu.data import Splits
 from smu.data.forget import ForgetSet, resolve_forget
-from smu.engine import predict
+from smu.engine import predict, resolve_device
 from smu.errors import UsageError
 from smu.evaluation import unlearning_metrics
 from smu.evaluation.judges import SIDES, example_epsilon, forgetting_quality, tow, ulira
@@ -92,11 +93,13 @@ def member_step(
     *,
     keep_models: bool,
     reporter: Reporter,
+    needs: tuple[str, ...] = (),
 ) -> Step:
     """One member of an ensemble: ``method`` with ``seed`` on the original model, measured.
 
     ``identity`` names the original model and forget set in the step's key (their hashes for the
-    command, the producing steps' keys in a recipe, where the model does not exist yet)."""
+    command, the producing steps' keys in a recipe, where the model does not exist yet, and which the
+    member then ``needs``)."""
     key = digest({"member": method, "config": dataclasses.asdict(cfg), "seed": seed, **identity})
 
     def run() -> dict[str, Any]:
@@ -131,7 +134,7 @@ def member_step(
         return {"seed": seed, "rte_s": result["rte_s"], "metrics": metrics}
 
     tags = {"kind": "member", "method": method, "seed": seed}
-    return Step(f"{method} member, seed {seed}", folder, key, run, tags)
+    return Step(f"{method} member, seed {seed}", folder, key, run, tags, needs)
 
 
 def verdict_step(
@@ -180,7 +183,8 @@ def verdict_step(
         artifacts.write_json(folder / "audit.json", result)
         return result
 
-    return Step(f"judge {method}", folder, key, run, {"kind": "audit", "method": method, **tags})
+    needs = tuple(s.key for s in references + members)
+    return Step(f"judge {method}", folder, key, run, {"kind": "audit", "method": method, **tags}, needs)
 
 
 def member_result(step: Step) -> dict[str, Any]:
@@ -199,8 +203,10 @@ def plan(
     keep_models: bool = False,
     reporter: Reporter | None = None,
     tags: dict[str, Any] | None = None,
+    needs: tuple[str, ...] = (),
 ) -> list[Step]:
-    """The retrained ensemble, then per method (name -> config) its ensemble and its verdict."""
+    """The retrained ensemble, then per method (name -> config) its ensemble and its verdict; every
+    member ``needs`` the steps that make the subject (in a recipe, the models step)."""
     reporter = reporter or Reporter()
 
     def ensemble(method: str, cfg: Any, first_seed: int, folder: Path) -> list[Step]:
@@ -214,6 +220,7 @@ def plan(
                 folder / f"seed-{k}",
                 keep_models=keep_models,
                 reporter=reporter,
+                needs=needs,
             )
             for k in range(audit.models)
         ]
@@ -225,6 +232,31 @@ def plan(
         verdict = out / method / f"{audit.statistic}-{audit.thresholds}"
         steps += [*members, verdict_step(subject, references, members, method, audit, verdict, tags or {})]
     return steps
+
+
+def command_plan(
+    model: str,
+    data: str | None,
+    device: str,
+    identity: dict[str, Any],
+    methods: dict[str, Any],
+    retrain_cfg: Any,
+    audit: AuditConfig,
+    out: str,
+    keep_models: bool,
+) -> list[Step]:
+    """The steps of ``smu audit`` from plain data (a :class:`smu.steps.Plan`'s ``build``, for a Ray
+    worker): the subject is loaded when the first step needs it, on the worker's device, with the
+    forget set the command saved in ``out``."""
+
+    @functools.cache
+    def subject() -> Subject:
+        dev = resolve_device(device)
+        loaded = artifacts.load_model(model, dev)
+        splits = loaded.load_splits(data, dev)
+        return Subject(loaded, splits, resolve_forget(str(Path(out) / "forget.safetensors"), splits))
+
+    return plan(subject, identity, methods, retrain_cfg, audit, Path(out), keep_models=keep_models)
 
 
 def statistics_of(results: list[dict[str, Any]], statistic: str) -> np.ndarray:

@@ -117,14 +117,15 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def show_plugin_warnings() -> None:
-    """Plug-in problems (smu.registry.PluginWarning) as one line each on stderr; other warnings as usual."""
-    from smu.registry import PluginWarning
+def show_smu_warnings() -> None:
+    """smu's own warnings (a plug-in skipped, BatchNorm under torchrun) as one line each on stderr; other
+    warnings as usual."""
+    from smu.errors import SmuWarning
 
     original = warnings.showwarning
 
     def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if issubclass(category, PluginWarning):
+        if issubclass(category, SmuWarning):
             from smu.ui import warn
 
             warn(str(message))
@@ -137,17 +138,31 @@ def show_plugin_warnings() -> None:
 def main(argv: list[str] | None = None) -> None:
     """The console entry point: Typer's own usage errors (a bad value type, an unknown option) print as
     one line too, like smu's, instead of a framed panel."""
+    from smu import distributed
+
+    try:
+        run_command(argv)
+    except SystemExit as e:
+        if distributed.active():  # a torchrun rank: leave without Python's shutdown (smu.distributed.leave)
+            distributed.leave(e.code)
+        raise
+
+
+def run_command(argv: list[str] | None) -> None:
+    from smu import distributed
     from smu.commands.generate import focus_of
 
     args = sys.argv[1:] if argv is None else list(argv)
     selected = next((a for a in args if not a.startswith("-")), None)
-    show_plugin_warnings()
+    show_smu_warnings()
     app = build_app(selected, focus_of(args))
     try:
         code = app(args=args, prog_name="smu", standalone_mode=False)
     except Exception as e:  # with standalone_mode off, Typer hands its usage errors to the caller
         if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
             raise
+        if not distributed.is_main():  # under torchrun, rank 0 alone says what was wrong
+            sys.exit(e.exit_code)
         if type(e).__name__ == "NoArgsIsHelpError":  # plain `smu`: the help, not an error
             print(e.format_message(), file=sys.stderr)
             sys.exit(2)

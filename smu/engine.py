@@ -10,6 +10,7 @@ import contextlib
 import functools
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -19,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smu import distributed
 from smu import schema as S
 from smu.data import ImageSet
 from smu.data.batches import Augment, batches, to_float
-from smu.errors import DivergedError, SmuError, UsageError
+from smu.errors import DivergedError, SmuError, SmuWarning, UsageError
 from smu.masks import Freeze, Mask
 from smu.options import Checked, param
 from smu.progress import Reporter
@@ -34,7 +36,14 @@ the loss needs (the images for a teacher, a partner batch); the epoch lets a met
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; ``cuda[:N]`` and ``mps`` must be available."""
+    """``auto`` picks CUDA, then MPS, then CPU; ``cuda[:N]`` and ``mps`` must be available. Under
+    torchrun with several processes this also joins them (:func:`smu.distributed.setup`): each rank
+    gets ``cuda:LOCAL_RANK`` (NCCL) or the CPU (gloo)."""
+    device = _device(spec)
+    return distributed.setup(device, spec) if distributed.world_size() > 1 else device
+
+
+def _device(spec: str) -> torch.device:
     spec = spec.strip().lower()
     if spec == "auto":
         if torch.cuda.is_available():
@@ -86,15 +95,20 @@ class Runtime:
     """bf16 autocast for the forward pass and the loss of training steps (no loss scaling needed)."""
     compile: bool = False
     """``torch.compile`` the model for training steps; the first batches pay the compile time."""
+    sync_bn: bool = False
+    """Under torchrun: BatchNorm normalises with the statistics of the global batch (SyncBatchNorm, CUDA
+    only), not each rank's part of it. Nothing changes in a single process."""
 
 
 _RUNTIME: ContextVar[Runtime] = ContextVar("smu_runtime", default=Runtime())  # noqa: B039 (frozen)
 
 
 @contextlib.contextmanager
-def runtime(amp: bool = False, compile: bool = False) -> Iterator[Runtime]:
+def runtime(amp: bool = False, compile: bool = False, sync_bn: bool = False) -> Iterator[Runtime]:
     """Every :func:`fit` inside the block runs with these settings (commands wrap their work in it)."""
-    chosen = Runtime(amp=amp, compile=compile)
+    if sync_bn:
+        distributed.check_sync_bn()
+    chosen = Runtime(amp=amp, compile=compile, sync_bn=sync_bn)
     token = _RUNTIME.set(chosen)
     try:
         yield chosen
@@ -235,7 +249,7 @@ class Checkpoint:
 
     def clear(self) -> None:
         """Remove the checkpoint once the step's result is safely written."""
-        self.path.unlink(missing_ok=True)
+        distributed.on_main(self.path.unlink, missing_ok=True)
 
 
 @dataclass
@@ -351,19 +365,27 @@ def fit(
         )
     reporter = reporter or Reporter()
     device = next(model.parameters()).device
+    world = distributed.world_size() if distributed.active() else 1
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     aug = aug if cfg.augment else None
     if mask is not None:
         mask.apply(model)
     if checkpoint is not None:
-        saved = checkpoint.load(model, opt)
+        saved = distributed.same(checkpoint.load(model, opt), f"the epoch of {str(checkpoint.path)!r}")
         if saved > start_epoch:
             reporter.note(f"{label}: resuming from the checkpoint of epoch {saved}")
             start_epoch = saved
     model.train()
     settings = _RUNTIME.get()
-    forward = _compiled(model) if settings.compile else model
     autocast = _autocast(device, settings.amp)
+    if world > 1 and distributed.has_batchnorm(model) and not settings.sync_bn:
+        warnings.warn(
+            f"data-parallel on {world} ranks, BatchNorm normalises with each rank's part of the batch, so "
+            "the model differs from one process's; --sync-bn (GPUs) or a model without BatchNorm (--arch "
+            "cnn_gn) keep the global batch's statistics",
+            SmuWarning,
+            stacklevel=1,  # this line: shown once however many times a command trains
+        )
     reporter.start(
         label, sum(p.steps(cfg) for e in range(start_epoch, cfg.epochs) for p in passes if p.runs_in(e))
     )
@@ -371,6 +393,12 @@ def fit(
     with contextlib.ExitStack() as stack:
         stack.callback(reporter.stop)
         layout = stack.enter_context(fast_layout(model, device))
+        stepper = model
+        if world > 1:  # wrapped after the layout change, so DDP's gradient buckets match the weights
+            if settings.sync_bn:
+                stack.enter_context(distributed.synced_batchnorm(model))
+            stepper = distributed.data_parallel(model)
+        forward = _compiled(stepper) if settings.compile else stepper
         for epoch in range(start_epoch, cfg.epochs):
             gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
             active = [p for p in passes if p.runs_in(epoch)]
@@ -386,8 +414,13 @@ def fit(
                     partner_batches(p.partner, p.partner_batch_size or size, gen, aug) if p.partner else None
                 )
                 for x, y in batches(p.data, size, shuffle=True, gen=gen, aug=aug):
+                    # Every rank draws the whole global batch (the same generator calls as one process),
+                    # then keeps its part; a partner batch is used whole by every rank.
                     if p.relabel is not None:
                         y = p.relabel(x, y, gen)
+                    part = distributed.share(len(y)) if world > 1 else None
+                    if part is not None:
+                        x, y = x[part.lo : part.hi], y[part.lo : part.hi]
                     lr = lr_at(cfg, epoch, i, steps)
                     for group in opt.param_groups:
                         group["lr"] = lr
@@ -400,7 +433,7 @@ def fit(
                         out = forward(x)
                         loss = p.loss(out, Batch(x, y, forward, partner), epoch)
                     opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                    (loss if part is None else loss * part.scale).backward()
                     if mask is not None:
                         mask.mask_grads(model)
                     if freeze is not None:
@@ -410,24 +443,28 @@ def fit(
                         mask.apply(model)
                     if freeze is not None:
                         freeze.restore(model, opt)
-                    loss_sum += loss.detach() * len(y)
-                    correct += (out.detach().argmax(1) == y).sum()
-                    seen += len(y)
+                    if part is None or part.counts:
+                        loss_sum += loss.detach() * len(y)
+                        correct += (out.detach().argmax(1) == y).sum()
+                        seen += len(y)
                     i += 1
                     if i % 10 == 0 or i == steps:
                         reporter.update(
                             advance=(i - 1) % 10 + 1,
                             epoch=f"{epoch + 1}/{cfg.epochs}",
-                            loss=loss_sum.item() / seen,
-                            acc=100.0 * correct.item() / seen,
+                            loss=loss_sum.item() / max(seen, 1),
+                            acc=100.0 * correct.item() / max(seen, 1),
                             lr=lr,
-                            ips=seen / max(time.perf_counter() - t0, 1e-9),
+                            ips=world * seen / max(time.perf_counter() - t0, 1e-9),
                         )
             synchronize(device)
             seconds += time.perf_counter() - t0
-            images += seen
-            loss_mean, acc = loss_sum.item() / max(seen, 1), 100.0 * correct.item() / max(seen, 1)
-            if not math.isfinite(loss_mean) or not params_finite(model):
+            # Over all ranks: the epoch's loss and accuracy, and whether any rank's weights went bad.
+            totals = [loss_sum.item(), correct.item(), seen, float(not params_finite(model))]
+            loss_total, hits, seen, bad = distributed.sum_values(totals, device) if world > 1 else totals
+            images += int(seen)
+            loss_mean, acc = loss_total / max(seen, 1), 100.0 * hits / max(seen, 1)
+            if not math.isfinite(loss_mean) or bad:
                 if checkpoint is not None:
                     checkpoint.clear()  # resuming a diverged run would only diverge again
                 raise DivergedError(
@@ -439,6 +476,8 @@ def fit(
                 on_epoch_end(epoch + 1, model)
             if checkpoint is not None:
                 checkpoint.save(model, opt, epoch + 1)
+    # Ranks other than 0 updated their BatchNorm statistics from their own parts: all go on with rank 0's.
+    distributed.broadcast_model(model)
     return FitResult(
         epochs=ran, start_epoch=start_epoch, seconds=seconds, images=images, loss=loss_mean, acc=acc
     )
@@ -456,9 +495,11 @@ def eval_batch_size(device: torch.device) -> int:
 
 
 def predict(model: nn.Module, data: ImageSet, batch_size: int | None = None) -> torch.Tensor:
-    """Logits for every image, in order, in evaluation mode (no augmentation)."""
+    """Logits for every image, in order, in evaluation mode (no augmentation). Under torchrun each rank
+    computes its share of the rows and every rank gets all of them."""
     device = data.x.device
     batch_size = batch_size or eval_batch_size(device)
+    lo, hi = distributed.rows(len(data))
     was_training = model.training
     model.eval()
     try:
@@ -466,14 +507,14 @@ def predict(model: nn.Module, data: ImageSet, batch_size: int | None = None) -> 
         # inference tensors, which no later gradient (SSD's, SalUn's) could flow through.
         with fast_layout(model, device) as layout, torch.inference_mode():
             outs = [
-                model(to_float(data.x[i : i + batch_size]).contiguous(memory_format=layout))
-                for i in range(0, len(data), batch_size)
+                model(to_float(data.x[i : min(i + batch_size, hi)]).contiguous(memory_format=layout))
+                for i in range(lo, hi, batch_size)
             ]
     finally:
         model.train(was_training)
     if not outs:
         return torch.empty(0, 0)
-    return torch.cat(outs)
+    return distributed.gather_rows(torch.cat(outs), len(data))
 
 
 def accuracy(model: nn.Module, data: ImageSet, batch_size: int | None = None) -> float:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 
+class SmuWarning(UserWarning):
+    """Something the user should know while the command goes on; the CLI shows it as one line."""
+
+
 class SmuError(Exception):
     """A failure the user can fix; shown as one line without a traceback (exit code 1)."""
 
@@ -37,3 +41,7 @@ class ArtifactError(SmuError):
 
 class DivergedError(SmuError):
     """A loss or weight became NaN or Inf."""
+
+
+class DistributedError(SmuError):
+    """Under torchrun: another rank stopped, or a collective timed out (every rank reports it)."""

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from smu.errors import UnknownNameError
+from smu.errors import SmuWarning, UnknownNameError
 
 T = TypeVar("T")
 
@@ -34,7 +34,7 @@ def lookup(table: Mapping[str, T], name: str, kind: str) -> T:
     raise UnknownNameError(f"unknown {kind} {name!r}", hint=f"{guess}choices: {', '.join(table)}")
 
 
-class PluginWarning(UserWarning):
+class PluginWarning(SmuWarning):
     """A plug-in that could not be used; the CLI shows it as one line on stderr."""
 
 

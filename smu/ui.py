@@ -2,7 +2,8 @@
 
 stdout is data: a Rich table for people, ``--json`` one JSON object, ``-q`` only the paths written.
 Progress, notes and errors go to stderr; progress and notes are off with ``-q`` or when stderr is
-not a terminal, so pipelines and logs stay clean.
+not a terminal, so pipelines and logs stay clean. Under torchrun only rank 0 shows anything; the
+other ranks report only their own failure to reach the rest (``smu.distributed``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from smu.errors import SmuError
+from smu import distributed
+from smu.errors import DistributedError, SmuError
 from smu.progress import Reporter
 
 
@@ -51,7 +53,7 @@ class RichReporter(Reporter):
         self.progress = progress
         self.task: Any = None
 
-    def start(self, label: str, total: int) -> None:
+    def start(self, label: str, total: int | None) -> None:
         self.task = self.progress.add_task(label, total=total, stats="")
 
     def update(self, advance: int = 0, **f: object) -> None:
@@ -64,6 +66,7 @@ class RichReporter(Reporter):
                     f"acc {f['acc']:.1f}%" if "acc" in f else "",
                     f"lr {f['lr']:.3g}" if "lr" in f else "",
                     f"{f['ips']:,.0f} img/s" if "ips" in f else "",
+                    str(f["status"]) if "status" in f else "",
                 ],
             )
         )
@@ -77,12 +80,15 @@ class RichReporter(Reporter):
     def note(self, message: str) -> None:
         self.progress.console.print(Text(message, style="dim"))
 
+    def bar(self) -> Reporter:
+        return RichReporter(self.progress)
+
 
 @contextmanager
 def reporting(quiet: bool) -> Iterator[Reporter]:
     """A Rich reporter when a person is watching stderr, else one that shows nothing."""
     console = err_console()
-    if quiet or not console.is_terminal:
+    if quiet or not console.is_terminal or not distributed.is_main():
         yield Reporter()
         return
     columns = [
@@ -117,6 +123,8 @@ def emit(
     render: Callable[[], RenderableType | list[RenderableType]],
 ) -> None:
     """Print the result: JSON, paths only, or tables (after any progress display has closed)."""
+    if not distributed.is_main():
+        return
     if as_json:
         print(json.dumps(jsonable(result), indent=None))
     elif quiet:
@@ -154,8 +162,12 @@ def fmt(v: Any) -> str:
 
 
 def show_error(err: SmuError) -> None:
-    """One line on stderr: what is wrong, and the next step."""
-    line = Text("Error: ", style="bold red")
+    """One line on stderr: what is wrong, and the next step. Under torchrun the other ranks meet the same
+    errors as rank 0 and leave them to it, except their own loss of contact with the rest."""
+    if not distributed.is_main() and not isinstance(err, DistributedError):
+        return
+    line = Text("" if distributed.is_main() else f"rank {distributed.rank()}: ")
+    line.append("Error: ", style="bold red")
     line.append(err.message)
     if err.hint:
         line.append(f"; {err.hint}")
@@ -164,6 +176,8 @@ def show_error(err: SmuError) -> None:
 
 def warn(message: str) -> None:
     """One line on stderr that something was skipped or is going away; the command goes on."""
+    if not distributed.is_main():
+        return
     line = Text("Warning: ", style="bold yellow")
     line.append(message)
     err_console().print(line)

@@ -14,7 +14,7 @@ SHAPES = [(1, 8), (1, 28), (3, 32)]
 
 # Conv layers a pruner sees: stem + 2 per block + projections / bottlenecks. A functional conv would
 # escape pruning, so the counts pin every conv down as an nn.Conv2d module.
-CONV_COUNTS = {"resnet18": 20, "resnet20": 19, "vgg16_bn": 13, "resnet50": 53, "cnn": 3}
+CONV_COUNTS = {"resnet18": 20, "resnet20": 19, "vgg16_bn": 13, "resnet50": 53, "cnn": 3, "cnn_gn": 3}
 
 HEADS = {arch: "net.fc" for arch in ARCHS} | {"vgg16_bn": "net.classifier"}
 
@@ -31,7 +31,7 @@ def make(arch: str, in_channels: int = 1, image_size: int = 8, num_classes: int 
 
 
 def test_the_registry_holds_exactly_the_documented_architectures():
-    assert list(ARCHS) == ["resnet18", "resnet20", "vgg16_bn", "resnet50", "cnn"]
+    assert list(ARCHS) == ["resnet18", "resnet20", "vgg16_bn", "resnet50", "cnn", "cnn_gn"]
     assert all(spec.summary and "\n" not in spec.summary for spec in ARCHS.values())
 
 

@@ -79,7 +79,7 @@ PRUNE = [
 
 
 def test_a_killed_imp_prune_resumes_from_its_checkpoint_to_byte_identical_models(tmp_path):
-    smu(*PRUNE, "--out", tmp_path / "whole")
+    in_process(*PRUNE, "--out", tmp_path / "whole")  # only the run to kill needs a process of its own
     epoch = kill_after_checkpoint(
         [*PRUNE, "--out", tmp_path / "cut"], tmp_path / "cut" / "round-2" / "checkpoint.safetensors"
     )
@@ -127,12 +127,12 @@ def test_a_killed_unlearning_run_resumes_from_its_checkpoint_to_the_same_model(
         "--no-eval",
         "-q",
     ]
-    smu(*args, "--out", tmp_path / "whole")
+    in_process(*args, "--out", tmp_path / "whole")  # only the run to kill needs a process of its own
     epoch = kill_after_checkpoint(
         [*args, "--out", tmp_path / "cut"], tmp_path / "cut" / "checkpoint.safetensors"
     )
     assert 1 <= epoch < epochs
-    smu(*args, "--out", tmp_path / "cut", "--resume")
+    in_process(*args, "--out", tmp_path / "cut", "--resume")
     result = json.loads((tmp_path / "cut" / "manifest.json").read_text())["result"]
     assert result["start_epoch"] == epoch and result["epochs_run"] == epochs - epoch
     fresh = json.loads((tmp_path / "whole" / "manifest.json").read_text())["result"]
@@ -194,8 +194,9 @@ def test_every_unlearning_method_gives_the_same_bytes_twice(trained, tmp_path, m
         "boundary-expand": ["--epochs", "1"],
         "none": [],
     }[method]
-    for run in ("a", "b"):
-        smu(
+    # One run in a fresh process, one in this one, after other tests: no state outside the command counts.
+    for run, runner in (("a", smu), ("b", in_process)):
+        runner(
             "unlearn",
             "--model",
             trained,

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from smu import artifacts
-from smu.auditing import REFERENCE, STATISTICS, AuditConfig, Subject, plan, resolve_audit_forget
+from smu.auditing import REFERENCE, STATISTICS, AuditConfig, Subject, command_plan, plan, resolve_audit_forget
 from smu.commands import common as c
 from smu.commands.evaluate import Forget, ForgetSeed
 from smu.commands.generate import config_options, method_options
@@ -20,7 +20,7 @@ from smu.engine import Reporter, resolve_device
 from smu.errors import UsageError
 from smu.evaluation.judges import SIDES
 from smu.options import flag_of
-from smu.steps import run_steps
+from smu.steps import Executor, Plan
 from smu.ui import table
 from smu.unlearning import METHODS, make_config
 
@@ -32,6 +32,8 @@ EPILOG = (
     "--models 8 --retrain-epochs 20 -o runs/audit   (the same folder: the retrained ensemble is reused)\n\n"
     "smu audit ... --method retrain --epochs 20   (what a perfect method scores at this N: read F against "
     "it)\n\n"
+    "smu audit ... --models 64 --executor ray --address auto -o /shared/runs/audit   (the members as Ray "
+    "tasks over a cluster)\n\n"
     "The reference ensemble retrains with retrain's options, spelled --retrain-epochs, --retrain-lr, ..."
 )
 
@@ -53,6 +55,7 @@ def audit(
     device: c.Device = "auto",
     amp: c.Amp = False,
     compile: c.Compile = False,
+    sync_bn: c.SyncBn = False,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -64,6 +67,10 @@ def audit(
         ),
     ] = None,
     force: c.Force = False,
+    executor: c.ExecutorName = "serial",
+    address: c.Address = None,
+    cpus_per_step: c.CpusPerStep = None,
+    gpus_per_step: c.GpusPerStep = None,
     reporter: Reporter | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -81,6 +88,8 @@ def audit(
     mine = {k: v for k, v in options.items() if k not in own and not k.startswith("retrain_")}
     cfg = make_config(method, mine)
     retrain_cfg = make_config(REFERENCE, retrain, where=lambda name: flag_of(f"retrain_{name}"))
+    runner = Executor(executor, address, cpus_per_step, gpus_per_step)
+    runner.check()
     dev = resolve_device(device)
     loaded = artifacts.load_model(model, dev)
     splits = loaded.load_splits(data, dev)
@@ -92,12 +101,13 @@ def audit(
             hint="choose another --out, or pass --force",
         )
     subject = Subject(loaded, splits, fs)
-    with c.run_folder(out, force=True, amp=amp, compile=compile) as folder:
+    with c.run_folder(out, force=True, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
         if not (folder / "forget.safetensors").is_file():
             fs.save(folder / "forget.safetensors")
+        identity = {"parent": loaded.sha256, "forget": fs.sha256}
         steps = plan(
             lambda: subject,
-            {"parent": loaded.sha256, "forget": fs.sha256},
+            identity,
             {method: cfg},
             retrain_cfg,
             audit_cfg,
@@ -105,7 +115,18 @@ def audit(
             keep_models=keep_models,
             reporter=reporter,
         )
-        done = run_steps(steps, reporter)
+        again = {  # what a Ray worker plans the same steps from; its subject loads on its own device
+            "model": str(model),
+            "data": None if data is None else str(data),
+            "device": device,
+            "identity": identity,
+            "methods": {method: cfg},
+            "retrain_cfg": retrain_cfg,
+            "audit": audit_cfg,
+            "out": str(folder),
+            "keep_models": keep_models,
+        }
+        done = runner.run(steps, Plan(command_plan, again, amp=amp, compile=compile), reporter)
         ran = sum(not skipped for _, _, skipped in done)
         result = done[-1][1] | {
             "out": str(folder),

@@ -103,6 +103,7 @@ def backdoor_cleanse(
     device: c.Device = "auto",
     amp: c.Amp = False,
     compile: c.Compile = False,
+    sync_bn: c.SyncBn = False,
     seed: c.Seed = 0,
     out: c.Out = None,
     force: c.Force = False,
@@ -163,7 +164,7 @@ def backdoor_cleanse(
         prefix=lambda cfg, name: "unlearn" if cfg is unlearn_cfg and name in TRAINING else "",
     )
     out = Path(out) if out else c.default_out("backdoor", splits.info.name, arch, method)
-    with c.run_folder(out, force=force, amp=amp, compile=compile) as folder:
+    with c.run_folder(out, force=force, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
         result = run_backdoor(
             splits,
             arch,

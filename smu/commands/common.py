@@ -58,6 +58,15 @@ Compile = Annotated[
         rich_help_panel="Run",
     ),
 ]
+SyncBn = Annotated[
+    bool,
+    typer.Option(
+        "--sync-bn",
+        help="Under torchrun on GPUs: BatchNorm normalises with the statistics of the global batch "
+        "(SyncBatchNorm), as one process would; without it each rank uses its own part's.",
+        rich_help_panel="Run",
+    ),
+]
 Seed = Annotated[
     int,
     typer.Option(
@@ -129,7 +138,7 @@ Arch = Annotated[
     typer.Option(
         "--arch",
         "-a",
-        help="resnet18 (the paper's), resnet20, vgg16_bn, resnet50 or cnn "
+        help="resnet18 (the paper's), resnet20, vgg16_bn, resnet50, cnn or cnn_gn "
         "(default: resnet18, or the model's).",
         rich_help_panel="Model",
     ),
@@ -147,6 +156,46 @@ Quiet = Annotated[
         "-q",
         help="Print only the paths written, one per line; no progress.",
         rich_help_panel="Output",
+    ),
+]
+
+# "\\[": Typer's help reads [...] as Rich markup, and would drop "[ray]".
+ExecutorName = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="serial: one step after another in this process; ray: every step as a Ray task once the steps "
+        "it needs are done, on a local Ray or the cluster at --address (pip install 'smu\\[ray]'). The run "
+        "folder must then be on a filesystem every Ray worker sees.",
+        rich_help_panel="Executor",
+    ),
+]
+Address = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="--executor ray: auto (the cluster `ray start` made on this machine), HOST:PORT, or "
+        "ray://HOST:PORT (Ray Client) (default: $RAY_ADDRESS, or a cluster running here, else a new local "
+        "Ray).",
+        rich_help_panel="Executor",
+    ),
+]
+CpusPerStep = Annotated[
+    float | None,
+    typer.Option(
+        "--cpus-per-step",
+        help="--executor ray: CPUs each step holds, and its torch threads (default: 1 where steps get a "
+        "GPU; else this machine's torch threads, so that the report equals a serial run here).",
+        rich_help_panel="Executor",
+    ),
+]
+GpusPerStep = Annotated[
+    float | None,
+    typer.Option(
+        "--gpus-per-step",
+        help="--executor ray: GPUs each step holds (default: 1 where the cluster has GPUs, else 0; 0.5 "
+        "puts two steps on a GPU).",
+        rich_help_panel="Executor",
     ),
 ]
 
@@ -168,7 +217,16 @@ def default_out(command: str, *parts: str) -> Path:
     return Path("runs") / "-".join([command, *[p for p in parts if p], stamp])
 
 
-OUTPUT_OPTIONS = ("out", "force", "resume", "reporter")
+OUTPUT_OPTIONS = (
+    "out",
+    "force",
+    "resume",
+    "reporter",
+    "executor",
+    "address",
+    "cpus_per_step",
+    "gpus_per_step",
+)
 
 
 def command_line(
@@ -208,9 +266,12 @@ def jsonable(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def versions(device: Any) -> dict[str, str]:
+def versions(device: Any) -> dict[str, Any]:
     import torch
 
+    from smu import distributed
+
+    ranks = {"ranks": distributed.world_size()} if distributed.active() else {}
     return {
         "smu": __version__,
         "torch": torch.__version__,
@@ -220,17 +281,20 @@ def versions(device: Any) -> dict[str, str]:
         "device_name": torch.cuda.get_device_name(device)
         if getattr(device, "type", "") == "cuda"
         else platform.processor() or platform.machine(),
+        **ranks,
     }
 
 
 @contextlib.contextmanager
-def run_folder(out: Path, *, force: bool, amp: bool = False, compile: bool = False) -> Iterator[Path]:
+def run_folder(
+    out: Path, *, force: bool, amp: bool = False, compile: bool = False, sync_bn: bool = False
+) -> Iterator[Path]:
     """The run folder (refused when it holds something, unless ``force``; removed again if this run made
-    it and failed), with the training runtime (--amp, --compile) set for everything inside."""
+    it and failed), with the training runtime (--amp, --compile, --sync-bn) set for everything inside."""
     from smu import artifacts
     from smu.engine import runtime
 
-    with artifacts.run_dir(out, force) as folder, runtime(amp, compile):
+    with runtime(amp, compile, sync_bn), artifacts.run_dir(out, force) as folder:
         yield folder
 
 

@@ -52,7 +52,9 @@ def import_(
     checkpoint: Annotated[Path, typer.Argument(help="A .pth / .pth.tar of the original research code.")],
     arch: Annotated[
         str,
-        typer.Option("--arch", "-a", help="Its architecture: resnet18, resnet20, vgg16_bn, resnet50 or cnn."),
+        typer.Option(
+            "--arch", "-a", help="Its architecture: resnet18, resnet20, vgg16_bn, resnet50, cnn or cnn_gn."
+        ),
     ],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="The dataset it was trained on.")],
     image_size: Annotated[

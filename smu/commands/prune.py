@@ -69,6 +69,7 @@ def prune(
     device: c.Device = "auto",
     amp: c.Amp = False,
     compile: c.Compile = False,
+    sync_bn: c.SyncBn = False,
     seed: c.Seed = 0,
     out: c.Out = None,
     force: c.Force = False,
@@ -115,7 +116,7 @@ def prune(
     own_values = {k: v for k, v in given.items() if k not in options}
     command = c.command_line("smu prune", own_values, train, cfg.options)
     out = Path(out) if out else c.default_out("prune", dataset, arch, cfg.method)
-    with c.run_folder(out, force=force or resume, amp=amp, compile=compile) as folder:
+    with c.run_folder(out, force=force or resume, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
         result = run_prune(
             splits,
             arch,

@@ -11,21 +11,23 @@ import typer
 import yaml
 from rich.text import Text
 
-from smu import artifacts
+from smu import artifacts, distributed
 from smu.commands import common as c
 from smu.commands.wrap import cli
 from smu.engine import Reporter, resolve_device
 from smu.errors import UsageError
 from smu.recipes import report
-from smu.recipes.config import load_recipe
+from smu.recipes.catalog import read_recipe
+from smu.recipes.config import parse_recipe
 from smu.recipes.runner import Planner, execute
-from smu.steps import is_done
+from smu.steps import Executor, is_done
 
 EPILOG = (
     "Examples:\n\n"
     "smu run quickstart\n\n"
     "smu run fashion-mnist/paper-table unlearn.ft.lr=0.02 seeds=[1,2] --dry-run\n\n"
     "smu run my-recipe.yaml --out runs/mine --json\n\n"
+    "smu run fashion-mnist/paper-table --executor ray --address auto --out /shared/runs/table\n\n"
     "smu recipes lists the shipped recipes; smu recipes NAME prints one to copy and edit."
 )
 
@@ -61,12 +63,23 @@ def run(
             help="Accepted for symmetry with prune and unlearn: a run always continues where it stopped.",
         ),
     ] = False,
+    executor: c.ExecutorName = "serial",
+    address: c.Address = None,
+    cpus_per_step: c.CpusPerStep = None,
+    gpus_per_step: c.GpusPerStep = None,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Run a recipe: train, prune, unlearn with every method, evaluate against retrain, report."""
     del resume  # always on: finished steps are skipped and an interrupted one resumes from its checkpoint
     overrides = list(overrides or [])
-    checked = load_recipe(recipe, overrides)  # every key, type and range, before any compute
+    label, text = read_recipe(recipe)
+    checked = parse_recipe(label, text, overrides)  # every key, type and range, before any compute
+    runner = Executor(executor, address, cpus_per_step, gpus_per_step)
+    runner.check()
+    if distributed.world_size() > 1:  # under torchrun: join the other ranks now, and check --sync-bn
+        resolve_device(checked.device)
+        if checked.sync_bn:
+            distributed.check_sync_bn()
     resolved = checked.to_dict()
     out = Path(out) if out else Path("runs") / Path(str(recipe)).stem
     if dry_run:
@@ -89,16 +102,22 @@ def run(
         artifacts.atomic_write(
             out / "recipe.yaml", (header + yaml.safe_dump(resolved, sort_keys=False)).encode()
         )
-        done = execute(checked, out, reporter)
+        done = execute(checked, out, reporter, executor=runner, source=(label, text, overrides))
     seconds = time.perf_counter() - start
     tables = report.build(done)
     ran = sum(not skipped for _, _, skipped in done)
-    v = c.versions(resolve_device(checked.device))
-    speed = "".join(f", {name}" for name in ("amp", "compile") if getattr(checked, name))
+    speed = "".join(f", {name}" for name in ("amp", "compile", "sync_bn") if getattr(checked, name))
+    if runner.name == "serial":
+        v = c.versions(resolve_device(checked.device))
+        machine = f"{v['device_name']} ({v['device']}{speed}), {v['platform']}, torch {v['torch']}"
+    else:  # the steps ran wherever Ray put them; each step's workers.json says where
+        v = c.versions("driver")
+        chosen = ((runner.cpus_per_step, "CPU"), (runner.gpus_per_step, "GPU"))
+        per_step = ", ".join(f"{n:g} {what}" for n, what in chosen if n is not None) or "default resources"
+        machine = f"Ray tasks ({per_step} per step{speed}), torch {v['torch']}"
     preamble = (
-        f"Command: `{command}`\n\nMachine: {v['device_name']} ({v['device']}{speed}), {v['platform']}, "
-        f"torch {v['torch']}; wall time {seconds / 60:.1f} min ({ran} of {len(done)} steps run, the rest "
-        "reused)\n"
+        f"Command: `{command}`\n\nMachine: {machine}; wall time {seconds / 60:.1f} min ({ran} of "
+        f"{len(done)} steps run, the rest reused)\n"
     )
     md_path = out / "report.md"
     artifacts.atomic_write(md_path, report.markdown(tables, preamble).encode())

@@ -54,6 +54,7 @@ def unlearn(
     device: c.Device = "auto",
     amp: c.Amp = False,
     compile: c.Compile = False,
+    sync_bn: c.SyncBn = False,
     seed: c.Seed = 0,
     out: c.Out = None,
     force: c.Force = False,
@@ -79,7 +80,7 @@ def unlearn(
     own_values = {k: v for k, v in given.items() if k not in options}
     command = c.command_line("smu unlearn", own_values, cfg)
     out = Path(out) if out else c.default_out("unlearn", loaded.dataset, loaded.arch, method)
-    with c.run_folder(out, force=force or resume, amp=amp, compile=compile) as folder:
+    with c.run_folder(out, force=force or resume, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
         result = run_unlearn(
             loaded,
             splits,

@@ -148,6 +148,14 @@ def errors_shown() -> Iterator[None]:
             raise
         show_error(e)
         raise typer.Exit(e.exit_code) from None
+    except RuntimeError as e:  # under torchrun: a collective failed because a rank died or timed out
+        from smu.distributed import lost
+
+        stopped = lost(e)
+        if stopped is None or os.environ.get("SMU_DEBUG") == "1":
+            raise
+        show_error(stopped)
+        raise typer.Exit(stopped.exit_code) from None
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         raise typer.Exit(130) from None

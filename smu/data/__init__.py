@@ -118,7 +118,10 @@ def load_splits(
     ``subset`` > 0 first draws that many training images at random (with ``seed``): the hold-out and
     every forget index then refer to them. The test set stays whole.
     """
-    raw = _read_cached(name, None if data_dir is None else str(data_dir))
+    from smu import distributed
+
+    with distributed.main_first():  # under torchrun, a download into a shared --data happens once
+        raw = _read_cached(name, None if data_dir is None else str(data_dir))
     kept = draw_subset(len(raw.train_y), subset, seed, raw.name)
     train_idx, val_idx = (kept[i] for i in holdout(raw.train_y[kept], val_fraction, seed))
     c, h, w = raw.train_x.shape[1:]

@@ -53,11 +53,18 @@ def batches(
     shuffle: bool = False,
     gen: torch.Generator | None = None,
     aug: Augment | None = None,
+    spread: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (images in [0, 1], labels); the last batch may be smaller."""
+    """Yield (images in [0, 1], labels); the last batch may be smaller. With ``spread``, under torchrun,
+    only this rank's batches (every world-th, in order): for a sum over the data that is then added up
+    over the ranks; it draws no random numbers, so it takes no ``shuffle`` or ``aug``."""
+    from smu import distributed
+
     n = len(data)
     order = torch.randperm(n, generator=gen) if shuffle else None
-    for start in range(0, n, batch_size):
+    rank, world = distributed.spread() if spread else (0, 1)
+    assert not (spread and (shuffle or aug)), "a spread pass must draw the same random numbers on every rank"
+    for start in range(rank * batch_size, n, world * batch_size):
         if order is None:
             x, y = data.x[start : start + batch_size], data.y[start : start + batch_size]
         else:

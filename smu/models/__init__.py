@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from smu.errors import UsageError
-from smu.models.cnn import cnn
+from smu.models.cnn import cnn, cnn_gn
 from smu.models.resnet import resnet18, resnet20, resnet50
 from smu.models.vgg import vgg16_bn
 from smu.registry import lookup
@@ -38,6 +38,7 @@ ARCHS: dict[str, Arch] = {
     "vgg16_bn": Arch(vgg16_bn, "VGG-16 with BatchNorm and one linear head (CIFAR variant); 14.7M"),
     "resnet50": Arch(resnet50, "torchvision's ImageNet ResNet-50 (7x7 stem, max-pool); 23.5M"),
     "cnn": Arch(cnn, "small 3-conv CNN, fast on a CPU; for tests and the digits recipes; 0.09M"),
+    "cnn_gn": Arch(cnn_gn, "the cnn with GroupNorm for BatchNorm: no batch statistics, for DDP; 0.09M"),
 }
 
 

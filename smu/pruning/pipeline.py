@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from smu import artifacts
+from smu import artifacts, distributed
 from smu import schema as S
 from smu.artifacts import LoadedModel, digest
 from smu.data import Splits, subset_meta
@@ -116,6 +116,7 @@ def run_prune(
     if method.at_init:
         rewind_state, start_epoch, parent = None, 0, ""
         mask = method.choose(model, mask, cfg.pruned_after_round(mask), ctx)
+        distributed.broadcast_(list(mask.tensors.values()))  # the same mask on every rank, to the bit
     else:
         rewind_state, dense, parent = dense_phase(
             model, splits, train, cfg, out, seed, aug, start, rewind_from, reporter, meta, resume
@@ -138,6 +139,7 @@ def run_prune(
         else:
             if not method.at_init:
                 mask = method.choose(model, mask, cfg.pruned_after_round(mask), ctx)
+                distributed.broadcast_(list(mask.tensors.values()))
                 model.load_state_dict(rewind_state)
             reporter.note(f"round {r}/{cfg.times}: {cfg.method} to sparsity {mask.sparsity():.4f}")
             checkpoint = Checkpoint(folder / "checkpoint.safetensors", f"{run_key}-round-{r}")

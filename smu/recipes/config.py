@@ -78,6 +78,9 @@ class Recipe:
     """bf16 autocast in training steps (as --amp)."""
     compile: bool = False
     """torch.compile for training steps (as --compile)."""
+    sync_bn: bool = False
+    """Under torchrun on GPUs: SyncBatchNorm in training steps (as --sync-bn). Like the number of ranks, it
+    is not part of a step's key."""
     seeds: list[int] = field(default_factory=lambda: [0])
     forget_seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -97,7 +100,12 @@ class Recipe:
 def load_recipe(name: str | Path, overrides: list[str] = ()) -> Recipe:
     """Read a recipe (a file, or a shipped recipe's name), apply ``key=value`` overrides, and check it all
     before returning."""
-    label, text = read_recipe(name)
+    return parse_recipe(*read_recipe(name), overrides)
+
+
+def parse_recipe(label: str, text: str, overrides: list[str] = ()) -> Recipe:
+    """:func:`load_recipe` of a recipe's text (what a Ray worker plans from: the text travels, files
+    need not)."""
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:

@@ -20,8 +20,8 @@ from smu.engine import Reporter, resolve_device, runtime
 from smu.pruning import METHODS as PRUNING
 from smu.pruning import PruneConfig
 from smu.pruning.pipeline import run_prune, train_models
-from smu.recipes.config import Recipe, method_config, prune_method_options, reference_method
-from smu.steps import Step, result_of, run_steps
+from smu.recipes.config import Recipe, method_config, parse_recipe, prune_method_options, reference_method
+from smu.steps import Executor, Plan, Step, result_of
 from smu.unlearning.pipeline import run_unlearn
 
 
@@ -38,12 +38,17 @@ class Planner:
 
     def __init__(self, recipe: Recipe, out: Path, reporter: Reporter):
         self.recipe, self.out, self.reporter = recipe, out, reporter
-        self.device = resolve_device(recipe.device)
         self.base = {
             k: v
             for k, v in recipe.to_dict().items()
             if k in ("dataset", "arch", "val_fraction", "train", "amp") or (k == "subset" and v)
         }  # subset only when set: the keys of runs from before it stay valid
+
+    @functools.cached_property
+    def device(self) -> Any:
+        # Resolved when a step runs, where it runs: a Ray driver without a GPU plans steps for workers
+        # with one.
+        return resolve_device(self.recipe.device)
 
     def steps(self) -> list[Step]:
         kinds = {"unlearn": self.unlearn_steps, "backdoor": self.backdoor_steps, "audit": self.audit_steps}
@@ -168,6 +173,7 @@ class Planner:
                                     "rate": rate,
                                     "method": method,
                                 },
+                                needs=(models.key,),
                             )
                         )
         return steps
@@ -196,7 +202,17 @@ class Planner:
                 resume=True,
             )
             return {
-                k: result[k] for k in ("model", "method", "rte_s", "metrics", "forget", "sparsity", "config")
+                k: result[k]
+                for k in (
+                    "model",
+                    "method",
+                    "rte_s",
+                    "metrics",
+                    "forget",
+                    "sparsity",
+                    "config",
+                    "start_epoch",
+                )
             }
 
         return run
@@ -224,6 +240,7 @@ class Planner:
                         self.out / f"seed-{seed}" / slug(scenario) / model_name(rate),
                         reporter=self.reporter,
                         tags=where,
+                        needs=(models.key,),
                     )
         return steps
 
@@ -276,6 +293,7 @@ class Planner:
                             key,
                             run,
                             {"kind": "cleanse", "seed": seed, "rate": rate, "method": method},
+                            needs=(models.key,),
                         )
                     )
         return steps
@@ -302,10 +320,29 @@ class Planner:
         return run
 
 
+def plan_recipe(label: str, text: str, overrides: list[str], out: str) -> list[Step]:
+    """The steps of a recipe given as text (a :class:`smu.steps.Plan`'s ``build``: what a Ray worker
+    plans from); parsed as the command parsed it, so the keys are the same."""
+    return Planner(parse_recipe(label, text, overrides), Path(out), Reporter()).steps()
+
+
 def execute(
-    recipe: Recipe, out: Path, reporter: Reporter | None = None
+    recipe: Recipe,
+    out: Path,
+    reporter: Reporter | None = None,
+    *,
+    executor: Executor | None = None,
+    source: tuple[str, str, list[str]] | None = None,
 ) -> list[tuple[Step, dict[str, Any], bool]]:
-    """Run every step of the recipe that is not done yet; return (step, result, skipped) for all."""
-    reporter = reporter or Reporter()
-    with runtime(recipe.amp, recipe.compile):
-        return run_steps(Planner(recipe, out, reporter).steps(), reporter)
+    """Run every step of the recipe that is not done yet; return (step, result, skipped) for all.
+
+    ``source``: the recipe's (label, text, overrides), which an executor other than serial needs to plan
+    the steps again in its workers."""
+    reporter, executor = reporter or Reporter(), executor or Executor()
+    plan = None
+    if source is not None:
+        label, text, overrides = source
+        kwargs = {"label": label, "text": text, "overrides": list(overrides), "out": str(out)}
+        plan = Plan(plan_recipe, kwargs, amp=recipe.amp, compile=recipe.compile)
+    with runtime(recipe.amp, recipe.compile, recipe.sync_bn):
+        return executor.run(Planner(recipe, out, reporter).steps(), plan, reporter)

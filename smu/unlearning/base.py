@@ -46,6 +46,9 @@ class UnlearnMethod:
     """Extras from :data:`NEEDS` the run must provide."""
     exact: bool = False
     """Exact unlearning (retrain): the reference every approximate method is measured against."""
+    ddp: str = ""
+    """How it runs under torchrun where that is more than data-parallel training (each rank trains on
+    its part of every global batch): a line shown at run time."""
 
     @property
     def trains(self) -> bool:

@@ -17,6 +17,9 @@ fed in directly), or all C in one batched backward (autograd's ``is_grads_batche
 form keeps a GPU busy; on a 2-core CPU it ran at 0.6–1.07× the research loop where the per-class
 form ran at 1.1–1.2× (docs/PERFORMANCE.md), so ``batched`` defaults to "not on a CPU". Both give
 the same numbers (tests/test_unlearning.py).
+
+Under torchrun the batches of F are split over the ranks and their sums added up; the noise is drawn
+from the same seed on every rank.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smu import distributed
 from smu.data import ImageSet
 from smu.data.batches import batches
 from smu.engine import fast_layout
@@ -54,9 +58,7 @@ def fisher_diagonal(
     batched = device.type != "cpu" if batched is None else batched
     with fast_layout(model, device) as layout:
         fisher = [torch.zeros_like(p) for p in params]  # in the layout the gradients will have
-        n_batches = 0
-        for x, _ in batches(data, batch_size):
-            n_batches += 1
+        for x, _ in batches(data, batch_size, spread=True):
             out = model(x.contiguous(memory_format=layout))
             prob = F.softmax(out.detach(), dim=1)
             classes = out.shape[1]
@@ -74,7 +76,10 @@ def fisher_diagonal(
                         out, params, grad_outputs=cotangents[y], retain_graph=y < classes - 1
                     )
                     torch._foreach_addcmul_(fisher, grads, grads, value=weight[y])
-    return {n: (f / max(n_batches, 1)).contiguous() for n, f in zip(names, fisher, strict=True)}
+    fisher = [f.contiguous() for f in fisher]
+    distributed.sum_(fisher)
+    n_batches = -(-len(data) // batch_size)
+    return {n: f / max(n_batches, 1) for n, f in zip(names, fisher, strict=True)}
 
 
 def noise_variance(
@@ -119,5 +124,9 @@ def fisher_forgetting(model: nn.Module, data: UnlearnData, cfg: FFConfig, ctx: C
 
 
 METHOD = UnlearnMethod(
-    "ff", "Fisher forgetting: noise scaled by the retain Fisher information", FFConfig, fisher_forgetting
+    "ff",
+    "Fisher forgetting: noise scaled by the retain Fisher information",
+    FFConfig,
+    fisher_forgetting,
+    ddp="the Fisher information's batches are split over the ranks and added up",
 )

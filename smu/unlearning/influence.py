@@ -12,6 +12,9 @@ One second-order step away from the forget set:
 Both updates move along o, and o stays a multiple of g₀, so k = v + c·g₀ and o = s·g₀ for scalars c
 and s. The recursion therefore needs only v·g_j and g₀·g_j for each sample: per-sample gradients
 come from ``torch.func`` (vmap over grad) in chunks, reduce to two dot products, and are dropped.
+
+Under torchrun the batches of g_f and g_r are split over the ranks and added up; the recursion, over
+``iu_samples`` samples only, runs on every rank.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from smu import distributed
 from smu.data import ImageSet
 from smu.data.batches import batches, to_float
 from smu.engine import fast_layout
@@ -42,17 +46,19 @@ class IUConfig(Checked):
 
 
 def gradient_sum(model: nn.Module, data: ImageSet, batch_size: int) -> dict[str, torch.Tensor]:
-    """Σ over samples of ∇ℓ(θ; x, y), with the model in eval mode."""
+    """Σ over samples of ∇ℓ(θ; x, y), with the model in eval mode (added up over the ranks)."""
     model.eval()
     params = {n: p for n, p in model.named_parameters()}
     device = next(iter(params.values())).device
     with fast_layout(model, device) as layout:
         total = {n: torch.zeros_like(p) for n, p in params.items()}
-        for x, y in batches(data, batch_size):
+        for x, y in batches(data, batch_size, spread=True):
             loss = F.cross_entropy(model(x.contiguous(memory_format=layout)), y, reduction="sum")
             grads = torch.autograd.grad(loss, list(params.values()))
             torch._foreach_add_(list(total.values()), grads)
-    return {n: t.contiguous() for n, t in total.items()}
+    total = {n: t.contiguous() for n, t in total.items()}
+    distributed.sum_(list(total.values()))
+    return total
 
 
 def per_sample_gradients(
@@ -115,5 +121,10 @@ def influence_unlearning(model: nn.Module, data: UnlearnData, cfg: IUConfig, ctx
 
 
 METHOD = UnlearnMethod(
-    "iu", "influence unlearning with a WoodFisher inverse Hessian", IUConfig, influence_unlearning
+    "iu",
+    "influence unlearning with a WoodFisher inverse Hessian",
+    IUConfig,
+    influence_unlearning,
+    ddp="the forget and retain gradient sums are split over the ranks; the WoodFisher recursion "
+    "runs on every rank",
 )

@@ -9,7 +9,8 @@ reshuffled the next epoch.
 
 Defaults are the official ResNet/CIFAR-10 setting (``MIA_experiments.ipynb``, cells 16 and 22):
 β = 0.9999, 5 epochs, SGD lr 0.01 with no momentum and no weight decay, retain batches of 32 and
-forget batches of 16.
+forget batches of 16. Under torchrun the retain batch is split over the ranks, and every rank adds
+the forget term of the whole forget batch (its gradient is then the same as one process's).
 """
 
 from __future__ import annotations
@@ -62,4 +63,6 @@ METHOD = UnlearnMethod(
     "NegGrad+: descend on retain batches, ascend on forget batches, in one loss",
     NegGradPlusConfig,
     neggrad_plus,
+    ddp="retain batches are split over the ranks; every rank computes the forget term on the whole "
+    "forget batch",
 )

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from smu import artifacts
+from smu import artifacts, distributed
 from smu import schema as S
 from smu.artifacts import LoadedModel, digest
 from smu.data import Splits
@@ -71,6 +71,8 @@ def run_unlearn(
         model_sha256=loaded.sha256,
     )
     device = next(model.parameters()).device
+    if spec.ddp and distributed.active():
+        ctx.reporter.note(f"{method} on {distributed.world_size()} ranks: {spec.ddp}")
     torch.manual_seed(seed)
     # RTE: the unlearning step alone; data is already in memory and evaluation comes after.
     synchronize(device)
@@ -78,6 +80,7 @@ def run_unlearn(
     model = spec.run(model, data, cfg, ctx)
     synchronize(device)
     rte = time.perf_counter() - start
+    distributed.broadcast_model(model)  # rank 0's result is the result, bit for bit, on every rank
     if not params_finite(model):
         raise DivergedError(
             f"{method} produced NaN or Inf weights",

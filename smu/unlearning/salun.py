@@ -12,7 +12,8 @@
    pruned weights also stay exactly 0.
 
 The mask is written beside the model as ``saliency.safetensors`` (kind ``saliency``: one uint8 0/1
-tensor per parameter) and can be reused with ``--saliency PATH``.
+tensor per parameter) and can be reused with ``--saliency PATH``. Under torchrun the saliency batches
+are split over the ranks and added up; the training is data-parallel as every method's.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smu import artifacts
+from smu import artifacts, distributed
 from smu import schema as S
 from smu.data import ImageSet
 from smu.data.batches import batches
@@ -50,9 +51,10 @@ def saliency_scores(model: nn.Module, forget: ImageSet, batch_size: int) -> dict
     model.eval()
     params = dict(model.named_parameters())
     total = {n: torch.zeros_like(p) for n, p in params.items()}
-    for x, y in batches(forget, batch_size):
+    for x, y in batches(forget, batch_size, spread=True):
         grads = torch.autograd.grad(F.cross_entropy(model(x), y), list(params.values()))
         torch._foreach_add_(list(total.values()), grads)
+    distributed.sum_(list(total.values()))
     return {n: t.abs_() for n, t in total.items()}
 
 
@@ -123,4 +125,10 @@ def salun(model: nn.Module, data: UnlearnData, cfg: SalUnConfig, ctx: Context) -
     return model
 
 
-METHOD = UnlearnMethod("salun", "random labels on the salient weights only (SalUn)", SalUnConfig, salun)
+METHOD = UnlearnMethod(
+    "salun",
+    "random labels on the salient weights only (SalUn)",
+    SalUnConfig,
+    salun,
+    ddp="the saliency batches are split over the ranks and added up; training is data-parallel",
+)

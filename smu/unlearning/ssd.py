@@ -8,7 +8,8 @@ then forget, as the official ``ConcatDataset``), in batches of 128 without augme
 far more important to the forget set than to all the data is dampened:
     where I_f > α · I_D:   θ ← min(λ · I_D / I_f, 1) · θ
 so a selected weight shrinks towards 0 and none grows. Defaults: α (``--selection``) = 10, λ
-(``--dampening``) = 1, the authors' CIFAR values.
+(``--dampening``) = 1, the authors' CIFAR values. Under torchrun the batches of each importance are
+split over the ranks and added up.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smu import distributed
 from smu.data import ImageSet
 from smu.data.batches import batches
 from smu.options import Checked, param
@@ -40,11 +42,11 @@ def importance(model: nn.Module, data: ImageSet, batch_size: int) -> dict[str, t
     model.eval()
     params = dict(model.named_parameters())
     total = {n: torch.zeros_like(p) for n, p in params.items()}
-    count = 0
-    for x, y in batches(data, batch_size):
+    for x, y in batches(data, batch_size, spread=True):
         grads = torch.autograd.grad(F.cross_entropy(model(x), y), list(params.values()))
         torch._foreach_addcmul_(list(total.values()), grads, grads)
-        count += 1
+    distributed.sum_(list(total.values()))
+    count = -(-len(data) // batch_size)
     return {n: t / max(count, 1) for n, t in total.items()}
 
 
@@ -73,5 +75,9 @@ def ssd(model: nn.Module, data: UnlearnData, cfg: SSDConfig, ctx: Context) -> nn
 
 
 METHOD = UnlearnMethod(
-    "ssd", "selective synaptic dampening: shrink the weights the forget set relies on most", SSDConfig, ssd
+    "ssd",
+    "selective synaptic dampening: shrink the weights the forget set relies on most",
+    SSDConfig,
+    ssd,
+    ddp="the importance batches are split over the ranks and added up",
 )
