@@ -25,6 +25,7 @@ API = {
     "unlearn": "smu.commands.unlearn",
     "evaluate": "smu.commands.evaluate",
     "audit": "smu.commands.audit",
+    "tune": "smu.commands.tune",
     "backdoor_cleanse": "smu.commands.backdoor",
     "run": "smu.commands.run",
     "demo": "smu.commands.run",

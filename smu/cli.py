@@ -40,6 +40,7 @@ COMMANDS = [
     Command("backdoor-cleanse", "smu.commands.backdoor", "backdoor_cleanse", "Pipeline", epilog="epilog"),
     Command("eval", "smu.commands.evaluate", "evaluate", "Pipeline"),
     Command("audit", "smu.commands.audit", "audit", "Pipeline", epilog="epilog"),
+    Command("tune", "smu.commands.tune", "tune", "Pipeline", epilog="epilog"),
     Command("run", "smu.commands.run", "run", "Recipes"),
     Command("demo", "smu.commands.run", "demo", "Recipes", build="demo_command", epilog=""),
     Command("recipes", "smu.commands.recipes", "recipes", "Recipes"),

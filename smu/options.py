@@ -29,10 +29,13 @@ def param(
     le: float | None = None,
     choices: Sequence[str] | None = None,
     flag: str | None = None,
+    tune: str | None = None,
 ) -> Any:
     """A dataclass field with a checked range (``gt`` > , ``ge`` >=, ``lt`` <, ``le`` <=) or a set of
-    ``choices``, and the CLI ``flag`` when it is not ``--field-name`` (e.g. ``--aug/--no-aug``)."""
+    ``choices``, the CLI ``flag`` when it is not ``--field-name`` (e.g. ``--aug/--no-aug``), and the
+    range ``smu tune`` searches by default, as ``LOW:HIGH`` or ``LOW:HIGH:log`` (:func:`parse_range`)."""
     meta = {"gt": gt, "ge": ge, "lt": lt, "le": le, "choices": tuple(choices) if choices else None}
+    meta |= {"tune": tune} if tune else {}
     meta = {k: v for k, v in meta.items() if v is not None} | ({"flag": flag} if flag else {})
     if isinstance(default, list | dict | set):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -159,3 +162,94 @@ def field_help(cls: type) -> dict[str, str]:
             ):
                 docs[stmt.target.id] = " ".join(nxt.value.value.split())
     return docs
+
+
+# ── Search spaces (smu tune) ────────────────────────────────────────────────────────────────────────
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+    """A range ``smu tune`` searches: [low, high], log-uniform when ``log``, whole numbers when
+    ``integer`` (the field is an int)."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.low:g}:{self.high:g}" + (":log" if self.log else "")
+
+
+def parse_range(text: str, integer: bool = False) -> Space:
+    """``LOW:HIGH`` or ``LOW:HIGH:log`` as a :class:`Space`; ValueError says what is wrong."""
+    parts = text.strip().split(":")
+    log = len(parts) == 3 and parts[2].strip().lower() == "log"
+    if len(parts) not in (2, 3) or (len(parts) == 3 and not log):
+        raise ValueError("is not LOW:HIGH or LOW:HIGH:log")
+    try:
+        low, high = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ValueError("needs numbers: LOW:HIGH or LOW:HIGH:log") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError("needs finite bounds")
+    if not low < high:
+        raise ValueError("is an empty range: LOW must be below HIGH")
+    if log and low <= 0:
+        raise ValueError("is log-uniform, so LOW must be > 0")
+    if integer and (low != int(low) or high != int(high)):
+        raise ValueError("needs whole numbers for an integer option")
+    return Space(low, high, log, integer)
+
+
+def tunable(cls: type) -> dict[str, Space]:
+    """The ranges a config class declares for ``smu tune`` (``param(..., tune=...)``), by field."""
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    return {
+        name: parse_range(meta["tune"], integer=hints[name] in (int, "int"))
+        for name, meta in declared(cls).items()
+        if "tune" in meta
+    }
+
+
+def search_space(cls: type, changes: Sequence[str] = (), fixed: Sequence[str] = ()) -> dict[str, Space]:
+    """The space to search: the declared ranges, narrowed or widened by ``changes`` (``name=LOW:HIGH[:log]``,
+    any numeric option of ``cls``), less the options in ``fixed`` (given a value by the user). Every
+    problem is a UsageError naming the option."""
+    from smu.registry import suggest
+
+    space = tunable(cls)
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    numeric = [n for n, t in hints.items() if t in (int, float, "int", "float")]
+    for change in changes:
+        name, sep, text = change.partition("=")
+        name = name.strip().lstrip("-").replace("-", "_")
+        if not sep:
+            raise UsageError(
+                f"--space {change!r} is not NAME=LOW:HIGH[:log]", hint="e.g. --space lr=1e-5:1e-1:log"
+            )
+        if name not in numeric:
+            close = suggest(name, numeric)
+            guess = f" (did you mean {close}?)" if close else ""
+            raise UsageError(
+                f"--space {change!r}: {name} is not a numeric option of this method{guess}",
+                hint=f"its numeric options: {', '.join(numeric)}",
+            )
+        try:
+            chosen = parse_range(text, integer=hints[name] in (int, "int"))
+        except ValueError as e:
+            raise UsageError(f"--space {change!r} {e}", hint="e.g. --space lr=1e-5:1e-1:log") from None
+        meta = declared(cls)[name]
+        if out_of_range(chosen.low, meta) or out_of_range(chosen.high, meta):
+            raise UsageError(
+                f"--space {change!r} leaves the range of {name}, which must be {requirement(meta)}"
+            )
+        space[name] = chosen
+    for name in fixed:
+        space.pop(name, None)
+    if not space:
+        raise UsageError(
+            "nothing to tune: the method declares no range and --space adds none (or every one is fixed)",
+            hint="add --space NAME=LOW:HIGH[:log]",
+        )
+    return space

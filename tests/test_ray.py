@@ -296,3 +296,27 @@ def test_smu_and_the_serial_executor_never_import_ray(tmp_path):
     proc = python(code, str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "False"
+
+
+def test_tuning_trials_run_on_ray_workers_against_one_study(local_ray, pruned_cnn, tmp_path):
+    optuna = pytest.importorskip("optuna")
+    out = tmp_path / "tune"
+    args = ["tune", "--model", pruned_cnn / "round-1" / "model.safetensors", "--forget", "class:3"]
+    args += ["--method", "ga", "--batch-size", "64", "--retrain-epochs", "2", "--space", "epochs=1:2"]
+    args += ["--trials", "4", "--no-prune", "--workers", "2", "--out", out, "--json"]
+    result = smu(*args, "--executor", "ray", "--cpus-per-step", "1")
+    assert result.exit_code == 0, result.output
+    tuned = json.loads(result.stdout)
+    assert tuned["steps"] == {"total": 5, "ran": 5}  # 2 references, 2 study workers, the held-out run
+    study = optuna.load_study(study_name=tuned["study_name"], storage=f"sqlite:///{out / 'study.db'}")
+    # Both workers ran as Ray tasks; the trials are theirs (one may find the study full when it starts).
+    tasks = [
+        json.loads((out / "ga" / "workers" / f"worker-{i}" / "workers.json").read_text()) for i in (0, 1)
+    ]
+    processes = {attempt["worker"] for attempts in tasks for attempt in attempts}
+    assert len(tasks) == 2 and not any(p.endswith(f":{os.getpid()}") for p in processes)
+    assert {t.user_attrs["worker"] for t in study.get_trials()} <= processes
+    assert 4 <= len(study.get_trials()) <= 5  # a worker may start one more while the other finishes
+    # without --executor ray, more than one worker is refused
+    refused = smu(*args[:-3], "--out", tmp_path / "no")
+    assert refused.exit_code == 2 and "--workers 2 needs --executor ray" in refused.stderr

@@ -13,7 +13,7 @@ from smu import artifacts
 from smu.auditing import REFERENCE, STATISTICS, AuditConfig, Subject, command_plan, plan, resolve_audit_forget
 from smu.commands import common as c
 from smu.commands.evaluate import Forget, ForgetSeed
-from smu.commands.generate import config_options, method_options
+from smu.commands.generate import config_options, method_options, retrain_options
 from smu.commands.unlearn import Method
 from smu.commands.wrap import cli
 from smu.engine import Reporter, resolve_device
@@ -204,14 +204,7 @@ def command(focus: str | None = None) -> Any:
     options = method_options(
         dict(METHODS), focus=focus, panel="Method options", trainer_panel="Training (methods that train)"
     )
-    reference = method_options(
-        {REFERENCE: METHODS[REFERENCE]},
-        focus=None,
-        panel="Reference",
-        trainer_panel="Reference: the retrained ensemble",
-        prefix="retrain",
-        clash={f.name for f in dataclasses.fields(METHODS[REFERENCE].config)},
-    )
+    reference = retrain_options("Reference: the retrained ensemble")
     generated = config_options(AuditConfig, panel="Audit") + options + reference
     return cli(audit, render=render, paths=lambda r: [r["artifact"]], generated=generated)
 

@@ -157,3 +157,19 @@ def focus_of(argv: list[str]) -> str | None:
         if word.startswith("--method="):
             return word.split("=", 1)[1]
     return None
+
+
+def retrain_options(trainer_panel: str) -> list[Generated]:
+    """The options of the retrained reference of ``smu audit`` and ``smu tune``: retrain's, spelled
+    --retrain-epochs, --retrain-lr, ..."""
+    from smu.unlearning import METHODS
+
+    reference = next(name for name, spec in METHODS.items() if spec.exact)
+    return method_options(
+        {reference: METHODS[reference]},
+        focus=None,
+        panel="Reference",
+        trainer_panel=trainer_panel,
+        prefix="retrain",
+        clash={f.name for f in dataclasses.fields(METHODS[reference].config)},
+    )

@@ -33,36 +33,38 @@ def unlearning_metrics(
     features: tuple[str, ...] = ("confidence",),
     privacy: bool = False,
     batch_size: int | None = None,
+    test: bool = True,
 ) -> dict:
-    """UA, RA, TA, validation accuracy and MIA of ``model``; the first feature gives MIA-Efficacy."""
+    """UA, RA, TA, validation accuracy and MIA of ``model``; the first feature gives MIA-Efficacy.
+
+    ``test=False`` (what ``smu tune`` scores trials with) never reads the test split: no TA, and the
+    validation split stands in for it as the attack's shadow non-members."""
     for name in features:
         lookup(FEATURES, name, "MIA feature")
     forget_set, retain = forget.forget(splits), forget.retain(splits)
-    test, val = forget.without_class(splits.test), forget.without_class(splits.val)
-    out = {
-        s: predict(model, d, batch_size)
-        for s, d in (("forget", forget_set), ("retain", retain), ("test", test), ("val", val))
-    }
+    sets = {"forget": forget_set, "retain": retain, "val": forget.without_class(splits.val)}
+    if test:
+        sets["test"] = forget.without_class(splits.test)
+    out = {s: predict(model, d, batch_size) for s, d in sets.items()}
     metrics = {
         "ua": 100.0 - acc(out["forget"], forget_set.y),
         "ra": acc(out["retain"], retain.y),
-        "ta": acc(out["test"], test.y),
-        "val_acc": acc(out["val"], val.y),
+        **({"ta": acc(out["test"], sets["test"].y)} if test else {}),
+        "val_acc": acc(out["val"], sets["val"].y),
         "forget_acc": acc(out["forget"], forget_set.y),
     }
-    # Shadow members: the first |test| retain samples (in index order); shadow non-members: the test set.
-    members = slice(0, len(test))
+    # Shadow members: the first |unseen| retain samples (in index order); shadow non-members: the test
+    # set (the validation set without it).
+    unseen = "test" if test else "val"
+    members = slice(0, len(sets[unseen]))
     mia = {}
     for name in features:
-        f = {
-            s: feature(name, out[s], d.y)
-            for s, d in (("forget", forget_set), ("retain", retain), ("test", test))
-        }
-        mia[name] = svc_attack(f["retain"][members], f["test"], target_out=f["forget"])
+        f = {s: feature(name, out[s], sets[s].y) for s in ("forget", "retain", unseen)}
+        mia[name] = svc_attack(f["retain"][members], f[unseen], target_out=f["forget"])
     metrics["mia_efficacy"] = mia[features[0]]
     metrics["mia"] = mia
     if privacy:
-        metrics["mia_privacy"] = mia_privacy(out, retain, test, features[0])
+        metrics["mia_privacy"] = mia_privacy(out["retain"], out[unseen], retain, sets[unseen], features[0])
     return metrics
 
 
@@ -86,15 +88,22 @@ def compare(
     return {"metrics": metrics, "reference": ref, "gap": None if ref is None else gap(metrics, ref)}
 
 
-def mia_privacy(out: dict[str, torch.Tensor], retain: ImageSet, test: ImageSet, name: str) -> float:
+def mia_privacy(
+    retain_out: torch.Tensor, test_out: torch.Tensor, retain: ImageSet, test: ImageSet, name: str
+) -> float:
     """Attack accuracy with half of retain/test as shadow and the other halves as targets."""
     n = min(len(retain), len(test)) // 2
-    r, t = feature(name, out["retain"], retain.y), feature(name, out["test"], test.y)
+    r, t = feature(name, retain_out, retain.y), feature(name, test_out, test.y)
     return svc_attack(r[:n], t[:n], target_in=r[n : 2 * n], target_out=t[n : 2 * n])
 
 
-def gap(metrics: dict, reference: dict) -> dict:
-    """Absolute difference per metric, and Avg. Gap = their mean over UA, MIA-Efficacy, RA and TA."""
-    g = {k: abs(metrics[k] - reference[k]) for k in GAP_METRICS}
-    g["avg"] = sum(g.values()) / len(GAP_METRICS)
+TUNING_METRICS = ("ua", "mia_efficacy", "ra", "val_acc")
+"""What ``smu tune`` scores a trial on: the Avg. Gap with validation accuracy in place of TA."""
+
+
+def gap(metrics: dict, reference: dict, over: tuple[str, ...] = GAP_METRICS) -> dict:
+    """Absolute difference per metric, and Avg. Gap = their mean over UA, MIA-Efficacy, RA and TA (or
+    the metrics ``over``)."""
+    g = {k: abs(metrics[k] - reference[k]) for k in over}
+    g["avg"] = sum(g.values()) / len(over)
     return g

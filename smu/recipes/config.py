@@ -59,6 +59,20 @@ class Report:
 
 
 @dataclass
+class TuneStep:
+    methods: list[str] = field(default_factory=list)
+    """Methods of ``unlearn:`` to tune with smu tune on every seed, scenario and model, then report on
+    their held-out draws in a table of their own. As with smu tune's options, a value a method has in
+    ``unlearn:`` is fixed unless ``tune.space`` names it."""
+    trials: int = 20
+    """Finished trials per study (as --trials)."""
+    space: dict[str, list[str]] = field(default_factory=dict)
+    """Per method, changes to its search space (as --space: NAME=LOW:HIGH or NAME=LOW:HIGH:log)."""
+    prune: bool = True
+    """Median pruning of trials that train (as --prune/--no-prune)."""
+
+
+@dataclass
 class Recipe:
     kind: str = "unlearn"
     """unlearn (the paper's main table), backdoor (the Trojan cleanse study) or audit (smu audit of every
@@ -89,6 +103,7 @@ class Recipe:
     unlearn: dict[str, dict[str, Any]] = field(default_factory=lambda: {"retrain": {}, "ft": {}})
     backdoor: BackdoorConfig = field(default_factory=BackdoorConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    tune: TuneStep = field(default_factory=lambda: TuneStep())
     report: Report = field(default_factory=Report)
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,7 +177,7 @@ def method_keys_aside(raw: dict[str, Any]) -> None:
 
 def check_values(recipe: Recipe, errors: list[str]) -> None:
     """Names and ranges, so a typo is caught before an hour of compute (after type errors too)."""
-    for check in (check_names, check_pruning, check_unlearn):
+    for check in (check_names, check_pruning, check_unlearn, check_tune):
         with contextlib.suppress(TypeError, ValueError, AttributeError):
             check(recipe, errors)  # a field with the wrong type is already reported
 
@@ -228,6 +243,44 @@ def check_unlearn(recipe: Recipe, errors: list[str]) -> None:
         errors.append("unlearn: the table measures every method against retrain; add unlearn.retrain")
     if recipe.kind == "audit" and reference_method(recipe.unlearn) is None:
         errors.append("unlearn: an audit's reference ensemble trains with unlearn.retrain's options; add it")
+
+
+def check_tune(recipe: Recipe, errors: list[str]) -> None:
+    tune = recipe.tune
+    if not tune.methods:
+        return
+    if recipe.kind != "unlearn":
+        errors.append(f"tune: tuning is part of kind: unlearn recipes, not {recipe.kind}")
+        return
+    if tune.trials < 1:
+        errors.append(f"tune.trials {tune.trials!r} must be >= 1")
+    for method in [*tune.methods, *(m for m in tune.space if m not in tune.methods)]:
+        if method not in recipe.unlearn or METHODS.get(method) is None or METHODS[method].exact:
+            errors.append(f"tune: {method!r} is not one of this recipe's approximate methods (unlearn:)")
+            continue
+        try:
+            tune_options(recipe, method)
+        except SmuError as e:
+            errors.append(f"tune.space.{method}: {e.message}")
+    try:
+        from smu.tuning import optuna_module
+
+        optuna_module()
+    except SmuError as e:
+        errors.append(f"tune: {e.message} ({e.hint})")
+
+
+def tune_options(recipe: Recipe, method: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(fixed options, search space) of a method the recipe tunes, as ``smu tune`` makes them: an option
+    with a value in ``unlearn:`` is fixed, unless ``tune.space`` names it; the method's declared ranges,
+    changed by ``tune.space``, are searched."""
+    from smu.options import search_space
+
+    changes = recipe.tune.space.get(method, [])
+    searched = {str(c).partition("=")[0].strip().replace("-", "_") for c in changes}
+    given = {str(k).replace("-", "_"): v for k, v in (recipe.unlearn[method] or {}).items()}
+    fixed = {k: v for k, v in given.items() if k not in searched}
+    return fixed, search_space(METHODS[method].config, changes, fixed=list(fixed))
 
 
 def method_config(recipe: Recipe, method: str) -> Any:

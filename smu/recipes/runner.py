@@ -20,7 +20,14 @@ from smu.engine import Reporter, resolve_device, runtime
 from smu.pruning import METHODS as PRUNING
 from smu.pruning import PruneConfig
 from smu.pruning.pipeline import run_prune, train_models
-from smu.recipes.config import Recipe, method_config, parse_recipe, prune_method_options, reference_method
+from smu.recipes.config import (
+    Recipe,
+    method_config,
+    parse_recipe,
+    prune_method_options,
+    reference_method,
+    tune_options,
+)
 from smu.steps import Executor, Plan, Step, result_of
 from smu.unlearning.pipeline import run_unlearn
 
@@ -176,6 +183,50 @@ class Planner:
                                 needs=(models.key,),
                             )
                         )
+                    steps += self.tune_steps(models, seed, scenario, rate, {s.key for s in steps})
+        return steps
+
+    def tune_steps(
+        self, models: Step, seed: int, scenario: str, rate: float, planned: set[str]
+    ) -> list[Step]:
+        """``smu tune`` of each method in ``tune.methods`` on this model and scenario, into one folder
+        whose references they share (each reference step is planned once)."""
+        from smu import tuning
+
+        r = self.recipe
+        if not r.tune.methods:
+            return []
+        subject = self.subject(models, scenario, rate)
+
+        @functools.cache
+        def heldout() -> tuning.Subject:
+            s = subject()
+            spec, forget_seed = tuning.heldout_forget(s.forget, s.splits, r.forget_seed)
+            return tuning.Subject(s.loaded, s.splits, resolve_forget(spec, s.splits, forget_seed))
+
+        where = {"seed": seed, "scenario": scenario, "rate": rate}
+        identity = {"models": models.key, "forget_seed": r.forget_seed, **where}
+        steps = []
+        for method in r.tune.methods:
+            fixed, space = tune_options(r, method)
+            for step in tuning.plan(
+                subject,
+                heldout,
+                identity,
+                method,
+                fixed,
+                space,
+                method_config(r, reference_method(r.unlearn)),
+                tuning.TuneConfig(trials=r.tune.trials, prune=r.tune.prune),
+                seed,
+                self.out / f"seed-{seed}" / slug(scenario) / model_name(rate) / "tune",
+                reporter=self.reporter,
+                needs=(models.key,),
+                tags={**where, "method": method},
+            ):
+                if step.key not in planned:
+                    planned.add(step.key)
+                    steps.append(step)
         return steps
 
     def unlearn_run(

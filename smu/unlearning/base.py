@@ -91,6 +91,8 @@ class Context:
     model, once the method has succeeded, so a failed run leaves none."""
     fits: list[FitResult] = field(default_factory=list)
     """What each training loop of the method did (where it started, how many epochs it ran)."""
+    on_epoch_end: Callable[[int, nn.Module], None] | None = None
+    """Called after every epoch of every training loop (``smu tune`` scores and prunes trials there)."""
 
     def train(
         self,
@@ -114,7 +116,7 @@ class Context:
             reporter=self.reporter,
             label=label,
             checkpoint=self.checkpoint,
-            **options,
+            **({"on_epoch_end": self.on_epoch_end} | options),
         )
         self.fits.append(result)
         return result

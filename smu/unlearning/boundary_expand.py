@@ -17,14 +17,15 @@ from torch import nn
 from smu.engine import Pass, TrainConfig
 from smu.masks import Mask
 from smu.models import classifier_layer
+from smu.options import param
 from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 
 
 @dataclass
 class BoundaryExpandConfig(TrainConfig):
-    epochs: int = 10
+    epochs: int = param(10, ge=1, tune="1:10")
     """Fine-tuning epochs on the forget set towards the shadow class."""
-    lr: float = 0.01
+    lr: float = param(0.01, gt=0, tune="1e-3:1e-1:log")
     """Initial learning rate (SGD)."""
 
 

@@ -24,9 +24,9 @@ from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 
 @dataclass
 class BoundaryShrinkConfig(TrainConfig):
-    epochs: int = 10
+    epochs: int = param(10, ge=1, tune="1:10")
     """Fine-tuning epochs on the forget set with the adversary's labels."""
-    lr: float = 0.01
+    lr: float = param(0.01, gt=0, tune="1e-3:1e-1:log")
     """Initial learning rate (SGD)."""
     bound: float = param(0.1, gt=0, le=1)
     """ε: the FGSM step, in pixel units of [0, 1] (the paper's 0.1)."""

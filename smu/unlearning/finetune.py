@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from torch import nn
 
 from smu.engine import TrainConfig
+from smu.options import param
 from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 
 
 @dataclass
 class FTConfig(TrainConfig):
-    epochs: int = 10
+    epochs: int = param(10, ge=1, tune="1:10")
     """Fine-tuning epochs on the retain set."""
-    lr: float = 0.01
+    lr: float = param(0.01, gt=0, tune="1e-3:1e-1:log")
     """Initial learning rate (SGD)."""
 
 

@@ -41,7 +41,7 @@ from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 
 @dataclass
 class FFConfig(Checked):
-    alpha: float = param(3e-8, gt=0)
+    alpha: float = param(3e-8, gt=0, tune="1e-10:1e-6:log")  # the authors found ~1e-9 to 1e-8
     """Noise scale α (the authors' CIFAR-10 runs use 3e-8)."""
     fisher_batch_size: int = param(32, ge=1)
     """Retain images per batch when estimating the Fisher information."""

@@ -13,14 +13,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from smu.engine import Batch, TrainConfig
+from smu.options import param
 from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 
 
 @dataclass
 class GAConfig(TrainConfig):
-    epochs: int = 5
+    epochs: int = param(5, ge=1, tune="1:10")
     """Passes over the forget set."""
-    lr: float = 1e-4
+    lr: float = param(1e-4, gt=0, tune="1e-5:1e-1:log")  # the range its authors advise searching
     """Learning rate (SGD)."""
 
 

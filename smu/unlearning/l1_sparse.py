@@ -25,9 +25,9 @@ from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 class L1SparseConfig(TrainConfig):
     epochs: int = 10
     """Fine-tuning epochs on the retain set."""
-    lr: float = 0.01
+    lr: float = param(0.01, gt=0, tune="1e-3:1e-1:log")
     """Initial learning rate (SGD)."""
-    alpha: float = param(5e-4, ge=0)
+    alpha: float = param(5e-4, ge=0, tune="1e-5:1e-2:log")
     """Initial ℓ1 strength γ₀; it decays linearly to 0 (the paper tunes it per setting)."""
     no_l1_epochs: int = param(0, ge=0)
     """Final epochs without the ℓ1 penalty."""

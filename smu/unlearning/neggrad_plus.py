@@ -30,7 +30,7 @@ from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 class NegGradPlusConfig(TrainConfig):
     epochs: int = 5
     """Passes over the retain set."""
-    lr: float = 0.01
+    lr: float = param(0.01, gt=0, tune="1e-3:1e-1:log")
     """Learning rate (SGD, constant)."""
     momentum: float = 0.0
     """SGD momentum (the official optimiser has none)."""
@@ -40,7 +40,7 @@ class NegGradPlusConfig(TrainConfig):
     """Retain images per step."""
     forget_batch_size: int = param(16, ge=1)
     """Forget images per step."""
-    beta: float = param(0.9999, ge=0, le=1)
+    beta: float = param(0.9999, ge=0, le=1, tune="0.5:1")
     """β: the weight of the retain loss; 1 − β weighs the forget loss that is ascended."""
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from smu import artifacts, distributed
 from smu import schema as S
@@ -37,6 +39,7 @@ def run_unlearn(
     features: tuple[str, ...] = ("confidence",),
     command: str = "",
     resume: bool = False,
+    on_epoch_end: Callable[[int, nn.Module], None] | None = None,
 ) -> dict[str, Any]:
     """Unlearn ``forget_set`` from ``loaded`` with ``method``; write the model and return the result.
 
@@ -69,6 +72,7 @@ def run_unlearn(
         original=frozen_copy(model) if "original" in spec.needs else None,
         model_meta=loaded.meta,
         model_sha256=loaded.sha256,
+        on_epoch_end=on_epoch_end,
     )
     device = next(model.parameters()).device
     if spec.ddp and distributed.active():

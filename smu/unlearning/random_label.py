@@ -17,14 +17,15 @@ from torch import nn
 
 from smu.data import ImageSet
 from smu.engine import Pass, TrainConfig
+from smu.options import param
 from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 
 
 @dataclass
 class RLConfig(TrainConfig):
-    epochs: int = 10
+    epochs: int = param(10, ge=1, tune="1:10")
     """Epochs, each a pass over the forget set with random labels and one over the retain set."""
-    lr: float = 0.013
+    lr: float = param(0.013, gt=0, tune="1e-3:1e-1:log")
     """Initial learning rate (SGD; the SalUn authors' CIFAR-10 value)."""
     rl_mix: bool = False
     """Shuffle the relabelled forget set into the retain set as one pass (the authors' choice for

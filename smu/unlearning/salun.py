@@ -38,7 +38,7 @@ from smu.unlearning.random_label import RLConfig, rl_passes
 
 @dataclass
 class SalUnConfig(RLConfig):
-    saliency_ratio: float = param(0.5, gt=0, le=1)
+    saliency_ratio: float = param(0.5, gt=0, le=1, tune="0.1:0.9")
     """Fraction of all weights that may change: those with the largest forget-loss gradient (the
     authors' 0.5)."""
     saliency: str | None = None

@@ -31,7 +31,7 @@ from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 class SCRUBConfig(TrainConfig):
     epochs: int = 3
     """Epochs E: each a max-step on the forget set (while e ≤ max_steps), then a min-step on retain."""
-    lr: float = 5e-4
+    lr: float = param(5e-4, gt=0, tune="1e-4:1e-2:log")
     """Learning rate (SGD)."""
     decreasing_lr: tuple[int, ...] = (3, 5, 9)
     """Epochs after which the learning rate is multiplied by 0.1 (the official lr_decay_epochs)."""
@@ -43,7 +43,7 @@ class SCRUBConfig(TrainConfig):
     """Epochs that begin with a max-step on the forget set (msteps)."""
     temperature: float = param(4.0, gt=0)
     """Distillation temperature T."""
-    alpha: float = param(0.001, ge=0)
+    alpha: float = param(0.001, ge=0, tune="1e-4:1e-1:log")
     """Weight α of the teacher distance d in the min-step."""
     gamma: float = param(0.99, ge=0)
     """Weight γ of the cross-entropy in the min-step."""

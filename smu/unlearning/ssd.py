@@ -29,9 +29,9 @@ from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 
 @dataclass
 class SSDConfig(Checked):
-    selection: float = param(10.0, gt=0)
+    selection: float = param(10.0, gt=0, tune="1:100:log")
     """α: a weight is dampened where its forget importance exceeds α times its importance on all data."""
-    dampening: float = param(1.0, gt=0)
+    dampening: float = param(1.0, gt=0, tune="0.1:10:log")
     """λ: a selected weight is multiplied by min(λ · I_D / I_f, 1)."""
     batch_size: int = param(128, ge=1)
     """Images per batch when estimating the importances."""
