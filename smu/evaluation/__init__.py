@@ -54,7 +54,7 @@ def unlearning_metrics(
         "forget_acc": acc(out["forget"], forget_set.y),
     }
     # Shadow members: the first |unseen| retain samples (in index order); shadow non-members: the test
-    # set (the validation set without it).
+    # set (the validation set with test=False).
     unseen = "test" if test else "val"
     members = slice(0, len(sets[unseen]))
     mia = {}
