@@ -216,18 +216,23 @@ def open_study(folder: Path, name: str) -> tuple[Any, Any]:
     optuna = optuna_module()
     import sqlalchemy.exc
 
+    path = (folder / "study.db").resolve()
     for attempt in range(5):
         try:
-            storage = optuna.storages.RDBStorage(f"sqlite:///{(folder / 'study.db').resolve()}")
+            storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
             study = optuna.create_study(
                 storage=storage, study_name=name, direction="minimize", load_if_exists=True
             )
             return study, storage
-        except sqlalchemy.exc.SQLAlchemyError:
-            if attempt == 4:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            if attempt < 4:
+                time.sleep(0.2 * (attempt + 1))
+        except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ValueError):  # not a study smu can read
+            break
+    raise UsageError(
+        f"{str(path)!r} is not an Optuna study database smu can open",
+        hint="move it away, or tune into another --out",
+    )
 
 
 def run_study(

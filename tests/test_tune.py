@@ -345,3 +345,14 @@ def test_the_held_out_draw_is_the_next_class_or_the_next_seed(digits):
     assert heldout_forget(resolve_forget("class:3", digits), digits, 0) == ("class:4", 0)
     assert heldout_forget(resolve_forget("class:9:20", digits), digits, 5) == ("class:0:20", 5)
     assert heldout_forget(resolve_forget("random:10%", digits, 2), digits, 2) == ("random:10%", 3)
+
+
+def test_a_broken_study_database_is_one_line(pruned_cnn, tmp_path):
+    out = tmp_path / "t"
+    out.mkdir()
+    (out / "study.db").write_text("\x1b[31mnot a database\n")
+    model = pruned_cnn / "round-1" / "model.safetensors"
+    result = smu("tune", "--model", model, *TUNE, "--trials", "1", "--out", out)
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and "is not an Optuna study database smu can open" in line
