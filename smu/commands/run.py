@@ -104,7 +104,7 @@ def run(
         )
         done = execute(checked, out, reporter, executor=runner, source=(label, text, overrides))
     seconds = time.perf_counter() - start
-    tables = report.build(done)
+    tables, claims, models = report.build(done), report.claims(done), report.models_table(done)
     ran = sum(not skipped for _, _, skipped in done)
     speed = "".join(f", {name}" for name in ("amp", "compile", "sync_bn") if getattr(checked, name))
     if runner.name == "serial":
@@ -120,10 +120,12 @@ def run(
         f"{len(done)} steps run, the rest reused)\n"
     )
     md_path = out / "report.md"
-    artifacts.atomic_write(md_path, report.markdown(tables, preamble).encode())
+    artifacts.atomic_write(md_path, report.markdown(tables, preamble, claims, models).encode())
     result = {
         "out": str(out),
         "report": tables,
+        "claims": claims,
+        "models": models,
         "markdown": str(md_path),
         "wall_s": seconds,
         "steps": {"total": len(done), "ran": ran, "skipped": len(done) - ran},
@@ -143,7 +145,12 @@ def demo(
 
 def render(result: dict) -> list:
     if not result.get("dry_run"):
-        return report.rich_tables(result["report"])
+        tables = result["report"] + ([result["models"]] if result["models"]["rows"] else [])
+        return [
+            *report.rich_tables(tables),
+            *report.gap_bars(result["report"]),
+            *report.rich_claims(result["claims"]),
+        ]
     lines = [
         yaml.safe_dump(result["recipe"], sort_keys=False).rstrip(),
         f"\n# {len(result['steps'])} steps into {result['out']}:",

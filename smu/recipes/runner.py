@@ -16,7 +16,7 @@ from smu.artifacts import digest
 from smu.backdoor import Attack
 from smu.data import Splits, load_splits
 from smu.data.forget import resolve_forget
-from smu.engine import Reporter, resolve_device, runtime
+from smu.engine import Reporter, accuracy, resolve_device, runtime
 from smu.pruning import METHODS as PRUNING
 from smu.pruning import PruneConfig
 from smu.pruning.pipeline import run_prune, train_models
@@ -86,7 +86,8 @@ class Planner:
             splits = attack().poisoned if attack else self.splits(seed)
             meta = attack().meta() if attack else None
             if PRUNING[r.prune.method].iterative:
-                return self.imp_models(splits, folder, seed)
+                result = self.imp_models(splits, folder, seed)
+                return result | {"accuracy": model_accuracy(result["models"], splits, self.device)}
             models = train_models(  # resume: an interrupted step continues from its checkpoints
                 splits,
                 r.arch,
@@ -104,7 +105,8 @@ class Planner:
                 extra_meta=meta,
                 resume=True,
             )
-            return {"models": {f"{rate:g}": str(path) for rate, path in models}}
+            paths = {f"{rate:g}": str(path) for rate, path in models}
+            return {"models": paths, "accuracy": model_accuracy(paths, splits, self.device)}
 
         title = (
             f"seed {seed}: train dense, prune to {', '.join(f'{x:g}' for x in r.prune.rates) or 'nothing'}"
@@ -139,7 +141,9 @@ class Planner:
         for rate in r.prune.rates:
             best = min(result["rounds"], key=lambda rd: abs(rd["sparsity"] - rate))
             models[f"{rate:g}"] = best["model"]
-        return {"models": models}
+        rounds = [{"sparsity": 0.0, "test_acc": result["dense"]["test_acc"]}]
+        rounds += [{"sparsity": rd["sparsity"], "test_acc": rd["test_acc"]} for rd in result["rounds"]]
+        return {"models": models, "rounds": rounds}
 
     def unlearn_steps(self) -> list[Step]:
         r = self.recipe
@@ -369,6 +373,21 @@ class Planner:
             )
 
         return run
+
+
+def model_accuracy(models: dict[str, str], splits: Splits, device: Any) -> dict[str, dict[str, float]]:
+    """Per model: its sparsity and its accuracy on the training split (un-augmented: how much of it the
+    model fits), the validation and the test split."""
+    measured = {}
+    for rate, path in models.items():
+        loaded = artifacts.load_model(path, device)
+        measured[rate] = {
+            "sparsity": loaded.mask.sparsity() if loaded.mask is not None else 0.0,
+            "train_acc": accuracy(loaded.model, splits.train),
+            "val_acc": accuracy(loaded.model, splits.val),
+            "test_acc": accuracy(loaded.model, splits.test),
+        }
+    return measured
 
 
 def plan_recipe(label: str, text: str, overrides: list[str], out: str) -> list[Step]:
