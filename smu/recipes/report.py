@@ -180,7 +180,7 @@ def models_table(done: Done) -> dict[str, Any]:
                 cells[float(rate)][key].append(measured[key] * (100 if key == "sparsity" else 1))
         rounds += [{"seed": step.tags["seed"], **rd} for rd in result.get("rounds", [])]
     rows = [
-        {"method": model_name(rate), "cells": {"": {k: mean_std(v) for k, v in cell.items()}}}
+        {"method": model_name(rate), "rate": rate, "cells": {"": {k: mean_std(v) for k, v in cell.items()}}}
         for rate, cell in sorted(cells.items())
     ]
     return {
