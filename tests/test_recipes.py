@@ -99,6 +99,8 @@ def test_every_mistake_is_reported_at_once_with_the_nearest_key(tmp_path):
         ("- a list", "not a mapping"),
         ("unlearn: {ft: {}}", "add unlearn.retrain"),
         ("prune: {rates: [1.5]}", "outside (0, 1)"),
+        ("prune: {rates: [0.5, 0.8, 0.5]}", "prune.rates: 0.5 given more than once"),
+        ("prune: {method: imp, rates: [0.9, 0.895]}", "0.9 and 0.895 both take IMP round 10"),
         ("kind: audit\nunlearn: {ga: {}}", "an audit's reference ensemble trains with unlearn.retrain's"),
         ("kind: audit\naudit: {models: 1}", "audit.models 1 must be >= 2"),
         ("kind: audit\naudit: {statistic: los}", "audit.statistic 'los' must be one of logit, loss"),
@@ -135,7 +137,8 @@ def test_a_run_reports_the_paper_table_and_a_second_run_reuses_every_step(tmp_pa
     cell = table["rows"][1]["cells"]["dense"]
     assert cell["rte_min"]["mean"] == pytest.approx(ft_dense["result"]["rte_s"] / 60)
     assert cell["ua"]["mean"] == ft_dense["result"]["metrics"]["ua"]
-    assert (tmp_path / "run" / "report.md").read_text().count("| ft |") == 1
+    tables, claims = (tmp_path / "run" / "report.md").read_text().split("### does sparsity close the gap?")
+    assert tables.count("| ft |") == 1 and claims.count("| ft | sparse-0.8 |") == 1  # wide: a row a method
     assert "kind: unlearn" in (tmp_path / "run" / "recipe.yaml").read_text()
     again = json.loads(smu("run", recipe, "--out", tmp_path / "run", "--json").stdout)
     assert again["steps"] == {"total": 7, "ran": 0, "skipped": 7} and again["report"] == out["report"]
@@ -172,8 +175,9 @@ unlearn:
     result = smu("run", write(tmp_path, text), "--out", tmp_path / "run", "--json")
     assert result.exit_code == 0, result.output
     table = json.loads(result.stdout)["report"][0]
-    assert [row["method"] for row in table["rows"]] == ["dense, ft", "sparse-0.5, ft"]
-    cells = table["rows"][0]["cells"][""]
+    assert [row["method"] for row in table["rows"]] == ["ft"] and table["groups"] == ["dense", "sparse-0.5"]
+    assert table["kind"] == "backdoor" and table["rates"] == [0.0, 0.5]
+    cells = table["rows"][0]["cells"]["dense"]
     assert cells["asr_before"]["mean"] > 50 and cells["asr_after"]["mean"] < cells["asr_before"]["mean"]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,9 +215,25 @@ def check_pruning(recipe: Recipe, errors: list[str]) -> None:
             errors.append(f"prune: rate {r!r} is outside (0, 1)")
     if prune.scope not in ("conv", "all"):
         errors.append(unknown("prune.scope", prune.scope, ("conv", "all")))
+    twice = sorted({r for r in prune.rates if prune.rates.count(r) > 1})
+    if twice:
+        errors.append(f"prune.rates: {', '.join(f'{r:g}' for r in twice)} given more than once")
     spec = PRUNING.get(prune.method)
     if spec is None:
         return
+    if spec.iterative and 0 < prune.imp_rate < 1 and all(0 < r < 1 for r in prune.rates):
+        # Each rate takes the IMP round whose sparsity 1 - (1 - imp_rate)^k is closest to it.
+        rounds = math.ceil(math.log(1 - max(prune.rates, default=0.5)) / math.log(1 - prune.imp_rate))
+        sparsity = [1 - (1 - prune.imp_rate) ** k for k in range(1, max(rounds, 1) + 1)]
+        taken: dict[int, float] = {}
+        for r in prune.rates:
+            k = min(range(len(sparsity)), key=lambda i, r=r: abs(sparsity[i] - r))
+            if k in taken and taken[k] != r:
+                errors.append(
+                    f"prune.rates: {taken[k]:g} and {r:g} both take IMP round {k + 1} (sparsity "
+                    f"{sparsity[k]:.3f}); drop one, or lower prune.imp_rate for finer rounds"
+                )
+            taken[k] = r
     if recipe.kind == "backdoor" and spec.iterative:
         errors.append(
             f"prune.method: the Trojan study prunes each rate once from one dense model "
