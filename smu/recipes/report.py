@@ -332,9 +332,9 @@ BAR = 32
 """Width of the longest bar of the terminal chart, in characters."""
 
 
-def gap_bars(tables: list[dict[str, Any]]) -> list[Table]:
-    """The headline figure in the terminal: per scenario, each method's Avg. Gap on each model as a bar
-    (mean over seeds, ± std), so a remote shell shows the shape without opening a picture."""
+def gap_charts(tables: list[dict[str, Any]]) -> list[tuple[str, list[list[str]]]]:
+    """The headline figure as text: per scenario, each approximate method's Avg. Gap on each model as a
+    bar (mean over seeds, ± std), scaled to the largest; as (title, [method, model, bar, value] rows)."""
     charts = []
     for t in tables:
         if t.get("kind") != "unlearn":
@@ -349,28 +349,39 @@ def gap_bars(tables: list[dict[str, Any]]) -> list[Table]:
         if not bars:
             continue
         top = max(stats["mean"] for _, _, stats in bars) or 1.0
-        chart = Table(
-            title=f"Avg. Gap to retrain, forget {t['scenario']} (shorter is closer)",
-            title_justify="left",
-            box=None,
-            show_header=False,
-            pad_edge=False,
-        )
+        rows = [
+            [
+                method if i == 0 or method != bars[i - 1][0] else "",
+                group,
+                bar(stats["mean"] / top * BAR),
+                fmt(stats),
+            ]
+            for i, (method, group, stats) in enumerate(bars)
+        ]
+        charts.append((f"Avg. Gap to retrain, forget {t['scenario']} (shorter is closer)", rows))
+    return charts
+
+
+def gap_bars(tables: list[dict[str, Any]]) -> list[Table]:
+    """The headline chart in the terminal, so a remote shell shows the shape without opening a picture."""
+    shown = []
+    for title, rows in gap_charts(tables):
+        chart = Table(title=title, title_justify="left", box=None, show_header=False, pad_edge=False)
         chart.add_column("Method")
         chart.add_column("Model")
         chart.add_column("Bar", width=BAR + 1, no_wrap=True)
         chart.add_column("Avg. Gap", justify="right")
-        previous = None
-        for method, group, stats in bars:
-            chart.add_row(
-                method if method != previous else "",
-                group,
-                bar(stats["mean"] / top * BAR),
-                fmt(stats, "avg_gap"),
-            )
-            previous = method
-        charts.append(chart)
-    return charts
+        for row in rows:
+            chart.add_row(*row)
+        shown.append(chart)
+    return shown
+
+
+def text_chart(title: str, rows: list[list[str]]) -> list[str]:
+    """The same chart for report.md, as a fenced block of aligned text."""
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    lines = [f"{m:<{widths[0]}}  {g:<{widths[1]}}  {b:<{BAR}}  {v}".rstrip() for m, g, b, v in rows]
+    return [f"### {title}", "", "```", *lines, "```", ""]
 
 
 def bar(length: float) -> str:
@@ -452,6 +463,8 @@ def markdown(
                 f"| {method} | {group} | " + " | ".join(cells) + " |" for method, group, cells in rows_of(t)
             ]
         lines.append("")
+    for title, rows in gap_charts(tables):
+        lines += text_chart(title, rows)
     for scenario in dict.fromkeys(c["scenario"] for c in claims or []):
         lines += [
             f"### {claims_title(scenario)}",
