@@ -1,6 +1,6 @@
-"""Where an Avg. Gap comes from: its four terms (the absolute ΔUA, ΔMIA-Efficacy, ΔRA, ΔTA to retrain of the same
-seed and model), mean over seeds, per scenario, method and model; and how much retrain itself moves from
-seed to seed (the std of its metrics), the noise floor any gap is measured against.
+"""Where an Avg. Gap comes from: its four terms (absolute ΔUA, ΔMIA-Efficacy, ΔRA, ΔTA to retrain of the
+same seed and model), mean over seeds, per scenario, method and model; and how much retrain itself moves
+from seed to seed (the std of its metrics), the noise floor any gap is measured against.
 
     python bench/gap_terms.py runs/memorise [--markdown]
 
