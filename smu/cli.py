@@ -44,6 +44,7 @@ COMMANDS = [
     Command("run", "smu.commands.run", "run", "Recipes"),
     Command("demo", "smu.commands.run", "demo", "Recipes", build="demo_command", epilog=""),
     Command("recipes", "smu.commands.recipes", "recipes", "Recipes"),
+    Command("plot", "smu.commands.plot", "plot", "Recipes"),
     Command(
         "inspect", "smu.commands.inspect_import", "inspect", "Artifacts", build="inspect_command", epilog=""
     ),

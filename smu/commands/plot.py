@@ -1,0 +1,62 @@
+"""`smu plot`: the figures of a recipe run, as PNG and SVG with the data beside them (:mod:`smu.plotting`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from smu.commands import common as c
+from smu.commands.wrap import cli
+from smu.errors import UsageError
+from smu.progress import Reporter
+from smu.ui import table
+
+# "\\[": Typer's help reads [...] as Rich markup, and would drop "[plot]".
+EPILOG = (
+    "Examples:\n\n"
+    "smu plot runs/quickstart   (into runs/quickstart/figures)\n\n"
+    "smu plot runs/table --format svg --out paper/figures\n\n"
+    "smu plot runs/table -q | xargs -n1 echo\n\n"
+    "Needs matplotlib: pip install 'smu\\[plot]'. Each figure's NAME.json holds exactly the numbers drawn."
+)
+FORMATS = {"png": ("png",), "svg": ("svg",), "both": ("png", "svg")}
+
+
+def plot(
+    run_dir: Annotated[
+        Path, typer.Argument(help="The folder smu run wrote (its --out).", show_default=False)
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for the figures (default: RUN_DIR/figures)."),
+    ] = None,
+    format: Annotated[str, typer.Option("--format", help="png, svg or both.")] = "both",
+    force: c.Force = False,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    """Draw a recipe run's figures: Avg. Gap per method and model, the metrics against sparsity, the
+    trained models, the Trojan cleanse, the audit's per-example ε.
+
+    Returns what ``--json`` prints: {"figures": [{"name", "title", "files", "data"}], "out"}.
+    """
+    del reporter  # drawing takes seconds: no progress to show
+    if format not in FORMATS:
+        raise UsageError(f"--format {format!r} is not png, svg or both", hint="choose one of them")
+    from smu.plotting import plot_run
+
+    return plot_run(run_dir, out, FORMATS[format], force=force)
+
+
+def render(result: dict[str, Any]) -> Any:
+    rows = [[f["name"], f["title"], "\n".join(f["files"] + [f["data"]])] for f in result["figures"]]
+    return table(f"{len(rows)} figures in {result['out']}", ["Figure", "What it shows", "Files"], rows)
+
+
+def paths(result: dict[str, Any]) -> list[str]:
+    return [path for f in result["figures"] for path in f["files"]]
+
+
+def command(focus: str | None = None) -> Any:
+    return cli(plot, render=render, paths=paths)

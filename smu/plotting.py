@@ -1,0 +1,529 @@
+"""Figures of a recipe run (``smu plot``), drawn with matplotlib, an optional extra (``smu[plot]``).
+
+Each figure is first built as data — panels of bars or lines, every series with its mean, std and n
+over seeds — which is written beside the picture as ``<name>.json``; the picture is then drawn from
+that data alone, so the JSON holds exactly what is plotted and anyone can redraw it. Every picture
+says where it came from (the run's command and folder) in a footer and in the file's metadata, and the
+same run gives the same SVG bytes. Nothing is written until every figure has been drawn.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from smu import artifacts
+from smu.errors import ArtifactError, UsageError
+from smu.ui import jsonable
+
+INSTALL = "pip install 'smu[plot]'"
+FORMATS = ("png", "svg")
+DPI = 150
+SALT = "smu"
+"""svg.hashsalt: the SVG's element ids, hence its bytes, depend on the drawing alone."""
+TABLE_KEYS = ("kind", "title", "scenario", "groups", "rates", "columns", "rows")
+
+
+def matplotlib_module() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        raise UsageError("smu plot needs matplotlib, which is not installed", hint=INSTALL) from None
+    return matplotlib
+
+
+def plot_run(
+    run_dir: Path, out: Path | None = None, formats: tuple[str, ...] = FORMATS, force: bool = False
+) -> dict[str, Any]:
+    """Draw the figures of the run in ``run_dir`` (the folder ``smu run`` wrote) into ``out`` (default
+    ``run_dir/figures``), each as every format of ``formats`` with its data as JSON; only the figures
+    whose data the run has. Returns {"figures": [{"name", "title", "files", "data"}], "out"}."""
+    run_dir = Path(run_dir)
+    if not formats or set(formats) - set(FORMATS):
+        raise UsageError(
+            f"figure formats {list(formats)!r}: smu plot draws png and svg", hint="choose from them"
+        )
+    report = load_report(run_dir)
+    out = Path(out) if out is not None else run_dir / "figures"
+    if out.is_dir() and any(out.iterdir()) and not any(is_ours(p) for p in out.glob("*.json")) and not force:
+        raise UsageError(
+            f"--out {str(out)!r} is not empty and holds no figures of smu plot",
+            hint="choose another --out, or pass --force",
+        )
+    matplotlib_module()
+    recipe = read_recipe(run_dir)
+    source = {"command": recipe["command"], "run": str(run_dir.resolve())}
+    specs = figures(report, run_dir, recipe["resolved"])
+    drawn = [(spec | source, render(spec | source, formats)) for spec in specs]
+    shown = []
+    for spec, images in drawn:  # every figure drawn before the first file is written
+        files = []
+        for fmt, data in images.items():
+            artifacts.atomic_write(out / f"{spec['name']}.{fmt}", data)
+            files.append(str(out / f"{spec['name']}.{fmt}"))
+        artifacts.write_json(out / f"{spec['name']}.json", jsonable(spec))  # NaN and ∞ as null
+        shown.append(
+            {
+                "name": spec["name"],
+                "title": spec["title"],
+                "files": files,
+                "data": str(out / f"{spec['name']}.json"),
+            }
+        )
+    return {"figures": shown, "out": str(out)}
+
+
+def load_report(run_dir: Path) -> dict[str, Any]:
+    """report.json of a run folder, checked to hold what the figures need."""
+    path = run_dir / "report.json"
+    if not run_dir.is_dir():
+        raise UsageError(
+            f"run folder {str(run_dir)!r} does not exist", hint="give the --out folder of smu run"
+        )
+    if not path.is_file():
+        raise UsageError(
+            f"{str(run_dir)!r} holds no report.json",
+            hint="give the --out folder of a finished smu run (run it again to finish it)",
+        )
+    refresh = f"refresh it with: smu run {run_dir / 'recipe.yaml'} --out {run_dir} (it reruns no step)"
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{str(path)!r} is not JSON ({e})", hint=refresh) from None
+    if not current(report):
+        raise ArtifactError(
+            f"{str(path)!r} was written by an older smu and lacks what smu plot draws", hint=refresh
+        )
+    return report
+
+
+def current(report: Any) -> bool:
+    """Does report.json have the tables' kinds and rates, the claims and the models table?"""
+    if not isinstance(report, dict) or not all(k in report for k in ("report", "claims", "models")):
+        return False
+    tables, models = report["report"], report["models"]
+    return (
+        isinstance(tables, list)
+        and all(isinstance(t, dict) and all(k in t for k in TABLE_KEYS) for t in tables)
+        and isinstance(models, dict)
+        and models.get("kind") == "models"
+        and isinstance(models.get("rows"), list)
+    )
+
+
+def read_recipe(run_dir: Path) -> dict[str, Any]:
+    """The command that made the run (recipe.yaml's first line) and the resolved recipe."""
+    try:
+        text = (run_dir / "recipe.yaml").read_text(encoding="utf-8")
+        resolved = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        text, resolved = "", None
+    first = text.splitlines()[0] if text else ""
+    command = (
+        first.removeprefix("# ")
+        if first.startswith("# smu ")
+        else "smu run (command unknown: no recipe.yaml)"
+    )
+    return {"command": command, "resolved": resolved if isinstance(resolved, dict) else {}}
+
+
+def is_ours(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("kind") == "figure"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return False
+
+
+# ── Drawing: a figure's data to PNG and SVG bytes ────────────────────────────────────────────────
+
+
+def render(spec: dict[str, Any], formats: tuple[str, ...]) -> dict[str, bytes]:
+    """The figure ``spec`` (title, panels, command, run) in each format, as bytes. Each format is drawn
+    on a figure of its own: a layout computed for one format shifts the next by rounding, and the SVG's
+    ids hash those positions, so its bytes would depend on whether a PNG was drawn first."""
+    matplotlib = matplotlib_module()
+    provenance = {
+        "Title": spec["title"],
+        "Description": f"{spec['title']}. Drawn by smu plot; the data is in {spec['name']}.json",
+        "Source": f"{spec['command']} (run folder {spec['run']})",
+    }
+    images = {}
+    with matplotlib.rc_context({"svg.hashsalt": SALT, "font.size": 9}):
+        for fmt in formats:
+            buffer = io.BytesIO()
+            meta = provenance if fmt == "png" else provenance | {"Date": None}
+            figure(spec).savefig(buffer, format=fmt, metadata=meta)
+            images[fmt] = buffer.getvalue()
+    return images
+
+
+def figure(spec: dict[str, Any]) -> Any:
+    """A matplotlib Figure of the spec: its panels in a grid, one legend, the title, and the footer."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # no pyplot: no global backend switched, no figure left open
+
+    panels = spec["panels"]
+    cols = min(len(panels), spec.get("columns", 3))
+    rows = math.ceil(len(panels) / cols)
+    width, height = max(spec.get("width", 4.3) * cols, 6.0), 3.3 * rows + 1.0
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, panel in zip(axes, panels, strict=False):
+        (draw_bars if panel["kind"] == "bars" else draw_lines)(ax, panel)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    labels = [[s["label"] for s in p["series"]] for p in panels]
+    if len(panels) > 1 and all(ls == labels[0] for ls in labels):  # the same series: one legend
+        handles, names = axes[0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="outside right center", fontsize=8)  # clear of the title
+    else:
+        for ax in axes[: len(panels)]:
+            ax.legend(fontsize=8)
+    fig.suptitle("\n".join(textwrap.wrap(spec["title"], int(width * 10))), fontsize=11)
+    footer = textwrap.wrap(f"{spec['command']}  ·  run folder {spec['run']}", int(width * 18))
+    # A figure-wide x label is what constrained layout keeps clear of the axes: the footer.
+    fig.supxlabel("\n".join(footer), x=0.005, ha="left", fontsize=6.5, color="0.35")
+    return fig
+
+
+def nan(values: list[float | None]) -> list[float]:
+    return [math.nan if v is None else v for v in values]
+
+
+def draw_bars(ax: Any, panel: dict[str, Any]) -> None:
+    """Grouped bars: one group per category of ``x``, one bar per series, error bars where n > 1."""
+    series, categories = panel["series"], panel["x"]
+    width = 0.8 / len(series)
+    for i, s in enumerate(series):
+        positions = [k - 0.4 + width * (i + 0.5) for k in range(len(categories))]
+        ax.bar(positions, nan(s["y"]), width, label=s["label"], color=s.get("color", f"C{i}"))
+        errors = [(p, y, e) for p, y, e in zip(positions, s["y"], s["err"], strict=True) if e is not None]
+        if errors:
+            p, y, e = zip(*errors, strict=True)
+            ax.errorbar(p, y, yerr=e, fmt="none", ecolor="0.15", elinewidth=1, capsize=3)
+        if panel.get("values"):  # each bar's mean written above it, clear of its error bar
+            for p, y, e in zip(positions, s["y"], s["err"], strict=True):
+                if y is not None:
+                    top = y + (e or 0) if y >= 0 else y - (e or 0)
+                    ax.annotate(
+                        f"{y:.2f}",
+                        (p, top),
+                        xytext=(0, 2 if y >= 0 else -2),
+                        textcoords="offset points",
+                        ha="center",
+                        va="bottom" if y >= 0 else "top",
+                        fontsize=7,
+                    )
+    tilted = (
+        {"rotation": panel["rotation"], "ha": "right", "rotation_mode": "anchor"}
+        if "rotation" in panel
+        else {}
+    )
+    ax.set_xticks(range(len(categories)), categories, **tilted)
+    decorate(ax, panel)
+
+
+def draw_lines(ax: Any, panel: dict[str, Any]) -> None:
+    """One line per series over its own ``x``, error bars where n > 1."""
+    for i, s in enumerate(panel["series"]):
+        color = s.get("color", f"C{i}")
+        ax.plot(s["x"], nan(s["y"]), marker="o", ms=4, label=s["label"], color=color, ls=s.get("ls", "-"))
+        errors = [(x, y, e) for x, y, e in zip(s["x"], s["y"], s["err"], strict=True) if e is not None]
+        if errors:
+            x, y, e = zip(*errors, strict=True)
+            ax.errorbar(x, y, yerr=e, fmt="none", ecolor=color, elinewidth=1, capsize=3)
+    if "ticks" in panel:
+        ax.set_xticks(panel["ticks"], [f"{t:g}" for t in panel["ticks"]])
+    decorate(ax, panel)
+
+
+def decorate(ax: Any, panel: dict[str, Any]) -> None:
+    ax.set_title(panel.get("title", ""), fontsize=9)
+    ax.set_xlabel(panel.get("x_label", ""))
+    ax.set_ylabel(panel.get("y_label", ""))
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
+# ── The figures' data, from the run's tables ─────────────────────────────────────────────────────
+
+
+def figures(report: dict[str, Any], run_dir: Path, recipe: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every figure the run has data for, as {"kind": "figure", "name", "title", "panels", ...}."""
+    specs = []
+    for t in report["report"]:
+        if t["kind"] == "unlearn":
+            specs += [avg_gap_figure(t), metrics_figure(t, "metrics", "The metrics")]
+        elif t["kind"] == "audit":
+            specs.append(metrics_figure(t, "audit", "The audit's judges"))
+            specs += epsilon_figures(t, run_dir, recipe)
+        elif t["kind"] == "backdoor":
+            specs.append(backdoor_figure(t))
+    specs.append(models_figure(report["models"]))
+    return [{"kind": "figure", **s} for s in specs if s is not None]
+
+
+def series(cells: list[dict[str, Any] | None]) -> dict[str, list[Any]]:
+    """Mean, std (None where one seed: no error bar) and n of the cells, None where a cell is missing."""
+    found = [c if c and c.get("n") else None for c in cells]
+    return {
+        "y": [c["mean"] if c else None for c in found],
+        "err": [c["std"] if c and c["n"] > 1 else None for c in found],
+        "n": [c["n"] if c else 0 for c in found],
+    }
+
+
+def reference_of(t: dict[str, Any]) -> str | None:
+    from smu.recipes.config import reference_method
+
+    return reference_method([row["method"] for row in t["rows"]])
+
+
+def slug(text: str, name: bool = False) -> str:
+    """The run's folder name of a scenario (``random-10-``), or, trimmed, a figure's (``random-10``)."""
+    from smu.recipes.runner import slug
+
+    return slug(text).strip("-") if name else slug(text)
+
+
+def avg_gap_figure(t: dict[str, Any]) -> dict[str, Any] | None:
+    """The paper's headline: per approximate method, a bar per model (dense, each sparsity)."""
+    exact = reference_of(t)
+    rows = [row for row in t["rows"] if row["method"] != exact]
+    bars = [
+        {"label": group, "rate": rate, **series([row["cells"].get(group, {}).get("avg_gap") for row in rows])}
+        for group, rate in zip(t["groups"], t["rates"], strict=True)
+    ]
+    if not any(n for s in bars for n in s["n"]):
+        return None
+    panel = {
+        "kind": "bars",
+        "x": [row["method"] for row in rows],
+        "x_label": "method",
+        "y_label": f"Avg. Gap to {exact} (points)",
+        "series": bars,
+        "values": True,
+    }
+    title = (
+        f"Avg. Gap to {exact} at the same sparsity, forget {t['scenario']} "
+        "(lower is closer; mean ± std over seeds)"
+    )
+    return {
+        "name": f"avg-gap-{slug(t['scenario'], name=True)}",
+        "title": title,
+        "panels": [panel],
+        "width": 1.1 * len(rows) + 2,
+    }
+
+
+def metrics_figure(t: dict[str, Any], prefix: str, what: str) -> dict[str, Any]:
+    """Each column of the table against sparsity, a line per method (the reference included)."""
+    order = sorted(range(len(t["rates"])), key=lambda i: t["rates"][i])
+    x = [100 * t["rates"][i] for i in order]
+    groups = [t["groups"][i] for i in order]
+    exact = reference_of(t)
+    panels = [
+        {
+            "kind": "lines",
+            "title": label,
+            "x_label": "sparsity (%)",
+            "y_label": label,
+            "ticks": x,
+            "series": [
+                {
+                    "label": row["method"],
+                    "x": x,
+                    **series([row["cells"].get(g, {}).get(key) for g in groups]),
+                    **({"color": "black", "ls": "--"} if row["method"] == exact else {}),
+                }
+                for row in t["rows"]
+            ],
+        }
+        for label, key in t["columns"]
+    ]
+    dashed = f"; {exact} dashed" if exact else ""
+    title = f"{what} against sparsity, forget {t['scenario']} (mean ± std over seeds{dashed})"
+    return {
+        "name": f"{prefix}-{slug(t['scenario'], name=True)}",
+        "title": title,
+        "panels": panels,
+        "columns": 3 if len(panels) <= 6 else 4,
+    }
+
+
+def backdoor_figure(t: dict[str, Any]) -> dict[str, Any]:
+    """SA and ASR against sparsity: the Trojan model before cleansing, and after each method."""
+    order = sorted(range(len(t["rates"])), key=lambda i: t["rates"][i])
+    x = [100 * t["rates"][i] for i in order]
+    groups = [t["groups"][i] for i in order]
+
+    def lines(key: str) -> list[dict[str, Any]]:
+        first = t["rows"][0]  # before cleansing is the same model whichever method cleanses it
+        before = {
+            "label": "before cleansing",
+            "x": x,
+            **series([first["cells"].get(g, {}).get(f"{key}_before") for g in groups]),
+        }
+        after = [
+            {
+                "label": f"after {row['method']}",
+                "x": x,
+                **series([row["cells"].get(g, {}).get(f"{key}_after") for g in groups]),
+            }
+            for row in t["rows"]
+        ]
+        return [before | {"color": "black", "ls": "--"}, *after]
+
+    panels = [
+        {
+            "kind": "lines",
+            "title": title,
+            "x_label": "sparsity (%)",
+            "y_label": f"{key.upper()} (%)",
+            "ticks": x,
+            "series": lines(key),
+        }
+        for key, title in (
+            ("sa", "SA: accuracy on clean test images"),
+            ("asr", "ASR: triggered images sent to the target"),
+        )
+    ]
+    title = "Trojan cleanse against sparsity: clean accuracy (SA) and attack success (ASR), before and after"
+    return {"name": "backdoor", "title": title, "panels": panels}
+
+
+def models_figure(models: dict[str, Any]) -> dict[str, Any] | None:
+    """The trained models' accuracies against their sparsity; IMP's test accuracy per round and seed."""
+    rows = sorted(models["rows"], key=lambda row: row["cells"][""]["sparsity"]["mean"])
+    if not rows:
+        return None
+    x = [row["cells"][""]["sparsity"]["mean"] for row in rows]
+    rounds: dict[Any, list[dict[str, Any]]] = {}
+    for rd in models.get("rounds", []):
+        rounds.setdefault(rd["seed"], []).append(rd)
+    panels = [
+        {
+            "kind": "lines",
+            "title": "the models the methods start from" if rounds else "",
+            "x_label": "sparsity (%)",
+            "y_label": "accuracy (%)",
+            "series": [
+                {"label": label, "x": x, **series([row["cells"][""].get(key) for row in rows])}
+                for label, key in (("train", "train_acc"), ("validation", "val_acc"), ("test", "test_acc"))
+            ],
+        }
+    ]
+    if rounds:
+        panels.append(
+            {
+                "kind": "lines",
+                "title": "IMP: every round",
+                "x_label": "sparsity (%)",
+                "y_label": "test accuracy (%)",
+                "series": [
+                    {
+                        "label": f"seed {seed}",
+                        "x": [100 * rd["sparsity"] for rd in found],
+                        "y": [rd["test_acc"] for rd in found],
+                        "err": [None] * len(found),
+                        "n": [1] * len(found),
+                    }
+                    for seed, found in rounds.items()
+                ],
+            }
+        )
+    title = "The trained models: accuracy against sparsity (mean ± std over seeds)" + (
+        "; IMP's test accuracy per round" if rounds else ""
+    )
+    return {"name": "models", "title": title, "panels": panels, "width": 5.0}
+
+
+BIN_LABELS = [f"{0.5 * k:g}–{0.5 * (k + 1):g}" for k in range(12)] + ["≥ 6"]
+"""The competition's bins of ε (n_s = 1 … 13, H_s = 2 / 2^n_s): ε < 0.5 counts as forgotten, ε ≥ 6 (∞
+too) as not."""
+
+
+def epsilon_figures(t: dict[str, Any], run_dir: Path, recipe: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per model of an audit table: the histogram of per-example ε of each method's verdict beside
+    retrain's own (what a perfect method scores at this N), pooled over the seeds."""
+    import numpy as np
+
+    from smu.evaluation.judges import BIN_EDGES
+
+    audit = recipe.get("audit") or {}
+    verdict = f"{audit.get('statistic', 'logit')}-{audit.get('thresholds', 'both')}"
+    seeds = recipe.get("seeds") or sorted(int(p.name.removeprefix("seed-")) for p in run_dir.glob("seed-*"))
+    exact = reference_of(t)
+    found = []
+    for group in t["groups"]:
+        histograms = {}
+        for row in t["rows"]:
+            paths = [
+                run_dir
+                / f"seed-{seed}"
+                / slug(t["scenario"])
+                / group
+                / row["method"]
+                / verdict
+                / "audit.safetensors"
+                for seed in seeds
+            ]
+            eps = [artifacts.read_tensors(p)["epsilon"].double().numpy() for p in paths if p.is_file()]
+            if eps:
+                bins = np.digitize(np.concatenate(eps), BIN_EDGES)
+                counts = [int((bins == k).sum()) for k in range(1, 14)]
+                quality = float((2.0 / 2.0**bins).mean())
+                histograms[row["method"]] = {
+                    "label": f"{row['method']} (F = {quality:.3g})",
+                    "y": [100 * c / len(bins) for c in counts],
+                    "err": [None] * 13,
+                    "n": [len(eps)] * 13,
+                    "count": counts,
+                    "examples": len(bins),
+                    "forgetting_quality": quality,
+                }
+        if not histograms:
+            continue
+        ceiling = [histograms[exact] | {"color": "0.6"}] if exact in histograms else []
+        panels = [
+            {
+                "kind": "bars",
+                "title": f"{method} vs {exact}" if ceiling else method,
+                "x": BIN_LABELS,
+                "x_label": "ε",
+                "y_label": "forget examples (%)",
+                "rotation": 60,
+                "series": [*ceiling, histograms[method] | {"color": "C3"}],
+            }
+            for method in histograms
+            if method != exact
+        ] or [
+            {
+                "kind": "bars",
+                "title": exact,
+                "x": BIN_LABELS,
+                "x_label": "ε",
+                "y_label": "forget examples (%)",
+                "rotation": 60,
+                "series": ceiling,
+            }
+        ]
+        title = (
+            f"Audit, forget {t['scenario']}, {group}: per-example ε ({verdict}; pooled over {len(seeds)} "
+            f"seed{'s' if len(seeds) > 1 else ''}); {exact}'s own verdict is what a perfect method scores"
+        )
+        found.append(
+            {
+                "name": f"audit-epsilon-{slug(t['scenario'], name=True)}-{group}",
+                "title": title,
+                "panels": panels,
+            }
+        )
+    return found

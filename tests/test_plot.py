@@ -1,0 +1,305 @@
+import importlib.util
+import json
+import re
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from smu import artifacts
+from smu.cli import app
+from smu.commands.run import run
+from smu.engine import Reporter
+from smu.evaluation.judges import forgetting_quality
+
+# matplotlib is an optional extra (smu[plot]); the test of its absence runs either way.
+needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="smu[plot]")
+runner = CliRunner()
+TINY = [
+    "seeds=[0,1]",
+    "subset=300",
+    "train.epochs=2",
+    "prune.rewind_epoch=1",
+    "unlearn.retrain.epochs=2",
+    "unlearn.ft.epochs=1",
+    "unlearn.ga.epochs=1",
+    "unlearn.l1-sparse.epochs=1",
+]
+DC = "{http://purl.org/dc/elements/1.1/}"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """A real quickstart run over two seeds, cut down to seconds, and its figures."""
+    from smu.plotting import plot_run
+
+    folder = tmp_path_factory.mktemp("quick") / "run"
+    report = run("quickstart", overrides=TINY, out=folder, reporter=Reporter())
+    return folder, report, plot_run(folder)
+
+
+def read(figure):
+    """The data a figure was drawn from, as written beside it."""
+    return json.loads(Path(figure["data"]).read_text())
+
+
+def by_name(result):
+    return {f["name"]: f for f in result["figures"]}
+
+
+def smu(*args):
+    return runner.invoke(app, ["plot", *map(str, args)])
+
+
+@needs_matplotlib
+def test_a_run_gets_its_figures_as_png_svg_and_the_data_drawn(quick):
+    import matplotlib.image
+
+    folder, _, result = quick
+    assert result["out"] == str(folder / "figures")
+    figures = by_name(result)
+    assert set(figures) == {"avg-gap-class-3", "metrics-class-3", "models"}  # no backdoor, audit or IMP
+    for figure in figures.values():
+        png, svg = (Path(f) for f in figure["files"])
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        data = read(figure)
+        image = matplotlib.image.imread(png)
+        panels = len(data["panels"])
+        assert image.ndim == 3 and image.shape[2] == 4 and image.shape[1] >= 900 and image.shape[0] >= 600
+        root = ET.parse(svg).getroot()
+        assert root.tag.endswith("svg") and root.find(f".//{DC}title").text == figure["title"]
+        assert data["title"] == figure["title"] and data["name"] == figure["name"] and panels >= 1
+    assert "Avg. Gap to retrain" in figures["avg-gap-class-3"]["title"]
+    assert "forget class:3" in figures["metrics-class-3"]["title"]
+
+
+@needs_matplotlib
+def test_the_bars_are_the_reports_avg_gap_means_with_the_std_over_seeds(quick):
+    _, report, result = quick
+    [panel] = read(by_name(result)["avg-gap-class-3"])["panels"]
+    table = report["report"][0]
+    rows = [row for row in table["rows"] if row["method"] != "retrain"]
+    assert panel["x"] == ["ft", "ga", "l1-sparse"]
+    assert [s["label"] for s in panel["series"]] == table["groups"] == ["dense", "sparse-0.9"]
+    for s in panel["series"]:
+        assert s["y"] == [row["cells"][s["label"]]["avg_gap"]["mean"] for row in rows]
+        assert s["err"] == [row["cells"][s["label"]]["avg_gap"]["std"] for row in rows]
+        assert s["n"] == [2, 2, 2]
+
+
+@needs_matplotlib
+def test_the_metrics_figure_draws_every_column_for_every_method_retrain_included(quick):
+    _, report, result = quick
+    data = read(by_name(result)["metrics-class-3"])
+    table = report["report"][0]
+    assert [p["title"] for p in data["panels"]] == [label for label, _ in table["columns"]]
+    ua = data["panels"][0]
+    assert [s["label"] for s in ua["series"]] == ["retrain", "ft", "ga", "l1-sparse"]
+    assert ua["series"][0]["x"] == [0.0, 90.0] and ua["series"][0]["y"] == [100.0, 100.0]
+    gap = data["panels"][-1]["series"][2]
+    assert gap["y"] == [table["rows"][2]["cells"][g]["avg_gap"]["mean"] for g in table["groups"]]
+    models = read(by_name(result)["models"])["panels"]
+    assert len(models) == 1 and [s["label"] for s in models[0]["series"]] == ["train", "validation", "test"]
+    test_acc = [row["cells"][""]["test_acc"]["mean"] for row in report["models"]["rows"]]
+    assert models[0]["series"][2]["y"] == test_acc
+
+
+@needs_matplotlib
+def test_every_figure_says_which_command_and_run_made_it(quick):
+    folder, _, result = quick
+    command = (folder / "recipe.yaml").read_text().splitlines()[0].removeprefix("# ")
+    assert command.startswith("smu run quickstart 'seeds=[0,1]'")
+    from PIL import Image
+
+    for figure in result["figures"]:
+        png, svg = figure["files"]
+        info = Image.open(png).info
+        assert command in info["Source"] and str(folder.resolve()) in info["Source"]
+        assert figure["title"] in info["Description"]
+        root = ET.parse(svg).getroot()
+        assert command in root.find(f".//{DC}source").text
+        drawn = " ".join(" ".join(re.findall(r"<!-- (.*?) -->", Path(svg).read_text())).split())
+        assert " ".join(command.split()) in drawn  # the footer, drawn on the figure
+        assert read(figure)["command"] == command
+
+
+@needs_matplotlib
+def test_the_same_run_gives_the_same_svg_bytes_and_format_picks_the_files(quick, tmp_path):
+    folder, _, first = quick
+    result = smu(folder, "--out", tmp_path / "again", "--format", "svg", "--json")
+    assert result.exit_code == 0, result.output
+    again = json.loads(result.stdout)
+    for figure in again["figures"]:
+        [svg] = figure["files"]
+        assert svg.endswith(".svg")
+        assert Path(svg).read_bytes() == Path(by_name(first)[figure["name"]]["files"][1]).read_bytes()
+    assert sorted(p.suffix for p in (tmp_path / "again").iterdir()) == [".json"] * 3 + [".svg"] * 3
+    quiet = smu(folder, "--out", tmp_path / "again", "--format", "png", "-q")
+    assert quiet.exit_code == 0 and quiet.stdout.split() == [
+        str(tmp_path / "again" / f"{f['name']}.png") for f in again["figures"]
+    ]
+
+
+def test_without_matplotlib_smu_plot_says_how_to_install_it(tmp_path, monkeypatch):
+    folder = write_run(tmp_path / "run", [])
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    result = smu(folder, "--out", tmp_path / "figures")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "Error: smu plot needs matplotlib, which is not installed; pip install 'smu[plot]'"
+    ]
+    assert not (tmp_path / "figures").exists()
+
+
+def bad_folder(tmp_path, case):
+    folder = tmp_path / "run"
+    if case == "missing":
+        return folder
+    if case == "no report":
+        folder.mkdir()
+    if case == "not json":
+        write_run(folder, []).joinpath("report.json").write_text("{half")
+    if case == "older smu":  # before the claims, the models table and the tables' kinds and rates
+        report = json.loads(write_run(folder, []).joinpath("report.json").read_text())
+        del report["claims"], report["models"]
+        (folder / "report.json").write_text(json.dumps(report))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "case, code, message",
+    [
+        ("missing", 2, "does not exist"),
+        ("no report", 2, "holds no report.json"),
+        ("not json", 1, "report.json' is not JSON"),
+        ("older smu", 1, "was written by an older smu"),
+    ],
+)
+def test_a_bad_run_folder_is_one_line_naming_it_and_writes_nothing(tmp_path, case, code, message):
+    folder = bad_folder(tmp_path, case)
+    result = smu(folder)
+    assert result.exit_code == code, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert message in line and str(folder) in line and "Traceback" not in result.output
+    if case in ("not json", "older smu"):
+        assert f"smu run {folder / 'recipe.yaml'} --out {folder}" in line
+    assert not (folder / "figures").exists()
+
+
+def stats(mean, std=0.0, n=1):
+    return {"mean": mean, "std": std, "n": n}
+
+
+def write_run(folder, tables, models=None, recipe=""):
+    folder.mkdir(parents=True)
+    models = models or {"kind": "models", "rows": [], "rounds": []}
+    report = {
+        "out": str(folder),
+        "report": tables,
+        "claims": [],
+        "models": models,
+        "markdown": "",
+        "wall_s": 1,
+    }
+    (folder / "report.json").write_text(json.dumps(report))
+    (folder / "recipe.yaml").write_text(f"# smu run synthetic.yaml\n{recipe}")
+    return folder
+
+
+@needs_matplotlib
+def test_a_backdoor_run_gets_sa_and_asr_and_imp_rounds_a_line_per_seed(tmp_path):
+    from smu.plotting import plot_run
+
+    def cells(before, after):
+        return {
+            "sa_before": stats(90),
+            "asr_before": stats(before),
+            "sa_after": stats(88),
+            "asr_after": stats(after),
+        }
+
+    backdoor = {
+        "kind": "backdoor",
+        "title": "Trojan cleanse (percent)",
+        "scenario": "trojan",
+        "groups": ["dense", "sparse-0.9"],
+        "rates": [0.0, 0.9],
+        "columns": [],
+        "rows": [{"method": "ft", "cells": {"dense": cells(99, 40), "sparse-0.9": cells(98, 10)}}],
+    }
+    rows = [
+        {"method": name, "rate": rate, "cells": {"": {"sparsity": stats(100 * rate), "test_acc": stats(acc)}}}
+        for name, rate, acc in (("dense", 0.0, 95.0), ("sparse-0.9", 0.9, 93.0))
+    ]
+    rounds = [
+        {"seed": s, "sparsity": sp, "test_acc": 95 - s - 10 * sp} for s in (0, 1) for sp in (0.0, 0.5, 0.75)
+    ]
+    folder = write_run(tmp_path / "run", [backdoor], {"kind": "models", "rows": rows, "rounds": rounds})
+    figures = by_name(plot_run(folder, formats=("png",)))
+    assert set(figures) == {"backdoor", "models"}
+    sa, asr = read(figures["backdoor"])["panels"]
+    assert [s["label"] for s in asr["series"]] == ["before cleansing", "after ft"]
+    assert (
+        asr["series"][0]["y"] == [99, 98]
+        and asr["series"][1]["y"] == [40, 10]
+        and sa["series"][1]["y"] == [88, 88]
+    )
+    assert asr["series"][0]["x"] == [0.0, 90.0] and asr["series"][0]["err"] == [None, None]
+    accuracy, imp = read(figures["models"])["panels"]
+    assert accuracy["series"][2]["y"] == [95.0, 93.0] and accuracy["series"][0]["y"] == [None, None]
+    assert [s["label"] for s in imp["series"]] == ["seed 0", "seed 1"]
+    assert imp["series"][1]["x"] == [0.0, 50.0, 75.0] and imp["series"][1]["y"] == [94.0, 89.0, 86.5]
+
+
+@needs_matplotlib
+def test_an_audit_run_gets_the_histogram_of_epsilon_of_each_method_beside_retrains(tmp_path):
+    from smu.plotting import plot_run
+
+    judged = {"forgetting_quality": stats(0.5), "ua": stats(10.0)}
+    audit = {
+        "kind": "audit",
+        "title": "audit: forget random:10%",
+        "scenario": "random:10%",
+        "groups": ["dense"],
+        "rates": [0.0],
+        "columns": [["F", "forgetting_quality"], ["UA", "ua"]],
+        "rows": [{"method": m, "cells": {"dense": judged}} for m in ("retrain", "ga")],
+    }
+    folder = write_run(
+        tmp_path / "run", [audit], recipe="seeds: [0, 1]\naudit: {statistic: loss, thresholds: above}\n"
+    )
+    rng = np.random.default_rng(0)
+    epsilons = {}
+    for method, scale in (("retrain", 0.5), ("ga", 4.0)):
+        for seed in (0, 1):
+            eps = np.append(rng.exponential(scale, 40), np.inf)
+            epsilons.setdefault(method, []).append(eps)
+            where = (
+                folder / f"seed-{seed}" / "random-10-" / "dense" / method / "loss-above" / "audit.safetensors"
+            )
+            artifacts.save_tensors(where, {"epsilon": torch.from_numpy(eps)}, {})
+            stale = where.parent.parent / "logit-both" / "audit.safetensors"  # another setting's verdict
+            artifacts.save_tensors(stale, {"epsilon": torch.zeros(3, dtype=torch.float64)}, {})
+    figures = by_name(plot_run(folder, formats=("svg",)))
+    assert set(figures) == {"audit-random-10", "audit-epsilon-random-10-dense"}
+    [panel] = read(figures["audit-epsilon-random-10-dense"])["panels"]
+    assert panel["title"] == "ga vs retrain" and len(panel["x"]) == 13
+    for s, method in zip(panel["series"], ("retrain", "ga"), strict=True):
+        pooled = np.concatenate(epsilons[method])
+        quality, bins, _ = forgetting_quality(pooled)
+        assert s["examples"] == 82 and s["count"] == [int((bins == k).sum()) for k in range(1, 14)]
+        assert s["forgetting_quality"] == pytest.approx(quality) and sum(s["y"]) == pytest.approx(100)
+        assert s["label"].startswith(method)
+    assert panel["series"][1]["count"][-1] >= 2  # ε = ∞ lands in the last bin
+
+
+@needs_matplotlib
+def test_output_into_a_foreign_folder_needs_force(quick, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    result = smu(quick[0], "--out", tmp_path)
+    assert result.exit_code == 2 and "--force" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
