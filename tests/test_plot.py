@@ -14,6 +14,7 @@ from smu import artifacts
 from smu.cli import app
 from smu.commands.run import run
 from smu.engine import Reporter
+from smu.errors import SmuWarning
 from smu.evaluation.judges import forgetting_quality
 
 # matplotlib is an optional extra (smu[plot]); the test of its absence runs either way.
@@ -303,3 +304,24 @@ def test_output_into_a_foreign_folder_needs_force(quick, tmp_path):
     result = smu(quick[0], "--out", tmp_path)
     assert result.exit_code == 2 and "--force" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@needs_matplotlib
+def test_smu_run_draws_the_figures_itself(quick):
+    folder, report, _ = quick
+    assert report["figures"] and all(Path(f).is_file() for f in report["figures"])
+    assert {Path(f).parent for f in report["figures"]} == {folder / "figures"}
+
+
+def test_smu_run_without_matplotlib_still_reports_and_says_how_to_get_the_figures(quick, monkeypatch):
+    folder, report, _ = quick
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    warning = "figures not drawn: smu plot needs matplotlib, which is not installed; pip install 'smu[plot]'"
+    with pytest.warns(SmuWarning, match=re.escape(warning)) as said:  # the CLI shows it as one line
+        result = runner.invoke(
+            app, ["run", str(folder / "recipe.yaml"), "--out", str(folder)]
+        )  # no step runs
+    assert result.exit_code == 0, result.output
+    assert len(said) == 1 and "Traceback" not in result.output
+    again = json.loads((folder / "report.json").read_text())
+    assert again["figures"] == [] and again["report"] == json.loads(json.dumps(report["report"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +16,7 @@ from smu import artifacts, distributed
 from smu.commands import common as c
 from smu.commands.wrap import cli
 from smu.engine import Reporter, resolve_device
-from smu.errors import UsageError
+from smu.errors import SmuError, SmuWarning, UsageError
 from smu.recipes import report
 from smu.recipes.catalog import read_recipe
 from smu.recipes.config import parse_recipe
@@ -131,8 +132,24 @@ def run(
         "steps": {"total": len(done), "ran": ran, "skipped": len(done) - ran},
     }
     artifacts.write_json(out / "report.json", result)
-    reporter.note(f"{ran} of {len(done)} steps run in {seconds / 60:.1f} min; report: {md_path}")
+    result["figures"], drawn = draw_figures(out)
+    artifacts.write_json(out / "report.json", result)
+    reporter.note(f"{ran} of {len(done)} steps run in {seconds / 60:.1f} min; report: {md_path}; {drawn}")
     return result
+
+
+def draw_figures(out: Path) -> tuple[list[str], str]:
+    """The run's figures (``smu plot``) when the plotting extra is installed: the files and where they are.
+    Without it, or when they cannot be drawn, a one-line warning says why: the report stands either way."""
+    from smu import plotting
+
+    try:
+        plotting.matplotlib_module()
+        drawn = plotting.plot_run(out, force=True)
+    except SmuError as e:
+        warnings.warn(f"figures not drawn: {e}", SmuWarning, stacklevel=2)
+        return [], "no figures"
+    return [f for figure in drawn["figures"] for f in figure["files"]], f"figures: {drawn['out']}"
 
 
 def demo(
