@@ -221,3 +221,28 @@ unlearn:
         smu("run", recipe, "audit.thresholds=above", "--out", tmp_path / "run", "--json").stdout
     )
     assert judged["steps"]["ran"] == 4  # only the verdicts: the members are the same
+
+
+def test_an_imp_sweep_reports_each_rates_round_and_every_rounds_accuracy(tmp_path):
+    overrides = ["subset=400", "prune.method=imp", "prune.imp_rate=0.5", "prune.rates=[0.5,0.75]"]
+    result = smu(
+        "run",
+        write(tmp_path),
+        *overrides,
+        "unlearn={retrain: {epochs: 2}, ga: {}}",
+        "--out",
+        tmp_path / "r",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["report"][0]["groups"] == ["dense", "sparse-0.5", "sparse-0.75"]
+    models = {row["method"]: row["cells"][""] for row in out["models"]["rows"]}
+    assert models["sparse-0.5"]["sparsity"]["mean"] == pytest.approx(50, abs=0.1)
+    assert models["sparse-0.75"]["sparsity"]["mean"] == pytest.approx(75, abs=0.1)
+    rounds = out["models"]["rounds"]
+    assert [round(r["sparsity"], 2) for r in rounds] == [0.0, 0.5, 0.75] and all(
+        r["seed"] == 0 for r in rounds
+    )
+    assert rounds[-1]["test_acc"] == pytest.approx(models["sparse-0.75"]["test_acc"]["mean"])
+    assert [c["model"] for c in out["claims"]] == ["sparse-0.5", "sparse-0.75"]
