@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -144,6 +145,23 @@ def test_mia_shadow_data_are_the_first_retain_samples_and_the_test_set(digits, t
     assert np.allclose(shadow_in, true_label_confidence(original, fs.retain(digits))[: len(test)])
     assert np.allclose(shadow_out, true_label_confidence(original, test))
     assert np.allclose(targets["target_out"], true_label_confidence(original, fs.forget(digits)))
+
+
+def test_mia_shadow_sets_are_balanced_when_the_retain_set_is_smaller_than_the_test_set(
+    digits, trained_pair, monkeypatch
+):
+    """A subset's retain set can be smaller than the test set: the attack then gets n of each."""
+    import smu.evaluation as evaluation
+
+    calls = []
+    monkeypatch.setattr(evaluation, "svc_attack", lambda *args, **kwargs: calls.append(args) or 0.0)
+    _, (original, _) = trained_pair
+    small = resolve_forget("random:10%", digits, seed=1)
+    big_test = dataclasses.replace(digits, test=digits.test.subset(torch.arange(len(digits.test)).repeat(6)))
+    unlearning_metrics(original, big_test, small)
+    (shadow_in, shadow_out), n = calls[0], len(small.retain(digits))
+    assert len(shadow_in) == len(shadow_out) == n < len(big_test.test)
+    assert np.allclose(shadow_out, true_label_confidence(original, big_test.test)[:n])
 
 
 def test_mia_privacy_agrees_with_an_independent_implementation(digits, trained_pair):

@@ -53,14 +53,17 @@ def unlearning_metrics(
         "val_acc": acc(out["val"], sets["val"].y),
         "forget_acc": acc(out["forget"], forget_set.y),
     }
-    # Shadow members: the first |unseen| retain samples (in index order); shadow non-members: the test
-    # set (the validation set with test=False).
+    # Shadow members and non-members, as many of each: the first n retain samples (in index order) and
+    # the first n of the test set (the validation set with test=False), n the smaller of the two. With
+    # the paper's data (retain 45,000, test 10,000) that is the whole test set, as in the authors' code;
+    # a retain set smaller than the test set (a subset) would otherwise leave the SVC so few members
+    # that it calls every sample a non-member, and MIA-Efficacy reads 100 whatever the model.
     unseen = "test" if test else "val"
-    members = slice(0, len(sets[unseen]))
+    shadow = slice(0, min(len(retain), len(sets[unseen])))
     mia = {}
     for name in features:
         f = {s: feature(name, out[s], sets[s].y) for s in ("forget", "retain", unseen)}
-        mia[name] = svc_attack(f["retain"][members], f[unseen], target_out=f["forget"])
+        mia[name] = svc_attack(f["retain"][shadow], f[unseen][shadow], target_out=f["forget"])
     metrics["mia_efficacy"] = mia[features[0]]
     metrics["mia"] = mia
     if privacy:
