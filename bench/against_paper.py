@@ -1,6 +1,6 @@
-"""The paper's claim next to a run's: Avg. Gap dense → sparse per scenario and method, the paper's
-numbers (CIFAR-10, ResNet-18, 95% sparsity) beside the run's mean ± std over seeds and the verdict of
-its paired comparison (report.json's claims).
+"""The paper's claim next to a run's: the run's Avg. Gap per method and model (mean ± std over seeds),
+then per scenario and method the paper's numbers (CIFAR-10, ResNet-18, dense → 95% sparsity) beside
+the run's and the verdict of its paired comparison (report.json's claims).
 
     python bench/against_paper.py runs/paper-table [--rate 0.95]
 
@@ -36,7 +36,22 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--rate", type=float, default=0.95, help="the sparsity compared with dense")
     args = parser.parse_args()
-    claims = json.loads((args.run / "report.json").read_text())["claims"]
+    report = json.loads((args.run / "report.json").read_text())
+    claims = report["claims"]
+    for table in report["report"]:  # Avg. Gap, methods × models, mean ± std over seeds
+        if table.get("kind") != "unlearn":
+            continue
+        print(f"Avg. Gap to retrain, forget {table['scenario']}\n")
+        print("| method | " + " | ".join(table["groups"]) + " |")
+        print("|---|" + "---:|" * len(table["groups"]))
+        for row in table["rows"][1:]:  # the first row is retrain, the reference
+            cells = [row["cells"].get(g, {}).get("avg_gap") for g in table["groups"]]
+            shown = [
+                f"{c['mean']:.2f} ± {c['std']:.2f}" if c and c["n"] > 1 else f"{c['mean']:.2f}" if c else "–"
+                for c in cells
+            ]
+            print(f"| {row['method']} | " + " | ".join(shown) + " |")
+        print()
     print("| scenario | method | paper | here, mean ± std | sparse − dense [95% CI] | claim here |")
     print("|---|---|---|---|---|---|")
     for c in claims:
