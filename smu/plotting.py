@@ -203,7 +203,7 @@ def draw_bars(ax: Any, panel: dict[str, Any]) -> None:
     width = 0.8 / len(series)
     for i, s in enumerate(series):
         positions = [k - 0.4 + width * (i + 0.5) for k in range(len(categories))]
-        ax.bar(positions, nan(s["y"]), width, label=s["label"], color=s.get("color", f"C{i}"))
+        ax.bar(positions, nan(s["y"]), width, label=s["label"], color=s.get("color", palette(i)))
         errors = [(p, y, e) for p, y, e in zip(positions, s["y"], s["err"], strict=True) if e is not None]
         if errors:
             p, y, e = zip(*errors, strict=True)
@@ -233,15 +233,28 @@ def draw_bars(ax: Any, panel: dict[str, Any]) -> None:
 def draw_lines(ax: Any, panel: dict[str, Any]) -> None:
     """One line per series over its own ``x``, error bars where n > 1."""
     for i, s in enumerate(panel["series"]):
-        color = s.get("color", f"C{i}")
-        ax.plot(s["x"], nan(s["y"]), marker="o", ms=4, label=s["label"], color=color, ls=s.get("ls", "-"))
+        color, marker = s.get("color", palette(i)), "os"[min(i // 10, 1)]  # squares past ten series
+        ax.plot(s["x"], nan(s["y"]), marker=marker, ms=4, label=s["label"], color=color, ls=s.get("ls", "-"))
         errors = [(x, y, e) for x, y, e in zip(s["x"], s["y"], s["err"], strict=True) if e is not None]
         if errors:
             x, y, e = zip(*errors, strict=True)
             ax.errorbar(x, y, yerr=e, fmt="none", ecolor=color, elinewidth=1, capsize=3)
     if "ticks" in panel:
-        ax.set_xticks(panel["ticks"], [f"{t:g}" for t in panel["ticks"]])
+        ticks = panel["ticks"]
+        close = any(
+            b - a < 0.06 * (max(ticks) - min(ticks)) for a, b in zip(ticks[:-1], ticks[1:], strict=True)
+        )
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks], rotation=60 if close else 0)  # 90 and 95 apart
     decorate(ax, panel)
+
+
+def palette(i: int) -> Any:
+    """Series colours: matplotlib's ten, then the light halves of tab20, so 13 methods stay apart."""
+    if i < 10:
+        return f"C{i}"
+    from matplotlib import colormaps
+
+    return colormaps["tab20"]((2 * (i - 10) + 1) % 20)
 
 
 def decorate(ax: Any, panel: dict[str, Any]) -> None:
@@ -309,7 +322,7 @@ def avg_gap_figure(t: dict[str, Any]) -> dict[str, Any] | None:
         "x_label": "method",
         "y_label": f"Avg. Gap to {exact} (points)",
         "series": bars,
-        "values": True,
+        "values": len(bars) <= 3,  # written above each bar while they fit
     }
     title = (
         f"Avg. Gap to {exact} at the same sparsity, forget {t['scenario']} "
