@@ -26,7 +26,7 @@ from torch import nn
 
 from smu import distributed
 from smu import schema as S
-from smu.errors import ArtifactError, UsageError
+from smu.errors import ArtifactError, UsageError, shown
 from smu.masks import Mask, scope_parameters
 
 if TYPE_CHECKING:
@@ -107,13 +107,29 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, A
     return distributed.on_main(write)
 
 
-def read_metadata(path: str | Path, option: str = "") -> dict[str, str]:
-    """The header of a safetensors file written by smu, with clear errors for anything else."""
+MAX_HEADER = 4 << 20
+"""Largest safetensors header read (smu's are a few KB; ResNet-50's tensor table is about 30 KB)."""
+
+
+def read_metadata(path: str | Path, option: str = "", check: bool = True) -> dict[str, str]:
+    """The header of a safetensors file written by smu, with clear errors for anything else.
+
+    With ``check``, a header whose values do not have their schema's types is refused (``smu inspect``
+    reads without it, to report such values rather than stop at the first).
+    """
     path = Path(path)
+    what = f"{option} {str(path)!r}" if option else repr(str(path))
     if not path.is_file():
-        what = f"{option} {str(path)!r}" if option else repr(str(path))
         raise ArtifactError(
             f"{what}: no such file", hint="check the path (smu prune -q prints the paths it wrote)"
+        )
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+    if size > MAX_HEADER:
+        raise ArtifactError(
+            f"{what} is not a readable safetensors file (its header would be {size:,} bytes; "
+            f"smu reads {MAX_HEADER:,} at most)",
+            hint="smu reads only .safetensors files it wrote; is it the right file?",
         )
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -128,6 +144,12 @@ def read_metadata(path: str | Path, option: str = "") -> dict[str, str]:
             f"{str(path)!r} has no smu metadata (smu.kind)",
             hint="pass a model.safetensors or mask.safetensors written by smu",
         )
+    bad = S.problems(meta) if check else []
+    if bad:
+        raise ArtifactError(
+            f"{what} has a broken header: {bad[0]}",
+            hint="it was not written by smu, or was edited since; write it again (smu inspect shows it all)",
+        )
     return meta
 
 
@@ -137,6 +159,23 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
             return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict)
     except Exception as e:
         raise ArtifactError(f"{str(path)!r} is corrupt: {e}", hint="write it again") from None
+
+
+def nonfinite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors that hold NaN or Inf."""
+    return [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
+def weight_problem(tensors: dict[str, torch.Tensor]) -> str | None:
+    """Why a model's weights cannot give finite outputs: a tensor with NaN or Inf, or a normalisation
+    that divides by zero or below; None when they can."""
+    broken = nonfinite(tensors)
+    if broken:
+        return f"{broken[0][:80]} holds NaN or Inf"
+    std = tensors.get("normalize.std")
+    if std is not None and std.is_floating_point() and not bool((std > 0).all()):
+        return "normalize.std is not positive"
+    return None
 
 
 def expect_kind(path: Path, meta: dict[str, str], kind: str, option: str = "") -> None:
@@ -259,10 +298,10 @@ def state_mismatch(tensors: dict[str, torch.Tensor], expected: dict[str, torch.T
     missing or unexpected names, or the first shape that differs; None when every name and shape fits."""
     missing = sorted(set(expected) - set(tensors))
     if missing:
-        return f"missing {missing[:3]}"
+        return f"missing {shown(missing)}"
     extra = sorted(set(tensors) - set(expected))
     if extra:
-        return f"unexpected {extra[:3]}"
+        return f"unexpected {shown(extra)}"
     for k, t in expected.items():
         if tensors[k].shape != t.shape:
             return f"{k} is {tuple(tensors[k].shape)}, the model expects {tuple(t.shape)}"
@@ -280,27 +319,39 @@ def load_model(
     The mask is ``mask`` when given, else the one the header names (written beside the model by
     ``smu prune``), checked against the hash the model recorded.
     """
-    from smu.models import build_model
+    from smu.models import ARCHS, build_model
 
     path = Path(path)
     meta = read_metadata(path, option)
     expect_kind(path, meta, S.MODEL, option)
+    what = f"{option} {str(path)!r}" if option else repr(str(path))
+    if meta[S.ARCH] not in ARCHS:
+        raise ArtifactError(
+            f"{what} is a {shown(meta[S.ARCH])}, an architecture this smu does not have",
+            hint=f"smu knows {', '.join(ARCHS)} (plug-ins add more)",
+        )
     tensors = read_tensors(path)
+    broken = weight_problem(tensors)
+    if broken:
+        raise ArtifactError(
+            f"{what} is not intact: {broken}",
+            hint="use the model it was made from (smu inspect lists every problem)",
+        )
     c, h, _ = input_shape(meta)
-    model = build_model(
-        meta[S.ARCH],
-        in_channels=c,
-        image_size=h,
-        num_classes=int(meta[S.NUM_CLASSES]),
-        mean=[0.0] * c,
-        std=[1.0] * c,
+    sizes = dict(
+        in_channels=c, image_size=h, num_classes=int(meta[S.NUM_CLASSES]), mean=[0.0] * c, std=[1.0] * c
     )
-    detail = state_mismatch(tensors, model.state_dict())
+    with torch.device("meta"):  # the shapes the header implies, before any memory is spent on them
+        detail = state_mismatch(tensors, build_model(meta[S.ARCH], **sizes).state_dict())
+    detail = detail or next(
+        (f"{k} is {t.dtype}" for k, t in tensors.items() if t.is_complex() or t.dtype == torch.bool), None
+    )
     if detail:
         raise ArtifactError(
-            f"{str(path)!r} does not fit architecture {meta[S.ARCH]!r}: {detail}",
+            f"{what} does not fit architecture {meta[S.ARCH]!r}: {detail}",
             hint="the file's header and tensors disagree; write it again",
         )
+    model = build_model(meta[S.ARCH], **sizes)
     model.load_state_dict(tensors, strict=True)
     model.to(device)
     loaded_mask = None

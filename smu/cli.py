@@ -170,6 +170,8 @@ def run_command(argv: list[str] | None) -> None:
             sys.exit(2)
         ctx = getattr(e, "ctx", None)
         where = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
-        print(f"Error: {e.format_message().rstrip('.')}{where}", file=sys.stderr)
+        from smu.ui import LINE, printable
+
+        print(f"Error: {printable(e.format_message().rstrip('.'), LINE)}{where}", file=sys.stderr)
         sys.exit(e.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

@@ -11,7 +11,7 @@ import types
 import typing
 from typing import Any
 
-from smu.errors import SmuError
+from smu.errors import SmuError, shown
 from smu.options import ConfigError
 from smu.registry import suggest
 
@@ -19,7 +19,7 @@ from smu.registry import suggest
 def build(cls: type, raw: Any, where: str, errors: list[str]) -> Any:
     """Turn a YAML mapping into ``cls``, appending every problem to ``errors``."""
     if not isinstance(raw, dict):
-        errors.append(f"{where or 'recipe'} must be a mapping, got {raw!r}")
+        errors.append(f"{where or 'recipe'} must be a mapping, got {shown(raw)}")
         return cls()
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
@@ -29,7 +29,9 @@ def build(cls: type, raw: Any, where: str, errors: list[str]) -> Any:
         path = f"{where}{key}"
         if name not in names:
             close = suggest(name, names)
-            errors.append(f"unknown key {path!r}" + (f" (did you mean {where + close!r}?)" if close else ""))
+            errors.append(
+                f"unknown key {shown(path)}" + (f" (did you mean {where + close!r}?)" if close else "")
+            )
             continue
         values[name] = convert(hints[name], value, path, errors)
     try:
@@ -53,14 +55,14 @@ def convert(kind: Any, value: Any, path: str, errors: list[str]) -> Any:
         return convert(kind, value, path, errors)
     if origin in (list, tuple):
         if value is None or isinstance(value, dict):
-            errors.append(f"{path} must be a list, got {value!r}")
+            errors.append(f"{path} must be a list, got {shown(value)}")
             return None
         value = value if isinstance(value, list | tuple) else [value]  # seeds=1 means [1]
         items = [convert(args[0], v, f"{path}[{i}]", errors) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
-            errors.append(f"{path} must be a mapping, got {value!r}")
+            errors.append(f"{path} must be a mapping, got {shown(value)}")
             return {}
         return {k: ({} if v is None else v) for k, v in value.items()}
     if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
@@ -73,6 +75,6 @@ def convert(kind: Any, value: Any, path: str, errors: list[str]) -> Any:
     if kind in (int, float, str, bool) and (
         not isinstance(value, kind) or (kind is int and isinstance(value, bool))
     ):
-        errors.append(f"{path} must be {kind.__name__}, got {value!r}")
+        errors.append(f"{path} must be {kind.__name__}, got {shown(value)}")
         return None
     return value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import reprlib
+
 
 class SmuWarning(UserWarning):
     """Something the user should know while the command goes on; the CLI shows it as one line."""
@@ -45,3 +47,21 @@ class DivergedError(SmuError):
 
 class DistributedError(SmuError):
     """Under torchrun: another rank stopped, or a collective timed out (every rank reports it)."""
+
+
+def _short_repr() -> reprlib.Repr:
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = r.maxlong = 60
+    r.maxlist = r.maxtuple = r.maxset = r.maxfrozenset = r.maxdeque = r.maxarray = 4
+    r.maxdict = 3
+    r.maxlevel = 2
+    return r
+
+
+_SHORT = _short_repr()
+
+
+def shown(value: object) -> str:
+    """A value from a file, a recipe or an option as an error quotes it: its repr, cut to a few dozen
+    characters, items and levels, so that a megabyte string or an alias bomb stays one short line."""
+    return _SHORT.repr(value)

@@ -18,7 +18,7 @@ import torch
 
 from smu import artifacts
 from smu import schema as S
-from smu.errors import ArtifactError, UsageError
+from smu.errors import ArtifactError, UsageError, shown
 from smu.masks import Mask
 from smu.models import build_model
 from smu.registry import lookup
@@ -66,7 +66,11 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if (
+        not isinstance(obj, dict)
+        or not obj
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    ):
         raise ArtifactError(
             f"{str(path)!r} holds no state_dict of tensors",
             hint=f"expected a state_dict, possibly under one of {', '.join(CONTAINERS)}",
@@ -83,9 +87,10 @@ def convert(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
         if key.endswith("_orig"):
             base = key.removesuffix("_orig")
             mask = state.get(f"{base}_mask")
-            if mask is None:
+            if mask is None or mask.shape != value.shape or not bool(((mask == 0) | (mask == 1)).all()):
                 raise ArtifactError(
-                    f"{key!r} has no matching {base}_mask", hint="the checkpoint is incomplete"
+                    f"{shown(key)} has no matching {shown(base)}_mask of 0s and 1s",
+                    hint="the checkpoint is incomplete",
                 )
             value = value * mask
             masks[f"net.{base}"] = mask.to(torch.uint8)
@@ -108,28 +113,34 @@ def import_checkpoint(
     if not head:
         raise ArtifactError(f"{str(path)!r} has no classifier layer", hint="is it a classification model?")
     classes = tensors[head[-1]].shape[0]
-    model = build_model(
-        arch,
-        in_channels=channels,
-        image_size=image_size or size,
-        num_classes=classes,
-        mean=[0.0] * channels,
-        std=[1.0] * channels,
-    )
-    expected = model.state_dict()
+    sizes = dict(in_channels=channels, image_size=image_size or size, num_classes=classes)
+    sizes |= dict(mean=[0.0] * channels, std=[1.0] * channels)
+    with torch.device("meta"):  # the shapes --arch implies, before any memory is spent on them
+        expected = build_model(arch, **sizes).state_dict()
     for key in ("normalize.mean", "normalize.std"):  # research networks without a normalize module
-        tensors.setdefault(key, expected[key])
-    what = artifacts.state_mismatch(tensors, model.state_dict())
+        tensors.setdefault(key, torch.tensor(sizes[key.removeprefix("normalize.")]))
+    what = artifacts.state_mismatch(tensors, expected)
     if what:
         raise ArtifactError(
             f"{str(path)!r} does not fit --arch {arch}: {what}",
             hint="check --arch (and --dataset for the input channels)",
         )
+    broken = artifacts.weight_problem(tensors)
+    if broken:
+        raise ArtifactError(
+            f"{str(path)!r} is not intact: {broken}", hint="import the checkpoint it was made from"
+        )
+    model = build_model(arch, **sizes)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
     mask = None
     if masks:
         # Complete the mask over its scope: weights the research code left unpruned are all ones.
         params = dict(model.named_parameters())
+        if not set(masks) <= set(params):
+            raise ArtifactError(
+                f"{str(path)!r} prunes {shown(sorted(set(masks) - set(params)))}, which are no weights",
+                hint="the checkpoint is not a pruned model of --arch",
+            )
         mask = Mask.ones(model, "conv" if all(params[k].ndim == 4 for k in masks) else "all")
         for key, m in masks.items():
             mask.tensors[key] = m.to(params[key].dtype)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,7 @@ import torch
 
 from smu import artifacts
 from smu import schema as S
-from smu.errors import SmuError
+from smu.errors import SmuError, shown
 
 
 def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:
@@ -20,15 +20,16 @@ def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:
     folders above it (where a run keeps them); a parent not found is still listed by its hash.
     """
     path = Path(path)
-    meta = artifacts.read_metadata(path)
+    meta = artifacts.read_metadata(path, check=False)
     kind = meta.get(S.KIND, "?")
     problems: list[str] = []
     if kind not in S.ALL:
-        problems.append(f"unknown kind {kind!r}")
+        problems.append(f"unknown kind {shown(kind)}")
     if meta.get(S.FORMAT) != artifacts.FORMAT_VERSION:
         problems.append(
-            f"format version {meta.get(S.FORMAT)!r}, this smu writes {artifacts.FORMAT_VERSION!r}"
+            f"format version {shown(meta.get(S.FORMAT))}, this smu writes {artifacts.FORMAT_VERSION!r}"
         )
+    problems += S.problems(meta)
     try:
         tensors = artifacts.read_tensors(path)
     except SmuError as e:
@@ -43,10 +44,12 @@ def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:
             "sparsity": None,
             "provenance": [],
         }
-    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    bad = artifacts.nonfinite(tensors)
     if kind == S.AUDIT and "epsilon" in bad and not torch.isnan(tensors["epsilon"]).any():
         bad.remove("epsilon")  # ε = ∞ is a verdict: the ensembles were told apart perfectly
     problems += [f"{k} holds NaN or Inf" for k in bad[:3]]
+    if kind == S.MODEL and not bad and artifacts.weight_problem(tensors):
+        problems.append(artifacts.weight_problem(tensors))
     per_layer: dict[str, float] = {}
     if kind == S.MODEL:
         per_layer = model_sparsity(path, meta, tensors, problems)
@@ -75,17 +78,19 @@ def model_sparsity(
 ) -> dict[str, float]:
     """Per-layer sparsity under the model's mask (checked against the model), else zeros in conv weights."""
     mask_name = meta.get(S.MASK_FILE)
-    if mask_name:
+    if mask_name and S.fits(S.MASK_FILE, mask_name):  # a name that is no file name is a problem already
         mask_path = path.with_name(mask_name)
         if not mask_path.is_file():
-            problems.append(f"its mask {mask_name!r} is missing")
+            problems.append(f"its mask {shown(mask_name)} is missing")
         elif artifacts.sha256_file(mask_path) != meta.get(S.MASK_SHA256):
-            problems.append(f"{mask_name!r} is not the mask it was saved with (sha256 differs)")
+            problems.append(f"{shown(mask_name)} is not the mask it was saved with (sha256 differs)")
         else:
             mask = artifacts.read_tensors(mask_path)
-            alive = [k for k, m in mask.items() if k in tensors and bool((tensors[k][m == 0] != 0).any())]
+            misfit = [k for k, m in mask.items() if k not in tensors or m.shape != tensors[k].shape]
+            problems += [f"the mask's {shown(k)} fits no tensor of the model" for k in misfit[:3]]
+            alive = [k for k, m in mask.items() if k not in misfit and bool((tensors[k][m == 0] != 0).any())]
             problems += [f"{k} has non-zero weights where the mask is 0" for k in alive[:3]]
-            return {k: 1.0 - float(m.count_nonzero()) / m.numel() for k, m in mask.items()}
+            return {k: 1.0 - float(m.count_nonzero()) / max(m.numel(), 1) for k, m in mask.items()}
     return {
         k: 1.0 - float(t.count_nonzero()) / t.numel()
         for k, t in tensors.items()
@@ -98,9 +103,17 @@ def check_forget(meta: dict[str, str], tensors: dict[str, torch.Tensor], problem
     if idx is None:
         problems.append("no indices tensor")
         return
+    if idx.ndim != 1 or idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
+        problems.append(
+            f"indices is a {idx.dtype} tensor of shape {tuple(idx.shape)}, not a list of integers"
+        )
+        return
     if str(len(idx)) != meta.get(S.SIZE):
         problems.append(f"{len(idx)} indices, the header says {meta.get(S.SIZE)}")
-    if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= int(meta.get(S.TRAIN_SIZE, math.inf))):
+    train_size = meta.get(S.TRAIN_SIZE, "")
+    if not S.fits(S.TRAIN_SIZE, train_size):
+        return  # the header's problem is already reported
+    if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= int(train_size)):
         problems.append("indices outside the training split")
 
 
@@ -109,7 +122,7 @@ def provenance(path: Path, meta: dict[str, str], search: int) -> list[dict[str, 
     roots = [path.resolve().parents[i] for i in range(min(search, len(path.resolve().parents)))]
     index: dict[str, Path] = {}
     for root in roots:
-        for candidate in sorted(root.rglob("*.safetensors"))[:200]:
+        for candidate in sorted(itertools.islice(root.rglob("*.safetensors"), 200)):
             index.setdefault(artifacts.sha256_file(candidate), candidate)
     chain: list[dict[str, Any]] = []
     parent, seen = meta.get(S.PARENT, ""), set()
@@ -120,7 +133,10 @@ def provenance(path: Path, meta: dict[str, str], search: int) -> list[dict[str, 
         chain.append(entry)
         if found is None:
             break
-        parent_meta = artifacts.read_metadata(found)
+        try:
+            parent_meta = artifacts.read_metadata(found, check=False)
+        except SmuError:  # a broken ancestor ends the chain; inspecting it says why
+            break
         entry["kind"] = parent_meta.get(S.KIND)
         parent = parent_meta.get(S.PARENT, "")
     return chain

@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from smu.errors import UsageError
+from smu.errors import UsageError, shown
 
 
 def param(
@@ -122,7 +122,9 @@ class ConfigError(UsageError):
         super().__init__(self.describe(where), hint="see --help for each option's range")
 
     def describe(self, where: Callable[[str], str]) -> str:
-        return "; ".join(f"{where(name)} {value!r} must be {need}" for name, value, need in self.problems)
+        return "; ".join(
+            f"{where(name)} {shown(value)} must be {need}" for name, value, need in self.problems
+        )
 
 
 class Checked:
@@ -226,23 +228,23 @@ def search_space(cls: type, changes: Sequence[str] = (), fixed: Sequence[str] = 
         name = name.strip().lstrip("-").replace("-", "_")
         if not sep:
             raise UsageError(
-                f"--space {change!r} is not NAME=LOW:HIGH[:log]", hint="e.g. --space lr=1e-5:1e-1:log"
+                f"--space {shown(change)} is not NAME=LOW:HIGH[:log]", hint="e.g. --space lr=1e-5:1e-1:log"
             )
         if name not in numeric:
             close = suggest(name, numeric)
             guess = f" (did you mean {close}?)" if close else ""
             raise UsageError(
-                f"--space {change!r}: {name} is not a numeric option of this method{guess}",
+                f"--space {shown(change)}: {name} is not a numeric option of this method{guess}",
                 hint=f"its numeric options: {', '.join(numeric)}",
             )
         try:
             chosen = parse_range(text, integer=hints[name] in (int, "int"))
         except ValueError as e:
-            raise UsageError(f"--space {change!r} {e}", hint="e.g. --space lr=1e-5:1e-1:log") from None
+            raise UsageError(f"--space {shown(change)} {e}", hint="e.g. --space lr=1e-5:1e-1:log") from None
         meta = declared(cls)[name]
         if out_of_range(chosen.low, meta) or out_of_range(chosen.high, meta):
             raise UsageError(
-                f"--space {change!r} leaves the range of {name}, which must be {requirement(meta)}"
+                f"--space {shown(change)} leaves the range of {name}, which must be {requirement(meta)}"
             )
         space[name] = chosen
     for name in fixed:

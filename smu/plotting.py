@@ -16,10 +16,10 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from smu import artifacts
-from smu.errors import ArtifactError, UsageError
+from smu import schema as S
+from smu.errors import ArtifactError, SmuError, UsageError
+from smu.recipes.yaml_reader import load_yaml
 from smu.ui import jsonable
 
 INSTALL = "pip install 'smu[plot]'"
@@ -121,8 +121,8 @@ def read_recipe(run_dir: Path) -> dict[str, Any]:
     """The command that made the run (recipe.yaml's first line) and the resolved recipe."""
     try:
         text = (run_dir / "recipe.yaml").read_text(encoding="utf-8")
-        resolved = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        resolved = load_yaml(text, "recipe.yaml")
+    except (OSError, UnicodeDecodeError, SmuError):
         text, resolved = "", None
     first = text.splitlines()[0] if text else ""
     command = (
@@ -488,7 +488,7 @@ def epsilon_figures(t: dict[str, Any], run_dir: Path, recipe: dict[str, Any]) ->
                 / "audit.safetensors"
                 for seed in seeds
             ]
-            eps = [artifacts.read_tensors(p)["epsilon"].double().numpy() for p in paths if p.is_file()]
+            eps = [epsilons(p) for p in paths if p.is_file()]
             if eps:
                 bins = np.digitize(np.concatenate(eps), BIN_EDGES)
                 counts = [int((bins == k).sum()) for k in range(1, 14)]
@@ -540,3 +540,12 @@ def epsilon_figures(t: dict[str, Any], run_dir: Path, recipe: dict[str, Any]) ->
             }
         )
     return found
+
+
+def epsilons(path: Path) -> Any:
+    """The per-example ε of an audit.safetensors, checked (a run folder may come from someone else)."""
+    artifacts.expect_kind(path, artifacts.read_metadata(path), S.AUDIT)
+    eps = artifacts.read_tensors(path).get("epsilon")
+    if eps is None or eps.ndim != 1 or not eps.is_floating_point():
+        raise ArtifactError(f"{str(path)!r} holds no list of ε values (epsilon)", hint="run the audit again")
+    return eps.double().numpy()

@@ -20,6 +20,8 @@ T = TypeVar("T")
 
 def suggest(name: object, choices: list[str]) -> str | None:
     """The choice closest to ``name`` (ignoring case), or None when nothing is close."""
+    if len(str(name)) > 100:  # no name is that long, and difflib's time grows with the product of lengths
+        return None
     lowered = {c.lower(): c for c in choices}
     close = difflib.get_close_matches(str(name).lower(), list(lowered), n=1, cutoff=0.5)
     return lowered[close[0]] if close else None

@@ -7,6 +7,10 @@ strings in the file (the safetensors header allows nothing else); the type says 
 
 from __future__ import annotations
 
+import json
+import math
+import re
+
 MODEL, MASK, FORGET_SET, CHECKPOINT = "model", "mask", "forget-set", "checkpoint"
 SALIENCY, AUDIT, MEMBER_STATS = "saliency", "audit", "member-stats"
 ALL = (MODEL, MASK, FORGET_SET, CHECKPOINT, SALIENCY, AUDIT, MEMBER_STATS)
@@ -136,3 +140,60 @@ MODEL_IDENTITY = (ARCH, DATASET, NUM_CLASSES, INPUT_SHAPE)
 """What a model file must say about itself; a mask repeats it."""
 SPLIT = (VAL_FRACTION, SPLIT_SEED, SUBSET)
 """The validation hold-out a model was trained with: forget indices only mean the same images under it."""
+
+LIMITS = {NUM_CLASSES: (1, 1_000_000), SIZE: (0, 1 << 40), TRAIN_SIZE: (0, 1 << 40)}
+"""Values an int key can take; others must only be integers."""
+REQUIRED = {MODEL: MODEL_IDENTITY}
+"""Keys a file of this kind cannot be used without."""
+
+
+def problems(meta: dict[str, str]) -> list[str]:
+    """What is wrong with a header: a required key missing, or a key whose value is not of its type (an
+    empty value stands for "none" and is allowed, except for the required keys). Values are quoted short,
+    so a hostile header gives a short message."""
+    from smu.errors import shown
+
+    found = [f"no {k}" for k in REQUIRED.get(meta.get(KIND, ""), ()) if not meta.get(k)]
+    for k in KEYS:
+        value = meta.get(k)
+        if value and not fits(k, value):
+            found.append(f"{k} is {shown(value)}, not {TYPES[k.type]}")
+    return found
+
+
+TYPES = {
+    "int": "an integer",
+    "float": "a finite number",
+    "sha256": "a sha256 (64 hex digits)",
+    "file": "a file name beside it",
+    "CxHxW": "channels x height x width (e.g. 3x32x32)",
+    "json": "JSON",
+    "str": "text",
+}
+
+
+def fits(k: Key, value: str) -> bool:
+    if k.type == "int":
+        low, high = LIMITS.get(k, (-(1 << 63), (1 << 63) - 1))
+        return re.fullmatch(r"-?[0-9]{1,19}", value) is not None and low <= int(value) <= high
+    if k.type == "float":
+        try:
+            return len(value) < 40 and math.isfinite(float(value))
+        except ValueError:
+            return False
+    if k.type == "sha256":
+        return re.fullmatch(r"[0-9a-f]{64}", value) is not None
+    if k.type == "file":  # a name, never a path: a header must not point smu anywhere but beside the file
+        return len(value) <= 255 and value not in (".", "..") and not re.search(r"[/\\\x00]", value)
+    if k.type == "CxHxW":
+        dims = re.fullmatch(r"([0-9]{1,3})x([0-9]{1,5})x([0-9]{1,5})", value)
+        return (
+            dims is not None and 1 <= int(dims[1]) <= 64 and all(1 <= int(d) <= 16384 for d in dims.groups())
+        )
+    if k.type == "json":
+        try:
+            json.loads(value)
+            return True
+        except (ValueError, RecursionError):
+            return False
+    return True

@@ -54,7 +54,7 @@ class RichReporter(Reporter):
         self.task: Any = None
 
     def start(self, label: str, total: int | None) -> None:
-        self.task = self.progress.add_task(label, total=total, stats="")
+        self.task = self.progress.add_task(printable(label, LINE), total=total, stats="")
 
     def update(self, advance: int = 0, **f: object) -> None:
         stats = "  ".join(
@@ -70,7 +70,7 @@ class RichReporter(Reporter):
                 ],
             )
         )
-        self.progress.update(self.task, advance=advance, stats=stats)
+        self.progress.update(self.task, advance=advance, stats=printable(stats, LINE))
 
     def stop(self) -> None:
         if self.task is not None:
@@ -78,7 +78,7 @@ class RichReporter(Reporter):
             self.task = None
 
     def note(self, message: str) -> None:
-        self.progress.console.print(Text(message, style="dim"))
+        self.progress.console.print(plain(message, LINE, style="dim"))
 
     def bar(self) -> Reporter:
         return RichReporter(self.progress)
@@ -92,15 +92,38 @@ def reporting(quiet: bool) -> Iterator[Reporter]:
         yield Reporter()
         return
     columns = [
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"),
+        TextColumn("{task.fields[stats]}", markup=False),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
     with Progress(*columns, console=console, transient=False) as progress:
         yield RichReporter(progress)
+
+
+LINE = 600
+"""The most characters of one error, warning or progress line (a recipe lists all its problems at once)."""
+CELL = 1000
+"""The most characters shown in one table cell (``--json`` carries the whole value)."""
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` as it may reach a terminal: every control or format character (ESC, BEL, CR, newlines,
+    bidi overrides, zero-width marks) written as its Python escape, so a file cannot move the cursor,
+    retitle the window, hide text or add lines; beyond ``limit`` characters, cut with a count of the
+    rest. The one gate for strings that come from files, their names and their metadata."""
+    if limit is not None and len(text) > limit:
+        text = f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def plain(value: object, limit: int | None = None, style: str = "") -> Text:
+    """Text for Rich that shows ``value`` as it is: ``[bold]`` stays brackets, escapes are escaped."""
+    return Text(printable(str(value), limit), style=style)
 
 
 def jsonable(obj: Any) -> Any:
@@ -140,12 +163,12 @@ def emit(
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     """A results table: numbers right-aligned with two decimals, text (names, paths) left-aligned."""
-    t = Table(title=title, title_justify="left")
+    t = Table(title=plain(title, LINE), title_justify="left")
     for i, c in enumerate(columns):
         text = i == 0 or any(isinstance(r[i], str | Path) and not is_number(str(r[i])) for r in rows)
-        t.add_column(c, justify="left" if text else "right", overflow="fold" if text else "ellipsis")
+        t.add_column(plain(c), justify="left" if text else "right", overflow="fold" if text else "ellipsis")
     for r in rows:
-        t.add_row(*[fmt(v) for v in r])
+        t.add_row(*[plain(fmt(v), CELL) for v in r])
     return t
 
 
@@ -168,9 +191,9 @@ def show_error(err: SmuError) -> None:
         return
     line = Text("" if distributed.is_main() else f"rank {distributed.rank()}: ")
     line.append("Error: ", style="bold red")
-    line.append(err.message)
+    line.append(printable(err.message, LINE))
     if err.hint:
-        line.append(f"; {err.hint}")
+        line.append("; " + printable(err.hint, LINE // 2))
     err_console().print(line)
 
 
@@ -179,5 +202,5 @@ def warn(message: str) -> None:
     if not distributed.is_main():
         return
     line = Text("Warning: ", style="bold yellow")
-    line.append(message)
+    line.append(printable(message, LINE))
     err_console().print(line)

@@ -31,8 +31,13 @@ def inspect(
     return inspect_artifact(artifact)
 
 
+MAX_ROWS = 100
+
+
 def render(r: dict) -> list:
     meta = [[k, v] for k, v in sorted(r["metadata"].items()) if k != "format"]
+    if len(meta) > MAX_ROWS:  # a header can hold thousands of keys; --json has them all
+        meta = meta[:MAX_ROWS] + [["…", f"{len(meta) - MAX_ROWS:,} more keys (--json shows them)"]]
     state = "intact" if r["intact"] else "NOT intact: " + "; ".join(r["problems"])
     shown = [table(f"{r['path']} ({r['kind']}, sha256 {r['sha256'][:16]}…): {state}", ["Key", "Value"], meta)]
     if r["per_layer"]:

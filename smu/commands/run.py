@@ -22,6 +22,7 @@ from smu.recipes.catalog import read_recipe
 from smu.recipes.config import parse_recipe
 from smu.recipes.runner import Planner, execute
 from smu.steps import Executor, is_done
+from smu.ui import printable
 
 EPILOG = (
     "Examples:\n\n"
@@ -176,7 +177,8 @@ def render(result: dict) -> list:
         f"#  {s['step']:>3}. {s['title']}" + ("  (done, will be skipped)" if s["done"] else "")
         for s in result["steps"]
     ]
-    return [Text("\n".join(lines))]  # plain text: recipe values are not Rich markup
+    # Plain text: a recipe's values are neither Rich markup nor terminal escapes.
+    return [Text("\n".join(printable(line) for line in "\n".join(lines).splitlines()))]
 
 
 def paths(result: dict) -> list[str]:

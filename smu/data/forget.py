@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +24,19 @@ import torch
 from smu import artifacts
 from smu import schema as S
 from smu.data import ImageSet, Splits
-from smu.errors import ArtifactError, UsageError
+from smu.errors import ArtifactError, UsageError, shown
 
 SPEC_HELP = "class:C, class:C:N, random:N, random:P%, indices:FILE or a saved forget.safetensors"
+MAX_INDEX_FILE = 64 << 20
+"""Largest indices:FILE read (ImageNet's 1.28 million indices take about 10 MB)."""
+
+
+def is_file(path: str) -> bool:
+    """``Path(path).is_file()``, false for what cannot name a file (too long, a NUL byte)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass
@@ -113,13 +124,13 @@ def resolve_forget(spec: str, splits: Splits, seed: int = 0) -> ForgetSet:
         idx = torch.randperm(n, generator=gen)[:k]
     elif kind == "indices" and rest:
         idx = read_indices(Path(rest), n)
-    elif Path(spec).is_file():
+    elif is_file(spec):
         return load_forget(Path(spec), splits)
     else:
-        raise UsageError(f"--forget {spec!r} is not a forget-set spec", hint=f"use {SPEC_HELP}")
+        raise UsageError(f"--forget {shown(spec)} is not a forget-set spec", hint=f"use {SPEC_HELP}")
     if len(idx) == 0:
         raise UsageError(
-            f"--forget {spec!r} selects no samples", hint="a forget set needs at least one sample"
+            f"--forget {shown(spec)} selects no samples", hint="a forget set needs at least one sample"
         )
     return ForgetSet(
         idx.sort().values,
@@ -143,7 +154,7 @@ def parse_class(name: str, splits: Splits) -> int:
         c = -1
     if not 0 <= c < len(classes):
         raise UsageError(
-            f"--forget class {name!r} is not a class of {splits.info.name}",
+            f"--forget class {shown(name)} is not a class of {splits.info.name}",
             hint=f"use 0..{len(classes) - 1} or a class name ({', '.join(classes[:5])}, ...)",
         )
     return c
@@ -153,14 +164,14 @@ def parse_count(text: str, available: int, where: str, spec: str) -> int:
     """'500' or '10%' of ``available``; must be between 1 and ``available``."""
     try:
         k = round(float(text[:-1]) / 100 * available) if text.endswith("%") else int(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, NaN or infinite
         raise UsageError(
-            f"--forget {spec!r}: {text!r} is not a count or a percentage",
+            f"--forget {shown(spec)}: {shown(text)} is not a count or a percentage",
             hint="e.g. random:500 or random:10%",
         ) from None
     if not 1 <= k <= available:
         raise UsageError(
-            f"--forget {spec!r} asks for {k} samples but {where} has {available}",
+            f"--forget {shown(spec)} asks for {shown(k)} samples but {where} has {available}",
             hint=f"ask for 1 to {available}",
         )
     return k
@@ -168,9 +179,19 @@ def parse_count(text: str, available: int, where: str, spec: str) -> int:
 
 def read_indices(path: Path, n: int) -> torch.Tensor:
     """One index per line (blank lines and # comments skipped) or a JSON list; all distinct, in [0, n)."""
-    if not path.is_file():
-        raise UsageError(f"--forget indices file {str(path)!r} does not exist", hint="check the path")
-    text = path.read_text()
+    if not is_file(str(path)):
+        raise UsageError(f"--forget indices file {shown(str(path))} does not exist", hint="check the path")
+    if path.stat().st_size > MAX_INDEX_FILE:
+        raise UsageError(
+            f"--forget {str(path)!r} is {path.stat().st_size:,} bytes, more than an index list can be",
+            hint="is it the right file?",
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(
+            f"--forget {str(path)!r} is not text", hint="write [3, 17, 42] or one index per line"
+        ) from None
     if text.lstrip().startswith("["):
         try:
             values = json.loads(text)
@@ -179,16 +200,22 @@ def read_indices(path: Path, n: int) -> torch.Tensor:
                 f"--forget {str(path)!r} is not a valid JSON list ({e.msg}, line {e.lineno})",
                 hint="write [3, 17, 42] or one index per line",
             ) from None
+        except RecursionError:
+            raise UsageError(
+                f"--forget {str(path)!r} nests lists too deeply", hint="write a flat list: [3, 17, 42]"
+            ) from None
+        if not isinstance(values, list):
+            raise UsageError(f"--forget {str(path)!r} is not a JSON list", hint="write [3, 17, 42]")
     else:
         values = [line.split("#")[0].strip() for line in text.splitlines()]
         values = [v for v in values if v]
     out = []
     for v in values:
         if isinstance(v, bool) or not (
-            isinstance(v, int) or (isinstance(v, str) and v.lstrip("-").isdigit())
+            isinstance(v, int) or (isinstance(v, str) and re.fullmatch(r"-?[0-9]{1,30}", v))
         ):
             raise UsageError(
-                f"--forget {str(path)!r}: {v!r} is not a whole number",
+                f"--forget {str(path)!r}: {shown(v)} is not a whole number",
                 hint="indices are positions in the training split, 0-based",
             )
         out.append(int(v))
@@ -197,7 +224,7 @@ def read_indices(path: Path, n: int) -> torch.Tensor:
     bad = next((i for i in out if not 0 <= i < n), None)
     if bad is not None:
         raise UsageError(
-            f"--forget {str(path)!r}: index {bad} is out of range",
+            f"--forget {str(path)!r}: index {shown(bad)} is out of range",
             hint=f"the training split has {n} samples (0..{n - 1}) after the validation hold-out",
         )
     seen: set[int] = set()
@@ -226,8 +253,14 @@ def load_forget(path: Path, splits: Splits) -> ForgetSet:
                 hint="resolve the forget set again for this model's data",
             )
     idx = artifacts.read_tensors(path).get("indices")
-    if idx is None:
-        raise ArtifactError(f"--forget {str(path)!r} holds no indices", hint="save it again")
+    integers = idx is not None and idx.ndim == 1 and not (idx.is_floating_point() or idx.is_complex())
+    if not integers or idx.dtype == torch.bool or len(idx) == 0:
+        raise ArtifactError(f"--forget {str(path)!r} holds no list of indices", hint="save it again")
+    if int(idx.min()) < 0 or int(idx.max()) >= len(splits.train) or len(idx.unique()) != len(idx):
+        raise ArtifactError(
+            f"--forget {str(path)!r} holds indices outside the training split, or one twice",
+            hint="save it again",
+        )
     cls = meta.get(S.CLASS, "")
     fs = ForgetSet(
         idx.to(torch.int64),

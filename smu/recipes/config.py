@@ -16,19 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from smu.auditing import AuditConfig
 from smu.backdoor import BackdoorConfig
 from smu.coerce import build
 from smu.data import SOURCES
 from smu.data.forget import SPEC_HELP
 from smu.engine import TrainConfig, resolve_device
-from smu.errors import SmuError, UsageError
+from smu.errors import SmuError, UsageError, shown
 from smu.models import ARCHS
 from smu.pruning import METHODS as PRUNING
 from smu.pruning import prune_options
 from smu.recipes.catalog import read_recipe
+from smu.recipes.yaml_reader import load_yaml
 from smu.registry import suggest
 from smu.unlearning import METHODS, make_config
 
@@ -122,15 +121,11 @@ def load_recipe(name: str | Path, overrides: list[str] = ()) -> Recipe:
 def parse_recipe(label: str, text: str, overrides: list[str] = ()) -> Recipe:
     """:func:`load_recipe` of a recipe's text (what a Ray worker plans from: the text travels, files
     need not)."""
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UsageError(f"recipe {label!r} is not valid YAML{where}", hint="check the indentation") from None
+    raw = load_yaml(text, f"recipe {shown(label)}") or {}
     if not isinstance(raw, dict):
         raise UsageError(
-            f"recipe {label!r} is not a mapping of keys to values", hint="smu recipes quickstart shows one"
+            f"recipe {shown(label)} is not a mapping of keys to values",
+            hint="smu recipes quickstart shows one",
         )
     for item in overrides:
         apply_override(raw, item)
@@ -139,27 +134,33 @@ def parse_recipe(label: str, text: str, overrides: list[str] = ()) -> Recipe:
     recipe = build(Recipe, raw, "", errors)
     check_values(recipe, errors)
     if errors:
-        raise UsageError(f"recipe {label!r}: " + "; ".join(errors), hint="fix these keys (smu run --help)")
+        raise UsageError(f"recipe {shown(label)}: {listed(errors)}", hint="fix these keys (smu run --help)")
     return recipe
+
+
+def listed(errors: list[str], room: int = 500) -> str:
+    """Every problem, as many as fit in ``room`` characters, then how many more there are."""
+    count = 1
+    while count < len(errors) and len("; ".join(errors[: count + 1])) <= room:
+        count += 1
+    more = f"; and {len(errors) - count} more" if count < len(errors) else ""
+    return "; ".join(errors[:count]) + more
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
     key, sep, text = item.partition("=")
     if not sep or not key:
-        raise UsageError(f"override {item!r} is not key=value", hint="e.g. unlearn.ft.lr=0.02 or seeds=[1,2]")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
         raise UsageError(
-            f"override {item!r}: {text!r} is not a YAML value", hint="quote it or fix it"
-        ) from None
+            f"override {shown(item)} is not key=value", hint="e.g. unlearn.ft.lr=0.02 or seeds=[1,2]"
+        )
+    value = load_yaml(text, f"override {shown(item)}")
     node = raw
     parts = key.split(".")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise UsageError(
-                f"override {item!r}: {part!r} is not a section", hint="override its keys instead"
+                f"override {shown(item)}: {shown(part)} is not a section", hint="override its keys instead"
             )
     node[parts[-1]] = value
 
@@ -185,7 +186,7 @@ def check_values(recipe: Recipe, errors: list[str]) -> None:
 
 def unknown(key: str, value: Any, table: Any, what: str = "") -> str:
     close = suggest(value, list(table))
-    return f"{key}: unknown {what}{value!r}" + (f" (did you mean {close!r}?)" if close else "")
+    return f"{key}: unknown {what}{shown(value)}" + (f" (did you mean {close!r}?)" if close else "")
 
 
 def check_names(recipe: Recipe, errors: list[str]) -> None:
@@ -205,14 +206,14 @@ def check_names(recipe: Recipe, errors: list[str]) -> None:
         errors.append("seeds: give at least one seed")
     for spec in recipe.scenarios:
         if str(spec).split(":")[0] not in ("class", "random", "indices"):
-            errors.append(f"scenarios: {spec!r} is not a forget spec ({SPEC_HELP})")
+            errors.append(f"scenarios: {shown(spec)} is not a forget spec ({SPEC_HELP})")
 
 
 def check_pruning(recipe: Recipe, errors: list[str]) -> None:
     prune = recipe.prune
     for r in [*prune.rates, prune.imp_rate]:
         if not 0 < r < 1:
-            errors.append(f"prune: rate {r!r} is outside (0, 1)")
+            errors.append(f"prune: rate {shown(r)} is outside (0, 1)")
     if prune.scope not in ("conv", "all"):
         errors.append(unknown("prune.scope", prune.scope, ("conv", "all")))
     twice = sorted({r for r in prune.rates if prune.rates.count(r) > 1})
@@ -270,10 +271,10 @@ def check_tune(recipe: Recipe, errors: list[str]) -> None:
         errors.append(f"tune: tuning is part of kind: unlearn recipes, not {recipe.kind}")
         return
     if tune.trials < 1:
-        errors.append(f"tune.trials {tune.trials!r} must be >= 1")
+        errors.append(f"tune.trials {shown(tune.trials)} must be >= 1")
     for method in [*tune.methods, *(m for m in tune.space if m not in tune.methods)]:
         if method not in recipe.unlearn or METHODS.get(method) is None or METHODS[method].exact:
-            errors.append(f"tune: {method!r} is not one of this recipe's approximate methods (unlearn:)")
+            errors.append(f"tune: {shown(method)} is not one of this recipe's approximate methods (unlearn:)")
             continue
         try:
             tune_options(recipe, method)

@@ -17,6 +17,7 @@ from smu.evaluation import gap
 from smu.recipes.config import reference_method
 from smu.recipes.runner import model_name
 from smu.steps import Step
+from smu.ui import LINE, plain
 
 COLUMNS = [
     ("UA", "ua"),
@@ -314,7 +315,7 @@ def rich_tables(tables: list[dict[str, Any]]) -> list[Table]:
     """One row per method and model, so the table fits a terminal; report.md has the paper's wide layout."""
     shown = []
     for t in tables:
-        table = Table(title=t["title"], title_justify="left")
+        table = Table(title=plain(t["title"], LINE), title_justify="left")
         table.add_column("Method")
         if t["groups"] != [""]:
             table.add_column("Model")
@@ -323,7 +324,7 @@ def rich_tables(tables: list[dict[str, Any]]) -> list[Table]:
         last = len(t["groups"]) - 1
         for i, (method, group, cells) in enumerate(rows_of(t)):
             first = [method if i % (last + 1) == 0 else ""] + ([group] if group else [])
-            table.add_row(*first, *cells, end_section=i % (last + 1) == last)
+            table.add_row(*map(plain, [*first, *cells]), end_section=i % (last + 1) == last)
         shown.append(table)
     return shown
 
@@ -366,13 +367,15 @@ def gap_bars(tables: list[dict[str, Any]]) -> list[Table]:
     """The headline chart in the terminal, so a remote shell shows the shape without opening a picture."""
     shown = []
     for title, rows in gap_charts(tables):
-        chart = Table(title=title, title_justify="left", box=None, show_header=False, pad_edge=False)
+        chart = Table(
+            title=plain(title, LINE), title_justify="left", box=None, show_header=False, pad_edge=False
+        )
         chart.add_column("Method")
         chart.add_column("Model")
         chart.add_column("Bar", width=BAR + 1, no_wrap=True)
         chart.add_column("Avg. Gap", justify="right")
         for row in rows:
-            chart.add_row(*row)
+            chart.add_row(*map(plain, row))
         shown.append(chart)
     return shown
 
@@ -421,12 +424,12 @@ def claims_title(scenario: str) -> str:
 def rich_claims(claims: list[dict[str, Any]]) -> list[Table]:
     shown = []
     for scenario in dict.fromkeys(c["scenario"] for c in claims):
-        table = Table(title=claims_title(scenario), title_justify="left")
+        table = Table(title=plain(claims_title(scenario), LINE), title_justify="left")
         for i, name in enumerate(CLAIM_HEADERS):
             table.add_column(name, justify="left" if i in (0, 1, 6) else "right")
         for claim in claims:
             if claim["scenario"] == scenario:
-                table.add_row(*claim_cells(claim))
+                table.add_row(*map(plain, claim_cells(claim)))
         shown.append(table)
     return shown
 
