@@ -260,7 +260,7 @@ class LoadedModel:
         for key, value in want.items():
             if self.meta.get(key) != value:
                 raise ArtifactError(
-                    f"{option} {str(self.path)!r} was made for {key[4:]} {self.meta.get(key)!r}, "
+                    f"{option} {str(self.path)!r} was made for {key[4:]} {shown(self.meta.get(key))}, "
                     f"not {value!r}",
                     hint=f"use a model trained on {splits.info.name}",
                 )
@@ -271,8 +271,8 @@ class LoadedModel:
             if self.meta.get(key) != other.meta.get(key):
                 raise ArtifactError(
                     f"{option} {str(self.path)!r} was trained with another validation split than "
-                    f"{str(other.path)!r} ({key[4:]} {self.meta.get(key)!r} vs "
-                    f"{other.meta.get(key)!r})",
+                    f"{str(other.path)!r} ({key[4:]} {shown(self.meta.get(key))} vs "
+                    f"{shown(other.meta.get(key))})",
                     hint="compare models made with the same --seed "
                     "and --val-fraction, or the forget indices would mean different images",
                 )
@@ -388,8 +388,8 @@ def load_mask(path: str | Path, model: nn.Module, model_meta: dict[str, str] | N
         ):
             if meta.get(key) != model_meta.get(key):
                 raise ArtifactError(
-                    f"mask {str(path)!r} is for {what} {meta.get(key)!r} but the model is "
-                    f"{model_meta.get(key)!r}",
+                    f"mask {str(path)!r} is for {what} {shown(meta.get(key))} but the model is "
+                    f"{shown(model_meta.get(key))}",
                     hint="pass the mask written with this model",
                 )
     params = dict(model.named_parameters())
@@ -399,7 +399,7 @@ def load_mask(path: str | Path, model: nn.Module, model_meta: dict[str, str] | N
     for name, m in tensors.items():
         if name not in params:
             raise ArtifactError(
-                f"mask {str(path)!r} names {name!r}, which the model does not have",
+                f"mask {str(path)!r} names {shown(name)}, which the model does not have",
                 hint="pass the mask written with this model",
             )
         if m.shape != params[name].shape:

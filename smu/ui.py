@@ -191,9 +191,10 @@ def show_error(err: SmuError) -> None:
         return
     line = Text("" if distributed.is_main() else f"rank {distributed.rank()}: ")
     line.append("Error: ", style="bold red")
-    line.append(printable(err.message, LINE))
-    if err.hint:
-        line.append("; " + printable(err.hint, LINE // 2))
+    hint = printable(err.hint, LINE // 3) if err.hint else ""
+    line.append(printable(err.message, LINE - len(hint)))
+    if hint:
+        line.append(f"; {hint}")
     err_console().print(line)
 
 

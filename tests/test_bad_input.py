@@ -1,6 +1,7 @@
 """Bad input, through the real entry point: one line on stderr, the right exit code, nothing left behind."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -44,12 +45,50 @@ def files(tmp_path_factory, pruned_cnn):
         "floats.json": "[1.5]",
     }.items():
         (folder / name).write_text(text)
+    hostile_files(folder, model)
     (folder / "busy").mkdir()
     (folder / "busy" / "mine.txt").write_text("keep")
     (folder / "a-file").write_text("not a folder")
     (folder / "unknown.yaml").write_text("datset: digits\n")
     (folder / "wrongtype.yaml").write_text("train: {epochs: ten}\n")
     return folder, model
+
+
+def hostile_files(folder, model):
+    """Files made by hand, as someone else could: broken weights, masks and headers, and YAML bombs."""
+    from smu import schema as S
+
+    dense = model.parent.parent / "dense" / "model.safetensors"
+    tensors, meta = artifacts.read_tensors(dense), artifacts.read_metadata(dense)
+    for name, layer, value in (("nan", "net.features.0.weight", "nan"), ("inf", "net.fc.bias", "-inf")):
+        broken = dict(tensors)
+        broken[layer] = tensors[layer].clone().flatten()
+        broken[layer][3] = float(value)
+        artifacts.save_tensors(
+            folder / f"{name}.safetensors", {**broken, layer: broken[layer].view_as(tensors[layer])}, meta
+        )
+    for name, bad in {
+        "classes": {S.NUM_CLASSES: "1e9"},
+        "shape": {S.INPUT_SHAPE: "1x100000x8"},
+        "escape": {S.MASK_FILE: "../../etc/passwd", S.MASK_SHA256: "0" * 64},
+        "no-arch": {S.ARCH: ""},
+        "arch": {S.ARCH: "\x1b[31m[bold]resnet"},
+    }.items():
+        artifacts.save_tensors(folder / f"header-{name}.safetensors", tensors, meta | bad)
+    mask = model.with_name("mask.safetensors")
+    twos = {k: m * 2 for k, m in artifacts.read_tensors(mask).items()}
+    artifacts.save_tensors(folder / "twos-mask.safetensors", twos, artifacts.read_metadata(mask))
+    data = dense.read_bytes()
+    (folder / "huge-header.safetensors").write_bytes((1 << 40).to_bytes(8, "little") + data[8:])
+    flipped = bytearray(data)
+    flipped[data.index(b'"F32"') + 2] ^= 0x55  # a bit flip in the header: the dtype is no dtype
+    (folder / "flipped.safetensors").write_bytes(bytes(flipped))
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]" for a, b in zip("abcdefg", "bcdefgh", strict=True)]
+    (folder / "bomb.yaml").write_text("\n".join([*levels, "seeds: *h", ""]))  # 10^8 seeds in 600 bytes
+    (folder / "loop.yaml").write_text("seeds: &s [1, *s]\n")
+    (folder / "deep.yaml").write_text("seeds: " + "[" * 100 + "]" * 100 + "\n")
+    (folder / "huge.yaml").write_text("# padding\n" * 200_000)
 
 
 def cases(f, m):
@@ -81,6 +120,67 @@ def cases(f, m):
             1,
             "not a readable PyTorch",
         ),
+        # hostile files (made by hand: tests/test_fuzz.py tries many more)
+        (
+            ["eval", "--model", f / "nan.safetensors", "--forget", "class:1"],
+            1,
+            "is not intact: net.features.0.weight holds NaN or Inf",
+        ),
+        (
+            [*unlearn[:2], f / "inf.safetensors", *unlearn[3:]],
+            1,
+            "is not intact: net.fc.bias holds NaN or Inf",
+        ),
+        ([*base_prune, "--model", f / "nan.safetensors"], 1, "holds NaN or Inf"),
+        (
+            ["audit", "--model", f / "inf.safetensors", "--forget", "class:1", "--method", "ft"],
+            1,
+            "holds NaN or Inf",
+        ),
+        (
+            ["tune", "--model", f / "nan.safetensors", "--forget", "class:1", "--method", "ga"],
+            1,
+            "holds NaN or Inf",
+        ),
+        (["backdoor-cleanse", "--model", f / "inf.safetensors", "--method", "ft"], 1, "holds NaN or Inf"),
+        ([*ev, "class:1", "--reference", f / "nan.safetensors"], 1, "--reference"),
+        ([*unlearn, "--mask", f / "twos-mask.safetensors"], 1, "holds values other than 0 and 1"),
+        (
+            [*ev, "class:1", "--model", f / "huge-header.safetensors"],
+            1,
+            "its header would be 1,099,511,627,776 bytes",
+        ),
+        ([*ev, "class:1", "--model", f / "flipped.safetensors"], 1, "not a readable safetensors file"),
+        (
+            [*ev, "class:1", "--model", f / "header-classes.safetensors"],
+            1,
+            "smu.num_classes is '1e9', not an integer",
+        ),
+        ([*ev, "class:1", "--model", f / "header-shape.safetensors"], 1, "smu.input_shape is '1x100000x8'"),
+        (
+            [*ev, "class:1", "--model", f / "header-escape.safetensors"],
+            1,
+            "smu.mask is '../../etc/passwd', not a file name",
+        ),
+        (
+            [*ev, "class:1", "--model", f / "header-no-arch.safetensors"],
+            1,
+            "has a broken header: no smu.arch",
+        ),
+        (
+            [*ev, "class:1", "--model", f / "header-arch.safetensors"],
+            1,
+            "is a '\\x1b[31m[bold]resnet', an architecture",
+        ),
+        (
+            ["run", f / "bomb.yaml", "--dry-run"],
+            2,
+            "expands to more than 100,000 values (aliases that multiply",
+        ),
+        (["run", f / "loop.yaml", "--dry-run"], 2, "expands to more than 100,000 values"),
+        (["run", "quickstart", "--dry-run", "seeds=&a [1, *a]"], 2, "override 'seeds=&a [1, *a]' expands to"),
+        (["run", f / "deep.yaml", "--dry-run"], 2, "nests deeper than 32 levels"),
+        (["run", f / "huge.yaml", "--dry-run"], 2, "is 2,000,000 characters long"),
         # names
         ([*base_prune, "--method", "omq"], 2, "unknown pruning method 'omq'; did you mean 'omp'?"),
         ([*base_prune, "--arch", "resnet2"], 2, "did you mean 'resnet20'?"),
@@ -163,7 +263,7 @@ def test_bad_input_gives_one_line_the_right_exit_code_and_no_half_written_output
     stdout, stderr = capsys.readouterr()
     assert e.value.code == code, stderr
     assert message in stderr, stderr
-    assert stderr.strip().count("\n") == 0 and "Traceback" not in stderr
+    assert stderr.strip().count("\n") == 0 and "Traceback" not in stderr and len(stderr) < 700
     assert stdout == ""
     assert not out.exists()
 
@@ -193,3 +293,28 @@ def test_eval_json_is_byte_identical_between_runs(files, capsys):
             main(["eval", "--model", str(model), "--forget", "random:10%", "--json"])
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] and json.loads(outputs[0])["forget"]["size"] > 0
+
+
+HOSTILE = "[bold red]INJECTED[/] \x1b]0;pwned-title\x07 \x1b[31mred\x1b[0m \u202eevil\r\nfake row"
+
+
+def test_text_from_files_reaches_the_terminal_as_plain_text(files, capsys, tmp_path):
+    """Metadata and file names may hold Rich markup and terminal escapes: shown, never obeyed."""
+    _, model = files
+    dense = model.parent.parent / "dense" / "model.safetensors"
+    folder = tmp_path / "evil\x1b[2J"
+    keys = {"smu.command": HOSTILE, "smu.prune.method": HOSTILE, "smu.forget.spec": HOSTILE, HOSTILE: "x"}
+    artifacts.save_tensors(
+        folder / "model.safetensors", artifacts.read_tensors(dense), artifacts.read_metadata(dense) | keys
+    )
+    shown = {}
+    for command in (["inspect"], ["eval", "--forget", "class:1", "--model"]):
+        with pytest.raises(SystemExit) as e:
+            main([*command, str(folder / "model.safetensors")])
+        out, err = capsys.readouterr()
+        assert e.value.code == 0, err
+        assert not any(raw in out + err for raw in ("\x1b", "\x07", "\u202e", "\r")), out
+        shown[command[0]] = "".join(re.sub(r"[│┃┏━┓┡┩└┘─┴┬┼╇╈\s]", "", out))  # the table, wrapping undone
+    table = shown["inspect"]
+    assert "[boldred]INJECTED[/]\\x1b]0;pwned-title\\x07\\x1b[31mred\\x1b[0m\\u202eevil\\r\\nfakerow" in table
+    assert "evil\\x1b[2J" in table  # the folder's name, in the title

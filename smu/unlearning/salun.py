@@ -29,7 +29,7 @@ from smu import artifacts, distributed
 from smu import schema as S
 from smu.data import ImageSet
 from smu.data.batches import batches
-from smu.errors import ArtifactError, UsageError
+from smu.errors import ArtifactError, UsageError, shown
 from smu.masks import Freeze
 from smu.options import param
 from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
@@ -91,8 +91,8 @@ def load_saliency(path: str, model: nn.Module, ctx: Context) -> tuple[dict[str, 
     for key in S.MODEL_IDENTITY:
         if meta.get(key) != ctx.model_meta.get(key):
             raise UsageError(
-                f"--saliency {path!r} was made for {key[4:]} {meta.get(key)!r}, the model is "
-                f"{ctx.model_meta.get(key)!r}",
+                f"--saliency {path!r} was made for {key[4:]} {shown(meta.get(key))}, the model is "
+                f"{shown(ctx.model_meta.get(key))}",
                 hint="pass the saliency.safetensors of a SalUn run on this model",
             )
     tensors = artifacts.read_tensors(Path(path))
