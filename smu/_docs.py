@@ -62,10 +62,13 @@ def pruning_methods() -> str:
 
 
 def artifact_keys() -> str:
-    from smu.schema import KEYS
+    from smu.schema import KEYS, LIMITS
+
+    def kind(k: object) -> str:
+        return f"{k.type} {LIMITS[k][0]:,}..{LIMITS[k][1]:,}" if k in LIMITS else k.type
 
     rows = ["| key | type | in | meaning |", "|---|---|---|---|"]
-    rows += [f"| `{k}` | {k.type} | {', '.join(k.kinds)} | {k.meaning} |" for k in KEYS]
+    rows += [f"| `{k}` | {kind(k)} | {', '.join(k.kinds)} | {k.meaning} |" for k in KEYS]
     return "\n".join(rows)
 
 

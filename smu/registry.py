@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from smu.errors import SmuWarning, UnknownNameError
+from smu.errors import SmuWarning, UnknownNameError, shown
 
 T = TypeVar("T")
 
@@ -33,7 +33,7 @@ def lookup(table: Mapping[str, T], name: str, kind: str) -> T:
         return table[name]
     close = suggest(name, list(table))
     guess = f"did you mean {close!r}? " if close else ""
-    raise UnknownNameError(f"unknown {kind} {name!r}", hint=f"{guess}choices: {', '.join(table)}")
+    raise UnknownNameError(f"unknown {kind} {shown(name)}", hint=f"{guess}choices: {', '.join(table)}")
 
 
 class PluginWarning(SmuWarning):

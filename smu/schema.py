@@ -141,8 +141,16 @@ MODEL_IDENTITY = (ARCH, DATASET, NUM_CLASSES, INPUT_SHAPE)
 SPLIT = (VAL_FRACTION, SPLIT_SEED, SUBSET)
 """The validation hold-out a model was trained with: forget indices only mean the same images under it."""
 
-LIMITS = {NUM_CLASSES: (1, 1_000_000), SIZE: (0, 1 << 40), TRAIN_SIZE: (0, 1 << 40)}
-"""Values an int key can take; others must only be integers."""
+LIMITS = {
+    NUM_CLASSES: (1, 1_000_000),
+    SIZE: (0, 10**12),
+    TRAIN_SIZE: (0, 10**12),
+    SUBSET: (0, 10**12),
+    VAL_FRACTION: (0.0, 0.99),
+    SPARSITY: (0.0, 1.0),
+    SALIENCY_RATIO: (0.0, 1.0),
+}
+"""The values a number key can take (bounds included); other number keys need only be numbers."""
 REQUIRED = {MODEL: MODEL_IDENTITY}
 """Keys a file of this kind cannot be used without."""
 
@@ -157,7 +165,8 @@ def problems(meta: dict[str, str]) -> list[str]:
     for k in KEYS:
         value = meta.get(k)
         if value and not fits(k, value):
-            found.append(f"{k} is {shown(value)}, not {TYPES[k.type]}")
+            bounds = f" from {LIMITS[k][0]:,} to {LIMITS[k][1]:,}" if k in LIMITS else ""
+            found.append(f"{k} is {shown(value)}, not {TYPES[k.type]}{bounds}")
     return found
 
 
@@ -178,7 +187,8 @@ def fits(k: Key, value: str) -> bool:
         return re.fullmatch(r"-?[0-9]{1,19}", value) is not None and low <= int(value) <= high
     if k.type == "float":
         try:
-            return len(value) < 40 and math.isfinite(float(value))
+            low, high = LIMITS.get(k, (-math.inf, math.inf))
+            return len(value) < 40 and math.isfinite(float(value)) and low <= float(value) <= high
         except ValueError:
             return False
     if k.type == "sha256":
