@@ -113,7 +113,7 @@ def is_done(step: Step) -> bool:
         return False
     try:
         return json.loads(marker.read_text()).get("key") == step.key
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, or not an object: not done
         return False
 
 
