@@ -136,7 +136,7 @@ def read_metadata(path: str | Path, option: str = "", check: bool = True) -> dic
             meta = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error type for any malformed header
         raise ArtifactError(
-            f"{str(path)!r} is not a readable safetensors file ({e})",
+            f"{str(path)!r} is not a readable safetensors file ({shown(str(e))})",
             hint="smu reads only .safetensors files it wrote; is the file truncated?",
         ) from None
     if S.KIND not in meta:
@@ -158,12 +158,17 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         with safe_open(str(path), framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict)
     except Exception as e:
-        raise ArtifactError(f"{str(path)!r} is corrupt: {e}", hint="write it again") from None
+        raise ArtifactError(f"{str(path)!r} is corrupt: {shown(str(e))}", hint="write it again") from None
 
 
 def nonfinite(tensors: dict[str, torch.Tensor]) -> list[str]:
     """Names of the floating-point tensors that hold NaN or Inf."""
-    return [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    exact = (torch.float64, torch.float32, torch.float16, torch.bfloat16)  # float8 has no isfinite: widen it
+    return [
+        k
+        for k, t in tensors.items()
+        if t.is_floating_point() and not bool(torch.isfinite(t if t.dtype in exact else t.float()).all())
+    ]
 
 
 def weight_problem(tensors: dict[str, torch.Tensor]) -> str | None:
@@ -285,9 +290,9 @@ class LoadedModel:
             self.dataset,
             data_dir=data_dir,
             device=device,
-            val_fraction=float(self.meta.get(S.VAL_FRACTION, 0.1)),
-            seed=int(self.meta.get(S.SPLIT_SEED, 0)),
-            subset=int(self.meta.get(S.SUBSET, 0)),
+            val_fraction=float(self.meta.get(S.VAL_FRACTION) or 0.1),  # an empty value: the default
+            seed=int(self.meta.get(S.SPLIT_SEED) or 0),
+            subset=int(self.meta.get(S.SUBSET) or 0),
         )
         self.check_fits(splits)
         return splits

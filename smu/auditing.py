@@ -32,7 +32,7 @@ from smu.artifacts import LoadedModel, digest
 from smu.data import Splits
 from smu.data.forget import ForgetSet, resolve_forget
 from smu.engine import predict, resolve_device
-from smu.errors import UsageError
+from smu.errors import ArtifactError, UsageError
 from smu.evaluation import unlearning_metrics
 from smu.evaluation.judges import SIDES, example_epsilon, forgetting_quality, tow, ulira
 from smu.options import Checked, param
@@ -261,7 +261,16 @@ def command_plan(
 
 def statistics_of(results: list[dict[str, Any]], statistic: str) -> np.ndarray:
     """(members, examples) array of one statistic, read from the members' stats files."""
-    return np.stack([artifacts.read_tensors(Path(r["stats"]))[statistic].numpy() for r in results])
+    return np.stack([member_statistic(Path(r["stats"]), statistic) for r in results])
+
+
+def member_statistic(path: Path, statistic: str) -> np.ndarray:
+    """One statistic of a member-stats file, checked: a run folder may come from someone else."""
+    artifacts.expect_kind(path, artifacts.read_metadata(path), S.MEMBER_STATS)
+    values = artifacts.read_tensors(path).get(statistic)
+    if values is None or values.ndim != 1 or not values.is_floating_point():
+        raise ArtifactError(f"{str(path)!r} holds no {statistic} per example", hint="run the audit again")
+    return values.numpy()
 
 
 def judge(

@@ -103,10 +103,8 @@ def check_forget(meta: dict[str, str], tensors: dict[str, torch.Tensor], problem
     if idx is None:
         problems.append("no indices tensor")
         return
-    if idx.ndim != 1 or idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
-        problems.append(
-            f"indices is a {idx.dtype} tensor of shape {tuple(idx.shape)}, not a list of integers"
-        )
+    if idx.ndim != 1 or idx.dtype != torch.int64:
+        problems.append(f"indices is a {idx.dtype} tensor of shape {tuple(idx.shape)}, not an int64 list")
         return
     if str(len(idx)) != meta.get(S.SIZE):
         problems.append(f"{len(idx)} indices, the header says {meta.get(S.SIZE)}")

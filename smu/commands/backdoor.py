@@ -49,7 +49,13 @@ def backdoor_cleanse(
     trigger_value: Annotated[int | None, attack("trigger_value")] = None,
     forget_seed: Annotated[
         int,
-        typer.Option("--forget-seed", help="Seed that draws the poisoned samples.", rich_help_panel="Attack"),
+        typer.Option(
+            "--forget-seed",
+            min=0,
+            max=c.SEED_MAX,
+            help="Seed that draws the poisoned samples.",
+            rich_help_panel="Attack",
+        ),
     ] = 0,
     prune: Annotated[
         str,

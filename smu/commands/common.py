@@ -67,10 +67,14 @@ SyncBn = Annotated[
         rich_help_panel="Run",
     ),
 ]
+SEED_MAX = 2**63 - 1
+"""The largest seed torch's generators take (as a signed 64-bit integer)."""
 Seed = Annotated[
     int,
     typer.Option(
         "--seed",
+        min=0,
+        max=SEED_MAX,
         help="Seed for initialisation, data order, augmentation and the validation split.",
         rich_help_panel="Run",
     ),

@@ -30,6 +30,8 @@ ForgetSeed = Annotated[
     int,
     typer.Option(
         "--forget-seed",
+        min=0,
+        max=c.SEED_MAX,
         help="Seed that draws random and class:C:N forget sets.",
         rich_help_panel="Forget set",
     ),

@@ -200,6 +200,10 @@ def read_indices(path: Path, n: int) -> torch.Tensor:
                 f"--forget {str(path)!r} is not a valid JSON list ({e.msg}, line {e.lineno})",
                 hint="write [3, 17, 42] or one index per line",
             ) from None
+        except ValueError:  # a number of more than 4,300 digits
+            raise UsageError(
+                f"--forget {str(path)!r} holds a number too long to be an index", hint="write [3, 17, 42]"
+            ) from None
         except RecursionError:
             raise UsageError(
                 f"--forget {str(path)!r} nests lists too deeply", hint="write a flat list: [3, 17, 42]"
@@ -253,9 +257,8 @@ def load_forget(path: Path, splits: Splits) -> ForgetSet:
                 hint="resolve the forget set again for this model's data",
             )
     idx = artifacts.read_tensors(path).get("indices")
-    integers = idx is not None and idx.ndim == 1 and not (idx.is_floating_point() or idx.is_complex())
-    if not integers or idx.dtype == torch.bool or len(idx) == 0:
-        raise ArtifactError(f"--forget {str(path)!r} holds no list of indices", hint="save it again")
+    if idx is None or idx.ndim != 1 or idx.dtype != torch.int64 or len(idx) == 0:
+        raise ArtifactError(f"--forget {str(path)!r} holds no int64 list of indices", hint="save it again")
     if int(idx.min()) < 0 or int(idx.max()) >= len(splits.train) or len(idx.unique()) != len(idx):
         raise ArtifactError(
             f"--forget {str(path)!r} holds indices outside the training split, or one twice",

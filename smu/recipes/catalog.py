@@ -68,7 +68,12 @@ def read_recipe(name: str | Path) -> tuple[str, str]:
     """(label, YAML text) of a recipe file, or of the shipped recipe of that name."""
     path = Path(name)
     if path.is_file():
-        return str(path), path.read_text(encoding="utf-8")
+        try:
+            return str(path), path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"recipe {str(path)!r} is not UTF-8 text", hint="is it the right file?"
+            ) from None
     recipe = find(str(name))
     if recipe is not None:
         return recipe.name, recipe.text()

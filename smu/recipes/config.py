@@ -204,6 +204,10 @@ def check_names(recipe: Recipe, errors: list[str]) -> None:
         errors.append(f"device: {e.message}")
     if not recipe.seeds:
         errors.append("seeds: give at least one seed")
+    for seed in [*recipe.seeds, recipe.forget_seed]:
+        if not 0 <= seed <= 2**63 - 1:
+            errors.append(f"seeds and forget_seed run from 0 to 2**63 - 1, not {shown(seed)}")
+            break
     for spec in recipe.scenarios:
         if str(spec).split(":")[0] not in ("class", "random", "indices"):
             errors.append(f"scenarios: {shown(spec)} is not a forget spec ({SPEC_HELP})")
