@@ -161,14 +161,19 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise ArtifactError(f"{str(path)!r} is corrupt: {shown(str(e))}", hint="write it again") from None
 
 
+COMPUTABLE = (torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32)
+COMPUTABLE += (torch.int16, torch.int8, torch.uint8, torch.bool)
+"""Tensor types every comparison and count works on (a file may hold float8 or uint64, which lack some)."""
+
+
+def widened(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as a type that comparisons, counts and isfinite accept: float32 when it is another one."""
+    return t if t.dtype in COMPUTABLE else t.to(torch.float32)
+
+
 def nonfinite(tensors: dict[str, torch.Tensor]) -> list[str]:
     """Names of the floating-point tensors that hold NaN or Inf."""
-    exact = (torch.float64, torch.float32, torch.float16, torch.bfloat16)  # float8 has no isfinite: widen it
-    return [
-        k
-        for k, t in tensors.items()
-        if t.is_floating_point() and not bool(torch.isfinite(t if t.dtype in exact else t.float()).all())
-    ]
+    return [k for k, t in tensors.items() if t.is_floating_point() and not bool(widened(t).isfinite().all())]
 
 
 def weight_problem(tensors: dict[str, torch.Tensor]) -> str | None:
@@ -190,7 +195,7 @@ def expect_kind(path: Path, meta: dict[str, str], kind: str, option: str = "") -
         hint = f"{where}takes a {kind} file" + (
             " (a sparse model's mask sits beside it and is found by itself)" if got == S.MASK else ""
         )
-        raise ArtifactError(f"{where}{str(path)!r} is a {got}, not a {kind}", hint=hint)
+        raise ArtifactError(f"{where}{str(path)!r} is a {shown(got)}, not a {kind}", hint=hint)
 
 
 def model_meta(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
@@ -412,7 +417,7 @@ def load_mask(path: str | Path, model: nn.Module, model_meta: dict[str, str] | N
                 f"mask {str(path)!r}: {name} is {tuple(m.shape)}, the model's is {tuple(params[name].shape)}",
                 hint="pass the mask written with this model",
             )
-        if not bool(((m == 0) | (m == 1)).all()):
+        if not bool(((widened(m) == 0) | (widened(m) == 1)).all()):
             raise ArtifactError(
                 f"mask {str(path)!r}: {name} holds values other than 0 and 1",
                 hint="a mask is one 0/1 tensor per pruned weight; write it again",

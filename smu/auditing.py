@@ -261,7 +261,10 @@ def command_plan(
 
 def statistics_of(results: list[dict[str, Any]], statistic: str) -> np.ndarray:
     """(members, examples) array of one statistic, read from the members' stats files."""
-    return np.stack([member_statistic(Path(r["stats"]), statistic) for r in results])
+    arrays = [member_statistic(Path(r["stats"]), statistic) for r in results]
+    if len({len(a) for a in arrays}) > 1:
+        raise ArtifactError(f"the members' {statistic} files disagree in length", hint="run the audit again")
+    return np.stack(arrays)
 
 
 def member_statistic(path: Path, statistic: str) -> np.ndarray:
@@ -270,7 +273,7 @@ def member_statistic(path: Path, statistic: str) -> np.ndarray:
     values = artifacts.read_tensors(path).get(statistic)
     if values is None or values.ndim != 1 or not values.is_floating_point():
         raise ArtifactError(f"{str(path)!r} holds no {statistic} per example", hint="run the audit again")
-    return values.numpy()
+    return values.float().numpy()
 
 
 def judge(

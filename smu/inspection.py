@@ -54,10 +54,10 @@ def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:
     if kind == S.MODEL:
         per_layer = model_sparsity(path, meta, tensors, problems)
     elif kind == S.MASK:
-        per_layer = {k: 1.0 - float(m.count_nonzero()) / m.numel() for k, m in tensors.items()}
+        per_layer = {k: zero_fraction(m) for k, m in tensors.items()}
     elif kind == S.FORGET_SET:
         check_forget(meta, tensors, problems)
-    sizes = {k: tensors[k].numel() for k in per_layer}
+    sizes = {k: tensors[k].numel() for k in per_layer}  # a model's per-layer names are its own tensors
     total = sum(sizes.values())
     sparsity = sum(per_layer[k] * sizes[k] for k in per_layer) / total if total else None
     return {
@@ -85,17 +85,19 @@ def model_sparsity(
         elif artifacts.sha256_file(mask_path) != meta.get(S.MASK_SHA256):
             problems.append(f"{shown(mask_name)} is not the mask it was saved with (sha256 differs)")
         else:
-            mask = artifacts.read_tensors(mask_path)
-            misfit = [k for k, m in mask.items() if k not in tensors or m.shape != tensors[k].shape]
-            problems += [f"the mask's {shown(k)} fits no tensor of the model" for k in misfit[:3]]
-            alive = [k for k, m in mask.items() if k not in misfit and bool((tensors[k][m == 0] != 0).any())]
+            mask = {k: artifacts.widened(m) for k, m in artifacts.read_tensors(mask_path).items()}
+            fit = {k: m for k, m in mask.items() if k in tensors and m.shape == tensors[k].shape}
+            problems += [
+                f"the mask's {shown(k)} fits no tensor of the model" for k in list(set(mask) - set(fit))[:3]
+            ]
+            alive = [k for k, m in fit.items() if bool((artifacts.widened(tensors[k])[m == 0] != 0).any())]
             problems += [f"{k} has non-zero weights where the mask is 0" for k in alive[:3]]
-            return {k: 1.0 - float(m.count_nonzero()) / max(m.numel(), 1) for k, m in mask.items()}
-    return {
-        k: 1.0 - float(t.count_nonzero()) / t.numel()
-        for k, t in tensors.items()
-        if k.endswith(".weight") and t.ndim == 4
-    }
+            return {k: zero_fraction(m) for k, m in fit.items()}
+    return {k: zero_fraction(t) for k, t in tensors.items() if k.endswith(".weight") and t.ndim == 4}
+
+
+def zero_fraction(t: torch.Tensor) -> float:
+    return 1.0 - float(artifacts.widened(t).count_nonzero()) / t.numel() if t.numel() else 0.0
 
 
 def check_forget(meta: dict[str, str], tensors: dict[str, torch.Tensor], problems: list[str]) -> None:

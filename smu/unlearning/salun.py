@@ -98,7 +98,9 @@ def load_saliency(path: str, model: nn.Module, ctx: Context) -> tuple[dict[str, 
     tensors = artifacts.read_tensors(Path(path))
     params = dict(model.named_parameters())
     problem = artifacts.state_mismatch(tensors, params)
-    if problem or not all(bool(((t == 0) | (t == 1)).all()) for t in tensors.values()):
+    if problem or not all(
+        bool(((t == 0) | (t == 1)).all()) for t in map(artifacts.widened, tensors.values())
+    ):
         raise UsageError(
             f"--saliency {path!r} does not fit this model ({problem or 'values other than 0 and 1'})",
             hint="pass the saliency.safetensors of a SalUn run on this model",
