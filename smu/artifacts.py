@@ -195,7 +195,8 @@ def expect_kind(path: Path, meta: dict[str, str], kind: str, option: str = "") -
         hint = f"{where}takes a {kind} file" + (
             " (a sparse model's mask sits beside it and is found by itself)" if got == S.MASK else ""
         )
-        raise ArtifactError(f"{where}{str(path)!r} is a {shown(got)}, not a {kind}", hint=hint)
+        got = got if got in S.ALL else shown(got)
+        raise ArtifactError(f"{where}{str(path)!r} is a {got}, not a {kind}", hint=hint)
 
 
 def model_meta(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
