@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,11 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a research-code checkpoint, loaded without running any of its code."""
     if not path.is_file():
         raise ArtifactError(f"{str(path)!r}: no such file", hint="check the path")
+    if compressed(path):  # a small file that inflates to gigabytes when torch reads it
+        raise ArtifactError(
+            f"{str(path)!r} holds compressed entries, which torch.save never writes",
+            hint="re-save the model's state_dict with torch.save",
+        )
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols on stderr; the error says it all
             warnings.simplefilter("ignore")
@@ -76,6 +82,15 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             hint=f"expected a state_dict, possibly under one of {', '.join(CONTAINERS)}",
         )
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def compressed(path: Path) -> bool:
+    """Whether ``path`` is a zip archive (torch.save's format) with an entry that is not stored as is."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(entry.compress_type != zipfile.ZIP_STORED for entry in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):  # no zip: torch.load says what it is
+        return False
 
 
 def convert(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
