@@ -19,6 +19,10 @@ from typing import Any
 
 from smu.errors import UsageError, shown
 
+SEED_MAX = 2**32 - 1
+"""The largest --seed and --forget-seed: per-epoch generators are seeded with seed × 1,000,003 + epoch,
+which must stay within torch's 64 bits."""
+
 
 def param(
     default: Any,

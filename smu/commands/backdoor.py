@@ -19,7 +19,7 @@ from smu.data import load_splits
 from smu.engine import Reporter, TrainConfig, resolve_device
 from smu.errors import UsageError
 from smu.models import ARCHS
-from smu.options import field_help, flag_of
+from smu.options import SEED_MAX, field_help, flag_of
 from smu.pruning import METHODS as PRUNING
 from smu.pruning import PruneConfig
 from smu.registry import lookup
@@ -52,7 +52,7 @@ def backdoor_cleanse(
         typer.Option(
             "--forget-seed",
             min=0,
-            max=c.SEED_MAX,
+            max=SEED_MAX,
             help="Seed that draws the poisoned samples.",
             rich_help_panel="Attack",
         ),

@@ -20,7 +20,7 @@ import typer
 
 from smu import __version__
 from smu.commands.generate import option_flag, show
-from smu.options import flag_of
+from smu.options import SEED_MAX, flag_of
 
 # ── Options every command spells the same way ─────────────────────────────────────────────────────
 
@@ -67,8 +67,6 @@ SyncBn = Annotated[
         rich_help_panel="Run",
     ),
 ]
-SEED_MAX = 2**63 - 1
-"""The largest seed torch's generators take (as a signed 64-bit integer)."""
 Seed = Annotated[
     int,
     typer.Option(

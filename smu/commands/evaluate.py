@@ -13,6 +13,7 @@ from smu.commands.wrap import Alias, cli
 from smu.data.forget import SPEC_HELP, resolve_forget
 from smu.engine import Reporter, resolve_device
 from smu.evaluation import compare
+from smu.options import SEED_MAX
 from smu.ui import table
 
 EPILOG = (
@@ -31,7 +32,7 @@ ForgetSeed = Annotated[
     typer.Option(
         "--forget-seed",
         min=0,
-        max=c.SEED_MAX,
+        max=SEED_MAX,
         help="Seed that draws random and class:C:N forget sets.",
         rich_help_panel="Forget set",
     ),

@@ -25,6 +25,7 @@ from smu import artifacts
 from smu import schema as S
 from smu.data import ImageSet, Splits
 from smu.errors import ArtifactError, UsageError, shown
+from smu.options import SEED_MAX
 
 SPEC_HELP = "class:C, class:C:N, random:N, random:P%, indices:FILE or a saved forget.safetensors"
 MAX_INDEX_FILE = 64 << 20
@@ -108,6 +109,8 @@ def resolve_forget(spec: str, splits: Splits, seed: int = 0) -> ForgetSet:
     kind, _, rest = spec.partition(":")
     labels = splits.train.y.cpu()
     n = len(labels)
+    if not 0 <= seed <= SEED_MAX:
+        raise UsageError(f"--forget-seed {shown(seed)} is outside 0..{SEED_MAX:,}", hint="use a smaller seed")
     gen = torch.Generator().manual_seed(seed)
     forget_class = None
     if kind == "class" and rest:

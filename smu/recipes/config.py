@@ -24,6 +24,7 @@ from smu.data.forget import SPEC_HELP
 from smu.engine import TrainConfig, resolve_device
 from smu.errors import SmuError, UsageError, shown
 from smu.models import ARCHS
+from smu.options import SEED_MAX
 from smu.pruning import METHODS as PRUNING
 from smu.pruning import prune_options
 from smu.recipes.catalog import read_recipe
@@ -205,8 +206,8 @@ def check_names(recipe: Recipe, errors: list[str]) -> None:
     if not recipe.seeds:
         errors.append("seeds: give at least one seed")
     for seed in [*recipe.seeds, recipe.forget_seed]:
-        if not 0 <= seed <= 2**63 - 1:
-            errors.append(f"seeds and forget_seed run from 0 to 2**63 - 1, not {shown(seed)}")
+        if not 0 <= seed <= SEED_MAX:
+            errors.append(f"seeds and forget_seed run from 0 to {SEED_MAX:,}, not {shown(seed)}")
             break
     for spec in recipe.scenarios:
         if str(spec).split(":")[0] not in ("class", "random", "indices"):
