@@ -102,12 +102,13 @@ def convert(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
         if key.endswith("_orig"):
             base = key.removesuffix("_orig")
             mask = state.get(f"{base}_mask")
+            mask = None if mask is None else artifacts.widened(mask)
             if mask is None or mask.shape != value.shape or not bool(((mask == 0) | (mask == 1)).all()):
                 raise ArtifactError(
                     f"{shown(key)} has no matching {shown(base)}_mask of 0s and 1s",
                     hint="the checkpoint is incomplete",
                 )
-            value = value * mask
+            value = artifacts.widened(value) * mask
             masks[f"net.{base}"] = mask.to(torch.uint8)
             key = base
         tensors[key if key.startswith("normalize.") else f"net.{key}"] = value

@@ -256,7 +256,7 @@ def load_forget(path: Path, splits: Splits) -> ForgetSet:
         made_for = meta.get(key, "0" if key == S.SUBSET else None)  # no subset key: the whole set
         if made_for != value:  # a set for other data is a spec that does not fit, as class:99 (exit 2)
             raise UsageError(
-                f"--forget {str(path)!r} was made for {key[4:]} {made_for!r}, here it is {value!r}",
+                f"--forget {str(path)!r} was made for {key[4:]} {shown(made_for)}, here it is {value!r}",
                 hint="resolve the forget set again for this model's data",
             )
     idx = artifacts.read_tensors(path).get("indices")

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from smu.errors import DivergedError
 from smu.registry import lookup
 
 EPS = 1e-30
@@ -78,6 +79,11 @@ def svc_attack(
 
     x = np.concatenate([shadow_in, shadow_out])
     y = np.concatenate([np.ones(len(shadow_in)), np.zeros(len(shadow_out))])
+    if not np.isfinite(x).all():  # finite weights can still overflow: a model from elsewhere, or diverged
+        raise DivergedError(
+            "the model's outputs hold NaN or Inf, so no membership attack can read them",
+            hint="its weights are finite but too large; use the model it was made from",
+        )
     clf = SVC(C=3, gamma="auto", kernel="rbf")
     clf.fit(x, y)
     scores = []

@@ -33,6 +33,8 @@ from smu.registry import suggest
 from smu.unlearning import METHODS, make_config
 
 KINDS = ("unlearn", "backdoor", "audit")
+MAX_IMP_ROUNDS = 100
+"""Each IMP round trains the model again: 100 is weeks of compute for the paper's models."""
 
 
 @dataclass
@@ -229,7 +231,14 @@ def check_pruning(recipe: Recipe, errors: list[str]) -> None:
         return
     if spec.iterative and 0 < prune.imp_rate < 1 and all(0 < r < 1 for r in prune.rates):
         # Each rate takes the IMP round whose sparsity 1 - (1 - imp_rate)^k is closest to it.
-        rounds = math.ceil(math.log(1 - max(prune.rates, default=0.5)) / math.log(1 - prune.imp_rate))
+        needed = math.log1p(-max(prune.rates, default=0.5)) / math.log1p(-prune.imp_rate)
+        if needed > MAX_IMP_ROUNDS:
+            errors.append(
+                f"prune: sparsity {max(prune.rates):g} at imp_rate {prune.imp_rate:g} takes more than "
+                f"{MAX_IMP_ROUNDS} IMP rounds; raise prune.imp_rate"
+            )
+            return
+        rounds = math.ceil(needed)
         sparsity = [1 - (1 - prune.imp_rate) ** k for k in range(1, max(rounds, 1) + 1)]
         taken: dict[int, float] = {}
         for r in prune.rates:
