@@ -168,7 +168,11 @@ COMPUTABLE += (torch.int16, torch.int8, torch.uint8, torch.bool)
 
 def widened(t: torch.Tensor) -> torch.Tensor:
     """``t`` as a type that comparisons, counts and isfinite accept: float32 when it is another one."""
-    return t if t.dtype in COMPUTABLE else t.to(torch.float32)
+    if t.dtype in COMPUTABLE:
+        return t
+    if t.is_complex():  # a real number where the imaginary part is 0, else NaN (never 0/1, never finite)
+        t = torch.where(t.imag == 0, t.real, torch.nan)
+    return t.to(torch.float32)
 
 
 def nonfinite(tensors: dict[str, torch.Tensor]) -> list[str]:
@@ -183,7 +187,7 @@ def weight_problem(tensors: dict[str, torch.Tensor]) -> str | None:
     if broken:
         return f"{broken[0][:80]} holds NaN or Inf"
     std = tensors.get("normalize.std")
-    if std is not None and std.is_floating_point() and not bool((std > 0).all()):
+    if std is not None and std.is_floating_point() and not bool((widened(std) > 0).all()):
         return "normalize.std is not positive"
     return None
 

@@ -64,7 +64,12 @@ def convert(kind: Any, value: Any, path: str, errors: list[str]) -> Any:
         if not isinstance(value, dict):
             errors.append(f"{path} must be a mapping, got {shown(value)}")
             return {}
-        return {k: ({} if v is None else v) for k, v in value.items()}
+        inner = args[1] if len(args) == 2 else Any
+        if typing.get_origin(inner) is dict:  # a method's options: "retrain:" alone means none
+            return {
+                k: convert(inner, {} if v is None else v, f"{path}.{k}", errors) for k, v in value.items()
+            }
+        return {k: convert(inner, v, f"{path}.{k}", errors) for k, v in value.items()}
     if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if kind is float and isinstance(value, str):

@@ -103,8 +103,8 @@ def reporting(quiet: bool) -> Iterator[Reporter]:
         yield RichReporter(progress)
 
 
-LINE = 600
-"""The most characters of one error, warning or progress line (a recipe lists all its problems at once)."""
+LINE = 500
+"""The most characters of one error, warning or progress line."""
 CELL = 1000
 """The most characters shown in one table cell (``--json`` carries the whole value)."""
 
@@ -192,7 +192,7 @@ def show_error(err: SmuError) -> None:
     line = Text("" if distributed.is_main() else f"rank {distributed.rank()}: ")
     line.append("Error: ", style="bold red")
     hint = printable(err.hint, LINE // 3) if err.hint else ""
-    line.append(printable(err.message, LINE - len(hint)))
+    line.append(printable(err.message, LINE - len(line) - len(hint) - 40))  # 40: room for the "… more" note
     if hint:
         line.append(f"; {hint}")
     err_console().print(line)

@@ -1,8 +1,26 @@
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from smu.data import load_splits
 from smu.models import build_model
+
+# ci, the default: a fixed example budget, the same examples on every run (tests/test_fuzz.py takes about
+# 40 s). nightly, by `pytest --hypothesis-profile nightly`: ten times the examples, new ones each run; a
+# failure prints the blob that @reproduce_failure replays.
+_FUZZ_CHECKS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
+settings.register_profile(
+    "ci", max_examples=200, derandomize=True, database=None, deadline=None, suppress_health_check=_FUZZ_CHECKS
+)
+settings.register_profile(
+    "nightly",
+    max_examples=2000,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=_FUZZ_CHECKS,
+)
+settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

@@ -263,7 +263,7 @@ def test_bad_input_gives_one_line_the_right_exit_code_and_no_half_written_output
     stdout, stderr = capsys.readouterr()
     assert e.value.code == code, stderr
     assert message in stderr, stderr
-    assert stderr.strip().count("\n") == 0 and "Traceback" not in stderr and len(stderr) < 700
+    assert stderr.strip().count("\n") == 0 and "Traceback" not in stderr and len(stderr) <= 500
     assert stdout == ""
     assert not out.exists()
 

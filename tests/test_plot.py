@@ -284,7 +284,9 @@ def test_an_audit_run_gets_the_histogram_of_epsilon_of_each_method_beside_retrai
             )
             artifacts.save_tensors(where, {"epsilon": torch.from_numpy(eps)}, {"smu.kind": "audit"})
             stale = where.parent.parent / "logit-both" / "audit.safetensors"  # another setting's verdict
-            artifacts.save_tensors(stale, {"epsilon": torch.zeros(3, dtype=torch.float64)}, {"smu.kind": "audit"})
+            artifacts.save_tensors(
+                stale, {"epsilon": torch.zeros(3, dtype=torch.float64)}, {"smu.kind": "audit"}
+            )
     figures = by_name(plot_run(folder, formats=("svg",)))
     assert set(figures) == {"audit-random-10", "audit-epsilon-random-10-dense"}
     [panel] = read(figures["audit-epsilon-random-10-dense"])["panels"]

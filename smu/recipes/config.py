@@ -33,6 +33,8 @@ from smu.registry import suggest
 from smu.unlearning import METHODS, make_config
 
 KINDS = ("unlearn", "backdoor", "audit")
+MAX_STEPS = 100_000
+"""Most steps one recipe plans (the paper's table over three seeds is about 300)."""
 MAX_IMP_ROUNDS = 100
 """Each IMP round trains the model again: 100 is weeks of compute for the paper's models."""
 
@@ -141,7 +143,7 @@ def parse_recipe(label: str, text: str, overrides: list[str] = ()) -> Recipe:
     return recipe
 
 
-def listed(errors: list[str], room: int = 500) -> str:
+def listed(errors: list[str], room: int = 300) -> str:
     """Every problem, as many as fit in ``room`` characters, then how many more there are."""
     count = 1
     while count < len(errors) and len("; ".join(errors[: count + 1])) <= room:
@@ -207,6 +209,9 @@ def check_names(recipe: Recipe, errors: list[str]) -> None:
         errors.append(f"device: {e.message}")
     if not recipe.seeds:
         errors.append("seeds: give at least one seed")
+    planned = len(recipe.seeds) * len(recipe.scenarios) * (1 + len(recipe.prune.rates)) * len(recipe.unlearn)
+    if planned > MAX_STEPS:
+        errors.append(f"seeds × scenarios × models × methods make {planned:,} steps (at most {MAX_STEPS:,})")
     for seed in [*recipe.seeds, recipe.forget_seed]:
         if not 0 <= seed <= SEED_MAX:
             errors.append(f"seeds and forget_seed run from 0 to {SEED_MAX:,}, not {shown(seed)}")

@@ -187,7 +187,8 @@ class Planner:
                                 needs=(models.key,),
                             )
                         )
-                    steps += self.tune_steps(models, seed, scenario, rate, {s.key for s in steps})
+                    if r.tune.methods:
+                        steps += self.tune_steps(models, seed, scenario, rate, {s.key for s in steps})
         return steps
 
     def tune_steps(
