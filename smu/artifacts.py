@@ -428,7 +428,7 @@ def load_mask(path: str | Path, model: nn.Module, model_meta: dict[str, str] | N
                 hint="a mask is one 0/1 tensor per pruned weight; write it again",
             )
         p = params[name]
-        out[name] = m.to(device=p.device, dtype=p.dtype)
+        out[name] = widened(m).to(device=p.device, dtype=p.dtype)
     if not out:
         raise ArtifactError(f"mask {str(path)!r} holds no tensors", hint="write it again with smu prune")
     missing = set(scope_parameters(model, scope)) - set(out) if scope in ("conv", "all") else set()

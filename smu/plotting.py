@@ -546,6 +546,6 @@ def epsilons(path: Path) -> Any:
     """The per-example ε of an audit.safetensors, checked (a run folder may come from someone else)."""
     artifacts.expect_kind(path, artifacts.read_metadata(path), S.AUDIT)
     eps = artifacts.read_tensors(path).get("epsilon")
-    if eps is None or eps.ndim != 1 or not eps.is_floating_point():
+    if eps is None or eps.ndim != 1 or not eps.is_floating_point() or len(eps) == 0:
         raise ArtifactError(f"{str(path)!r} holds no list of ε values (epsilon)", hint="run the audit again")
     return eps.double().numpy()

@@ -191,7 +191,7 @@ def show_error(err: SmuError) -> None:
         return
     line = Text("" if distributed.is_main() else f"rank {distributed.rank()}: ")
     line.append("Error: ", style="bold red")
-    hint = printable(err.hint, LINE // 3) if err.hint else ""
+    hint = printable(err.hint, LINE // 2) if err.hint else ""
     line.append(printable(err.message, LINE - len(line) - len(hint) - 40))  # 40: room for the "… more" note
     if hint:
         line.append(f"; {hint}")
