@@ -343,7 +343,7 @@ def load_model(
     if meta[S.ARCH] not in ARCHS:
         raise ArtifactError(
             f"{what} is a {shown(meta[S.ARCH])}, an architecture this smu does not have",
-            hint=f"smu knows {', '.join(ARCHS)} (plug-ins add more)",
+            hint=f"smu knows {', '.join(ARCHS)}",
         )
     tensors = read_tensors(path)
     broken = weight_problem(tensors)
