@@ -48,8 +48,8 @@ def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:
     if kind == S.AUDIT and "epsilon" in bad and not torch.isnan(tensors["epsilon"]).any():
         bad.remove("epsilon")  # ε = ∞ is a verdict: the ensembles were told apart perfectly
     problems += [f"{k} holds NaN or Inf" for k in bad[:3]]
-    if kind == S.MODEL and not bad and artifacts.weight_problem(tensors):
-        problems.append(artifacts.weight_problem(tensors))
+    weights = artifacts.weight_problem(tensors) if kind == S.MODEL and not bad else None
+    problems += [weights] if weights else []
     per_layer: dict[str, float] = {}
     if kind == S.MODEL:
         per_layer = model_sparsity(path, meta, tensors, problems)

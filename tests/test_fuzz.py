@@ -437,6 +437,23 @@ def edit_header(data: bytes, ops: tuple) -> bytes:
     return join(header, body, length)
 
 
+def edited(t: torch.Tensor, op: tuple) -> torch.Tensor:
+    """``t`` after one edit: ("dtype", _, NAME), ("shape", _, SHAPE) (zeros), ("set", _, VALUE, AT) or
+    ("fill", _, VALUE)."""
+    kind = op[0]
+    if kind == "dtype":
+        return t.to(TORCH_DTYPES[op[2]])
+    if kind == "shape":
+        return torch.zeros(op[2]).to(t.dtype)
+    if kind == "set" and t.numel():
+        t = t.clone()
+        t.view(-1)[op[3] % t.numel()] = op[2]
+        return t
+    if kind == "fill":
+        return t.clone().fill_(op[2])
+    return t
+
+
 def edit_tensors(data: bytes, ops: tuple) -> bytes:
     header, _ = split(data)
     original = dict(header.get("__metadata__") or {})
@@ -469,16 +486,8 @@ def edit_tensors(data: bytes, ops: tuple) -> bytes:
                 del tensors[name]
             elif kind == "rename":
                 tensors[str(op[2])] = tensors.pop(name)
-            elif kind == "dtype":
-                tensors[name] = t.to(TORCH_DTYPES[op[2]])
-            elif kind == "shape":
-                tensors[name] = torch.zeros(op[2]).to(t.dtype)
-            elif kind == "set" and t.numel():
-                t = t.clone()
-                t.view(-1)[op[3] % t.numel()] = op[2]
-                tensors[name] = t
-            elif kind == "fill":
-                tensors[name] = t.clone().fill_(op[2])
+            elif kind in ("dtype", "shape", "set", "fill"):
+                tensors[name] = edited(t, op)
     if fix and "indices" in tensors:
         with contextlib.suppress(RuntimeError, ValueError, TypeError, KeyError):
             meta[S.SHA256] = forget_sha256(tensors["indices"], original)
@@ -1583,18 +1592,10 @@ def edit_state(base: Any, ops: tuple) -> Any:
                 state[op[2]] = state.pop(name)
             elif kind == "value":
                 state[name] = op[2]
-            elif kind == "shape":
-                state[name] = (
-                    torch.zeros(op[2]).to(t.dtype) if op[2] and max(op[2]) <= 10**5 else torch.empty(op[2])
-                )
-            elif kind == "dtype":
-                state[name] = t.to(TORCH_DTYPES[op[2]])
-            elif kind == "set" and t.numel():
-                t = t.clone()
-                t.view(-1)[op[3] % t.numel()] = op[2]
-                state[name] = t
-            elif kind == "fill":
-                state[name] = t.clone().fill_(op[2])
+            elif kind == "shape" and not (op[2] and max(op[2]) <= 10**5):
+                state[name] = torch.empty(op[2])
+            elif kind in ("dtype", "shape", "set", "fill"):
+                state[name] = edited(t, op)
     return obj
 
 

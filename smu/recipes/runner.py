@@ -148,10 +148,12 @@ class Planner:
     def unlearn_steps(self) -> list[Step]:
         r = self.recipe
         steps: list[Step] = []
+        planned: set[str] = set()  # step keys so far: tuning steps shared by methods are planned once
         methods = sorted(r.unlearn, key=lambda m: m != reference_method(r.unlearn))  # the reference first
         for seed in r.seeds:
             models = self.models_step(seed, self.out / f"seed-{seed}" / "models", {}, None)
             steps.append(models)
+            planned.add(models.key)
             for scenario in r.scenarios:
                 for rate in [0.0, *r.prune.rates]:
                     for method in methods:
@@ -187,8 +189,8 @@ class Planner:
                                 needs=(models.key,),
                             )
                         )
-                    if r.tune.methods:
-                        steps += self.tune_steps(models, seed, scenario, rate, {s.key for s in steps})
+                        planned.add(key)
+                    steps += self.tune_steps(models, seed, scenario, rate, planned)
         return steps
 
     def tune_steps(

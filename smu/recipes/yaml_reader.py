@@ -45,7 +45,7 @@ def load_yaml(text: str, what: str) -> Any:
                 hint="write the values out; a recipe needs no aliases of aliases",
             )
         if depth > MAX_DEPTH:
-            raise UsageError(f"{what} nests deeper than {MAX_DEPTH} levels", hint="is it the right file?")
+            raise too_deep(what)
         return loader.construct_document(node)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -55,11 +55,13 @@ def load_yaml(text: str, what: str) -> Any:
             f"{what} is not valid YAML{where} ({problem})", hint="check the indentation"
         ) from None
     except RecursionError:  # the pure-Python parser recurses once per level of nesting
-        raise UsageError(
-            f"{what} nests deeper than {MAX_DEPTH} levels", hint="is it the right file?"
-        ) from None
+        raise too_deep(what) from None
     finally:
         loader.dispose()
+
+
+def too_deep(what: str) -> UsageError:
+    return UsageError(f"{what} nests deeper than {MAX_DEPTH} levels", hint="is it the right file?")
 
 
 def expanded_size(root: yaml.Node) -> tuple[float, int]:
