@@ -55,6 +55,12 @@ def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:
         per_layer = model_sparsity(path, meta, tensors, problems)
     elif kind == S.MASK:
         per_layer = {k: zero_fraction(m) for k, m in tensors.items()}
+        odd = [
+            k
+            for k, m in tensors.items()
+            if not bool(((artifacts.widened(m) == 0) | (artifacts.widened(m) == 1)).all())
+        ]
+        problems += [f"{k} holds values other than 0 and 1" for k in odd[:3]]
     elif kind == S.FORGET_SET:
         check_forget(meta, tensors, problems)
     sizes = {k: tensors[k].numel() for k in per_layer}  # a model's per-layer names are its own tensors

@@ -318,3 +318,11 @@ def test_text_from_files_reaches_the_terminal_as_plain_text(files, capsys, tmp_p
     table = shown["inspect"]
     assert "[boldred]INJECTED[/]\\x1b]0;pwned-title\\x07\\x1b[31mred\\x1b[0m\\u202eevil\\r\\nfakerow" in table
     assert "evil\\x1b[2J" in table  # the folder's name, in the title
+
+
+def test_inspect_reports_a_mask_of_values_other_than_0_and_1(files):
+    from smu.inspection import inspect_artifact
+
+    folder, _ = files
+    report = inspect_artifact(folder / "twos-mask.safetensors")
+    assert not report["intact"] and any("holds values other than 0 and 1" in p for p in report["problems"])
