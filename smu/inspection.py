@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
+import os
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,7 @@ def provenance(path: Path, meta: dict[str, str], search: int) -> list[dict[str, 
     roots = [path.resolve().parents[i] for i in range(min(search, len(path.resolve().parents)))]
     index: dict[str, Path] = {}
     for root in roots:
-        for candidate in sorted(itertools.islice(root.rglob("*.safetensors"), 200)):
+        for candidate in nearby_artifacts(root):
             index.setdefault(artifacts.sha256_file(candidate), candidate)
     chain: list[dict[str, Any]] = []
     parent, seen = meta.get(S.PARENT, ""), set()
@@ -146,3 +147,28 @@ def provenance(path: Path, meta: dict[str, str], search: int) -> list[dict[str, 
         entry["kind"] = parent_meta.get(S.KIND)
         parent = parent_meta.get(S.PARENT, "")
     return chain
+
+
+def nearby_artifacts(root: Path, limit: int = 200, max_folders: int = 2_000) -> list[Path]:
+    """Up to ``limit`` ``*.safetensors`` files under ``root``, nearest folders first, in name order.
+
+    A run folder keeps its steps' files a level or two down, so breadth first finds them soon; looking
+    into at most ``max_folders`` folders keeps a file that lies under a huge tree (``/``, a home folder)
+    from walking the whole disk. Links to folders are not followed.
+    """
+    found: list[Path] = []
+    queue = deque([root])
+    for _ in range(max_folders):
+        if not queue or len(found) >= limit:
+            break
+        try:
+            with os.scandir(queue.popleft()) as entries:
+                listed = sorted(entries, key=lambda e: e.name)
+        except OSError:  # unreadable or vanished: look elsewhere
+            continue
+        for entry in listed:
+            if entry.is_dir(follow_symlinks=False):
+                queue.append(Path(entry.path))
+            elif entry.name.endswith(".safetensors") and entry.is_file():
+                found.append(Path(entry.path))
+    return found[:limit]

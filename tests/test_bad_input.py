@@ -89,6 +89,7 @@ def hostile_files(folder, model):
     (folder / "loop.yaml").write_text("seeds: &s [1, *s]\n")
     (folder / "deep.yaml").write_text("seeds: " + "[" * 100 + "]" * 100 + "\n")
     (folder / "huge.yaml").write_text("# padding\n" * 200_000)
+    (folder / "twice.yaml").write_text("recipe: quickstart\nseeds: [1]\nmethods: [ft]\nseeds: [2]\n")
 
 
 def cases(f, m):
@@ -181,6 +182,7 @@ def cases(f, m):
         (["run", "quickstart", "--dry-run", "seeds=&a [1, *a]"], 2, "override 'seeds=&a [1, *a]' expands to"),
         (["run", f / "deep.yaml", "--dry-run"], 2, "nests deeper than 32 levels"),
         (["run", f / "huge.yaml", "--dry-run"], 2, "is 2,000,000 characters long"),
+        (["run", f / "twice.yaml", "--dry-run"], 2, "sets 'seeds' twice (lines 2 and 4)"),
         # names
         ([*base_prune, "--method", "omq"], 2, "unknown pruning method 'omq'; did you mean 'omp'?"),
         ([*base_prune, "--arch", "resnet2"], 2, "did you mean 'resnet20'?"),

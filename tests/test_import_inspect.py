@@ -188,6 +188,21 @@ def test_inspect_shows_metadata_sparsity_and_the_provenance_chain(pruned_cnn):
     assert table.exit_code == 0 and "Per-layer sparsity" in table.stdout
 
 
+def test_the_search_for_parents_looks_nearest_first_and_stays_bounded(tmp_path):
+    from smu.inspection import nearby_artifacts
+
+    for folder in ("a/b/c", "z", "y/x"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "m.safetensors").write_bytes(b"")
+    (tmp_path / "top.safetensors").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("")
+    os.symlink(tmp_path, tmp_path / "loop")  # followed, it would find everything again, forever
+    names = [str(p.relative_to(tmp_path)) for p in nearby_artifacts(tmp_path)]
+    assert names == ["top.safetensors", "z/m.safetensors", "y/x/m.safetensors", "a/b/c/m.safetensors"]
+    assert len(nearby_artifacts(tmp_path, limit=2)) == 2
+    assert nearby_artifacts(tmp_path, max_folders=2) == [tmp_path / "top.safetensors"]  # root, then a/
+
+
 def test_inspect_flags_a_weight_alive_under_its_mask(pruned_cnn, tmp_path):
     loaded = artifacts.load_model(pruned_cnn / "round-1" / "model.safetensors")
     state = loaded.model.state_dict()

@@ -4,7 +4,8 @@
 level of ``b: &b [*a, *a, ...]`` multiplies), and everything that walks the result afterwards (checks,
 error messages, a repr) pays for the whole expansion. So the document is composed first, its size
 counted as if every alias were expanded (each shared node once, so counting is linear in the text), and
-only a document of a recipe's size is built.
+only a document of a recipe's size is built. A key written twice in one mapping is refused too: YAML
+keeps the last silently, so `seeds: [1]` ... `seeds: [2]` would run other seeds than the reader sees.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from smu.errors import UsageError
+from smu.errors import UsageError, shown
 
 MAX_CHARS = 1 << 20
 """Largest text read (a recipe is a few KB; a 1,000-seed sweep is about 5 KB)."""
@@ -46,6 +47,13 @@ def load_yaml(text: str, what: str) -> Any:
             )
         if depth > MAX_DEPTH:
             raise too_deep(what)
+        if twice := repeated_key(node):
+            lines = sorted({key.start_mark.line + 1 for key in twice})
+            where = " and ".join(map(str, lines))
+            raise UsageError(
+                f"{what} sets {shown(twice[0].value)} twice (line{'s' * (len(lines) - 1)} {where})",
+                hint="keep one of them; YAML would silently use the last",
+            )
         return loader.construct_document(node)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -101,3 +109,30 @@ def child_nodes(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
         return [n for pair in node.value for n in pair]
     return []
+
+
+MERGE = "tag:yaml.org,2002:merge"
+
+
+def repeated_key(root: yaml.Node) -> tuple[yaml.ScalarNode, yaml.ScalarNode] | None:
+    """The first key written twice in one mapping (both nodes), or None; each node is looked at once.
+
+    Keys are compared as written with their resolved tag, so `1` and `'1'` differ (as YAML's values do);
+    `<<` merges may override keys, as YAML means them to.
+    """
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: dict[tuple[str, str], yaml.ScalarNode] = {}
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != MERGE:
+                    if (key.tag, key.value) in keys:
+                        return keys[key.tag, key.value], key
+                    keys[key.tag, key.value] = key
+        stack.extend(child_nodes(node))
+    return None
