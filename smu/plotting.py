@@ -9,6 +9,7 @@ same run gives the same SVG bytes. Nothing is written until every figure has bee
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -59,8 +60,15 @@ def plot_run(
     matplotlib_module()
     recipe = read_recipe(run_dir)
     source = {"command": recipe["command"], "run": str(run_dir.resolve())}
-    specs = figures(report, run_dir, recipe["resolved"])
-    drawn = [(spec | source, render(spec | source, formats)) for spec in specs]
+    try:
+        specs = figures(report, run_dir, recipe["resolved"])
+        drawn = [(spec | source, render(spec | source, formats)) for spec in specs]
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:  # edited by hand, or cut
+        raise ArtifactError(
+            f"{str(run_dir / 'report.json')!r} is damaged: its tables do not hold what smu run writes "
+            f"({type(e).__name__}: {e})",
+            hint=refresh_hint(run_dir),
+        ) from e
     shown = []
     for spec, images in drawn:  # every figure drawn before the first file is written
         files = []
@@ -91,7 +99,7 @@ def load_report(run_dir: Path) -> dict[str, Any]:
             f"{str(run_dir)!r} holds no report.json",
             hint="give the --out folder of a finished smu run (run it again to finish it)",
         )
-    refresh = f"refresh it with: smu run {run_dir / 'recipe.yaml'} --out {run_dir} (it reruns no step)"
+    refresh = refresh_hint(run_dir)
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -101,6 +109,10 @@ def load_report(run_dir: Path) -> dict[str, Any]:
             f"{str(path)!r} was written by an older smu and lacks what smu plot draws", hint=refresh
         )
     return report
+
+
+def refresh_hint(run_dir: Path) -> str:
+    return f"refresh it with: smu run {run_dir / 'recipe.yaml'} --out {run_dir} (it reruns no step)"
 
 
 def current(report: Any) -> bool:
@@ -300,10 +312,22 @@ def reference_of(t: dict[str, Any]) -> str | None:
 
 
 def slug(text: str, name: bool = False) -> str:
-    """The run's folder name of a scenario (``random-10-``), or, trimmed, a figure's (``random-10``)."""
+    """The run's folder name of a scenario (``random-10-``), or, trimmed, a figure's (``random-10``): at
+    most 64 characters, a longer name cut and told apart from others by a hash of the whole."""
     from smu.recipes.runner import slug
 
-    return slug(text).strip("-") if name else slug(text)
+    if not name:
+        return slug(text)
+    trimmed = slug(text).strip("-")
+    if len(trimmed) <= 64:
+        return trimmed
+    return f"{trimmed[:55]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def folder_name(text: str) -> bool:
+    """Is ``text`` a name smu run gives a model's or a method's folder? A report.json from someone else
+    may say ``../..``: the audit files are read only from inside the run."""
+    return text not in (".", "..") and text == slug(text) != "" and len(text.encode()) <= 255  # NAME_MAX
 
 
 def avg_gap_figure(t: dict[str, Any]) -> dict[str, Any] | None:
@@ -472,12 +496,17 @@ def epsilon_figures(t: dict[str, Any], run_dir: Path, recipe: dict[str, Any]) ->
 
     audit = recipe.get("audit") or {}
     verdict = f"{audit.get('statistic', 'logit')}-{audit.get('thresholds', 'both')}"
-    seeds = recipe.get("seeds") or sorted(int(p.name.removeprefix("seed-")) for p in run_dir.glob("seed-*"))
+    seeds = recipe.get("seeds") or sorted(
+        int(p.name.removeprefix("seed-")) for p in run_dir.glob("seed-*") if p.name[5:].isdigit()
+    )
     exact = reference_of(t)
-    found = []
-    for group in t["groups"]:
+    found: list[dict[str, Any]] = []
+    if not (folder_name(slug(t["scenario"])) and folder_name(verdict) and isinstance(seeds, list)):
+        return found  # not what smu run writes (a recipe.yaml or report.json from someone else)
+    seeds = [s for s in seeds if isinstance(s, int) and not isinstance(s, bool)]
+    for group in filter(folder_name, t["groups"]):
         histograms = {}
-        for row in t["rows"]:
+        for row in filter(lambda row: folder_name(row["method"]), t["rows"]):
             paths = [
                 run_dir
                 / f"seed-{seed}"
@@ -534,7 +563,7 @@ def epsilon_figures(t: dict[str, Any], run_dir: Path, recipe: dict[str, Any]) ->
         )
         found.append(
             {
-                "name": f"audit-epsilon-{slug(t['scenario'], name=True)}-{group}",
+                "name": f"audit-epsilon-{slug(t['scenario'], name=True)}-{slug(group, name=True)}",
                 "title": title,
                 "panels": panels,
             }

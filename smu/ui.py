@@ -162,14 +162,21 @@ def emit(
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
-    """A results table: numbers right-aligned with two decimals, text (names, paths) left-aligned."""
+    """A results table: numbers right-aligned with two decimals, text (names, paths) left-aligned; a
+    list is a cell of one line per item (each escaped on its own, so only these breaks are real)."""
     t = Table(title=plain(title, LINE), title_justify="left")
     for i, c in enumerate(columns):
-        text = i == 0 or any(isinstance(r[i], str | Path) and not is_number(str(r[i])) for r in rows)
+        text = i == 0 or any(isinstance(r[i], str | Path | list) and not is_number(str(r[i])) for r in rows)
         t.add_column(plain(c), justify="left" if text else "right", overflow="fold" if text else "ellipsis")
     for r in rows:
-        t.add_row(*[plain(fmt(v), CELL) for v in r])
+        t.add_row(*[cell(v) for v in r])
     return t
+
+
+def cell(value: Any) -> Text:
+    if isinstance(value, list):
+        return Text("\n").join(plain(fmt(v), CELL) for v in value)
+    return plain(fmt(value), CELL)
 
 
 def is_number(text: str) -> bool:

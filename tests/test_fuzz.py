@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import importlib.util
 import io
 import json
 import math
@@ -42,7 +43,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
@@ -1724,3 +1725,172 @@ def test_smu_import_of_any_checkpoint(checkpoints, case):
         check_cli(code, stdout, stderr)
         if code != 0:
             assert not out.exists(), f"a failed smu import left {listing(out)}"
+
+
+# ── Run folders: report.json and recipe.yaml, as smu plot reads them ──────────────────────────────────
+
+
+def cells(**values: float) -> dict[str, Any]:
+    return {key: {"mean": v, "std": 1.0, "n": 2} for key, v in values.items()}
+
+
+def run_report() -> dict[str, Any]:
+    """A valid report.json of smu run: an unlearning table, an audit (ε files beside it), a Trojan
+    cleanse and the models, each with what its figure draws."""
+
+    def table(kind: str, columns: list[Any], row: dict[str, Any]) -> dict[str, Any]:
+        methods = ("retrain", "ga")
+        return {
+            "kind": kind,
+            "title": kind,
+            "scenario": "random:10%",
+            "groups": ["dense", "sparse-0.5"],
+            "rates": [0.0, 0.5],
+            "columns": columns,
+            "rows": [{"method": m, "cells": {"dense": row, "sparse-0.5": row}} for m in methods],
+        }
+
+    models = [
+        {"method": name, "rate": rate, "cells": {"": cells(sparsity=100 * rate, test_acc=90.0)}}
+        for name, rate in (("dense", 0.0), ("sparse-0.5", 0.5))
+    ]
+    return {
+        "out": "run",
+        "report": [
+            table("unlearn", [["UA", "ua"], ["Avg. Gap", "avg_gap"]], cells(ua=5.0, avg_gap=2.0)),
+            table("audit", [["F", "forgetting_quality"]], cells(forgetting_quality=0.5)),
+            table("backdoor", [], cells(sa_before=90, asr_before=99, sa_after=88, asr_after=10)),
+        ],
+        "claims": [],
+        "models": {
+            "kind": "models",
+            "rows": models,
+            "rounds": [{"seed": 0, "sparsity": s, "test_acc": 90 - s} for s in (0.0, 0.5)],
+        },
+        "markdown": "",
+        "wall_s": 1,
+    }
+
+
+def write_run_folder(folder: Path, report: Any, recipe: str) -> Path:
+    """report.json and recipe.yaml as given; retrain's and ga's audit verdicts (ε) for seed 0."""
+    run = folder / "run"
+    for method in ("retrain", "ga"):
+        where = run / "seed-0" / "random-10-" / "dense" / method / "logit-both" / "audit.safetensors"
+        eps = torch.tensor([0.1, 1.0, 7.0, math.inf], dtype=torch.float64)
+        artifacts.save_tensors(where, {"epsilon": eps}, {"smu.kind": "audit"})
+    (run / "report.json").write_text(json.dumps(report))
+    (run / "recipe.yaml").write_text(f"# smu run fuzz.yaml\n{recipe}")
+    return run
+
+
+HOSTILE_TEXT = ["../../escaped", "..", "/tmp/x", "[bold red]x[/]", "\x1b]0;title\x07", "a" * 3000, ""]
+
+
+def json_values(hostile: list[Any]) -> st.SearchStrategy[Any]:
+    leaves = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**70), 2**70),
+        st.floats(),
+        st.sampled_from(hostile),
+        st.text(max_size=20),
+    )
+    return st.recursive(
+        leaves,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+        max_leaves=6,
+    )
+
+
+def places(obj: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into ``obj``: keys of mappings and indices of lists."""
+    found = [at]
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else []
+    for key, value in items:
+        found += places(value, (*at, key))
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportEdit:
+    """Damage to a valid report.json: at each chosen place (a path, or an index into :func:`places` taken
+    modulo their number), the value replaced by another or the entry deleted; then recipe.yaml's text."""
+
+    ops: tuple[tuple[int, str, Any], ...]
+    recipe: str
+
+    def apply(self) -> Any:
+        report = run_report()
+        for where, how, value in self.ops:
+            spots = places(report)[1:]
+            if isinstance(where, tuple) and where not in spots:
+                continue  # gone with an earlier edit
+            *parent, key = where if isinstance(where, tuple) else spots[where % len(spots)]
+            holder = report
+            for step in parent:
+                holder = holder[step]
+            if how == "delete":
+                del holder[key]
+            else:
+                holder[key] = value
+        return report
+
+
+NAMES_IN_PATHS = [
+    ("report", 1, "scenario"),
+    ("report", 1, "groups", 0),
+    ("report", 1, "rows", 1, "method"),
+    ("report", 0, "scenario"),
+]
+"""The report's names that smu plot joins into paths: the audit files it reads, the figures it writes."""
+ESCAPE = ReportEdit(((("report", 1, "groups", 0), "set", "dense/."),), "seeds: [0]\n")
+"""A model name with a slash that still finds its ε files: its figure would be written in a folder of its
+own below --out (with ``dense/../../..`` above it). Hypothesis may not find it in 20 tries."""
+
+report_edit = st.builds(
+    ReportEdit,
+    st.lists(
+        st.tuples(
+            st.one_of(st.integers(0, 10**6), st.sampled_from(NAMES_IN_PATHS)),
+            st.sampled_from(["delete", "set"]),
+            json_values(HOSTILE_TEXT),
+        ),
+        min_size=1,
+        max_size=3,
+    ).map(tuple),
+    st.sampled_from(
+        [
+            "seeds: [0]\n",
+            "seeds: ['../..']\naudit: {statistic: ../../.., thresholds: x}\n",
+            "audit: [1]\n",
+            "seeds: 7\n",
+        ]
+    ),
+)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="smu[plot]")
+@settings(max_examples=examples(0.1))
+@given(report_edit)
+@example(ESCAPE)
+def test_a_damaged_run_folder_is_plotted_or_refused_and_only_into_out(edit):
+    """plot_run(run, out): a report.json and recipe.yaml edited by hand or by someone else. Figures go
+    only into ``out`` (a figure's name comes from the report's scenario and model names), and none on a
+    refusal; the run folder is left as it was."""
+    from smu.plotting import plot_run
+
+    def write(folder: Path) -> Path:
+        return write_run_folder(folder, edit.apply(), edit.recipe)
+
+    with folder_with(write) as (run, root), unchanged(root / "in"):
+        out = root / "figures"
+        result = outcome(lambda: plot_run(run, out, formats=("svg",)))
+        written = sorted(
+            str(p.relative_to(root)) for p in root.rglob("*") if not p.is_relative_to(root / "in")
+        )
+        if isinstance(result, SmuError):
+            assert written == [], f"a refused plot wrote {written}"
+        else:
+            assert all(w == "figures" or w.startswith("figures/") for w in written), written
+            assert all("/" not in f["name"] and f["name"] not in ("", ".", "..") for f in result["figures"])

@@ -52,6 +52,10 @@ def by_name(result):
     return {f["name"]: f for f in result["figures"]}
 
 
+FILES = ("png", "svg", "json")
+"""What smu plot writes of each figure, in the order it lists them."""
+
+
 def smu(*args):
     return runner.invoke(app, ["plot", *map(str, args)])
 
@@ -143,6 +147,10 @@ def test_the_same_run_gives_the_same_svg_bytes_and_format_picks_the_files(quick,
     assert quiet.exit_code == 0 and quiet.stdout.split() == [
         str(tmp_path / "again" / f"{f['name']}.png") for f in again["figures"]
     ]
+    table = smu(folder, "--out", tmp_path / "again")  # the Files column: each path on lines of its own
+    column = [line.split("│")[-2].strip() for line in table.stdout.splitlines() if line.count("│") == 4]
+    listed = [str(tmp_path / "again" / f"{f['name']}.{ext}") for f in again["figures"] for ext in FILES]
+    assert table.exit_code == 0 and "".join(column) == "".join(listed), table.stdout
 
 
 def test_without_matplotlib_smu_plot_says_how_to_install_it(tmp_path, monkeypatch):

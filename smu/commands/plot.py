@@ -50,7 +50,7 @@ def plot(
 
 
 def render(result: dict[str, Any]) -> Any:
-    rows = [[f["name"], f["title"], "\n".join(f["files"] + [f["data"]])] for f in result["figures"]]
+    rows = [[f["name"], f["title"], [*f["files"], f["data"]]] for f in result["figures"]]
     return table(f"{len(rows)} figures in {result['out']}", ["Figure", "What it shows", "Files"], rows)
 
 
