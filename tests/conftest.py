@@ -6,7 +6,7 @@ from smu.data import load_splits
 from smu.models import build_model
 
 # ci, the default: a fixed example budget, the same examples on every run (tests/test_fuzz.py takes about
-# 40 s). nightly, by `pytest --hypothesis-profile nightly`: ten times the examples, new ones each run; a
+# 35 s). nightly, by `pytest --hypothesis-profile nightly`: ten times the examples, new ones each run; a
 # failure prints the blob that @reproduce_failure replays.
 _FUZZ_CHECKS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
 settings.register_profile(
