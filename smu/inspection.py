@@ -128,9 +128,12 @@ def provenance(path: Path, meta: dict[str, str], search: int) -> list[dict[str, 
     """[{sha256, path or None, kind}] from the parent of ``path`` back as far as the files go."""
     roots = [path.resolve().parents[i] for i in range(min(search, len(path.resolve().parents)))]
     index: dict[str, Path] = {}
+    hashed: set[Path] = set()  # each root holds the one before it: hash each file once
     for root in roots:
         for candidate in nearby_artifacts(root):
-            index.setdefault(artifacts.sha256_file(candidate), candidate)
+            if candidate not in hashed:
+                hashed.add(candidate)
+                index.setdefault(artifacts.sha256_file(candidate), candidate)
     chain: list[dict[str, Any]] = []
     parent, seen = meta.get(S.PARENT, ""), set()
     while parent and parent not in seen and len(chain) < 20:
