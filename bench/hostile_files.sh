@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 18's hostile files against the commands that read them, as a user would meet them: a model
 # with Rich markup and terminal escapes in its metadata, NaN and Inf in different layers, a file cut in
-# half, a flipped header byte, a header claiming 100 MiB, YAML alias bombs of 8 and 9 levels. Prints
-# per command: exit code, wall time, bytes and lines on stderr, raw ESC bytes printed, the message.
+# half, a flipped header byte, a header claiming 100 MiB, a mask of 2s beside its model, YAML alias
+# bombs of 8 and 9 levels. Prints per command: exit code, wall time, bytes and lines on stderr, raw ESC
+# bytes printed, the message.
 # Leaves everything in a fresh temporary folder and lists anything written there by a refused command.
 #   bash bench/hostile_files.sh      (with smu installed; about a minute on 2 cores)
 set -u
@@ -25,6 +26,10 @@ for name, layer, value in (("nan-fc", "net.fc.bias", float("nan")), ("inf-conv",
 raw = open(m, "rb").read()
 open("truncated.safetensors", "wb").write(raw[: len(raw) // 2])
 flipped = bytearray(raw); flipped[20] ^= 0xFF; open("flipped.safetensors", "wb").write(bytes(flipped))
+import shutil
+shutil.copytree("base/round-1", "twos")
+mask = artifacts.read_tensors("twos/mask.safetensors")
+artifacts.save_tensors("twos/mask.safetensors", {k: v * 2 for k, v in mask.items()}, artifacts.read_metadata("twos/mask.safetensors"))
 open("bighead.safetensors", "wb").write((100 * 2**20).to_bytes(8, "little") + b"{" + b" " * 1000)
 lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
 for prev, cur in zip("abcdefg", "bcdefgh"):
@@ -40,6 +45,10 @@ for m in nan-fc inf-conv; do
   t smu inspect $m/model.safetensors
 done
 for f in truncated flipped bighead; do t smu eval --model $f.safetensors --forget class:1; done
+t smu eval --model twos/model.safetensors --forget class:1
+t smu unlearn --model twos/model.safetensors --method ft --forget class:1 --epochs 1 --out u-twos
+t smu eval --model base/dense/model.safetensors --mask twos/mask.safetensors --forget class:1
+t smu inspect twos/mask.safetensors
 t smu run bomb8.yaml --dry-run
 t smu run bomb9.yaml --dry-run
 echo "left behind: $(ls -d u-* runs 2>/dev/null | tr '\n' ' ')"
