@@ -50,6 +50,10 @@ METHOD_SEEDS = 1_000_000
 """Unlearned members use seeds from here, the retrained ones from 0: auditing retrain itself compares
 two different retrained ensembles."""
 REFERENCE = "retrain"
+JUDGE_VERSION = 2
+"""Part of every verdict's step key: raised whenever the judges change what they compute, so a verdict
+an older smu cached is judged again instead of reused (2: float64 end to end, U-LiRA's variances
+leave the target out)."""
 
 
 @dataclass
@@ -147,7 +151,9 @@ def verdict_step(
     tags: dict[str, Any],
 ) -> Step:
     """Judge the ensembles once both are done: the result :func:`judge` gives, and the artifact."""
-    key = digest({"verdict": [s.key for s in references + members], **dataclasses.asdict(audit)})
+    key = digest(
+        {"verdict": [s.key for s in references + members], "judge": JUDGE_VERSION, **dataclasses.asdict(audit)}
+    )
 
     def run() -> dict[str, Any]:
         s = subject()
@@ -268,12 +274,13 @@ def statistics_of(results: list[dict[str, Any]], statistic: str) -> np.ndarray:
 
 
 def member_statistic(path: Path, statistic: str) -> np.ndarray:
-    """One statistic of a member-stats file, checked: a run folder may come from someone else."""
+    """One statistic of a member-stats file, checked (a run folder may come from someone else), in
+    float64: the precision members compute it in, so the judges see what the members saw."""
     artifacts.expect_kind(path, artifacts.read_metadata(path), S.MEMBER_STATS)
     values = artifacts.read_tensors(path).get(statistic)
     if values is None or values.ndim != 1 or not values.is_floating_point():
         raise ArtifactError(f"{str(path)!r} holds no {statistic} per example", hint="run the audit again")
-    return values.float().numpy()
+    return values.double().numpy()
 
 
 def judge(
@@ -283,8 +290,10 @@ def judge(
     forget: ForgetSet,
     audit: AuditConfig,
 ) -> dict[str, Any]:
-    """F and the final score, U-LiRA, ToW and the ensembles' mean metrics; and the per-example arrays."""
+    """F and the final score, U-LiRA, ToW and the ensembles' mean metrics; and the per-example arrays,
+    everything that F (the chosen statistic) and U-LiRA (always φ) judged, in float64."""
     stat_u, stat_r = statistics_of(members, audit.statistic), statistics_of(references, audit.statistic)
+    phi_u, phi_r = statistics_of(members, "logit"), statistics_of(references, "logit")
     epsilons = np.array(
         [example_epsilon(stat_u[:, s], stat_r[:, s], audit.thresholds) for s in range(stat_u.shape[1])]
     )
@@ -294,7 +303,7 @@ def judge(
         return float(np.mean([r["metrics"][key] for r in results]))
 
     ratios = (mean(members, "ra") / mean(references, "ra")) * (mean(members, "ta") / mean(references, "ta"))
-    attack = ulira(statistics_of(members, "logit"), statistics_of(references, "logit"))
+    attack = ulira(phi_u, phi_r)
 
     def accuracies(results: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         keys = {"forget": "forget_acc", "retain": "ra", "test": "ta"}
@@ -312,7 +321,8 @@ def judge(
         "separated": int(np.isinf(epsilons).sum()),
         # A method without randomness (``none``) gives N copies of one model. No threshold splits a
         # single value, so inside the retrained spread every attack is discarded and ε = 0: F calls
-        # such an example forgotten. U-LiRA, whose Gaussians share the variance, is not fooled.
+        # such an example forgotten. U-LiRA, which pools each ensemble's variance over the examples, is
+        # not fooled.
         "constant": int((np.ptp(stat_u, axis=0) == 0).sum()),
         "ulira": dataclasses.asdict(attack),
         "tow": dataclasses.asdict(tow(accuracies(members), accuracies(references))),
@@ -326,6 +336,8 @@ def judge(
             "score": torch.from_numpy(scores),
             "statistic_unlearned": torch.from_numpy(stat_u),
             "statistic_retrained": torch.from_numpy(stat_r),
+            "phi_unlearned": torch.from_numpy(phi_u),
+            "phi_retrained": torch.from_numpy(phi_r),
         },
     }
 

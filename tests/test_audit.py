@@ -1,6 +1,7 @@
 """smu audit: the judges on hand-made numbers, a literal re-implementation of the competition's F,
 and the command end to end on digits (retrain vs no unlearning, resume after SIGKILL, reuse)."""
 
+import dataclasses
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from smu.evaluation.judges import (
     example_epsilon,
     forgetting_quality,
     logistic_rates,
+    loo_votes,
     threshold_rates,
     tow,
     ulira,
@@ -184,6 +186,62 @@ def test_ulira_is_near_chance_on_one_distribution_and_perfect_on_two():
     assert ulira(np.array([[0.0], [1.0]]), np.array([[0.2], [1.2]])).mean == 0
 
 
+def test_ulira_leaves_the_target_out_of_the_variance_as_well_as_the_mean():
+    # One example; the third unlearned model is far wider than the rest. Worked by hand (variances
+    # unbiased, over the models left in):
+    # - target u=6.0: its ensemble without it is {0, 0.2} (mean 0.1, var 0.02), retrained {0.5, 0.7,
+    #   0.9} (mean 0.7, var 0.04): log N(6 | 0.1, 0.02) ≈ −868 < log N(6 | 0.7, 0.04) ≈ −350, so it is
+    #   called retrained. Had its own spread stayed in the variance (11.61 over all three), log N(6 |
+    #   0.1, 11.61) ≈ −2.7 would have called it unlearned.
+    # - target u=0.0: {0.2, 6} (mean 3.1, var 16.82): −1.70 > −4.52, unlearned.
+    # - target u=0.2: {0, 6} (mean 3, var 18): −1.66 < −1.52, retrained.
+    # - each retrained target, its ensemble without it (var 0.02 or 0.08), is called retrained.
+    u = np.array([[0.0], [0.2], [6.0]])
+    r = np.array([[0.5], [0.7], [0.9]])
+    assert loo_votes(u, r, own_is_unlearned=True)[:, 0].tolist() == [True, False, False]
+    assert loo_votes(r, u, own_is_unlearned=False)[:, 0].tolist() == [False, False, False]
+    assert ulira(u, r).mean == pytest.approx(100 * (1 / 3 + 1) / 2)  # 66.7; 83.3 with the leak
+
+
+def test_the_judge_works_in_float64_and_its_file_gives_the_reported_numbers_exactly(digits, tmp_path):
+    # Four models a side. Half of the examples differ between the ensembles by 1e-9 only: told apart
+    # perfectly in float64 (ε = ∞), identical after a cast to float32 (ε = 0), so F would move.
+    from smu import artifacts
+    from smu import schema as S
+    from smu.auditing import AuditConfig, judge
+    from smu.data.forget import resolve_forget
+
+    forget = resolve_forget("class:3:10", digits, 0)
+    rng = np.random.default_rng(0)
+    tiny = 1e-9 * np.arange(1, 5)[:, None]
+    stat = {"u": rng.normal(0, 1, (4, 10)), "r": rng.normal(0, 1, (4, 10))}
+    stat["u"][:, :5], stat["r"][:, :5] = 3.0 + tiny, 3.0 - tiny
+    results = {}
+    for side in ("u", "r"):
+        results[side] = []
+        for k in range(4):
+            path = tmp_path / f"{side}{k}.safetensors"
+            values = torch.from_numpy(stat[side][k])
+            meta = {S.KIND: S.MEMBER_STATS, S.FORGET_SHA256: forget.sha256, S.SEED: k}
+            artifacts.save_tensors(path, {"logit": values, "loss": -values}, meta)
+            metrics = {"ua": 50.0, "mia_efficacy": 50.0, "ra": 99.0, "ta": 98.0, "forget_acc": 50.0}
+            results[side].append({"stats": path, "metrics": metrics, "rte_s": 1.0})
+    for statistic in ("logit", "loss"):
+        verdict = judge(results["r"], results["u"], digits, forget, AuditConfig(models=4, statistic=statistic))
+        arrays = {k: v.numpy() for k, v in verdict["arrays"].items()}
+        for name in ("statistic_unlearned", "statistic_retrained", "phi_unlearned", "phi_retrained"):
+            assert arrays[name].dtype == np.float64 and arrays[name].shape == (4, 10)
+        sign = 1 if statistic == "logit" else -1
+        np.testing.assert_array_equal(arrays["statistic_unlearned"], sign * stat["u"])
+        np.testing.assert_array_equal(arrays["phi_unlearned"], stat["u"])  # U-LiRA's input, always φ
+        np.testing.assert_array_equal(arrays["phi_retrained"], stat["r"])
+        mine = literal_f(arrays["statistic_unlearned"], arrays["statistic_retrained"])
+        assert verdict["forgetting_quality"] == mine  # to the last digit
+        rounded = [arrays[f"statistic_{s}"].astype(np.float32) for s in ("unlearned", "retrained")]
+        assert literal_f(*rounded) > mine + 0.4  # float32 would have called 5 of 10 examples forgotten
+        assert verdict["ulira"] == dataclasses.asdict(ulira(arrays["phi_unlearned"], arrays["phi_retrained"]))
+
+
 def test_tow_by_hand():
     acc_u = {"forget": np.array([0.5, 0.7]), "retain": np.array([1.0, 1.0]), "test": np.array([0.9, 0.9])}
     acc_r = {"forget": np.array([0.6, 0.6]), "retain": np.array([1.0, 0.9]), "test": np.array([0.9, 0.9])}
@@ -251,7 +309,7 @@ def test_another_threshold_setting_judges_the_same_ensembles_again(audited, prun
     assert above["artifact"] == str(out / "retrain" / "logit-above" / "audit.safetensors")
     saved = load_file(above["artifact"])
     f = literal_f(saved["statistic_unlearned"], saved["statistic_retrained"], "above")
-    assert above["forgetting_quality"] == pytest.approx(f)
+    assert above["forgetting_quality"] == f
     assert above["forgetting_quality"] != pytest.approx(retrain["forgetting_quality"])
 
 
@@ -280,9 +338,11 @@ def test_the_written_statistics_give_the_reported_f(audited):
         saved = load_file(result["artifact"])
         assert result["artifact"] == str(out / name / "logit-both" / "audit.safetensors")
         f = literal_f(saved["statistic_unlearned"], saved["statistic_retrained"])
-        assert f == pytest.approx(result["forgetting_quality"])
+        assert f == result["forgetting_quality"]
         forgotten = len(saved["indices"])
-        assert saved["statistic_unlearned"].shape == saved["statistic_retrained"].shape == (3, forgotten)
+        for matrix in ("statistic_unlearned", "statistic_retrained", "phi_unlearned", "phi_retrained"):
+            assert saved[matrix].shape == (3, forgotten) and saved[matrix].dtype == np.float64
+        assert dataclasses.asdict(ulira(saved["phi_unlearned"], saved["phi_retrained"])) == result["ulira"]
         assert forgotten == result["forget"]["size"] > 100
         written = json.loads((out / name / "logit-both" / "audit.json").read_text())
         assert written["forgetting_quality"] == result["forgetting_quality"]

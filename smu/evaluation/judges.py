@@ -108,13 +108,14 @@ def ulira(unlearned: np.ndarray, retrained: np.ndarray, seed: int = 0, resamples
     """U-LiRA's balanced accuracy, 50% meaning unlearned models cannot be told from retrained ones.
 
     ``unlearned`` and ``retrained`` are (models, examples) arrays of φ = log(p_y / (1 − p_y)). Each
-    model is a held-out target in turn: per example, Gaussians are fitted to the other models of each
-    ensemble (their mean; a variance pooled over the examples, steadier than per-example variance
-    with few models) and the target is called unlearned where its likelihood ratio favours that
-    ensemble. The interval is a 95% bootstrap over the examples.
+    model is a held-out target in turn: per example, a Gaussian is fitted to the *other* models of
+    each ensemble — its mean per example, and one variance per ensemble pooled over the examples
+    (steadier than a per-example variance with few models) — and the target is called unlearned where
+    its likelihood ratio favours the unlearned Gaussian. The held-out model enters neither the means
+    nor the variances. The interval is a 95% bootstrap over the examples.
     """
-    votes_u = loo_votes(unlearned, unlearned, retrained, own_is_first=True)
-    votes_r = loo_votes(retrained, unlearned, retrained, own_is_first=False)
+    votes_u = loo_votes(unlearned, retrained, own_is_unlearned=True)
+    votes_r = loo_votes(retrained, unlearned, own_is_unlearned=False)
     per_example_u = votes_u.mean(axis=0)  # share of unlearned targets called unlearned, per example
     per_example_r = 1 - votes_r.mean(axis=0)  # share of retrained targets called retrained
     rng = np.random.default_rng(seed)
@@ -125,25 +126,24 @@ def ulira(unlearned: np.ndarray, retrained: np.ndarray, seed: int = 0, resamples
     return Interval(100 * mean, 100 * float(np.percentile(boot, 2.5)), 100 * float(np.percentile(boot, 97.5)))
 
 
-def loo_votes(
-    targets: np.ndarray, unlearned: np.ndarray, retrained: np.ndarray, own_is_first: bool
-) -> np.ndarray:
-    """(models, examples) booleans: is each target model (a row of its own ensemble, left out of the
-    fit) called unlearned?"""
-    votes = np.zeros(targets.shape, dtype=bool)
-    var_u = pooled_variance(unlearned)
-    var_r = pooled_variance(retrained)
-    for m in range(targets.shape[0]):
-        u = np.delete(unlearned, m, axis=0) if own_is_first else unlearned
-        r = retrained if own_is_first else np.delete(retrained, m, axis=0)
-        log_u = -((targets[m] - u.mean(axis=0)) ** 2) / (2 * var_u) - 0.5 * math.log(var_u)
-        log_r = -((targets[m] - r.mean(axis=0)) ** 2) / (2 * var_r) - 0.5 * math.log(var_r)
+def loo_votes(own: np.ndarray, other: np.ndarray, own_is_unlearned: bool) -> np.ndarray:
+    """(models, examples) booleans: is each model of ``own``, left out of its ensemble's means and
+    variance, called unlearned against ``other``, the other ensemble (all of its models)?"""
+    votes = np.zeros(own.shape, dtype=bool)
+    other_fit = other.mean(axis=0), pooled_variance(other)
+    for m in range(own.shape[0]):
+        rest = np.delete(own, m, axis=0)
+        own_fit = rest.mean(axis=0), pooled_variance(rest)
+        (mean_u, var_u), (mean_r, var_r) = (own_fit, other_fit) if own_is_unlearned else (other_fit, own_fit)
+        log_u = -((own[m] - mean_u) ** 2) / (2 * var_u) - 0.5 * math.log(var_u)
+        log_r = -((own[m] - mean_r) ** 2) / (2 * var_r) - 0.5 * math.log(var_r)
         votes[m] = log_u > log_r
     return votes
 
 
 def pooled_variance(values: np.ndarray) -> float:
-    """The per-example variance of an ensemble, averaged over the examples (never below 1e-8)."""
+    """The per-example variance of an ensemble (unbiased where it has two models or more), averaged
+    over the examples, never below 1e-8."""
     ddof = 1 if values.shape[0] > 1 else 0
     return max(float(values.var(axis=0, ddof=ddof).mean()), 1e-8)
 
