@@ -152,7 +152,11 @@ def verdict_step(
 ) -> Step:
     """Judge the ensembles once both are done: the result :func:`judge` gives, and the artifact."""
     key = digest(
-        {"verdict": [s.key for s in references + members], "judge": JUDGE_VERSION, **dataclasses.asdict(audit)}
+        {
+            "verdict": [s.key for s in references + members],
+            "judge": JUDGE_VERSION,
+            **dataclasses.asdict(audit),
+        }
     )
 
     def run() -> dict[str, Any]:

@@ -227,7 +227,9 @@ def test_the_judge_works_in_float64_and_its_file_gives_the_reported_numbers_exac
             metrics = {"ua": 50.0, "mia_efficacy": 50.0, "ra": 99.0, "ta": 98.0, "forget_acc": 50.0}
             results[side].append({"stats": path, "metrics": metrics, "rte_s": 1.0})
     for statistic in ("logit", "loss"):
-        verdict = judge(results["r"], results["u"], digits, forget, AuditConfig(models=4, statistic=statistic))
+        verdict = judge(
+            results["r"], results["u"], digits, forget, AuditConfig(models=4, statistic=statistic)
+        )
         arrays = {k: v.numpy() for k, v in verdict["arrays"].items()}
         for name in ("statistic_unlearned", "statistic_retrained", "phi_unlearned", "phi_retrained"):
             assert arrays[name].dtype == np.float64 and arrays[name].shape == (4, 10)
