@@ -12,6 +12,7 @@ models cannot resolve the difference). Training cost is N retrainings plus N unl
 
     python bench/audit_models.py
     python bench/audit_models.py --models 4,8,16,32,64,128 --examples 200 --repeats 5
+    python bench/audit_models.py --only ulira --models 2,4,8,16,32,64,128,256
 """
 
 from __future__ import annotations
@@ -41,9 +42,17 @@ def main() -> None:
     parser.add_argument("--models", default="2,4,8,16,32,64")
     parser.add_argument("--examples", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", choices=("f", "ulira"), help="run one judge's table only")
     args = parser.parse_args()
-    header("audit: F against N (simulated statistics)")
     rng = np.random.default_rng(0)
+    if args.only != "ulira":
+        f_table(args, rng)
+    if args.only != "f":
+        ulira_table(args, rng)
+
+
+def f_table(args: argparse.Namespace, rng: np.random.Generator) -> None:
+    header("audit: F against N (simulated statistics)")
     rows = []
     for n in [int(v) for v in args.models.split(",")]:
         row, seconds = [n], []
@@ -58,9 +67,13 @@ def main() -> None:
     names = [f"{name} ({sides})" for sides in ("both", "above") for name in SETTINGS]
     table(rows, ["N", *[f"F {n}" for n in names], "judge s / 1000 examples"])
     print()
+
+
+def ulira_table(args: argparse.Namespace, rng: np.random.Generator) -> None:
+    header("audit: U-LiRA against N (simulated statistics)")
     shifts = {"same": 0.0, "shift 0.25": 0.25, "shift 1": 1.0}
     rows = []
-    for n in [int(v) for v in args.models.split(",")]:
+    for n in [int(v) for v in args.models.split(",") if int(v) >= 3]:  # U-LiRA holds one out of 3 or more
         row = [n]
         for shift in shifts.values():
             runs = [

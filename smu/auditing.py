@@ -58,8 +58,9 @@ leave the target out)."""
 
 @dataclass
 class AuditConfig(Checked):
-    models: int = param(8, ge=2)
-    """Models in each ensemble, N (the competition used 512; bench/audit_models.py shows what N buys)."""
+    models: int = param(8, ge=3)
+    """Models in each ensemble, N (the competition used 512; bench/audit_models.py shows what N buys); at
+    least 3, as U-LiRA fits a variance to the models of an ensemble other than the one it holds out."""
     statistic: str = param("logit", choices=tuple(STATISTICS))
     """The per-example statistic F attacks: logit (φ = log(p_y/(1-p_y)), the default) or loss."""
     thresholds: str = param("both", choices=tuple(SIDES))

@@ -183,7 +183,9 @@ def test_ulira_is_near_chance_on_one_distribution_and_perfect_on_two():
     r = -u
     assert ulira(u, r).mean == 100 and ulira(r, u).mean == 100
     # Left out, each model is nearer the other ensemble's mean than its own: every call is wrong.
-    assert ulira(np.array([[0.0], [1.0]]), np.array([[0.2], [1.2]])).mean == 0
+    assert ulira(np.array([[0.0], [1.0], [2.0]]), np.array([[0.2], [1.2], [2.2]])).mean == 0
+    with pytest.raises(ValueError, match="at least 3 models"):
+        ulira(np.zeros((2, 5)), np.zeros((3, 5)))
 
 
 def test_ulira_leaves_the_target_out_of_the_variance_as_well_as_the_mean():
@@ -366,9 +368,9 @@ def test_each_member_is_the_method_run_alone_on_the_original_model(pruned_cnn, t
     # Members share one loaded model; a method that changes it in place must not hand its result to
     # the next member: member k is `smu unlearn` of the original model with the member's seed.
     model = pruned_cnn / "dense" / "model.safetensors"
-    result = audit(model, tmp_path / "a", "--method", "ft", "--epochs", "1", "--models", "2", "--keep-models")
-    assert result["models"] == 2
-    for k in range(2):
+    result = audit(model, tmp_path / "a", "--method", "ft", "--epochs", "1", "--models", "3", "--keep-models")
+    assert result["models"] == 3
+    for k in range(3):
         alone = runner.invoke(
             app,
             ["unlearn", "--model", str(model), "--forget", "class:3", "--method", "ft", "--epochs", "1"]
@@ -406,7 +408,7 @@ def test_a_killed_audit_continues_to_the_same_numbers(audited, pruned_cnn, tmp_p
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--method", "ga", "--models", "1"], "--models 1 must be >= 2"),
+        (["--method", "ga", "--models", "2"], "--models 2 must be >= 3"),
         (["--method", "ssd", "--epochs", "3"], "--epochs does not apply to --method ssd"),
         (["--method", "ga", "--statistic", "los"], "--statistic 'los' must be one of logit, loss"),
         (["--method", "ga", "--thresholds", "below"], "--thresholds 'below' must be one of both, above"),
@@ -449,10 +451,10 @@ def test_the_api_audits_and_every_key_an_audit_writes_is_in_the_schema(pruned_cn
     from smu.errors import UsageError
 
     model = pruned_cnn / "round-1" / "model.safetensors"
-    args = dict(model=model, forget="class:3:20", models=2, retrain_epochs=2, retrain_batch_size=64)
+    args = dict(model=model, forget="class:3:20", models=3, retrain_epochs=2, retrain_batch_size=64)
     result = smu.audit(**args, method="ga", epochs=1, out=tmp_path / "a")
     assert (
-        result["models"] == 2 and result["config"]["epochs"] == 1 and result["retrain_config"]["epochs"] == 2
+        result["models"] == 3 and result["config"]["epochs"] == 1 and result["retrain_config"]["epochs"] == 2
     )
     manifest = json.loads(Path(result["manifest"]).read_text())
     assert "--retrain-epochs 2" in manifest["command"] and "--method ga" in manifest["command"]

@@ -161,7 +161,7 @@ def test_a_step_that_fails_by_itself_is_reported_once_and_the_others_finish(loca
 
 def test_an_audit_on_ray_judges_as_the_serial_audit_does(local_ray, pruned_cnn, tmp_path):
     model = pruned_cnn / "dense" / "model.safetensors"
-    args = ["audit", "--model", model, "--forget", "class:3", "--method", "none", "--models", "2"]
+    args = ["audit", "--model", model, "--forget", "class:3", "--method", "none", "--models", "3"]
     args += ["--retrain-epochs", "2", "--retrain-batch-size", "64", "--json"]
     with one_thread():  # two members at once on Ray, with one thread each
         serial = smu(*args, "--out", tmp_path / "serial")
@@ -170,7 +170,7 @@ def test_an_audit_on_ray_judges_as_the_serial_audit_does(local_ray, pruned_cnn, 
     serial, on_ray = json.loads(serial.stdout), json.loads(on_ray.stdout)
     keys = ("forgetting_quality", "score", "ulira", "tow", "unlearned", "retrained", "worst", "steps")
     assert {k: on_ray[k] for k in keys} == {k: serial[k] for k in keys}
-    assert on_ray["steps"] == {"total": 5, "ran": 5, "reused": 0}  # 2 + 2 members and the verdict
+    assert on_ray["steps"] == {"total": 7, "ran": 7, "reused": 0}  # 3 + 3 members and the verdict
     assert (tmp_path / "ray" / "reference" / "seed-1" / "workers.json").is_file()
 
 

@@ -105,7 +105,7 @@ def test_every_mistake_is_counted_at_once_and_named_with_the_nearest_key_while_t
         ("prune: {rates: [0.5, 0.8, 0.5]}", "prune.rates: 0.5 given more than once"),
         ("prune: {method: imp, rates: [0.9, 0.895]}", "0.9 and 0.895 both take IMP round 10"),
         ("kind: audit\nunlearn: {ga: {}}", "an audit's reference ensemble trains with unlearn.retrain's"),
-        ("kind: audit\naudit: {models: 1}", "audit.models 1 must be >= 2"),
+        ("kind: audit\naudit: {models: 2}", "audit.models 2 must be >= 3"),
         ("kind: audit\naudit: {statistic: los}", "audit.statistic 'los' must be one of logit, loss"),
         ("kind: audti", "kind: unknown 'audti' (did you mean 'audit'?)"),
     ],
@@ -193,7 +193,7 @@ arch: cnn
 train: {epochs: 6, lr: 0.05, batch_size: 64}
 prune: {rates: [0.5], rewind_epoch: 1}
 scenarios: ["class:3"]
-audit: {models: 2}
+audit: {models: 3}
 unlearn:
   retrain: {epochs: 6, lr: 0.05, batch_size: 64}
   none: {}
@@ -202,8 +202,8 @@ unlearn:
     result = smu("run", recipe, "--out", tmp_path / "run", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    # models, then per model: 2 references, 2 + 2 members and 2 verdicts
-    assert out["steps"] == {"total": 1 + 2 * 8, "ran": 17, "skipped": 0}
+    # models, then per model: 3 references, 3 + 3 members and 2 verdicts
+    assert out["steps"] == {"total": 1 + 2 * 11, "ran": 23, "skipped": 0}
     table = out["report"][0]
     assert table["title"] == "audit: forget class:3" and table["groups"] == ["dense", "sparse-0.5"]
     rows = {row["method"]: row["cells"] for row in table["rows"]}

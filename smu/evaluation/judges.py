@@ -112,8 +112,11 @@ def ulira(unlearned: np.ndarray, retrained: np.ndarray, seed: int = 0, resamples
     each ensemble — its mean per example, and one variance per ensemble pooled over the examples
     (steadier than a per-example variance with few models) — and the target is called unlearned where
     its likelihood ratio favours the unlearned Gaussian. The held-out model enters neither the means
-    nor the variances. The interval is a 95% bootstrap over the examples.
+    nor the variances, so each ensemble needs three models or more. The interval is a 95% bootstrap
+    over the examples.
     """
+    if min(len(unlearned), len(retrained)) < 3:
+        raise ValueError("U-LiRA needs at least 3 models per ensemble: one held out, two to fit a variance")
     votes_u = loo_votes(unlearned, retrained, own_is_unlearned=True)
     votes_r = loo_votes(retrained, unlearned, own_is_unlearned=False)
     per_example_u = votes_u.mean(axis=0)  # share of unlearned targets called unlearned, per example
