@@ -73,6 +73,11 @@ class Mask:
         if grads:
             torch._foreach_mul_(grads, [m for p, m in zip(ps, ms, strict=True) if p.grad is not None])
 
+    def restrict(self, grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Gradients (or any per-parameter tensors) as a pruned model has them: 0 at pruned weights,
+        as torch's pruning re-parametrisation (weight = weight_orig · mask) gives the research code."""
+        return {n: g * self.tensors[n].to(g) if n in self.tensors else g for n, g in grads.items()}
+
     def counts(self) -> tuple[int, int]:
         """(pruned, total) weights in the mask's scope."""
         total = sum(m.numel() for m in self.tensors.values())

@@ -115,15 +115,33 @@ def test_rl_takes_the_steps_of_the_official_loop(setup):
     assert (flat(fast) - flat(model)).norm() > 1e-3 * flat(model).norm()  # it did train
 
 
-def literal_saliency(model, data, batch_size, ratio):
-    """OPTML-Group's generate_mask.py: |Σ ∇(−CE)| over forget batches, then ranks below int(N·ratio)."""
+def literal_augment(x, aug, gen):
+    """RandomCrop(padding=p) then RandomHorizontalFlip, image by image, drawing smu's random numbers."""
+    b, _, h, w = x.shape
+    p = aug.crop_pad
+    oy, ox = (
+        torch.randint(0, 2 * p + 1, (b, 1), generator=gen),
+        torch.randint(0, 2 * p + 1, (b, 1), generator=gen),
+    )
+    flips = torch.rand(b, generator=gen) < 0.5 if aug.flip else torch.zeros(b, dtype=torch.bool)
+    out = []
+    for i in range(b):
+        image = F.pad(x[i], (p, p, p, p))[:, oy[i] : oy[i] + h, ox[i] : ox[i] + w]
+        out.append(image.flip(-1) if flips[i] else image)
+    return torch.stack(out)
+
+
+def literal_saliency(model, data, batch_size, ratio, aug=None):
+    """OPTML-Group's generate_mask.py: |Σ ∇(−CE)| over the batches of its forget loader (shuffled,
+    the training transform), then ranks below int(N·ratio)."""
     model = copy.deepcopy(model).eval()
     grads = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    gen = torch.Generator().manual_seed(SEED + 2**32)
+    order = torch.randperm(len(data.forget), generator=gen)
     for start in range(0, len(data.forget), batch_size):
-        x, y = (
-            data.forget.x[start : start + batch_size].float() / 255,
-            data.forget.y[start : start + batch_size],
-        )
+        idx = order[start : start + batch_size]
+        x, y = data.forget.x[idx], data.forget.y[idx]
+        x = (literal_augment(x, aug, gen) if aug else x).float() / 255
         model.zero_grad()
         (-F.cross_entropy(model(x), y)).backward()
         for n, p in model.named_parameters():
@@ -142,8 +160,16 @@ def test_salun_has_the_official_saliency_mask_and_steps_and_freezes_the_rest_exa
     model, data = setup
     options = {"epochs": 2, "batch_size": 16, "lr": 0.05, "saliency_ratio": 0.3}
     expected = literal_saliency(model, data, 16, 0.3)
-    got = top_fraction(saliency_scores(copy.deepcopy(model), data.forget, 16), 0.3)
+    gen = torch.Generator().manual_seed(SEED + 2**32)
+    got = top_fraction(saliency_scores(copy.deepcopy(model), data.forget, 16, None, gen), 0.3)
     for n, k in expected.items():
+        assert torch.equal(got[n].float(), k), n
+    aug = Augment(crop_pad=2, flip=True)  # the official transform: random crop and flip
+    gen = torch.Generator().manual_seed(SEED + 2**32)
+    got = top_fraction(saliency_scores(copy.deepcopy(model), data.forget, 16, aug, gen), 0.3)
+    augmented = literal_saliency(model, data, 16, 0.3, aug)
+    assert sum(int((augmented[n] != expected[n]).sum()) for n in expected) > 0  # augmentation mattered
+    for n, k in augmented.items():
         assert torch.equal(got[n].float(), k), n
     fast, _ = smu_run("salun", model, data, **options)
     assert_same_weights(fast, literal_rl(model, data, make_config("salun", options), keep=expected))
@@ -238,7 +264,11 @@ def test_ssd_selects_and_dampens_as_the_official_code_and_never_grows_a_weight(s
             batches += 1
         return {n: i / batches for n, i in imp.items()}
 
-    full = ImageSet(torch.cat([data.retain.x, data.forget.x]), torch.cat([data.retain.y, data.forget.y]))
+    # forget_full_class_main.py: the retain set built class by class, then the forgotten class
+    retain = [data.retain.subset(torch.nonzero(data.retain.y == c).flatten()) for c in range(10)]
+    full = ImageSet(
+        torch.cat([r.x for r in retain] + [data.forget.x]), torch.cat([r.y for r in retain] + [data.forget.y])
+    )
     oimp, fimp = importance(full), importance(data.forget)
     before, after = dict(model.named_parameters()), dict(fast.named_parameters())
     selected = 0

@@ -148,9 +148,15 @@ def test_l1_sparse_ends_with_a_smaller_l1_norm_than_plain_fine_tuning(digits, tr
     assert l1_norm(l1).item() < l1_norm(ft).item()
 
 
-def slow_fisher(model, data: ImageSet, batch_size: int):
-    """The original way, in float64: one backward pass per class per batch."""
+def slow_fisher(model, data: ImageSet, batch_size: int, mask=None):
+    """The original way, in float64: one backward pass per class per batch. A mask is applied as the
+    research code prunes, with torch's re-parametrisation: the Fisher is then that of ``weight_orig``."""
+    from torch.nn.utils import prune
+
     model = copy.deepcopy(model).double().eval()
+    modules = dict(model.named_modules())
+    for name, m in (mask or {}).items():
+        prune.custom_from_mask(modules[name.rsplit(".", 1)[0]], "weight", m.double())
     params = dict(model.named_parameters())
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
     n_batches = 0
@@ -186,6 +192,24 @@ def test_fast_fisher_equals_one_backward_per_class_on_fresh_random_inputs():
             assert (
                 (got[~big] - ref[~big]).abs().max().item() <= 1e-8 * ref.max().item() if (~big).any() else 1
             )
+
+
+def test_ffs_fisher_of_a_sparse_model_is_the_research_codes_through_torchs_pruning(digits, trained):
+    # The research code prunes with torch's re-parametrisation: the Fisher it estimates is that of
+    # weight_orig, whose gradient is 0 wherever weight = weight_orig · mask is pruned.
+    model, mask = trained
+    data = digits.train.subset(torch.arange(100))
+    slow = {
+        n.replace("weight_orig", "weight"): f
+        for n, f in slow_fisher(model, data, 32, dict(mask.items())).items()
+    }
+    fast = mask.restrict(fisher_diagonal(copy.deepcopy(model), data, 32))
+    for name in mask.tensors:
+        assert bool((fast[name][mask.tensors[name] == 0] == 0).all()) and bool(
+            (slow[name][mask.tensors[name] == 0] == 0).all()
+        )
+    for n in slow:
+        torch.testing.assert_close(fast[n].double(), slow[n], rtol=1e-3, atol=1e-9 * slow[n].max().item())
 
 
 def test_ff_noise_variance_follows_alpha_over_fisher():
@@ -277,11 +301,17 @@ def test_woodfisher_scalar_form_equals_the_literal_recursion_on_fresh_random_inp
     assert ((got - slow).norm() / slow.norm()).item() < 1e-4
 
 
-def literal_influence_unlearning(model, data: UnlearnData, alpha: float, n: int, batch_size: int):
+def literal_influence_unlearning(model, data: UnlearnData, alpha: float, n: int, batch_size: int, mask=None):
     """The research code's ``Wfisher``, vector by vector: the forget and retain gradients summed from
     batch means × batch size, v weighted by the set sizes, the WoodFisher loop over batch-size-1 retain
-    gradients stopping after index N + 1, and θ + α·k."""
+    gradients stopping after index N + 1, and θ + α·k. A mask is applied as the research code prunes,
+    with torch's re-parametrisation (weight = weight_orig · mask), so gradients are those of weight_orig."""
+    from torch.nn.utils import prune
+
     model = copy.deepcopy(model).eval()
+    modules = dict(model.named_modules())
+    for name, m in (mask or {}).items():
+        prune.custom_from_mask(modules[name.rsplit(".", 1)[0]], "weight", m)
     params = list(model.parameters())
 
     def summed_gradient(images: ImageSet) -> tuple[torch.Tensor, int]:
@@ -302,18 +332,26 @@ def literal_influence_unlearning(model, data: UnlearnData, alpha: float, n: int,
         for p in params:
             p += alpha * k[start : start + p.numel()].view(p.shape)
             start += p.numel()
+    for name in mask or {}:
+        prune.remove(modules[name.rsplit(".", 1)[0]], "weight")
     return model
 
 
-def test_influence_unlearning_takes_the_literal_step_of_the_research_code(digits, trained):
-    model, _ = trained
+@pytest.mark.parametrize("sparse", [False, True])
+def test_influence_unlearning_takes_the_literal_step_of_the_research_code(digits, trained, sparse):
+    model, mask = trained
+    mask = mask if sparse else None
     data = UnlearnData.of(digits, resolve_forget("random:40", digits, seed=2))
-    cfg = make_config("iu", {"alpha": 0.5, "iu_samples": 30, "batch_size": 100})
-    fast = METHODS["iu"].run(copy.deepcopy(model), data, cfg, Context("cnn", seed=0))
-    slow = literal_influence_unlearning(model, data, alpha=0.5, n=30, batch_size=100)
-    before = torch.cat([p.detach().flatten() for p in model.parameters()])
-    step_fast = torch.cat([p.detach().flatten() for p in fast.parameters()]) - before
-    step_slow = torch.cat([p.detach().flatten() for p in slow.parameters()]) - before
+    alpha = 5.0 if sparse else 0.5  # the sparse model's step is smaller
+    cfg = make_config("iu", {"alpha": alpha, "iu_samples": 30, "batch_size": 100})
+    fast = METHODS["iu"].run(copy.deepcopy(model), data, cfg, Context("cnn", mask=mask, seed=0))
+    slow = literal_influence_unlearning(model, data, alpha, 30, 100, dict(mask.items()) if sparse else None)
+
+    def flat(m):
+        return torch.cat([t.detach().flatten() for _, t in sorted(m.named_parameters())])
+
+    before = flat(model)
+    step_fast, step_slow = flat(fast) - before, flat(slow) - before
     assert step_slow.norm() > 1e-4 * before.norm()  # a real step, not a rounding of θ
     assert ((step_fast - step_slow).norm() / step_slow.norm()).item() < 1e-4
 

@@ -54,26 +54,33 @@ def batches(
     gen: torch.Generator | None = None,
     aug: Augment | None = None,
     spread: bool = False,
+    drop_single: bool | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (images in [0, 1], labels); the last batch may be smaller. With ``spread``, under torchrun,
     only this rank's batches (every world-th, in order): for a sum over the data that is then added up
-    over the ranks; it draws no random numbers, so it takes no ``shuffle`` or ``aug``."""
+    over the ranks; every rank draws the random numbers of every batch, so the batches are those of one
+    process. ``drop_single`` (default: when shuffled, i.e. when training) ends the pass before a last
+    batch of one image."""
     from smu import distributed
 
     n = len(data)
     order = torch.randperm(n, generator=gen) if shuffle else None
     rank, world = distributed.spread() if spread else (0, 1)
-    assert not (spread and (shuffle or aug)), "a spread pass must draw the same random numbers on every rank"
-    for start in range(rank * batch_size, n, world * batch_size):
+    drop_single = shuffle if drop_single is None else drop_single
+    for i, start in enumerate(range(0, n, batch_size)):
+        mine = i % world == rank
+        if not mine and not aug:
+            continue  # another rank's batch, and no random numbers to draw for it
         if order is None:
             x, y = data.x[start : start + batch_size], data.y[start : start + batch_size]
         else:
             idx = order[start : start + batch_size].to(data.y.device, non_blocking=True)
             x, y = data.x[idx], data.y[idx]
-            if len(y) == 1 and n > 1:
-                # A lone last sample would make BatchNorm fail on 1x1 feature maps; the next epoch's
-                # shuffle gives it its turn.
-                break
+        if drop_single and len(y) == 1 and n > 1:
+            # A lone last sample would make BatchNorm fail on 1x1 feature maps in training; the next
+            # epoch's shuffle gives it its turn.
+            break
         if aug:
             x = augment(x, aug, gen)
-        yield to_float(x), y
+        if mine:
+            yield to_float(x), y

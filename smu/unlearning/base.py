@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from smu.data import ImageSet, Splits
@@ -93,6 +94,11 @@ class Context:
     """What each training loop of the method did (where it started, how many epochs it ran)."""
     on_epoch_end: Callable[[int, nn.Module], None] | None = None
     """Called after every epoch of every training loop (``smu tune`` scores and prunes trials there)."""
+
+    def generator(self) -> torch.Generator:
+        """Random numbers for a method's own passes outside :meth:`train` (augmenting the images of a
+        gradient estimate), from the run's seed and apart from the epochs' streams (seed·1,000,003 + e)."""
+        return torch.Generator().manual_seed(self.seed + 2**32)
 
     def train(
         self,

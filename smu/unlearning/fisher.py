@@ -11,6 +11,13 @@ large where the retain data does not pin a weight down (small F) and small where
 
 For class-wise forgetting the forgotten class's classifier row is set to 0 with σ² = 1e-4 (×10).
 
+Data, as the research code's ``fisher_new`` sees it (``unlearn/fisher.py``; OPTML-Group/Unlearn-Sparse):
+the retain set in batches of 32, in order (not shuffled), the last partial batch kept, eval mode, and
+**augmented** — its retain set is a copy of the training set, random crop and flip included
+(``--no-aug`` turns that off; the random numbers come from the run's seed). On a pruned model the
+research code's gradients are taken through torch's pruning re-parametrisation, so F is 0 at pruned
+weights (their σ² is then the clamp, 1e3·α, and enters the row mean); smu does the same.
+
 The C per-class gradients of a batch need C vector-Jacobian products whatever the form: one per
 class from a single forward (the CE gradient with respect to the logits, (softmax − e_y) / B, is
 fed in directly), or all C in one batched backward (autograd's ``is_grads_batched``). The batched
@@ -32,7 +39,7 @@ from torch import nn
 
 from smu import distributed
 from smu.data import ImageSet
-from smu.data.batches import batches
+from smu.data.batches import Augment, batches
 from smu.engine import fast_layout
 from smu.models import classifier_layer
 from smu.options import Checked, param
@@ -45,12 +52,21 @@ class FFConfig(Checked):
     """Noise scale α (the authors' CIFAR-10 runs use 3e-8)."""
     fisher_batch_size: int = param(32, ge=1)
     """Retain images per batch when estimating the Fisher information."""
+    augment: bool = param(True, flag="--aug/--no-aug")
+    """Random crop and flip of the retain images the Fisher information is estimated on (where the
+    dataset allows), as the research code's loader does."""
 
 
 def fisher_diagonal(
-    model: nn.Module, data: ImageSet, batch_size: int = 32, batched: bool | None = None
+    model: nn.Module,
+    data: ImageSet,
+    batch_size: int = 32,
+    batched: bool | None = None,
+    aug: Augment | None = None,
+    gen: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The diagonal Fisher information of every parameter, as in ``fisher_new`` (model in eval mode)."""
+    """The diagonal Fisher information of every parameter, as in ``fisher_new`` (model in eval mode;
+    the images in order, augmented with ``aug`` drawing from ``gen``)."""
     model.eval()
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = [p for p in model.parameters() if p.requires_grad]
@@ -58,7 +74,7 @@ def fisher_diagonal(
     batched = device.type != "cpu" if batched is None else batched
     with fast_layout(model, device) as layout:
         fisher = [torch.zeros_like(p) for p in params]  # in the layout the gradients will have
-        for x, _ in batches(data, batch_size, spread=True):
+        for x, _ in batches(data, batch_size, spread=True, aug=aug, gen=gen):
             out = model(x.contiguous(memory_format=layout))
             prob = F.softmax(out.detach(), dim=1)
             classes = out.shape[1]
@@ -108,7 +124,10 @@ def noise_variance(
 
 def fisher_forgetting(model: nn.Module, data: UnlearnData, cfg: FFConfig, ctx: Context) -> nn.Module:
     """Redraw every parameter around its value with Fisher-scaled noise (masked weights stay 0)."""
-    fisher = fisher_diagonal(model, data.retain, cfg.fisher_batch_size)
+    aug = data.aug if cfg.augment else None
+    fisher = fisher_diagonal(model, data.retain, cfg.fisher_batch_size, aug=aug, gen=ctx.generator())
+    if ctx.mask is not None:
+        fisher = ctx.mask.restrict(fisher)  # a pruned weight's gradient is 0 in the research code
     params = dict(model.named_parameters())
     mus, variances = noise_variance(
         fisher, params, classifier_layer(model), cfg.alpha, data.forget_set.forget_class

@@ -9,7 +9,9 @@ reshuffled the next epoch.
 
 Defaults are the official ResNet/CIFAR-10 setting (``MIA_experiments.ipynb``, cells 16 and 22):
 β = 0.9999, 5 epochs, SGD lr 0.01 with no momentum and no weight decay, retain batches of 32 and
-forget batches of 16. Under torchrun the retain batch is split over the ranks, and every rank adds
+forget batches of 16. Data as the official loaders feed it: **no augmentation** (the notebook builds
+its CIFAR-10 sets with ``augment=False``), both sets shuffled every epoch, the last partial batch kept,
+train mode for both forwards. Under torchrun the retain batch is split over the ranks, and every rank adds
 the forget term of the whole forget batch (its gradient is then the same as one process's).
 """
 
@@ -42,6 +44,8 @@ class NegGradPlusConfig(TrainConfig):
     """Forget images per step."""
     beta: float = param(0.9999, ge=0, le=1, tune="0.5:1")
     """β: the weight of the retain loss; 1 − β weighs the forget loss that is ascended."""
+    augment: bool = False
+    """Pad-and-random-crop and flip while training (off, as the official loaders: ``augment=False``)."""
 
 
 def neggrad_plus(model: nn.Module, data: UnlearnData, cfg: NegGradPlusConfig, ctx: Context) -> nn.Module:

@@ -3,9 +3,11 @@
 1. Saliency, at the original weights θ_o with the model in eval mode (``generate_mask.py``):
        g = | Σ over D_f batches of ∇θ CE_batchmean |
    (the official code sums the gradient of −CE; the absolute value makes the sign irrelevant), over
-   every parameter; the mask keeps the global top ``saliency_ratio`` fraction of g (ties by position;
-   batches of ``--batch-size`` in index order, where the official loader shuffles — only which
-   samples share the last batch can differ).
+   every parameter; the mask keeps the global top ``saliency_ratio`` fraction of g (ties by position).
+   The batches are the official forget loader's: ``--batch-size`` images, shuffled, augmented like
+   the training data (the loader is a copy of the training set, transform included; ``--no-aug``
+   turns it off), the last partial batch kept, even of one image (eval mode needs no batch
+   statistics). Its random numbers come from the run's seed, so the mask is reproducible.
 2. RL (``smu.unlearning.random_label``) where only salient weights move: the others have their
    gradients zeroed and are held bit-identical to θ_o through weight decay and momentum — what the
    official code's fix of its issue #32 does, done by the engine's ``Freeze``. On a sparse model the
@@ -28,7 +30,7 @@ from torch import nn
 from smu import artifacts, distributed
 from smu import schema as S
 from smu.data import ImageSet
-from smu.data.batches import batches
+from smu.data.batches import Augment, batches
 from smu.errors import ArtifactError, UsageError, shown
 from smu.masks import Freeze
 from smu.options import param
@@ -46,12 +48,22 @@ class SalUnConfig(RLConfig):
     computing it."""
 
 
-def saliency_scores(model: nn.Module, forget: ImageSet, batch_size: int) -> dict[str, torch.Tensor]:
-    """|Σ over batches of ∇θ CE_batchmean| on the forget set, per parameter, in eval mode."""
+def saliency_scores(
+    model: nn.Module,
+    forget: ImageSet,
+    batch_size: int,
+    aug: Augment | None = None,
+    gen: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """|Σ over batches of ∇θ CE_batchmean| on the forget set, per parameter, in eval mode: shuffled
+    (and augmented, given ``aug``) batches when given a generator ``gen``, else in index order."""
     model.eval()
     params = dict(model.named_parameters())
     total = {n: torch.zeros_like(p) for n, p in params.items()}
-    for x, y in batches(forget, batch_size, spread=True):
+    stream = batches(
+        forget, batch_size, shuffle=gen is not None, gen=gen, aug=aug, spread=True, drop_single=False
+    )
+    for x, y in stream:
         grads = torch.autograd.grad(F.cross_entropy(model(x), y), list(params.values()))
         torch._foreach_add_(list(total.values()), grads)
     distributed.sum_(list(total.values()))
@@ -121,7 +133,9 @@ def salun(model: nn.Module, data: UnlearnData, cfg: SalUnConfig, ctx: Context) -
         keep, ratio = load_saliency(cfg.saliency, model, ctx)
     else:
         ratio = cfg.saliency_ratio
-        keep = top_fraction(saliency_scores(model, data.forget, cfg.batch_size), ratio)
+        aug = data.aug if cfg.augment else None
+        scores = saliency_scores(model, data.forget, cfg.batch_size, aug, ctx.generator())
+        keep = top_fraction(scores, ratio)
     ctx.extras["saliency.safetensors"] = lambda path: save_saliency(path, keep, ratio, ctx, data)
     ctx.train(model, rl_passes(data, cfg), cfg, data.aug, "salun", freeze=Freeze(keep, original))
     return model

@@ -12,6 +12,10 @@ SGD lr 5e-4, momentum 0.9, weight decay 5e-4, E = 3, max_steps = 2, T = 4, α = 
 learning rate ×0.1 after epochs 3, 5, 9 (so never within 3 epochs), and the batch sizes its loaders
 are built with (cell 28): 512 for the forget set, 256 for the retain set. (The notebook's
 ``sgda_batch_size`` 128 / ``del_batch_size`` 32 are set but never read.)
+
+Data, as the official loaders feed it: **no augmentation** (the notebook builds its CIFAR-10 sets with
+``augment=False``, ``datasets.py``'s default), both sets shuffled every epoch, the last partial batch
+kept; the student in train mode for both steps, the teacher in eval mode.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ class SCRUBConfig(TrainConfig):
     """Weight α of the teacher distance d in the min-step."""
     gamma: float = param(0.99, ge=0)
     """Weight γ of the cross-entropy in the min-step."""
+    augment: bool = False
+    """Pad-and-random-crop and flip while training (off, as the official loaders: ``augment=False``)."""
 
 
 def distance(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

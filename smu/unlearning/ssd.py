@@ -4,12 +4,20 @@ No training. The importance of a parameter for a dataset is the mean over its ba
 gradient of the batch-mean cross-entropy, with the model in eval mode (``calc_importance``):
     I = mean over batches b of (∂ CE_b / ∂θ)²,
 computed on the forget set (I_f) and on the whole training split D = D_r ∪ D_f (I_D; retain first,
-then forget, as the official ``ConcatDataset``), in batches of 128 without augmentation. Every weight
-far more important to the forget set than to all the data is dampened:
+then forget, as the official ``ConcatDataset``). Every weight far more important to the forget set
+than to all the data is dampened:
     where I_f > α · I_D:   θ ← min(λ · I_D / I_f, 1) · θ
 so a selected weight shrinks towards 0 and none grows. Defaults: α (``--selection``) = 10, λ
-(``--dampening``) = 1, the authors' CIFAR values. Under torchrun the batches of each importance are
-split over the ranks and added up.
+(``--dampening``) = 1, the authors' CIFAR values for ResNet-18 in both of their scripts.
+
+Data, as the authors' class-wise script (``forget_full_class_main.py``; the paper's main setting, and
+the one of their two scripts that runs as shipped) feeds it: batches of 64, not shuffled, no
+augmentation (their unlearning transform), the last partial batch kept, eval mode. For a class-wise
+forget set D_r is ordered by class, as that script builds it class by class, so most batches of I_D
+hold one class (smu keeps the dataset's order within a class); for a random forget set D_r is in the
+dataset's order, as mixed as the random script's ``random_split``. Their random-forgetting script
+(``forget_random_main.py``) uses batches of 128: ``--batch-size 128``. Under torchrun the batches of
+each importance are split over the ranks and added up.
 """
 
 from __future__ import annotations
@@ -33,8 +41,9 @@ class SSDConfig(Checked):
     """α: a weight is dampened where its forget importance exceeds α times its importance on all data."""
     dampening: float = param(1.0, gt=0, tune="0.1:10:log")
     """λ: a selected weight is multiplied by min(λ · I_D / I_f, 1)."""
-    batch_size: int = param(128, ge=1)
-    """Images per batch when estimating the importances."""
+    batch_size: int = param(64, ge=1)
+    """Images per batch when estimating the importances (the authors' class-wise script; their random
+    one uses 128)."""
 
 
 def importance(model: nn.Module, data: ImageSet, batch_size: int) -> dict[str, torch.Tensor]:
@@ -63,9 +72,10 @@ def dampen(
 
 def ssd(model: nn.Module, data: UnlearnData, cfg: SSDConfig, ctx: Context) -> nn.Module:
     """Dampen the weights the forget set depends on far more than the rest of the data does."""
-    everything = ImageSet(
-        torch.cat([data.retain.x, data.forget.x]), torch.cat([data.retain.y, data.forget.y])
-    )
+    retain = data.retain
+    if data.forget_set.forget_class is not None:
+        retain = retain.subset(torch.sort(retain.y.cpu(), stable=True).indices)
+    everything = ImageSet(torch.cat([retain.x, data.forget.x]), torch.cat([retain.y, data.forget.y]))
     forget_importance = importance(model, data.forget, cfg.batch_size)
     full_importance = importance(model, everything, cfg.batch_size)
     dampen(model, forget_importance, full_importance, cfg)
