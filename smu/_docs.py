@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 FILES = ("README.md", "docs/ARTIFACTS.md")
 
@@ -52,6 +53,24 @@ def unlearning_methods() -> str:
     return "\n".join(rows)
 
 
+def method_data() -> str:
+    from smu.unlearning import METHODS
+
+    def feed(f: Any, cfg: Any) -> str:
+        batch = "per sample" if f.batch == "per-sample" else f"batches of {getattr(cfg, f.batch)}"
+        aug = "augmented" if f.augment else "not augmented"
+        return f"{f.purpose}: {f.data}, {f.mode} mode, {batch}, {f.order}, {aug}"
+
+    rows = [
+        "| method | what a default run feeds the model | pinned against | where smu differs |",
+        "|---|---|---|---|",
+    ]
+    for name, spec in METHODS.items():
+        feeds = "<br>".join(feed(f, spec.config()) for f in spec.feeds) or "–"
+        rows.append(f"| `{name}` | {feeds} | {spec.source or '–'} | {spec.differs or '–'} |")
+    return "\n".join(rows)
+
+
 def pruning_methods() -> str:
     from smu.pruning import METHODS
 
@@ -86,6 +105,7 @@ def recipes() -> str:
 BLOCKS: dict[str, Callable[[], str]] = {
     "recipes": recipes,
     "unlearning-methods": unlearning_methods,
+    "method-data": method_data,
     "pruning-methods": pruning_methods,
     "artifact-keys": artifact_keys,
 }

@@ -28,6 +28,34 @@ NEEDS = {
 """What a method may ask the run for, beyond the model and the data."""
 
 
+ORDERS = ("shuffled", "in order", "by class")
+"""How a feed orders its images: reshuffled every pass, the set's own order, or sorted by class
+(stable: the set's order within a class)."""
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One stream of images a method's default run feeds the model, pinned against its official code.
+
+    Every feed keeps the last partial batch, as every official loader does (none drops it), except
+    that a shuffled training pass ends before a last batch of a single image (BatchNorm cannot train
+    on one; the next epoch's shuffle gives it its turn). ``tests/test_method_data.py`` runs every
+    method and checks that what it feeds is what it declares."""
+
+    data: str
+    """``forget``, ``retain`` (or its first images), or ``retain+forget``: retain first, then forget."""
+    mode: str
+    """``train`` or ``eval``: the model's mode while it sees these images."""
+    batch: str
+    """The option holding the batch size, or ``per-sample`` (one gradient per image)."""
+    order: str
+    """One of :data:`ORDERS`."""
+    augment: bool
+    """Pad-and-random-crop and flip, where the dataset allows them (``--no-aug`` turns them off)."""
+    purpose: str
+    """What the pass is for: training, saliency, Fisher, ..."""
+
+
 @dataclass(frozen=True)
 class UnlearnMethod:
     """An unlearning method: everything smu needs to offer it everywhere a method is taken."""
@@ -50,6 +78,12 @@ class UnlearnMethod:
     ddp: str = ""
     """How it runs under torchrun where that is more than data-parallel training (each rank trains on
     its part of every global batch): a line shown at run time."""
+    feeds: tuple[Feed, ...] = ()
+    """The images a default run feeds the model, pass by pass, as its official code feeds them."""
+    source: str = ""
+    """The official code its defaults, data pipeline included, were pinned against."""
+    differs: str = ""
+    """Where smu deliberately differs from that code, and why."""
 
     @property
     def trains(self) -> bool:

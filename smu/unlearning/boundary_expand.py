@@ -18,7 +18,7 @@ from smu.engine import Pass, TrainConfig
 from smu.masks import Mask
 from smu.models import classifier_layer
 from smu.options import param
-from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
+from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 
 @dataclass
@@ -76,4 +76,8 @@ METHOD = UnlearnMethod(
     "Boundary Expanding: train the forget set into an extra class, then remove that class",
     BoundaryExpandConfig,
     boundary_expand,
+    feeds=(Feed("forget", "train", "batch_size", "shuffled", True, "training, shadow class"),),
+    source="OPTML-Group/Unlearn-Saliency: main_forget.py, unlearn/boundary_ex.py",
+    differs="the shadow class is removed after training, as the paper says (the re-implementation keeps "
+    "K+1 outputs): the saved model has K outputs like every other",
 )

@@ -19,7 +19,7 @@ from torch import nn
 
 from smu.engine import Pass, TrainConfig
 from smu.options import param
-from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
+from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 
 @dataclass
@@ -61,5 +61,7 @@ METHOD = UnlearnMethod(
     BoundaryShrinkConfig,
     boundary_shrink,
     needs=frozenset({"original"}),
+    feeds=(Feed("forget", "train", "batch_size", "shuffled", True, "training, FGSM labels"),),
+    source="OPTML-Group/Unlearn-Saliency: main_forget.py, unlearn/boundary_sh.py",
     ddp="every rank computes the FGSM labels of the whole global batch, then trains on its part",
 )

@@ -11,7 +11,7 @@ from torch import nn
 
 from smu.engine import TrainConfig
 from smu.options import param
-from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
+from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 
 @dataclass
@@ -28,4 +28,11 @@ def finetune(model: nn.Module, data: UnlearnData, cfg: FTConfig, ctx: Context) -
     return model
 
 
-METHOD = UnlearnMethod("ft", "fine-tune on the retain set", FTConfig, finetune)
+METHOD = UnlearnMethod(
+    "ft",
+    "fine-tune on the retain set",
+    FTConfig,
+    finetune,
+    feeds=(Feed("retain", "train", "batch_size", "shuffled", True, "training"),),
+    source="OPTML-Group/Unlearn-Sparse: main_forget.py, unlearn/FT.py (FT_iter)",
+)

@@ -43,7 +43,7 @@ from smu.data.batches import Augment, batches
 from smu.engine import fast_layout
 from smu.models import classifier_layer
 from smu.options import Checked, param
-from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
+from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 
 @dataclass
@@ -147,5 +147,7 @@ METHOD = UnlearnMethod(
     "Fisher forgetting: noise scaled by the retain Fisher information",
     FFConfig,
     fisher_forgetting,
+    feeds=(Feed("retain", "eval", "fisher_batch_size", "in order", True, "Fisher"),),
+    source="OPTML-Group/Unlearn-Sparse: main_forget.py, unlearn/fisher.py (fisher_new)",
     ddp="the Fisher information's batches are split over the ranks and added up",
 )

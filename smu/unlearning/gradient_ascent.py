@@ -14,7 +14,7 @@ from torch import nn
 
 from smu.engine import Batch, TrainConfig
 from smu.options import param
-from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
+from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 
 @dataclass
@@ -43,4 +43,11 @@ def gradient_ascent(model: nn.Module, data: UnlearnData, cfg: GAConfig, ctx: Con
     return model
 
 
-METHOD = UnlearnMethod("ga", "gradient ascent on the forget set", GAConfig, gradient_ascent)
+METHOD = UnlearnMethod(
+    "ga",
+    "gradient ascent on the forget set",
+    GAConfig,
+    gradient_ascent,
+    feeds=(Feed("forget", "train", "batch_size", "shuffled", True, "training"),),
+    source="OPTML-Group/Unlearn-Sparse: main_forget.py, unlearn/GA.py (README: 5 epochs, lr 1e-4)",
+)

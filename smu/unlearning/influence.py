@@ -40,7 +40,7 @@ from smu.data.batches import Augment, batches
 from smu.engine import fast_layout
 from smu.masks import Mask
 from smu.options import Checked, param
-from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
+from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 
 @dataclass
@@ -162,6 +162,12 @@ METHOD = UnlearnMethod(
     "influence unlearning with a WoodFisher inverse Hessian",
     IUConfig,
     influence_unlearning,
+    feeds=(
+        Feed("forget", "eval", "batch_size", "in order", True, "gradient sum"),
+        Feed("retain", "eval", "batch_size", "in order", True, "gradient sum"),
+        Feed("retain", "eval", "per-sample", "in order", True, "WoodFisher, first iu_samples + 2 images"),
+    ),
+    source="OPTML-Group/Unlearn-Sparse: main_forget.py, unlearn/Wfisher.py",
     ddp="the forget and retain gradient sums are split over the ranks; the WoodFisher recursion "
     "runs on every rank",
 )

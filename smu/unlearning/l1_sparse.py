@@ -18,7 +18,7 @@ from torch import nn
 
 from smu.engine import Batch, TrainConfig
 from smu.options import Problem, param
-from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
+from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 
 @dataclass
@@ -62,5 +62,10 @@ def l1_sparse(model: nn.Module, data: UnlearnData, cfg: L1SparseConfig, ctx: Con
 
 
 METHOD = UnlearnMethod(
-    "l1-sparse", "sparsity-aware unlearning: fine-tune + decaying l1 penalty", L1SparseConfig, l1_sparse
+    "l1-sparse",
+    "sparsity-aware unlearning: fine-tune + decaying l1 penalty",
+    L1SparseConfig,
+    l1_sparse,
+    feeds=(Feed("retain", "train", "batch_size", "shuffled", True, "training"),),
+    source="OPTML-Group/Unlearn-Sparse: main_forget.py, unlearn/FT.py (FT_l1)",
 )

@@ -25,7 +25,7 @@ from torch import nn
 
 from smu.engine import Batch, Pass, TrainConfig
 from smu.options import param
-from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
+from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 
 @dataclass
@@ -67,6 +67,11 @@ METHOD = UnlearnMethod(
     "NegGrad+: descend on retain batches, ascend on forget batches, in one loss",
     NegGradPlusConfig,
     neggrad_plus,
+    feeds=(
+        Feed("retain", "train", "batch_size", "shuffled", False, "descent"),
+        Feed("forget", "train", "forget_batch_size", "shuffled", False, "ascent"),
+    ),
+    source="meghdadk/SCRUB: MIA_experiments.ipynb (cells 16, 22), loops.py (train_negrad)",
     ddp="retain batches are split over the ranks; every rank computes the forget term on the whole "
     "forget batch",
 )

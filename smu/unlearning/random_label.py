@@ -18,7 +18,7 @@ from torch import nn
 from smu.data import ImageSet
 from smu.engine import Pass, TrainConfig
 from smu.options import param
-from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
+from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 
 @dataclass
@@ -64,5 +64,14 @@ def random_label(model: nn.Module, data: UnlearnData, cfg: RLConfig, ctx: Contex
 
 
 METHOD = UnlearnMethod(
-    "rl", "random labels on the forget set, true labels on the retain set", RLConfig, random_label
+    "rl",
+    "random labels on the forget set, true labels on the retain set",
+    RLConfig,
+    random_label,
+    feeds=(
+        Feed("forget", "train", "batch_size", "shuffled", True, "training, random labels"),
+        Feed("retain", "train", "batch_size", "shuffled", True, "training"),
+    ),
+    source="OPTML-Group/Unlearn-Saliency: main_forget.py, unlearn/RL.py (its CIFAR-10 branch)",
+    differs="lr 0.013, the value its README runs SalUn with, where its argument parser says 0.01",
 )

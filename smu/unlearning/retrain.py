@@ -13,7 +13,7 @@ from torch import nn
 
 from smu.engine import TrainConfig
 from smu.models import build_model
-from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
+from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 
 @dataclass
@@ -42,5 +42,12 @@ def retrain(model: nn.Module, data: UnlearnData, cfg: RetrainConfig, ctx: Contex
 
 
 METHOD = UnlearnMethod(
-    "retrain", "exact unlearning: train from scratch on the retain set", RetrainConfig, retrain, exact=True
+    "retrain",
+    "exact unlearning: train from scratch on the retain set",
+    RetrainConfig,
+    retrain,
+    exact=True,
+    feeds=(Feed("retain", "train", "batch_size", "shuffled", True, "training"),),
+    source="OPTML-Group/Unlearn-Sparse: main_forget.py, unlearn/retrain.py, trainer/train.py "
+    "(README: 160 epochs, lr 0.1)",
 )

@@ -34,7 +34,7 @@ from smu.data.batches import Augment, batches
 from smu.errors import ArtifactError, UsageError, shown
 from smu.masks import Freeze
 from smu.options import param
-from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
+from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 from smu.unlearning.random_label import RLConfig, rl_passes
 
 
@@ -146,5 +146,12 @@ METHOD = UnlearnMethod(
     "random labels on the salient weights only (SalUn)",
     SalUnConfig,
     salun,
+    feeds=(
+        Feed("forget", "eval", "batch_size", "shuffled", True, "saliency"),
+        Feed("forget", "train", "batch_size", "shuffled", True, "training, random labels"),
+        Feed("retain", "train", "batch_size", "shuffled", True, "training"),
+    ),
+    source="OPTML-Group/Unlearn-Saliency: generate_mask.py, main_random.py, unlearn/RL.py "
+    "(README: 10 epochs, lr 0.013)",
     ddp="the saliency batches are split over the ranks and added up; training is data-parallel",
 )

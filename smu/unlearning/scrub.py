@@ -28,7 +28,7 @@ from torch import nn
 
 from smu.engine import Batch, Pass, TrainConfig
 from smu.options import param
-from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
+from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 
 @dataclass
@@ -92,4 +92,9 @@ METHOD = UnlearnMethod(
     SCRUBConfig,
     scrub,
     needs=frozenset({"original"}),
+    feeds=(
+        Feed("forget", "train", "forget_batch_size", "shuffled", False, "max-steps"),
+        Feed("retain", "train", "batch_size", "shuffled", False, "min-steps"),
+    ),
+    source="meghdadk/SCRUB: large_scale_unlearning.ipynb (cells 28, 32, 36), loops.py (train_distill)",
 )

@@ -32,7 +32,7 @@ from smu import distributed
 from smu.data import ImageSet
 from smu.data.batches import batches
 from smu.options import Checked, param
-from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
+from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 
 @dataclass
@@ -89,5 +89,13 @@ METHOD = UnlearnMethod(
     "selective synaptic dampening: shrink the weights the forget set relies on most",
     SSDConfig,
     ssd,
+    feeds=(
+        Feed("forget", "eval", "batch_size", "in order", False, "importance"),
+        Feed("retain+forget", "eval", "batch_size", "by class", False, "importance"),
+    ),
+    source="if-loops/selective-synaptic-dampening: forget_full_class_main.py, ssd.py (ParameterPerturber)",
+    differs="one script's settings for both scenarios: the class-wise one's batches of 64 (the random "
+    "script, which does not run as shipped, uses 128: --batch-size 128); D is ordered by class for a "
+    "class-wise forget set, as that script builds it, and keeps the dataset's order for a random one",
     ddp="the importance batches are split over the ranks and added up",
 )
