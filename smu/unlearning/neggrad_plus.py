@@ -45,7 +45,7 @@ class NegGradPlusConfig(TrainConfig):
     beta: float = param(0.9999, ge=0, le=1, tune="0.5:1")
     """β: the weight of the retain loss; 1 − β weighs the forget loss that is ascended."""
     augment: bool = False
-    """Pad-and-random-crop and flip while training (off, as the official loaders: ``augment=False``)."""
+    """Pad-and-random-crop and flip while training (off: the official loaders do not augment)."""
 
 
 def neggrad_plus(model: nn.Module, data: UnlearnData, cfg: NegGradPlusConfig, ctx: Context) -> nn.Module:

@@ -52,7 +52,7 @@ class SCRUBConfig(TrainConfig):
     gamma: float = param(0.99, ge=0)
     """Weight γ of the cross-entropy in the min-step."""
     augment: bool = False
-    """Pad-and-random-crop and flip while training (off, as the official loaders: ``augment=False``)."""
+    """Pad-and-random-crop and flip while training (off: the official loaders do not augment)."""
 
 
 def distance(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
