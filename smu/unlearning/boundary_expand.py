@@ -4,7 +4,9 @@ Widen the classifier with a (K+1)-th "shadow" output (its weights freshly initia
 copied), fine-tune the forget set towards it, then remove the shadow output again, so the forget set
 is spread over the remaining classes and the saved model has K outputs like any other. The paper
 prunes the shadow neuron; the research re-implementation (OPTML-Group, ``unlearn/boundary_ex.py``)
-forgot to, leaving K+1 outputs. Its settings: SGD lr 0.01, momentum 0.9, weight decay 5e-4, 10 epochs.
+forgot to, leaving K+1 outputs. Its settings: SGD lr 0.01, momentum 0.9, weight decay 5e-4, 10 epochs;
+the forget set in batches of 256, shuffled every epoch and augmented (a copy of the training set,
+transform included), the last partial batch kept, train mode.
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ batch, on a frozen copy of the original model,
     x_adv = round₂₅₅( clip(x + ε · sign(∇ₓ CE(f(x), y)), 0, 1) ),   y′ = argmax f(x_adv)
 (one FGSM step, ε = 0.1, the result on the 1/255 pixel grid), then fine-tune the model on (x, y′)
 over D_f only. As OPTML-Group's re-implementation (``unlearn/boundary_sh.py``): SGD lr 0.01,
-momentum 0.9, weight decay 5e-4, 10 epochs, batches of 256. Under torchrun every rank relabels the
-whole global batch (the same labels everywhere), then trains on its part of it.
+momentum 0.9, weight decay 5e-4, 10 epochs, batches of 256; the forget set shuffled every epoch and
+augmented (a copy of the training set, transform included), the last partial batch kept. Under
+torchrun every rank relabels the whole global batch (the same labels everywhere), then trains on its
+part of it.
 """
 
 from __future__ import annotations

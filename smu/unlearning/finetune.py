@@ -1,6 +1,11 @@
 """FT: fine-tune on the retain set (Warnecke et al. 2023; the paper's FT baseline).
 
 Training on D_r alone lets the model drift away from D_f ("catastrophic forgetting" on purpose).
+
+Data, as the research code feeds it (OPTML-Group/Unlearn-Sparse, ``main_forget.py`` and
+``unlearn/FT.py``): the retain set shuffled every epoch, augmented (its loader is a copy of the
+training set, random crop and flip included), batches of 256, the last partial batch kept, train
+mode.
 """
 
 from __future__ import annotations

@@ -2,6 +2,11 @@
 
 Update rule: θ ← θ + η ∇_θ ℓ(θ; D_f), i.e. SGD on −ℓ. It raises the loss on D_f and, run too long or
 too fast, everywhere else too; a NaN or Inf stops it with a message.
+
+Data, as the research code feeds it (OPTML-Group/Unlearn-Sparse, ``main_forget.py`` and
+``unlearn/GA.py``): the forget set shuffled every epoch, augmented (its loader is a copy of the
+training set, random crop and flip included), batches of 256, the last partial batch kept, train
+mode.
 """
 
 from __future__ import annotations

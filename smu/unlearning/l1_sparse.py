@@ -6,6 +6,11 @@ Fine-tune on D_r with an ℓ1 penalty that pushes the model towards sparsity whi
 
 so the penalty decays linearly from α to 0, and the last E₀ (``--no-l1-epochs``) epochs are plain
 fine-tuning. ‖θ‖₁ runs over every parameter, as in the original.
+
+Data, as the research code feeds it (OPTML-Group/Unlearn-Sparse, ``main_forget.py`` and
+``unlearn/FT.py``): the retain set shuffled every epoch, augmented (its loader is a copy of the
+training set, random crop and flip included), batches of 256, the last partial batch kept, train
+mode.
 """
 
 from __future__ import annotations

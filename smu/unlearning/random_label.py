@@ -6,6 +6,9 @@ cross-entropy throughout; as the official code's CIFAR-10 branch (OPTML-Group/Un
 ``unlearn/RL.py``). With ``--rl-mix``, relabelled D_f and D_r are shuffled into one pass instead, as
 its CIFAR-100 / TinyImageNet branch does (which draws the labels once per epoch; here once per
 batch, the same distribution).
+
+Data as that code feeds it: both sets shuffled every epoch, augmented (its loaders are copies of the
+training set, random crop and flip included), batches of 256, the last partial batch kept, train mode.
 """
 
 from __future__ import annotations

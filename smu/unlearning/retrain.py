@@ -2,6 +2,11 @@
 
 The reference every approximate method is measured against (the paper's "Retrain"). A sparse model
 keeps its mask: the fresh weights are pruned the same way before training.
+
+Data, as the research code feeds it (OPTML-Group/Unlearn-Sparse, ``main_forget.py`` and
+``unlearn/retrain.py``): the retain set shuffled every epoch, augmented (its loader is a copy of the
+training set, random crop and flip included), batches of 256, the last partial batch kept, train
+mode.
 """
 
 from __future__ import annotations
