@@ -21,9 +21,9 @@ import torch
 from common import header, table
 from data import SHAPES, images, model
 
-from smu import distributed
 from smu.data.batches import Augment
 from smu.engine import TrainConfig, fit, resolve_device, runtime
+from smu.execution import distributed
 from smu.masks import Mask
 
 

@@ -15,7 +15,7 @@ t() { local s=$(date +%s.%N); "$@" >out.txt 2>err.txt; local rc=$?; local e=$(da
 smu prune --dataset digits --arch cnn --epochs 2 --rewind-epoch 1 --rate 0.5 -q --out base >/dev/null
 python - <<'PY'
 import torch
-from smu import artifacts
+from smu.io import artifacts
 m = "base/round-1/model.safetensors"
 tensors, meta = artifacts.read_tensors(m), artifacts.read_metadata(m)
 hostile = "[bold red]INJECTED[/] \x1b]0;pwned-title\x07 \x1b[31mred\x1b[0m"

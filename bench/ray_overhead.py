@@ -29,8 +29,9 @@ import torch
 from common import header, interleaved, table
 
 from smu.commands.run import run
+from smu.execution import make_executor
+from smu.execution.steps import Plan, Step
 from smu.progress import Reporter
-from smu.steps import Executor, Plan, Step
 
 TINY = [
     "seeds=[0]",
@@ -66,7 +67,9 @@ def fresh() -> str:
 
 def run_empty(executor: str, steps: int) -> None:
     folder = fresh()
-    Executor(executor).run(empty_plan(folder, steps), Plan(empty_plan, {"folder": folder, "steps": steps}))
+    make_executor(executor).run(
+        empty_plan(folder, steps), Plan(empty_plan, {"folder": folder, "steps": steps})
+    )
 
 
 def run_recipe(executor: str, cpus: float | None = None) -> None:

@@ -81,7 +81,7 @@ def pruning_methods() -> str:
 
 
 def artifact_keys() -> str:
-    from smu.schema import KEYS, LIMITS
+    from smu.io.schema import KEYS, LIMITS
 
     def kind(k: object) -> str:
         return f"{k.type} {LIMITS[k][0]:,}..{LIMITS[k][1]:,}" if k in LIMITS else k.type

@@ -1,5 +1,5 @@
 """`smu audit` as a library: an ensemble of retrained models and one of unlearned models, each member a
-cached, resumable step (``smu.steps``), judged example by example (``smu.evaluation.judges``).
+cached, resumable step (``smu.execution.steps``), judged example by example (``smu.evaluation.judges``).
 
 An audit folder::
 
@@ -26,18 +26,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from smu import artifacts
-from smu import schema as S
-from smu.artifacts import LoadedModel, digest
-from smu.data import Splits
+from smu.data import Splits, splits_of
 from smu.data.forget import ForgetSet, resolve_forget
 from smu.engine import predict, resolve_device
 from smu.errors import ArtifactError, UsageError
 from smu.evaluation import unlearning_metrics
 from smu.evaluation.judges import SIDES, example_epsilon, forgetting_quality, tow, ulira
+from smu.execution.steps import Step, result_of
+from smu.io import artifacts
+from smu.io import schema as S
+from smu.io.artifacts import LoadedModel, digest
 from smu.options import Checked, param
 from smu.progress import Reporter
-from smu.steps import Step, result_of
 from smu.ui import jsonable
 from smu.unlearning.pipeline import run_unlearn
 
@@ -256,7 +256,7 @@ def command_plan(
     out: str,
     keep_models: bool,
 ) -> list[Step]:
-    """The steps of ``smu audit`` from plain data (a :class:`smu.steps.Plan`'s ``build``, for a Ray
+    """The steps of ``smu audit`` from plain data (a :class:`smu.execution.steps.Plan`'s ``build``, for a Ray
     worker): the subject is loaded when the first step needs it, on the worker's device, with the
     forget set the command saved in ``out``."""
 
@@ -264,7 +264,7 @@ def command_plan(
     def subject() -> Subject:
         dev = resolve_device(device)
         loaded = artifacts.load_model(model, dev)
-        splits = loaded.load_splits(data, dev)
+        splits = splits_of(loaded, data, dev)
         return Subject(loaded, splits, resolve_forget(str(Path(out) / "forget.safetensors"), splits))
 
     return plan(subject, identity, methods, retrain_cfg, audit, Path(out), keep_models=keep_models)

@@ -19,15 +19,15 @@ from typing import Any
 
 import torch
 
-from smu import artifacts
-from smu import schema as S
-from smu.artifacts import LoadedModel
 from smu.data import Splits
 from smu.data.forget import ForgetSet
 from smu.data.poison import Trigger, default_trigger_value, poison
 from smu.engine import Reporter, TrainConfig
 from smu.errors import UsageError
 from smu.evaluation.backdoor import backdoor_metrics
+from smu.io import artifacts
+from smu.io import schema as S
+from smu.io.artifacts import LoadedModel
 from smu.options import Checked, param
 from smu.pruning.pipeline import train_models
 from smu.unlearning.pipeline import run_unlearn

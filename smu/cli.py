@@ -140,19 +140,21 @@ def show_smu_warnings() -> None:
 def main(argv: list[str] | None = None) -> None:
     """The console entry point: Typer's own usage errors (a bad value type, an unknown option) print as
     one line too, like smu's, instead of a framed panel."""
-    from smu import distributed
+    from smu.execution import distributed
 
     try:
         run_command(argv)
     except SystemExit as e:
-        if distributed.active():  # a torchrun rank: leave without Python's shutdown (smu.distributed.leave)
+        if (
+            distributed.active()
+        ):  # a torchrun rank: leave without Python's shutdown (smu.execution.distributed.leave)
             distributed.leave(e.code)
         raise
 
 
 def run_command(argv: list[str] | None) -> None:
-    from smu import distributed
     from smu.commands.generate import focus_of
+    from smu.execution import distributed
 
     args = sys.argv[1:] if argv is None else list(argv)
     selected = next((a for a in args if not a.startswith("-")), None)

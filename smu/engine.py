@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smu import distributed
-from smu import schema as S
 from smu.data import ImageSet
 from smu.data.batches import Augment, batches, to_float
 from smu.errors import DivergedError, SmuError, SmuWarning, UsageError
+from smu.execution import distributed
+from smu.io import schema as S
 from smu.masks import Freeze, Mask
 from smu.options import Checked, param
 from smu.progress import Reporter
@@ -37,7 +37,7 @@ the loss needs (the images for a teacher, a partner batch); the epoch lets a met
 
 def resolve_device(spec: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then MPS, then CPU; ``cuda[:N]`` and ``mps`` must be available. Under
-    torchrun with several processes this also joins them (:func:`smu.distributed.setup`): each rank
+    torchrun with several processes this also joins them (:func:`smu.execution.distributed.setup`): each rank
     gets ``cuda:LOCAL_RANK`` (NCCL) or the CPU (gloo)."""
     device = _device(spec)
     return distributed.setup(device, spec) if distributed.world_size() > 1 else device
@@ -220,7 +220,7 @@ class Checkpoint:
 
     def load(self, model: nn.Module, opt: torch.optim.Optimizer) -> int:
         """Restore the saved state if it belongs to this run; return the epoch to start from (0 if none)."""
-        from smu.artifacts import read_metadata, read_tensors
+        from smu.io.artifacts import read_metadata, read_tensors
 
         if not self.path.is_file():
             return 0
@@ -238,7 +238,7 @@ class Checkpoint:
         return int(meta[S.EPOCH])
 
     def save(self, model: nn.Module, opt: torch.optim.Optimizer, epoch: int) -> None:
-        from smu.artifacts import save_tensors
+        from smu.io.artifacts import save_tensors
 
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         for i, p in enumerate(model.parameters()):

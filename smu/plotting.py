@@ -17,9 +17,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from smu import artifacts
-from smu import schema as S
 from smu.errors import ArtifactError, SmuError, UsageError
+from smu.io import artifacts
+from smu.io import schema as S
 from smu.recipes.yaml_reader import load_yaml
 from smu.ui import jsonable
 

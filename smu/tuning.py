@@ -12,7 +12,7 @@ closest to retraining, then measure that setting once on a forget set it was not
   (``study.db``); running the same command again continues the study, a trial cut short by a killed
   process is run again with the same values, and several processes may work on one study at once.
 - **Honest cost.** The time of every trial and of the references is summed and shown beside the
-  held-out run's RTE. The retrained references are cached steps (:mod:`smu.steps`): another method
+  held-out run's RTE. The retrained references are cached steps (:mod:`smu.execution.steps`): another method
   tuned into the same folder reuses them.
 
 Optuna is an optional extra (``pip install 'smu[tune]'``); only this module imports it, lazily.
@@ -33,15 +33,15 @@ from typing import Any
 
 import torch
 
-from smu import artifacts
-from smu.artifacts import LoadedModel, digest
-from smu.data import Splits
+from smu.data import Splits, splits_of
 from smu.data.forget import ForgetSet, parse_class, resolve_forget
 from smu.engine import Reporter, resolve_device
 from smu.errors import DivergedError, UsageError
 from smu.evaluation import GAP_METRICS, TUNING_METRICS, gap, unlearning_metrics
+from smu.execution.steps import Step, result_of
+from smu.io import artifacts
+from smu.io.artifacts import LoadedModel, digest
 from smu.options import Checked, Space, param
-from smu.steps import Step, result_of
 from smu.unlearning import make_config
 from smu.unlearning.pipeline import run_unlearn
 
@@ -547,14 +547,14 @@ def command_plan(
     workers: int,
     reference: str | None,
 ) -> list[Step]:
-    """The steps of ``smu tune`` from plain data (a :class:`smu.steps.Plan`'s ``build``, for a Ray worker):
-    the model and references load when a step first needs them, on the worker's device."""
+    """The steps of ``smu tune`` from plain data (a :class:`smu.execution.steps.Plan`'s ``build``, for a
+    Ray worker): the model and references load when a step first needs them, on the worker's device."""
 
     @functools.cache
     def loaded() -> tuple[LoadedModel, Splits]:
         dev = resolve_device(device)
         model_ = artifacts.load_model(model, dev)
-        return model_, model_.load_splits(data, dev)
+        return model_, splits_of(model_, data, dev)
 
     def subject(spec: str, forget_seed: int) -> Callable[[], Subject]:
         return functools.cache(lambda: load_subject(*loaded(), spec, forget_seed))

@@ -3,7 +3,7 @@
 stdout is data: a Rich table for people, ``--json`` one JSON object, ``-q`` only the paths written.
 Progress, notes and errors go to stderr; progress and notes are off with ``-q`` or when stderr is
 not a terminal, so pipelines and logs stay clean. Under torchrun only rank 0 shows anything; the
-other ranks report only their own failure to reach the rest (``smu.distributed``).
+other ranks report only their own failure to reach the rest (``smu.execution.distributed``).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from smu import distributed
 from smu.errors import DistributedError, SmuError
+from smu.execution import distributed
 from smu.progress import Reporter
 
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from smu import artifacts
 from smu.errors import ArtifactError, UsageError
+from smu.io import artifacts
 from smu.masks import Mask
 from smu.models import build_model
 
@@ -88,7 +88,7 @@ def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path):
 
 WRITE_UNTIL_THE_DISK_REFUSES = """
 import resource, signal, sys
-from smu.artifacts import atomic_write
+from smu.io.artifacts import atomic_write
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
 atomic_write(sys.argv[1], b"new" * 100_000)

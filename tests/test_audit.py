@@ -208,10 +208,10 @@ def test_ulira_leaves_the_target_out_of_the_variance_as_well_as_the_mean():
 def test_the_judge_works_in_float64_and_its_file_gives_the_reported_numbers_exactly(digits, tmp_path):
     # Four models a side. Half of the examples differ between the ensembles by 1e-9 only: told apart
     # perfectly in float64 (ε = ∞), identical after a cast to float32 (ε = 0), so F would move.
-    from smu import artifacts
-    from smu import schema as S
     from smu.auditing import AuditConfig, judge
     from smu.data.forget import resolve_forget
+    from smu.io import artifacts
+    from smu.io import schema as S
 
     forget = resolve_forget("class:3:10", digits, 0)
     rng = np.random.default_rng(0)
@@ -447,8 +447,8 @@ def test_a_forget_set_of_another_dataset_is_refused(pruned_cnn, tmp_path, fashio
 
 def test_the_api_audits_and_every_key_an_audit_writes_is_in_the_schema(pruned_cnn, tmp_path):
     import smu
-    from smu import schema
     from smu.errors import UsageError
+    from smu.io import schema
 
     model = pruned_cnn / "round-1" / "model.safetensors"
     args = dict(model=model, forget="class:3:20", models=3, retrain_epochs=2, retrain_batch_size=64)

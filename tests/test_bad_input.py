@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from smu import artifacts
 from smu.cli import main
 from smu.data import load_splits
 from smu.data.forget import resolve_forget
+from smu.io import artifacts
 from smu.models import build_model
 
 
@@ -56,7 +56,7 @@ def files(tmp_path_factory, pruned_cnn):
 
 def hostile_files(folder, model):
     """Files made by hand, as someone else could: broken weights, masks and headers, and YAML bombs."""
-    from smu import schema as S
+    from smu.io import schema as S
 
     dense = model.parent.parent / "dense" / "model.safetensors"
     tensors, meta = artifacts.read_tensors(dense), artifacts.read_metadata(dense)
@@ -323,7 +323,7 @@ def test_text_from_files_reaches_the_terminal_as_plain_text(files, capsys, tmp_p
 
 
 def test_inspect_reports_a_mask_of_values_other_than_0_and_1(files):
-    from smu.inspection import inspect_artifact
+    from smu.io.inspection import inspect_artifact
 
     folder, _ = files
     report = inspect_artifact(folder / "twos-mask.safetensors")

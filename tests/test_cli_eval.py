@@ -4,10 +4,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from smu import artifacts
 from smu.cli import app
 from smu.data.forget import resolve_forget
 from smu.engine import TrainConfig, fit
+from smu.io import artifacts
 from smu.models import build_model
 from smu.pruning.pipeline import base_meta
 

@@ -270,7 +270,7 @@ def test_salun_keeps_every_weight_outside_its_saliency_mask_and_its_mask_can_be_
 
 
 def test_bad_salun_input_is_one_line_exit_2_and_nothing_written(sparse, tmp_path):
-    from smu import artifacts
+    from smu.io import artifacts
 
     model, folder = sparse
     args = ["unlearn", "--model", model, "--forget", "class:3", "--method", "salun", "--epochs", "1"]

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from smu.data import holdout, load_splits
+from smu.data import holdout, load_splits, splits_of
 from smu.errors import UsageError
 
 
@@ -60,10 +60,10 @@ def test_a_subset_draws_that_many_training_images_with_the_seed_and_keeps_the_te
 
 
 def test_a_subset_travels_with_models_and_forget_sets(tmp_path):
-    from smu import artifacts
-    from smu import schema as S
     from smu.cli import main
     from smu.data.forget import resolve_forget
+    from smu.io import artifacts
+    from smu.io import schema as S
 
     with pytest.raises(SystemExit) as e:
         main(["prune", "--dataset", "digits", "--arch", "cnn", "--subset", "600", "--epochs", "2",
@@ -71,7 +71,7 @@ def test_a_subset_travels_with_models_and_forget_sets(tmp_path):
     assert e.value.code == 0
     loaded = artifacts.load_model(tmp_path / "p" / "round-1" / "model.safetensors")
     assert loaded.meta[S.SUBSET] == "600"
-    splits = loaded.load_splits()
+    splits = splits_of(loaded)
     assert splits.subset == 600 and len(splits.train) + len(splits.val) == 600
     saved, full = str(tmp_path / "forget.safetensors"), str(tmp_path / "full.safetensors")
     resolve_forget("class:3", splits).save(saved)

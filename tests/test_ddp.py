@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import smu
-from smu import distributed
+from smu.execution import distributed
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available(), reason="this build of torch has no torch.distributed"
@@ -254,8 +254,8 @@ def test_a_recipe_under_torchrun_reports_what_one_process_reports(tmp_path):
 
 def test_the_ray_executor_is_refused_under_torchrun(monkeypatch):
     from smu.errors import UsageError
-    from smu.steps import Executor
+    from smu.execution import make_executor
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(UsageError, match="--executor ray under torchrun"):
-        Executor("ray").check()
+        make_executor("ray").check()

@@ -116,7 +116,7 @@ def test_a_forget_set_made_for_another_dataset_is_refused(tmp_path, digits, fash
 
 
 def test_a_tampered_forget_set_is_refused(tmp_path, digits):
-    from smu import artifacts
+    from smu.io import artifacts
 
     fs = resolve_forget("random:10", digits)
     meta = {

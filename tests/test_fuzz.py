@@ -48,9 +48,10 @@ from hypothesis import strategies as st
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from smu import artifacts
-from smu import schema as S
+from smu.data import splits_of
 from smu.errors import SmuError
+from smu.io import artifacts
+from smu.io import schema as S
 
 # ── Bounds on one example ───────────────────────────────────────────────────────────────────────────
 
@@ -705,7 +706,7 @@ def test_the_valid_files_are_read(valid, subject, digits, tmp_path):
     would only ever test refusals)."""
     from smu.auditing import statistics_of
     from smu.data.forget import load_forget
-    from smu.inspection import inspect_artifact
+    from smu.io.inspection import inspect_artifact
     from smu.unlearning.salun import load_saliency
 
     for name, data in valid.items():
@@ -742,7 +743,7 @@ def test_a_damaged_model_or_mask_beside_it_is_loaded_or_refused(valid, case):
         loaded = outcome(lambda: artifacts.load_model(path))
         if not isinstance(loaded, SmuError):
             with no_downloads():
-                outcome(lambda: loaded.load_splits())
+                outcome(lambda: splits_of(loaded))
 
 
 @settings(max_examples=examples(1.0))
@@ -819,7 +820,7 @@ def test_damaged_audit_artifacts_are_read_or_refused(valid, damaged):
 def test_inspect_reports_any_damaged_artifact(valid, case):
     """smu inspect's library call reads anything smu might have written, reporting what is wrong: a dict,
     or a refusal of a file that is no smu file at all."""
-    from smu.inspection import inspect_artifact
+    from smu.io.inspection import inspect_artifact
 
     def write(folder: Path) -> Path:
         if isinstance(case, Sparse):
@@ -1680,7 +1681,7 @@ checkpoint = st.one_of(
 
 
 def test_the_valid_checkpoints_are_imported(checkpoints, tmp_path):
-    from smu.importer import import_checkpoint
+    from smu.io.importer import import_checkpoint
 
     for name in ("plain", "pruned", "wrapped"):
         (tmp_path / f"{name}.pth").write_bytes(saved(checkpoints[name]))
@@ -1695,7 +1696,7 @@ def test_any_checkpoint_is_imported_or_refused_without_running_code(checkpoints,
     """import_checkpoint(path, "cnn", "digits", out): either model.safetensors (and its mask) that load,
     or a refusal that leaves no out folder; never code run (a pickle that would write a file beside
     the checkpoint is refused and writes nothing)."""
-    from smu.importer import import_checkpoint
+    from smu.io.importer import import_checkpoint
 
     def write(folder: Path) -> Path:
         (folder / "ckpt.pth").write_bytes(case.apply(checkpoints, folder))

@@ -6,8 +6,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from smu import artifacts
 from smu.cli import app
+from smu.io import artifacts
 
 runner = CliRunner()
 
@@ -189,7 +189,7 @@ def test_inspect_shows_metadata_sparsity_and_the_provenance_chain(pruned_cnn):
 
 
 def test_the_search_for_parents_looks_nearest_first_and_stays_bounded(tmp_path):
-    from smu.inspection import nearby_artifacts
+    from smu.io.inspection import nearby_artifacts
 
     for folder in ("a/b/c", "z", "y/x"):
         (tmp_path / folder).mkdir(parents=True)

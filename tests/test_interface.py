@@ -13,9 +13,9 @@ import pytest
 from safetensors import safe_open
 
 import smu
-from smu import schema
 from smu.cli import COMMANDS, main, summary
 from smu.errors import UsageError
+from smu.io import schema
 from smu.options import field_help
 from smu.pruning import METHODS as PRUNING
 from smu.recipes.catalog import shipped

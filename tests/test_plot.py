@@ -10,12 +10,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from smu import artifacts
 from smu.cli import app
 from smu.commands.run import run
 from smu.engine import Reporter
 from smu.errors import SmuWarning
 from smu.evaluation.judges import forgetting_quality
+from smu.io import artifacts
 
 # matplotlib is an optional extra (smu[plot]); the test of its absence runs either way.
 needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="smu[plot]")

@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from smu import artifacts
 from smu.engine import TrainConfig
 from smu.errors import UsageError
+from smu.io import artifacts
 from smu.masks import Mask
 from smu.pruning import PruneConfig, PruneContext
 from smu.pruning.pipeline import run_prune

@@ -20,11 +20,12 @@ from typer.testing import CliRunner
 
 from smu.cli import app
 from smu.errors import DivergedError, SmuError
+from smu.execution import make_executor
+from smu.execution.steps import Plan, Step
 from smu.progress import Reporter
 from smu.recipes.catalog import shipped
 from smu.recipes.config import load_recipe
 from smu.recipes.runner import Planner
-from smu.steps import Executor, Plan, Step
 
 runner = CliRunner()
 # The quickstart recipe, one seed and short schedules: 9 steps (the models, then 2 models x 4 methods).
@@ -203,7 +204,7 @@ def test_no_step_starts_before_the_steps_it_needs_are_done(local_ray, tmp_path):
     plan = Plan(chain_plan, {"folder": str(tmp_path)})
     steps = chain_plan(str(tmp_path))
     assert any(len(s.needs) > 1 for s in steps) and any(not s.needs for s in steps[1:])
-    done = Executor("ray").run(steps, plan, Reporter())
+    done = make_executor("ray").run(steps, plan, Reporter())
     results = {step.key: result for step, result, _ in done}
     assert [s.key for s, _, _ in done] == [s.key for s in steps]
     for step in steps:
@@ -219,7 +220,7 @@ def test_a_failed_step_stops_only_the_steps_that_need_it(local_ray, tmp_path):
             needing.add(step.key)
     assert needing and len(needing) < 6
     with pytest.raises(SmuError) as e:
-        Executor("ray").run(steps, Plan(chain_plan, {"folder": str(tmp_path), "fail": "s5"}), Reporter())
+        make_executor("ray").run(steps, Plan(chain_plan, {"folder": str(tmp_path), "fail": "s5"}), Reporter())
     assert str(e.value).startswith("1 of 12 steps failed: s5: s5 diverged; lower its lr")
     assert f"; {len(needing)} steps that need them did not run" in str(e.value)
     for step in steps:
@@ -283,7 +284,7 @@ def test_smu_and_the_serial_executor_never_import_ray(tmp_path):
     code = textwrap.dedent(
         """
         import sys
-        import smu, smu.steps, smu.commands.run, smu.commands.audit, smu.recipes.runner
+        import smu, smu.execution.steps, smu.commands.run, smu.commands.audit, smu.recipes.runner
         from smu.cli import main
         for args in (["--help"], ["run", "--help"], ["audit", "--help"], ["run", "quickstart", "--dry-run"]):
             try:

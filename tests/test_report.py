@@ -11,8 +11,8 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from smu.cli import app
+from smu.execution.steps import Step
 from smu.recipes import report
-from smu.steps import Step
 
 T_975 = {1: 12.706204736174698, 2: 4.302652729911275, 4: 2.7764451051977987}
 """Student's t quantile 0.975 by degrees of freedom, from a printed table."""

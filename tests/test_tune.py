@@ -15,11 +15,11 @@ import yaml
 from typer.testing import CliRunner
 
 from smu.cli import app
-from smu.data import Splits
+from smu.data import Splits, splits_of
 from smu.errors import UsageError
+from smu.execution.steps import run_steps
 from smu.options import Space, search_space, tunable
 from smu.recipes.config import parse_recipe
-from smu.steps import run_steps
 from smu.unlearning import METHODS
 from smu.unlearning.gradient_ascent import GAConfig
 
@@ -119,11 +119,12 @@ class GuardedSplits(Splits):
 def test_trials_never_read_the_test_split_and_the_number_reported_is_the_held_out_one(
     pruned_cnn, tmp_path, monkeypatch
 ):
-    from smu import artifacts, tuning
+    from smu import tuning
+    from smu.io import artifacts
     from smu.unlearning import make_config
 
     loaded = artifacts.load_model(pruned_cnn / "round-1" / "model.safetensors", "cpu")
-    splits = loaded.load_splits(None, torch.device("cpu"))
+    splits = splits_of(loaded, None, torch.device("cpu"))
     splits.__class__ = GuardedSplits
     subject = tuning.load_subject(loaded, splits, "class:3", 0)
     heldout = tuning.load_subject(loaded, splits, "class:4", 0)

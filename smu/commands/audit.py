@@ -9,18 +9,20 @@ from typing import Annotated, Any
 
 import typer
 
-from smu import artifacts
 from smu.auditing import REFERENCE, STATISTICS, AuditConfig, Subject, command_plan, plan, resolve_audit_forget
 from smu.commands import common as c
 from smu.commands.evaluate import Forget, ForgetSeed
 from smu.commands.generate import config_options, method_options, retrain_options
 from smu.commands.unlearn import Method
 from smu.commands.wrap import cli
+from smu.data import splits_of
 from smu.engine import Reporter, resolve_device
 from smu.errors import UsageError
 from smu.evaluation.judges import SIDES
+from smu.execution import make_executor
+from smu.execution.steps import Plan
+from smu.io import artifacts
 from smu.options import flag_of
-from smu.steps import Executor, Plan
 from smu.ui import table
 from smu.unlearning import METHODS, make_config
 
@@ -88,11 +90,11 @@ def audit(
     mine = {k: v for k, v in options.items() if k not in own and not k.startswith("retrain_")}
     cfg = make_config(method, mine)
     retrain_cfg = make_config(REFERENCE, retrain, where=lambda name: flag_of(f"retrain_{name}"))
-    runner = Executor(executor, address, cpus_per_step, gpus_per_step)
+    runner = make_executor(executor, address, cpus_per_step, gpus_per_step)
     runner.check()
     dev = resolve_device(device)
     loaded = artifacts.load_model(model, dev)
-    splits = loaded.load_splits(data, dev)
+    splits = splits_of(loaded, data, dev)
     out = Path(out) if out else c.default_out("audit", loaded.dataset, loaded.arch)
     fs = resolve_audit_forget(forget, splits, forget_seed, out)
     if out.is_dir() and any(out.iterdir()) and not (out / "forget.safetensors").is_file() and not force:

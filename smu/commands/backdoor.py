@@ -8,16 +8,16 @@ from typing import Annotated, Any
 
 import typer
 
-from smu import artifacts
-from smu import schema as S
 from smu.backdoor import BackdoorConfig, check_rates, run_backdoor
 from smu.commands import common as c
 from smu.commands.generate import config_options, method_options, parse_list
 from smu.commands.unlearn import Method
 from smu.commands.wrap import Alias, cli
-from smu.data import load_splits
+from smu.data import load_splits, splits_of
 from smu.engine import Reporter, TrainConfig, resolve_device
 from smu.errors import UsageError
+from smu.io import artifacts
+from smu.io import schema as S
 from smu.models import ARCHS
 from smu.options import SEED_MAX, field_help, flag_of
 from smu.pruning import METHODS as PRUNING
@@ -142,7 +142,7 @@ def backdoor_cleanse(
                 "--rate/--rates train new Trojan models; with --model the given one is cleansed",
                 hint="leave out --rates, or leave out --model",
             )
-        splits = start.load_splits(data, dev)
+        splits = splits_of(start, data, dev)
         arch = start.arch
         chosen = (float(start.meta.get(S.SPARSITY, 0)),)
     else:

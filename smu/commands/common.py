@@ -271,7 +271,7 @@ def jsonable(values: dict[str, Any]) -> dict[str, Any]:
 def versions(device: Any) -> dict[str, Any]:
     import torch
 
-    from smu import distributed
+    from smu.execution import distributed
 
     ranks = {"ranks": distributed.world_size()} if distributed.active() else {}
     return {
@@ -293,8 +293,8 @@ def run_folder(
 ) -> Iterator[Path]:
     """The run folder (refused when it holds something, unless ``force``; removed again if this run made
     it and failed), with the training runtime (--amp, --compile, --sync-bn) set for everything inside."""
-    from smu import artifacts
     from smu.engine import runtime
+    from smu.io import artifacts
 
     with runtime(amp, compile, sync_bn), artifacts.run_dir(out, force) as folder:
         yield folder
@@ -304,7 +304,7 @@ def write_manifest(
     out: Path, command: str, options: dict[str, Any], result: dict[str, Any], device: Any
 ) -> str:
     """manifest.json beside the artifacts: what ran, with which options and versions, and what it gave."""
-    from smu import artifacts
+    from smu.io import artifacts
 
     manifest = {
         "command": command,

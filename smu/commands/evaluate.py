@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from smu import artifacts
 from smu.commands import common as c
 from smu.commands.wrap import Alias, cli
+from smu.data import check_fits, splits_of
 from smu.data.forget import SPEC_HELP, resolve_forget
 from smu.engine import Reporter, resolve_device
 from smu.evaluation import compare
+from smu.io import artifacts
 from smu.options import SEED_MAX
 from smu.ui import table
 
@@ -100,9 +101,9 @@ def evaluate(
     features = mia_feature_list(mia_features)
     loaded = artifacts.load_model(model, dev, mask=mask)
     ref = artifacts.load_model(reference, dev, option="--reference") if reference else None
-    splits = loaded.load_splits(data, dev)
+    splits = splits_of(loaded, data, dev)
     if ref is not None:
-        ref.check_fits(splits, "--reference")
+        check_fits(ref, splits, "--reference")
         ref.check_same_split(loaded)
     fs = resolve_forget(forget, splits, forget_seed)
     result = {"model": str(loaded.path)} | compare(

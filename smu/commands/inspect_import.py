@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from smu import artifacts
 from smu.commands import common as c
 from smu.commands.wrap import cli
-from smu.importer import import_checkpoint
-from smu.inspection import inspect_artifact
+from smu.io import artifacts
+from smu.io.importer import import_checkpoint
+from smu.io.inspection import inspect_artifact
 from smu.ui import table
 
 IMPORT_EPILOG = (

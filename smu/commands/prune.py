@@ -8,14 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from smu import artifacts
-from smu import schema as S
 from smu.commands import common as c
 from smu.commands.generate import Generated, config_options, field_option
 from smu.commands.wrap import Alias, cli
 from smu.data import load_splits
 from smu.engine import Reporter, TrainConfig, resolve_device
 from smu.errors import UsageError
+from smu.io import artifacts
+from smu.io import schema as S
 from smu.models import ARCHS
 from smu.options import field_help, flag_of
 from smu.pruning import METHODS, PruneConfig, prune_options

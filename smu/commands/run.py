@@ -12,16 +12,17 @@ import typer
 import yaml
 from rich.text import Text
 
-from smu import artifacts, distributed
 from smu.commands import common as c
 from smu.commands.wrap import cli
 from smu.engine import Reporter, resolve_device
 from smu.errors import SmuError, SmuWarning, UsageError
+from smu.execution import distributed, make_executor
+from smu.execution.steps import is_done
+from smu.io import artifacts
 from smu.recipes import report
 from smu.recipes.catalog import read_recipe
 from smu.recipes.config import parse_recipe
 from smu.recipes.runner import Planner, execute
-from smu.steps import Executor, is_done
 from smu.ui import printable
 
 EPILOG = (
@@ -76,7 +77,7 @@ def run(
     overrides = list(overrides or [])
     label, text = read_recipe(recipe)
     checked = parse_recipe(label, text, overrides)  # every key, type and range, before any compute
-    runner = Executor(executor, address, cpus_per_step, gpus_per_step)
+    runner = make_executor(executor, address, cpus_per_step, gpus_per_step)
     runner.check()
     if distributed.world_size() > 1:  # under torchrun: join the other ranks now, and check --sync-bn
         resolve_device(checked.device)

@@ -12,17 +12,19 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from smu import artifacts
 from smu.commands import common as c
 from smu.commands.evaluate import Forget, ForgetSeed
 from smu.commands.generate import config_options, method_options, retrain_options
 from smu.commands.unlearn import Method
 from smu.commands.wrap import cli
+from smu.data import check_fits, splits_of
 from smu.data.forget import resolve_forget
 from smu.engine import Reporter, resolve_device
 from smu.errors import UsageError
+from smu.execution import make_executor
+from smu.execution.steps import Plan
+from smu.io import artifacts
 from smu.options import flag_of, search_space
-from smu.steps import Executor, Plan
 from smu.tuning import (
     REFERENCE,
     Subject,
@@ -150,15 +152,15 @@ def tune(
             f"--workers {workers} needs --executor ray: the serial executor runs one worker",
             hint="add --executor ray, or start more smu tune processes on the same --out",
         )
-    runner = Executor(executor, address, cpus_per_step, gpus_per_step)
+    runner = make_executor(executor, address, cpus_per_step, gpus_per_step)
     runner.check()
     optuna_module()  # installed?
     dev = resolve_device(device)
     loaded = artifacts.load_model(model, dev)
-    splits = loaded.load_splits(data, dev)
+    splits = splits_of(loaded, data, dev)
     ref = artifacts.load_model(reference, dev, option="--reference") if reference else None
     if ref is not None:
-        ref.check_fits(splits, "--reference")
+        check_fits(ref, splits, "--reference")
         ref.check_same_split(loaded)
     subject = Subject(loaded, splits, resolve_forget(forget, splits, forget_seed))
     spec, heldout_seed = (

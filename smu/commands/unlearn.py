@@ -7,14 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from smu import artifacts
 from smu.commands import common as c
 from smu.commands.evaluate import Forget, ForgetSeed, Mask, MiaFeatures, Reference, mia_feature_list
 from smu.commands.evaluate import render as render_metrics
 from smu.commands.generate import method_options
 from smu.commands.wrap import cli
+from smu.data import check_fits, splits_of
 from smu.data.forget import resolve_forget
 from smu.engine import Reporter, resolve_device
+from smu.io import artifacts
 from smu.unlearning import METHODS, make_config
 from smu.unlearning.pipeline import run_unlearn
 
@@ -72,9 +73,9 @@ def unlearn(
     dev = resolve_device(device)
     loaded = artifacts.load_model(model, dev, mask=mask)
     ref = artifacts.load_model(reference, dev, option="--reference") if reference else None
-    splits = loaded.load_splits(data, dev)
+    splits = splits_of(loaded, data, dev)
     if ref is not None:
-        ref.check_fits(splits, "--reference")
+        check_fits(ref, splits, "--reference")
         ref.check_same_split(loaded)
     fs = resolve_forget(forget, splits, forget_seed)
     own_values = {k: v for k, v in given.items() if k not in options}

@@ -149,7 +149,7 @@ def errors_shown() -> Iterator[None]:
         show_error(e)
         raise typer.Exit(e.exit_code) from None
     except RuntimeError as e:  # under torchrun: a collective failed because a rank died or timed out
-        from smu.distributed import lost
+        from smu.execution.distributed import lost
 
         stopped = lost(e)
         if stopped is None or os.environ.get("SMU_DEBUG") == "1":

@@ -10,14 +10,27 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from smu import schema as S
 from smu.data.sources import SOURCES, RawData, read_source
-from smu.errors import UsageError
+from smu.errors import ArtifactError, UsageError, shown
+from smu.io import schema as S
 
-__all__ = ["SOURCES", "DatasetInfo", "ImageSet", "Splits", "load_splits", "subset_meta"]
+if TYPE_CHECKING:
+    from smu.io.artifacts import LoadedModel
+
+__all__ = [
+    "SOURCES",
+    "DatasetInfo",
+    "ImageSet",
+    "Splits",
+    "check_fits",
+    "load_splits",
+    "splits_of",
+    "subset_meta",
+]
 
 
 @dataclass(frozen=True)
@@ -118,7 +131,7 @@ def load_splits(
     ``subset`` > 0 first draws that many training images at random (with ``seed``): the hold-out and
     every forget index then refer to them. The test set stays whole.
     """
-    from smu import distributed
+    from smu.execution import distributed
 
     with distributed.main_first():  # under torchrun, a download into a shared --data happens once
         raw = _read_cached(name, None if data_dir is None else str(data_dir))
@@ -145,6 +158,39 @@ def load_splits(
         split_seed=seed,
         subset=subset,
     )
+
+
+def splits_of(
+    loaded: LoadedModel, data_dir: str | Path | None = None, device: str | torch.device = "cpu"
+) -> Splits:
+    """The dataset ``loaded`` was made for, with the validation hold-out it was trained with."""
+    splits = load_splits(
+        loaded.dataset,
+        data_dir=data_dir,
+        device=device,
+        val_fraction=float(loaded.meta.get(S.VAL_FRACTION) or 0.1),  # an empty value: the default
+        seed=int(loaded.meta.get(S.SPLIT_SEED) or 0),
+        subset=int(loaded.meta.get(S.SUBSET) or 0),
+    )
+    check_fits(loaded, splits)
+    return splits
+
+
+def check_fits(loaded: LoadedModel, splits: Splits, option: str = "--model") -> None:
+    """The model must have been made for this dataset's classes and image shape."""
+    c, h, w = splits.info.input_shape
+    want = {
+        S.DATASET: splits.info.name,
+        S.NUM_CLASSES: str(splits.info.num_classes),
+        S.INPUT_SHAPE: f"{c}x{h}x{w}",
+    }
+    for key, value in want.items():
+        if loaded.meta.get(key) != value:
+            raise ArtifactError(
+                f"{option} {str(loaded.path)!r} was made for {key[4:]} {shown(loaded.meta.get(key))}, "
+                f"not {value!r}",
+                hint=f"use a model trained on {splits.info.name}",
+            )
 
 
 def subset_meta(splits: Splits) -> dict[str, int]:

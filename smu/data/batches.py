@@ -61,7 +61,7 @@ def batches(
     over the ranks; every rank draws the random numbers of every batch, so the batches are those of one
     process. ``drop_single`` (default: when shuffled, i.e. when training) ends the pass before a last
     batch of one image."""
-    from smu import distributed
+    from smu.execution import distributed
 
     n = len(data)
     order = torch.randperm(n, generator=gen) if shuffle else None

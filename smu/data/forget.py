@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from smu import artifacts
-from smu import schema as S
 from smu.data import ImageSet, Splits
 from smu.errors import ArtifactError, UsageError, shown
+from smu.io import artifacts
+from smu.io import schema as S
 from smu.options import SEED_MAX
 
 SPEC_HELP = "class:C, class:C:N, random:N, random:P%, indices:FILE or a saved forget.safetensors"

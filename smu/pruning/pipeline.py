@@ -18,13 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from smu import artifacts, distributed
-from smu import schema as S
-from smu.artifacts import LoadedModel, digest
-from smu.data import Splits, subset_meta
+from smu.data import Splits, check_fits, subset_meta
 from smu.data.batches import Augment
 from smu.engine import Checkpoint, Reporter, TrainConfig, accuracy, fit
 from smu.errors import ArtifactError, UsageError
+from smu.execution import distributed
+from smu.io import artifacts
+from smu.io import schema as S
+from smu.io.artifacts import LoadedModel, digest
 from smu.masks import Mask
 from smu.models import build_model
 from smu.pruning import METHODS, PruneConfig, PruneContext
@@ -97,7 +98,7 @@ def run_prune(
         )
     torch.manual_seed(seed)
     if start is not None:
-        start.check_fits(splits, "--from")
+        check_fits(start, splits, "--from")
         model = start.model.to(device)
     else:
         model = build_model(

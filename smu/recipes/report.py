@@ -14,9 +14,9 @@ from typing import Any
 from rich.table import Table
 
 from smu.evaluation import gap
+from smu.execution.steps import Step
 from smu.recipes.config import reference_method
 from smu.recipes.runner import model_name
-from smu.steps import Step
 from smu.ui import LINE, plain
 
 COLUMNS = [

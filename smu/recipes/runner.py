@@ -1,5 +1,5 @@
-"""Plan a recipe as steps (``smu.steps``): per seed, the trained and pruned models, then one step per
-scenario, model and method (for an audit, that method's ensemble and verdict); a new method reuses
+"""Plan a recipe as steps (``smu.execution.steps``): per seed, the trained and pruned models, then one
+step per scenario, model and method (for an audit, that method's ensemble and verdict); a new method reuses
 the trained and pruned models."""
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from smu import artifacts, auditing
-from smu.artifacts import digest
+from smu import auditing
 from smu.backdoor import Attack
-from smu.data import Splits, load_splits
+from smu.data import Splits, load_splits, splits_of
 from smu.data.forget import resolve_forget
 from smu.engine import Reporter, accuracy, resolve_device, runtime
+from smu.execution.executor import Executor
+from smu.execution.steps import Plan, Step, result_of
+from smu.io import artifacts
+from smu.io.artifacts import digest
 from smu.pruning import METHODS as PRUNING
 from smu.pruning import PruneConfig
 from smu.pruning.pipeline import run_prune, train_models
@@ -28,7 +31,6 @@ from smu.recipes.config import (
     reference_method,
     tune_options,
 )
-from smu.steps import Executor, Plan, Step, result_of
 from smu.unlearning.pipeline import run_unlearn
 
 
@@ -243,7 +245,7 @@ class Planner:
 
         def run() -> dict[str, Any]:
             loaded = artifacts.load_model(self.result(models)["models"][f"{rate:g}"], self.device)
-            splits = loaded.load_splits(r.data, self.device)
+            splits = splits_of(loaded, r.data, self.device)
             forget = resolve_forget(scenario, splits, r.forget_seed)
             cfg = method_config(r, method)
             result = run_unlearn(
@@ -308,7 +310,7 @@ class Planner:
         @functools.cache
         def load() -> auditing.Subject:
             loaded = artifacts.load_model(self.result(models)["models"][f"{rate:g}"], self.device)
-            splits = loaded.load_splits(self.recipe.data, self.device)
+            splits = splits_of(loaded, self.recipe.data, self.device)
             return auditing.Subject(loaded, splits, resolve_forget(scenario, splits, self.recipe.forget_seed))
 
         return load
@@ -394,7 +396,7 @@ def model_accuracy(models: dict[str, str], splits: Splits, device: Any) -> dict[
 
 
 def plan_recipe(label: str, text: str, overrides: list[str], out: str) -> list[Step]:
-    """The steps of a recipe given as text (a :class:`smu.steps.Plan`'s ``build``: what a Ray worker
+    """The steps of a recipe given as text (a :class:`smu.execution.steps.Plan`'s ``build``: what a Ray worker
     plans from); parsed as the command parsed it, so the keys are the same."""
     return Planner(parse_recipe(label, text, overrides), Path(out), Reporter()).steps()
 

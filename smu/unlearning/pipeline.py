@@ -12,14 +12,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from smu import artifacts, distributed
-from smu import schema as S
-from smu.artifacts import LoadedModel, digest
 from smu.data import Splits
 from smu.data.forget import ForgetSet
 from smu.engine import Checkpoint, Reporter, params_finite, synchronize
 from smu.errors import DivergedError
 from smu.evaluation import compare
+from smu.execution import distributed
+from smu.io import artifacts
+from smu.io import schema as S
+from smu.io.artifacts import LoadedModel, digest
 from smu.unlearning import METHODS, Context, UnlearnData
 from smu.unlearning.base import frozen_copy
 

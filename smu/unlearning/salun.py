@@ -27,11 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smu import artifacts, distributed
-from smu import schema as S
 from smu.data import ImageSet
 from smu.data.batches import Augment, batches
 from smu.errors import ArtifactError, UsageError, shown
+from smu.execution import distributed
+from smu.io import artifacts
+from smu.io import schema as S
 from smu.masks import Freeze
 from smu.options import param
 from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod

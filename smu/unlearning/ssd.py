@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smu import distributed
 from smu.data import ImageSet
 from smu.data.batches import batches
+from smu.execution import distributed
 from smu.options import Checked, param
 from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 

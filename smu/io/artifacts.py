@@ -3,7 +3,7 @@
 Never pickle: a safetensors file holds only tensors and a string->string header, so opening one
 cannot run code. Every file is written to a temporary name in the same folder and renamed into
 place, so a crash leaves either the old file or the new one, never half of one. Under torchrun only
-rank 0 writes (``smu.distributed.on_main``); every rank finds the file there once the call returns.
+rank 0 writes (``smu.execution.distributed.on_main``); every rank finds the file there once the call returns.
 """
 
 from __future__ import annotations
@@ -17,20 +17,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save as st_save
 from torch import nn
 
-from smu import distributed
-from smu import schema as S
 from smu.errors import ArtifactError, UsageError, shown
+from smu.execution import distributed
+from smu.io import schema as S
 from smu.masks import Mask, scope_parameters
-
-if TYPE_CHECKING:
-    from smu.data import Splits
 
 FORMAT_VERSION = "1"
 
@@ -264,22 +261,6 @@ class LoadedModel:
     def dataset(self) -> str:
         return self.meta[S.DATASET]
 
-    def check_fits(self, splits: Splits, option: str = "--model") -> None:
-        """The model must have been made for this dataset's classes and image shape."""
-        c, h, w = splits.info.input_shape
-        want = {
-            S.DATASET: splits.info.name,
-            S.NUM_CLASSES: str(splits.info.num_classes),
-            S.INPUT_SHAPE: f"{c}x{h}x{w}",
-        }
-        for key, value in want.items():
-            if self.meta.get(key) != value:
-                raise ArtifactError(
-                    f"{option} {str(self.path)!r} was made for {key[4:]} {shown(self.meta.get(key))}, "
-                    f"not {value!r}",
-                    hint=f"use a model trained on {splits.info.name}",
-                )
-
     def check_same_split(self, other: LoadedModel, option: str = "--reference") -> None:
         """Forget indices refer to a training split; two models compared on one set must share it."""
         for key in S.SPLIT:
@@ -291,21 +272,6 @@ class LoadedModel:
                     hint="compare models made with the same --seed "
                     "and --val-fraction, or the forget indices would mean different images",
                 )
-
-    def load_splits(self, data_dir: str | Path | None = None, device: str | torch.device = "cpu") -> Splits:
-        """The model's dataset, with the validation hold-out it was trained with."""
-        from smu.data import load_splits
-
-        splits = load_splits(
-            self.dataset,
-            data_dir=data_dir,
-            device=device,
-            val_fraction=float(self.meta.get(S.VAL_FRACTION) or 0.1),  # an empty value: the default
-            seed=int(self.meta.get(S.SPLIT_SEED) or 0),
-            subset=int(self.meta.get(S.SUBSET) or 0),
-        )
-        self.check_fits(splits)
-        return splits
 
 
 def state_mismatch(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str | None:

@@ -1,8 +1,8 @@
 """The Ray executor: a plan's steps as Ray tasks, each started once the steps it needs are done.
 
-- A task is handed plain data (the :class:`~smu.steps.Plan` and a step's key), never a step: a step's
-  ``run`` closes over the planner and its reporter. The worker plans again (cheap: no data is loaded)
-  and runs the step with that key, exactly as the serial executor would.
+- A task is handed plain data (the :class:`~smu.execution.steps.Plan` and a step's key), never a
+  step: a step's ``run`` closes over the planner and its reporter. The worker plans again (cheap: no
+  data is loaded) and runs the step with that key, exactly as the serial executor would.
 - The run folder must be on a filesystem that the driver and every worker see at the same path: a step's
   result is its ``step.json``, later steps read their inputs from there, and a retried task resumes from
   the checkpoints in the step's folder. Each task checks a token file the driver wrote there.
@@ -26,17 +26,52 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smu import artifacts
 from smu.errors import SmuError, UsageError
+from smu.execution import distributed
+from smu.execution.executor import Executor
+from smu.execution.steps import Plan, Step, is_done, result_of, run_one, start
+from smu.io import artifacts
 from smu.progress import Reporter
-from smu.steps import Executor, Plan, Step, is_done, result_of, run_one, start
 
 RETRIES = 3
 """Times Ray reruns a task whose worker died (each rerun resumes the step from its checkpoint)."""
 INSTALL = "pip install 'smu[ray]'"
+
+
+@dataclass(frozen=True)
+class RayExecutor(Executor):
+    """The steps as Ray tasks on a local Ray or the cluster at ``address``."""
+
+    address: str | None = None
+    cpus_per_step: float | None = None
+    """None: 1 for a step with a GPU; on CPUs, the driver's torch threads (a CPU's results depend on the
+    thread count, so the report then equals a serial run on the driver)."""
+    gpus_per_step: float | None = None
+    """None: one GPU per step where the cluster has GPUs, none elsewhere."""
+    name = "ray"
+
+    def check(self) -> None:
+        if self.cpus_per_step is not None and not self.cpus_per_step > 0:
+            raise UsageError(f"--cpus-per-step {self.cpus_per_step:g} must be > 0")
+        if self.gpus_per_step is not None and not self.gpus_per_step >= 0:
+            raise UsageError(f"--gpus-per-step {self.gpus_per_step:g} must be >= 0")
+        if distributed.world_size() > 1:
+            raise UsageError(
+                "--executor ray under torchrun: every rank would start the same Ray tasks",
+                hint="run smu run --executor ray without torchrun, or torchrun with the serial executor",
+            )
+        check(self)
+
+    def run(
+        self, steps: list[Step], plan: Plan | None, reporter: Reporter | None = None
+    ) -> list[tuple[Step, dict[str, Any], bool]]:
+        if plan is None:
+            raise ValueError("the ray executor needs a Plan to find the steps in its workers")
+        return run_steps(steps, plan, self, reporter or Reporter())
 
 
 def ray_module() -> Any:
@@ -47,7 +82,7 @@ def ray_module() -> Any:
     return ray
 
 
-def check(executor: Executor) -> None:
+def check(executor: RayExecutor) -> None:
     """Ray is installed and ``--address`` names a cluster that answers (Ray itself waits for minutes on
     an address where nothing listens)."""
     ray_module()
@@ -70,7 +105,7 @@ def check(executor: Executor) -> None:
 
 
 @contextlib.contextmanager
-def connected(executor: Executor) -> Iterator[Any]:
+def connected(executor: RayExecutor) -> Iterator[Any]:
     """Ray, joined at ``executor.address`` (None: Ray's default, the cluster started on this machine or
     else a new local one) and left again; a Ray the caller already started is used as it is."""
     ray = ray_module()
@@ -107,7 +142,7 @@ class Board:
 
 
 def run_steps(
-    steps: list[Step], plan: Plan, executor: Executor, reporter: Reporter
+    steps: list[Step], plan: Plan, executor: RayExecutor, reporter: Reporter
 ) -> list[tuple[Step, dict[str, Any], bool]]:
     """Run every step that is not done as a Ray task; return (step, result, skipped) in plan order."""
     by_key = {s.key: s for s in steps}
@@ -153,7 +188,7 @@ def drive(
     ray: Any,
     todo: list[Step],
     plan: Plan,
-    executor: Executor,
+    executor: RayExecutor,
     reporter: Reporter,
     results: dict[str, tuple[dict[str, Any], bool]],
     token: tuple[str, str],
@@ -207,7 +242,7 @@ def drive(
     return failed, blocked
 
 
-def resources(ray: Any, executor: Executor) -> tuple[float, float]:
+def resources(ray: Any, executor: RayExecutor) -> tuple[float, float]:
     """(CPUs, GPUs) a step holds: the options, else one GPU where the cluster has GPUs, and one CPU beside
     it; a CPU step gets as many CPUs (torch threads) as this process has, so that each step computes
     what a serial run here computes, to the bit (fewer if no node has that many)."""

@@ -6,8 +6,9 @@ from). So an interrupted run continues where it stopped (an unfinished step resu
 checkpoints), a changed option reruns exactly the steps it affects, and another plan sharing a step
 (a second audit of the same model) reuses it.
 
-An executor runs the steps that are not done: :func:`run_steps` one after another in this process (the
-default), ``smu.ray_executor`` as Ray tasks, each once the steps it ``needs`` are done. A Ray worker
+An executor (``smu.execution.executor``) runs the steps that are not done: :func:`run_steps` one
+after another in this process (the default), ``smu.execution.ray_executor`` as Ray tasks, each once the
+steps it ``needs`` are done; both build on what this module defines. A Ray worker
 cannot be handed a step (its ``run`` closes over the planner and its reporter), so it is handed a
 :class:`Plan`, plain data from which it plans again and picks the step by its key.
 """
@@ -20,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smu import artifacts, distributed
-from smu.errors import UsageError
+from smu.io import artifacts
 from smu.progress import Reporter
 
 
@@ -49,62 +49,6 @@ class Plan:
     kwargs: dict[str, Any]
     amp: bool = False
     compile: bool = False
-
-
-EXECUTORS = ("serial", "ray")
-
-
-@dataclass(frozen=True)
-class Executor:
-    """Where the steps run: ``serial``, one after another in this process (the default), or ``ray``, as
-    Ray tasks on a local Ray or the cluster at ``address`` (``smu.ray_executor``)."""
-
-    name: str = "serial"
-    address: str | None = None
-    cpus_per_step: float | None = None
-    """None: 1 for a step with a GPU; on CPUs, the driver's torch threads (a CPU's results depend on the
-    thread count, so the report then equals a serial run on the driver)."""
-    gpus_per_step: float | None = None
-    """None: one GPU per step where the cluster has GPUs, none elsewhere."""
-
-    def check(self) -> None:
-        """Every option, and for ray that Ray is installed, before anything runs."""
-        if self.name not in EXECUTORS:
-            raise UsageError(f"--executor {self.name!r} is not one of {', '.join(EXECUTORS)}")
-        if self.name == "serial" and (
-            self.address is not None or self.cpus_per_step is not None or self.gpus_per_step is not None
-        ):
-            raise UsageError(
-                "--address, --cpus-per-step and --gpus-per-step need --executor ray",
-                hint="add --executor ray, or leave them out",
-            )
-        if self.cpus_per_step is not None and not self.cpus_per_step > 0:
-            raise UsageError(f"--cpus-per-step {self.cpus_per_step:g} must be > 0")
-        if self.gpus_per_step is not None and not self.gpus_per_step >= 0:
-            raise UsageError(f"--gpus-per-step {self.gpus_per_step:g} must be >= 0")
-        if self.name == "ray":
-            if distributed.world_size() > 1:
-                raise UsageError(
-                    "--executor ray under torchrun: every rank would start the same Ray tasks",
-                    hint="run smu run --executor ray without torchrun, or torchrun with the serial executor",
-                )
-            from smu import ray_executor  # the only module that imports ray
-
-            ray_executor.check(self)
-
-    def run(
-        self, steps: list[Step], plan: Plan | None, reporter: Reporter | None = None
-    ) -> list[tuple[Step, dict[str, Any], bool]]:
-        """Run every step that is not done; return (step, result, skipped) for all, in plan order.
-        ``plan`` plans ``steps`` again in another process (the serial executor does without it)."""
-        if self.name == "serial":
-            return run_steps(steps, reporter)
-        from smu import ray_executor
-
-        if plan is None:
-            raise ValueError(f"the {self.name} executor needs a Plan to find the steps in its workers")
-
-        return ray_executor.run_steps(steps, plan, self, reporter or Reporter())
 
 
 def is_done(step: Step) -> bool:

@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from smu import artifacts
-from smu import schema as S
 from smu.errors import ArtifactError, UsageError, shown
+from smu.io import artifacts
+from smu.io import schema as S
 from smu.masks import Mask
 from smu.models import build_model
 from smu.registry import lookup

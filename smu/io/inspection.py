@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from smu import artifacts
-from smu import schema as S
 from smu.errors import SmuError, shown
+from smu.io import artifacts
+from smu.io import schema as S
 
 
 def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:

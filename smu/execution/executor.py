@@ -1,0 +1,27 @@
+"""Where a plan's steps run: :class:`Executor` is the interface and the default, serial executor;
+``smu.execution.ray_executor`` implements it with Ray; ``smu.execution.make_executor`` picks one by
+name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smu.execution.steps import Plan, Step, run_steps
+from smu.progress import Reporter
+
+
+class Executor:
+    """Runs the steps of a plan that are not done. This one runs them one after another in this
+    process, and needs nothing else."""
+
+    name = "serial"
+
+    def check(self) -> None:
+        """Everything that can be checked before anything runs (raises UsageError)."""
+
+    def run(
+        self, steps: list[Step], plan: Plan | None, reporter: Reporter | None = None
+    ) -> list[tuple[Step, dict[str, Any], bool]]:
+        """Run every step that is not done; return (step, result, skipped) for all, in plan order.
+        ``plan`` plans ``steps`` again in another process (the serial executor does without it)."""
+        return run_steps(steps, reporter)

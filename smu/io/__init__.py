@@ -1,0 +1,1 @@
+"""Files: safetensors artifacts and their schema, imported checkpoints, inspection, run folders."""
