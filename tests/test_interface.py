@@ -210,6 +210,15 @@ def test_the_shipped_recipes_are_inside_the_wheel(tmp_path):
     for recipe in shipped():
         assert f"smu/recipes/shipped/{recipe.name}.yaml" in names, recipe.name
     assert {"smu/recipes/__init__.py", "smu/recipes/catalog.py", "smu/_docs.py"} <= names
+    # pyproject.toml lists the packages by hand: every package folder must be in the wheel
+    packages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "smu").rglob("__init__.py")}
+    assert {f"{p}/__init__.py" for p in packages} <= names
+
+
+def test_a_checkout_reads_the_recipes_at_the_top_of_the_repository():
+    assert sorted(str(p.relative_to(ROOT / "recipes")) for p in (ROOT / "recipes").rglob("*.yaml")) == sorted(
+        f"{r.name}.yaml" for r in shipped()
+    )
 
 
 def test_recipes_lists_every_shipped_recipe_and_prints_one_that_loads(tmp_path, capsys):

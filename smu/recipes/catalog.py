@@ -1,4 +1,5 @@
-"""The recipes shipped inside the package, found by name (``fashion-mnist/paper-table``) from any folder.
+"""The shipped recipes (``recipes/`` at the top of the repository, carried in the wheel), found by name
+(``fashion-mnist/paper-table``) from any folder.
 
 Reads YAML text only: ``smu recipes`` lists them without importing torch.
 """
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Shipped:
     name: str
-    """``quickstart``, ``fashion-mnist/paper-table``: the path under ``shipped/`` without ``.yaml``."""
+    """``quickstart``, ``fashion-mnist/paper-table``: the path under ``recipes/`` without ``.yaml``."""
     file: Traversable
 
     def text(self) -> str:
@@ -44,6 +45,13 @@ class Shipped:
         }
 
 
+def shipped_folder() -> Traversable:
+    """The repository's ``recipes/``: in a wheel it is the package data of ``smu.recipes.shipped``;
+    in a checkout (an editable install) it is read in place, beside the package."""
+    inside = resources.files("smu").joinpath("recipes", "shipped")
+    return inside if inside.is_dir() else Path(__file__).resolve().parents[2] / "recipes"
+
+
 def shipped() -> list[Shipped]:
     """Every shipped recipe, sorted by name."""
     found: list[Shipped] = []
@@ -55,7 +63,7 @@ def shipped() -> list[Shipped]:
             elif item.name.endswith(".yaml"):
                 found.append(Shipped(prefix + item.name.removesuffix(".yaml"), item))
 
-    walk(resources.files("smu").joinpath("recipes", "shipped"), "")
+    walk(shipped_folder(), "")
     return sorted(found, key=lambda r: (r.name.count("/"), r.name))
 
 
