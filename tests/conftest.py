@@ -1,11 +1,17 @@
+from typing import Any
+
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
+from typer.testing import CliRunner
 
+from smu.cli import app
 from smu.data import load_splits
 from smu.models import build_model
+from smu.options import flag_of
+from smu.unlearning import METHODS
 
-# ci, the default: a fixed example budget, the same examples on every run (tests/test_fuzz.py takes about
+# ci, the default: a fixed example budget, the same examples on every run (tests/fuzz/test_fuzz.py takes about
 # 35 s). nightly, by `pytest --hypothesis-profile nightly`: ten times the examples, new ones each run; a
 # failure prints the blob that @reproduce_failure replays.
 _FUZZ_CHECKS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
@@ -21,6 +27,25 @@ settings.register_profile(
     suppress_health_check=_FUZZ_CHECKS,
 )
 settings.load_profile("ci")
+
+
+def smu(*args):
+    """``smu ARGS...`` run in this process, as a user would type it (each argument made a string):
+    a click Result with ``exit_code``, ``stdout``, ``stderr`` and ``output``."""
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def quick(method: str, **overrides: Any) -> dict[str, Any]:
+    """A method's options for a short run on a tiny test model, from the registry: a trainer gets 2
+    epochs in batches of 64, then what its declaration's ``quick`` sets, then ``overrides``. A new
+    method is picked up by every test that runs them all, with no row to add here."""
+    spec = METHODS[method]
+    return ({"epochs": 2, "batch_size": 64} if spec.trains else {}) | dict(spec.quick) | overrides
+
+
+def flags(options: dict[str, Any]) -> list[str]:
+    """Options as the words of a command line: ``{"iu_samples": 50}`` -> ``["--iu-samples", "50"]``."""
+    return [word for name, value in options.items() for word in (flag_of(name), str(value))]
 
 
 @pytest.fixture(scope="session")

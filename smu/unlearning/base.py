@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ class Feed:
 
     Every feed keeps the last partial batch, as every official loader does (none drops it), except
     that a shuffled training pass ends before a last batch of a single image (BatchNorm cannot train
-    on one; the next epoch's shuffle gives it its turn). ``tests/test_method_data.py`` runs every
+    on one; the next epoch's shuffle gives it its turn). ``tests/methods/test_method_data.py`` runs every
     method and checks that what it feeds is what it declares."""
 
     data: str
@@ -84,6 +84,10 @@ class UnlearnMethod:
     """The official code its defaults, data pipeline included, were pinned against."""
     differs: str = ""
     """Where smu deliberately differs from that code, and why."""
+    quick: Mapping[str, Any] = field(default_factory=dict)
+    """Options for a short run on a tiny model (every test that runs all methods uses them), only
+    where its defaults would take long there: a trainer is run with a few epochs in batches of 64 and
+    then these; e.g. IU's ``iu_samples``."""
 
     @property
     def trains(self) -> bool:

@@ -23,7 +23,7 @@ class from a single forward (the CE gradient with respect to the logits, (softma
 fed in directly), or all C in one batched backward (autograd's ``is_grads_batched``). The batched
 form keeps a GPU busy; on a 2-core CPU it ran at 0.6–1.07× the research loop where the per-class
 form ran at 1.1–1.2× (docs/PERFORMANCE.md), so ``batched`` defaults to "not on a CPU". Both give
-the same numbers (tests/test_unlearning.py).
+the same numbers (tests/methods/test_unlearning.py).
 
 Under torchrun the batches of F are split over the ranks and their sums added up; the noise is drawn
 from the same seed on every rank.

@@ -55,4 +55,5 @@ METHOD = UnlearnMethod(
     gradient_ascent,
     feeds=(Feed("forget", "train", "batch_size", "shuffled", True, "training"),),
     source="OPTML-Group/Unlearn-Sparse: main_forget.py, unlearn/GA.py (README: 5 epochs, lr 1e-4)",
+    quick={"lr": 1e-3},
 )

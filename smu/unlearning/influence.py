@@ -170,4 +170,5 @@ METHOD = UnlearnMethod(
     source="OPTML-Group/Unlearn-Sparse: main_forget.py, unlearn/Wfisher.py",
     ddp="the forget and retain gradient sums are split over the ranks; the WoodFisher recursion "
     "runs on every rank",
+    quick={"iu_samples": 50},
 )

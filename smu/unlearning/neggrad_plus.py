@@ -74,4 +74,5 @@ METHOD = UnlearnMethod(
     source="meghdadk/SCRUB: MIA_experiments.ipynb (cells 16, 22), loops.py (train_negrad)",
     ddp="retain batches are split over the ranks; every rank computes the forget term on the whole "
     "forget batch",
+    quick={"epochs": 1, "batch_size": 128, "forget_batch_size": 64},
 )

@@ -97,4 +97,5 @@ METHOD = UnlearnMethod(
         Feed("retain", "train", "batch_size", "shuffled", False, "min-steps"),
     ),
     source="meghdadk/SCRUB: large_scale_unlearning.ipynb (cells 28, 32, 36), loops.py (train_distill)",
+    quick={"forget_batch_size": 64},
 )

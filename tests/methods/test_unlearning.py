@@ -3,6 +3,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import quick
 
 from smu.data import ImageSet
 from smu.data.forget import resolve_forget
@@ -15,23 +16,6 @@ from smu.unlearning.base import frozen_copy
 from smu.unlearning.fisher import fisher_diagonal, noise_variance
 from smu.unlearning.influence import gradient_sum, per_sample_gradients, woodfisher_direction
 from smu.unlearning.l1_sparse import L1SparseConfig, gamma, l1_norm
-
-QUICK = {
-    "retrain": {"epochs": 2, "batch_size": 64},
-    "ft": {"epochs": 2, "batch_size": 64},
-    "ga": {"epochs": 2, "batch_size": 64, "lr": 1e-3},
-    "ff": {"alpha": 1e-8},
-    "iu": {"iu_samples": 50},
-    "l1-sparse": {"epochs": 2, "batch_size": 64},
-    "rl": {"epochs": 2, "batch_size": 64},
-    "salun": {"epochs": 2, "batch_size": 64},
-    "scrub": {"epochs": 2, "batch_size": 64, "forget_batch_size": 64},
-    "neggrad+": {"epochs": 1, "batch_size": 128, "forget_batch_size": 64},
-    "ssd": {},
-    "boundary-shrink": {"epochs": 2, "batch_size": 64},
-    "boundary-expand": {"epochs": 2, "batch_size": 64},
-    "none": {},
-}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +39,7 @@ def loss_on(model, data: ImageSet) -> float:
 
 def run(method, model, digits, spec="class:3", mask=None, **overrides):
     data = UnlearnData.of(digits, resolve_forget(spec, digits))
-    cfg = make_config(method, QUICK[method] | overrides)
+    cfg = make_config(method, quick(method, **overrides))
     model = copy.deepcopy(model)
     original = frozen_copy(model) if "original" in METHODS[method].needs else None
     return METHODS[method].run(model, data, cfg, Context("cnn", mask=mask, seed=0, original=original)), data
@@ -116,7 +100,7 @@ def test_retrain_starts_from_a_fresh_initialisation_of_the_run_seed(digits, trai
     model, mask = trained
     data = UnlearnData.of(digits, resolve_forget("class:3", digits))
     ctx = Context("cnn", mask=mask, seed=4)
-    METHODS["retrain"].run(copy.deepcopy(model), data, make_config("retrain", QUICK["retrain"]), ctx)
+    METHODS["retrain"].run(copy.deepcopy(model), data, make_config("retrain", quick("retrain")), ctx)
     torch.manual_seed(4)
     info = digits.info
     fresh = build_model("cnn", in_channels=1, image_size=8, num_classes=10, mean=info.mean, std=info.std)

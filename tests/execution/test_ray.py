@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from conftest import smu
 
-from smu.cli import app
 from smu.errors import DivergedError, SmuError
 from smu.execution import make_executor
 from smu.execution.steps import Plan, Step
@@ -27,7 +26,6 @@ from smu.recipes.catalog import shipped
 from smu.recipes.config import load_recipe
 from smu.recipes.runner import Planner
 
-runner = CliRunner()
 # The quickstart recipe, one seed and short schedules: 9 steps (the models, then 2 models x 4 methods).
 QUICK = [
     "seeds=[0]",
@@ -49,10 +47,6 @@ def local_ray():
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield ray
     ray.shutdown()
-
-
-def smu(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @contextlib.contextmanager

@@ -4,16 +4,9 @@ import pickle
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from conftest import smu
 
-from smu.cli import app
 from smu.io import artifacts
-
-runner = CliRunner()
-
-
-def smu(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def batch_norm(prefix: str, width: int) -> dict[str, tuple[int, ...]]:

@@ -21,7 +21,7 @@ from smu.pruning import METHODS as PRUNING
 from smu.recipes.catalog import shipped
 from smu.unlearning import METHODS
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 def run_main(args, capsys):

@@ -2,14 +2,12 @@ import json
 import re
 
 import pytest
-from typer.testing import CliRunner
+from conftest import smu
 
-from smu.cli import app
 from smu.errors import UsageError
 from smu.recipes.catalog import find, shipped
 from smu.recipes.config import load_recipe
 
-runner = CliRunner()
 NAMES = [r.name for r in shipped()]
 
 TINY = """
@@ -25,10 +23,6 @@ unlearn:
   ft: {epochs: 1, batch_size: 64}
   ga: {epochs: 1}
 """
-
-
-def smu(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def write(tmp_path, text=TINY, name="tiny.yaml"):

@@ -2,20 +2,13 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from conftest import smu
 
-from smu.cli import app
 from smu.data.forget import resolve_forget
 from smu.engine import TrainConfig, fit
 from smu.io import artifacts
 from smu.models import build_model
 from smu.pruning.pipeline import base_meta
-
-runner = CliRunner()
-
-
-def smu(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

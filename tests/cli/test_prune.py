@@ -2,18 +2,12 @@ import json
 
 import pytest
 import torch
+from conftest import smu
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 from smu import __version__
-from smu.cli import app
 
-runner = CliRunner()
 FAST = ["--dataset", "digits", "--arch", "cnn", "--epochs", "3", "--lr", "0.05", "--batch-size", "128"]
-
-
-def smu(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def test_version_and_help_list_the_prune_command():

@@ -12,9 +12,8 @@ import time
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
+from conftest import smu
 
-from smu.cli import app
 from smu.data import Splits, splits_of
 from smu.errors import UsageError
 from smu.execution.steps import run_steps
@@ -24,14 +23,9 @@ from smu.unlearning import METHODS
 from smu.unlearning.gradient_ascent import GAConfig
 
 optuna = pytest.importorskip("optuna")
-runner = CliRunner()
 # A short GA search on the shared digits cnn: a few seconds per trial, references of 4 epochs.
 TUNE = ["--forget", "class:3", "--method", "ga", "--batch-size", "64", "--retrain-epochs", "4"]
 TUNE += ["--retrain-batch-size", "64", "--space", "epochs=1:3", "--seed", "1"]
-
-
-def smu(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def test_each_method_declares_what_it_searches_and_space_narrows_widens_or_fixes_it():

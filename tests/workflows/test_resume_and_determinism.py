@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from conftest import flags, quick
 from safetensors import safe_open
 
 from smu.unlearning import METHODS
@@ -178,22 +179,7 @@ def _same_metrics(a, b):
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_unlearning_method_gives_the_same_bytes_twice(trained, tmp_path, method):
-    options = {
-        "retrain": ["--epochs", "2"],
-        "ft": ["--epochs", "1"],
-        "ga": ["--epochs", "1"],
-        "l1-sparse": ["--epochs", "1"],
-        "ff": [],
-        "iu": ["--iu-samples", "50"],
-        "rl": ["--epochs", "1"],
-        "salun": ["--epochs", "1"],
-        "scrub": ["--epochs", "1"],
-        "neggrad+": ["--epochs", "1", "--batch-size", "256"],
-        "ssd": [],
-        "boundary-shrink": ["--epochs", "1"],
-        "boundary-expand": ["--epochs", "1"],
-        "none": [],
-    }[method]
+    options = flags(quick(method) | ({"epochs": 1} if METHODS[method].trains else {}))
     # One run in a fresh process, one in this one, after other tests: no state outside the command counts.
     for run, runner in (("a", smu), ("b", in_process)):
         runner(

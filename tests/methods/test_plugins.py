@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-DOC = (Path(__file__).parents[1] / "docs" / "PLUGINS.md").read_text()
+DOC = (Path(__file__).parents[2] / "docs" / "PLUGINS.md").read_text()
 
 
 def code_block(after: str, language: str) -> str:

@@ -2,20 +2,13 @@ import json
 
 import pytest
 import torch
+from conftest import smu
 from torch import nn
-from typer.testing import CliRunner
 
-from smu.cli import app
 from smu.data import ImageSet
 from smu.data.poison import Trigger, poison, triggered_test
 from smu.errors import UsageError
 from smu.evaluation.backdoor import attack_success_rate
-
-runner = CliRunner()
-
-
-def smu(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 8, 8), (1, 28, 28), (3, 32, 32), (3, 224, 224)])

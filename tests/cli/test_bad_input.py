@@ -121,7 +121,7 @@ def cases(f, m):
             1,
             "not a readable PyTorch",
         ),
-        # hostile files (made by hand: tests/test_fuzz.py tries many more)
+        # hostile files (made by hand: tests/fuzz/test_fuzz.py tries many more)
         (
             ["eval", "--model", f / "nan.safetensors", "--forget", "class:1"],
             1,

@@ -2,33 +2,12 @@ import json
 
 import pytest
 import torch
+from conftest import flags, quick, smu
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
-from smu.cli import app
 from smu.unlearning import METHODS
 
-runner = CliRunner()
-QUICK = {
-    "retrain": ["--epochs", "3", "--batch-size", "64", "--lr", "0.05"],
-    "ft": ["--epochs", "2"],
-    "ga": ["--epochs", "2", "--lr", "1e-3"],
-    "ff": [],
-    "iu": ["--iu-samples", "100"],
-    "l1-sparse": ["--epochs", "2"],
-    "rl": ["--epochs", "2"],
-    "salun": ["--epochs", "2"],
-    "scrub": ["--epochs", "2"],
-    "neggrad+": ["--epochs", "1", "--batch-size", "128"],
-    "ssd": [],
-    "boundary-shrink": ["--epochs", "2"],
-    "boundary-expand": ["--epochs", "2"],
-    "none": [],
-}
-
-
-def smu(*args):
-    return runner.invoke(app, [str(a) for a in args])
+RETRAIN = ["--epochs", "3", "--batch-size", "64", "--lr", "0.05"]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +44,7 @@ def sparse(tmp_path_factory):
         "class:3",
         "--method",
         "retrain",
-        *QUICK["retrain"],
+        *RETRAIN,
         "--out",
         folder / "retrain",
         "-q",
@@ -85,7 +64,7 @@ def test_unlearn_end_to_end_writes_a_sparse_model_and_reports_rte_and_gaps(spars
         folder / "retrain" / "forget.safetensors",
         "--method",
         method,
-        *QUICK[method],
+        *flags(quick(method)),
         "--reference",
         folder / "retrain" / "model.safetensors",
         "--out",
