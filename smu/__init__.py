@@ -48,10 +48,10 @@ API = {
     "Mask": "smu.masks",
     "build_model": "smu.models",
     "PruneConfig": "smu.pruning",
-    "run_prune": "smu.pruning.pipeline",
+    "run_prune": "smu.workflows.prune",
     "UnlearnMethod": "smu.unlearning",
     "make_config": "smu.unlearning",
-    "run_unlearn": "smu.unlearning.pipeline",
+    "run_unlearn": "smu.workflows.unlearn",
 }
 __all__ = ["__version__", *API]
 

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from smu.auditing import REFERENCE, STATISTICS, AuditConfig, Subject, command_plan, plan, resolve_audit_forget
 from smu.commands import common as c
 from smu.commands.evaluate import Forget, ForgetSeed
 from smu.commands.generate import config_options, method_options, retrain_options
@@ -25,6 +24,15 @@ from smu.io import artifacts
 from smu.options import flag_of
 from smu.ui import table
 from smu.unlearning import METHODS, make_config
+from smu.workflows.audit import (
+    REFERENCE,
+    STATISTICS,
+    AuditConfig,
+    Subject,
+    command_plan,
+    plan,
+    resolve_audit_forget,
+)
 
 EPILOG = (
     "Examples:\n\n"

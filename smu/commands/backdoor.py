@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 
-from smu.backdoor import BackdoorConfig, check_rates, run_backdoor
 from smu.commands import common as c
 from smu.commands.generate import config_options, method_options, parse_list
 from smu.commands.unlearn import Method
@@ -25,6 +24,7 @@ from smu.pruning import PruneConfig
 from smu.registry import lookup
 from smu.ui import table
 from smu.unlearning import METHODS, make_config
+from smu.workflows.backdoor import BackdoorConfig, check_rates, run_backdoor
 
 HELP = field_help(BackdoorConfig)
 D = BackdoorConfig()

@@ -1,4 +1,5 @@
-"""`smu plot`: the figures of a recipe run, as PNG and SVG with the data beside them (:mod:`smu.plotting`)."""
+"""`smu plot`: the figures of a recipe run, as PNG and SVG with the data beside them
+(:mod:`smu.workflows.plot`)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def plot(
     del reporter  # drawing takes seconds: no progress to show
     if format not in FORMATS:
         raise UsageError(f"--format {format!r} is not png, svg or both", hint="choose one of them")
-    from smu.plotting import plot_run
+    from smu.workflows.plot import plot_run
 
     return plot_run(run_dir, out, FORMATS[format], force=force)
 

@@ -19,9 +19,9 @@ from smu.io import schema as S
 from smu.models import ARCHS
 from smu.options import field_help, flag_of
 from smu.pruning import METHODS, PruneConfig, prune_options
-from smu.pruning.pipeline import run_prune
 from smu.registry import lookup
 from smu.ui import table
+from smu.workflows.prune import run_prune
 
 HELP = field_help(PruneConfig)
 D = PruneConfig()

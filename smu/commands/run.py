@@ -22,8 +22,8 @@ from smu.io import artifacts
 from smu.recipes import report
 from smu.recipes.catalog import read_recipe
 from smu.recipes.config import parse_recipe
-from smu.recipes.runner import Planner, execute
 from smu.ui import printable
+from smu.workflows.recipe import Planner, execute
 
 EPILOG = (
     "Examples:\n\n"
@@ -143,7 +143,7 @@ def run(
 def draw_figures(out: Path) -> tuple[list[str], str]:
     """The run's figures (``smu plot``) when the plotting extra is installed: the files and where they are.
     Without it, or when they cannot be drawn, a one-line warning says why: the report stands either way."""
-    from smu import plotting
+    from smu.workflows import plot as plotting
 
     try:
         plotting.matplotlib_module()

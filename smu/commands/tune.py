@@ -1,5 +1,5 @@
 """`smu tune`: find a method's hyper-parameters by matching retrain, scored without the test split, and
-measured once on a held-out forget set (:mod:`smu.tuning`)."""
+measured once on a held-out forget set (:mod:`smu.workflows.tune`)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ from smu.execution import make_executor
 from smu.execution.steps import Plan
 from smu.io import artifacts
 from smu.options import flag_of, search_space
-from smu.tuning import (
+from smu.ui import table
+from smu.unlearning import METHODS, make_config
+from smu.workflows.tune import (
     REFERENCE,
     Subject,
     TuneConfig,
@@ -36,8 +38,6 @@ from smu.tuning import (
     plan,
     summary,
 )
-from smu.ui import table
-from smu.unlearning import METHODS, make_config
 
 EPILOG = (
     "Examples:\n\n"

@@ -17,7 +17,7 @@ from smu.data.forget import resolve_forget
 from smu.engine import Reporter, resolve_device
 from smu.io import artifacts
 from smu.unlearning import METHODS, make_config
-from smu.unlearning.pipeline import run_unlearn
+from smu.workflows.unlearn import run_unlearn
 
 EPILOG = (
     "Examples:\n\n"

@@ -1,6 +1,6 @@
 """Pruning methods: the registry every command, recipe and the Python API read.
 
-A method only picks the mask (:class:`PruneMethod`); :mod:`smu.pruning.pipeline` owns training,
+A method only picks the mask (:class:`PruneMethod`); :mod:`smu.workflows.prune` owns training,
 rewinding and saving. Methods of other packages join through the entry-point group ``smu.pruning``
 (docs/PLUGINS.md).
 """

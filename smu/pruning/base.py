@@ -1,6 +1,6 @@
 """What a pruning method is: how it chooses the mask, and when in training it does so.
 
-A method only picks the mask; :mod:`smu.pruning.pipeline` owns training, rewinding and saving, so
+A method only picks the mask; :mod:`smu.workflows.prune` owns training, rewinding and saving, so
 every method, built-in or plug-in (docs/PLUGINS.md), gets the same engine and artifacts.
 """
 

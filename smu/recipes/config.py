@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smu.auditing import AuditConfig
-from smu.backdoor import BackdoorConfig
 from smu.coerce import build
 from smu.data import SOURCES
 from smu.data.forget import SPEC_HELP
@@ -31,6 +29,8 @@ from smu.recipes.catalog import read_recipe
 from smu.recipes.yaml_reader import load_yaml
 from smu.registry import suggest
 from smu.unlearning import METHODS, make_config
+from smu.workflows.audit import AuditConfig
+from smu.workflows.backdoor import BackdoorConfig
 
 KINDS = ("unlearn", "backdoor", "audit")
 MAX_STEPS = 100_000
@@ -300,7 +300,7 @@ def check_tune(recipe: Recipe, errors: list[str]) -> None:
         except SmuError as e:
             errors.append(f"tune.space.{method}: {e.message}")
     try:
-        from smu.tuning import optuna_module
+        from smu.workflows.tune import optuna_module
 
         optuna_module()
     except SmuError as e:

@@ -8,7 +8,7 @@ from smu.data.forget import resolve_forget
 from smu.engine import TrainConfig, fit
 from smu.io import artifacts
 from smu.models import build_model
-from smu.pruning.pipeline import base_meta
+from smu.workflows.prune import base_meta
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from smu.execution.steps import Plan, Step
 from smu.progress import Reporter
 from smu.recipes.catalog import shipped
 from smu.recipes.config import load_recipe
-from smu.recipes.runner import Planner
+from smu.workflows.recipe import Planner
 
 # The quickstart recipe, one seed and short schedules: 9 steps (the models, then 2 models x 4 methods).
 QUICK = [
@@ -278,7 +278,7 @@ def test_smu_and_the_serial_executor_never_import_ray(tmp_path):
     code = textwrap.dedent(
         """
         import sys
-        import smu, smu.execution.steps, smu.commands.run, smu.commands.audit, smu.recipes.runner
+        import smu, smu.execution.steps, smu.commands.run, smu.commands.audit, smu.workflows.recipe
         from smu.cli import main
         for args in (["--help"], ["run", "--help"], ["audit", "--help"], ["run", "quickstart", "--dry-run"]):
             try:

@@ -80,11 +80,11 @@ def valid(pruned_cnn: Path, digits: Any, tmp_path_factory: Any) -> dict[str, byt
     """The bytes of a valid file of every kind smu reads back: a sparse model and its mask, a dense
     model, forget sets (random and class-wise), a SalUn saliency mask, a member's statistics and an
     audit verdict."""
-    from smu.auditing import example_statistics
     from smu.data.forget import resolve_forget
     from smu.engine import predict
     from smu.unlearning.base import Context
     from smu.unlearning.salun import save_saliency
+    from smu.workflows.audit import example_statistics
 
     folder = tmp_path_factory.mktemp("fuzz-valid")
     loaded = artifacts.load_model(pruned_cnn / "round-1" / "model.safetensors")
@@ -160,10 +160,10 @@ ALL_BASES = ("model", "mask", "dense", "forget", "forget-class", "saliency", "me
 def test_the_valid_files_are_read(valid, subject, digits, tmp_path):
     """The starting points themselves: every reader takes its valid file (else the fuzzing below
     would only ever test refusals)."""
-    from smu.auditing import statistics_of
     from smu.data.forget import load_forget
     from smu.io.inspection import inspect_artifact
     from smu.unlearning.salun import load_saliency
+    from smu.workflows.audit import statistics_of
 
     for name, data in valid.items():
         (tmp_path / f"{name}.safetensors").write_bytes(data)
@@ -240,7 +240,7 @@ def epsilon_histograms(path: Path, run: Path) -> list[dict[str, Any]]:
     that holds ``path`` as method ft's verdict."""
     import shutil
 
-    from smu import plotting
+    from smu.workflows import plot as plotting
 
     table = {"scenario": "class:1", "groups": ["dense"], "rows": [{"method": "retrain"}, {"method": "ft"}]}
     verdict = run / "seed-0" / plotting.slug("class:1") / "dense" / "ft" / "logit-both"
@@ -254,7 +254,7 @@ def epsilon_histograms(path: Path, run: Path) -> list[dict[str, Any]]:
 def test_damaged_audit_artifacts_are_read_or_refused(valid, damaged):
     """A member's stats.safetensors as the verdict reads it (beside a valid member's), and an
     audit.safetensors as smu plot reads it."""
-    from smu.auditing import statistics_of
+    from smu.workflows.audit import statistics_of
 
     with tempfile.TemporaryDirectory(prefix="smu-fuzz-") as tmp:
         root = Path(tmp)
@@ -1335,7 +1335,7 @@ def test_a_damaged_run_folder_is_plotted_or_refused_and_only_into_out(edit):
     """plot_run(run, out): a report.json and recipe.yaml edited by hand or by someone else. Figures go
     only into ``out`` (a figure's name comes from the report's scenario and model names), and none on a
     refusal; the run folder is left as it was."""
-    from smu.plotting import plot_run
+    from smu.workflows.plot import plot_run
 
     def write(folder: Path) -> Path:
         return write_run_folder(folder, edit.apply(), edit.recipe)

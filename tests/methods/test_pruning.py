@@ -7,8 +7,8 @@ from smu.errors import UsageError
 from smu.io import artifacts
 from smu.masks import Mask
 from smu.pruning import PruneConfig, PruneContext
-from smu.pruning.pipeline import run_prune
 from smu.pruning.synflow import SynFlowConfig, synflow_mask
+from smu.workflows.prune import run_prune
 
 FAST = TrainConfig(epochs=3, lr=0.05, batch_size=128)
 
@@ -16,7 +16,7 @@ FAST = TrainConfig(epochs=3, lr=0.05, batch_size=128)
 def test_omp_prunes_the_final_dense_weights_and_rewinds_to_the_epoch_k_weights_under_that_mask(
     tmp_path, digits, monkeypatch
 ):
-    import smu.pruning.pipeline as pipeline
+    import smu.workflows.prune as pipeline
 
     seen = {}
     real_fit = pipeline.fit

@@ -17,7 +17,6 @@ import torch
 from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
-from smu.auditing import example_statistics
 from smu.cli import app
 from smu.evaluation.judges import (
     attack_epsilon,
@@ -29,6 +28,7 @@ from smu.evaluation.judges import (
     tow,
     ulira,
 )
+from smu.workflows.audit import example_statistics
 
 runner = CliRunner()
 
@@ -208,10 +208,10 @@ def test_ulira_leaves_the_target_out_of_the_variance_as_well_as_the_mean():
 def test_the_judge_works_in_float64_and_its_file_gives_the_reported_numbers_exactly(digits, tmp_path):
     # Four models a side. Half of the examples differ between the ensembles by 1e-9 only: told apart
     # perfectly in float64 (ε = ∞), identical after a cast to float32 (ε = 0), so F would move.
-    from smu.auditing import AuditConfig, judge
     from smu.data.forget import resolve_forget
     from smu.io import artifacts
     from smu.io import schema as S
+    from smu.workflows.audit import AuditConfig, judge
 
     forget = resolve_forget("class:3:10", digits, 0)
     rng = np.random.default_rng(0)

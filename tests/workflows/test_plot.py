@@ -36,7 +36,7 @@ DC = "{http://purl.org/dc/elements/1.1/}"
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     """A real quickstart run over two seeds, cut down to seconds, and its figures."""
-    from smu.plotting import plot_run
+    from smu.workflows.plot import plot_run
 
     folder = tmp_path_factory.mktemp("quick") / "run"
     report = run("quickstart", overrides=TINY, out=folder, reporter=Reporter())
@@ -221,7 +221,7 @@ def write_run(folder, tables, models=None, recipe=""):
 
 @needs_matplotlib
 def test_a_backdoor_run_gets_sa_and_asr_and_imp_rounds_a_line_per_seed(tmp_path):
-    from smu.plotting import plot_run
+    from smu.workflows.plot import plot_run
 
     def cells(before, after):
         return {
@@ -266,7 +266,7 @@ def test_a_backdoor_run_gets_sa_and_asr_and_imp_rounds_a_line_per_seed(tmp_path)
 
 @needs_matplotlib
 def test_an_audit_run_gets_the_histogram_of_epsilon_of_each_method_beside_retrains(tmp_path):
-    from smu.plotting import plot_run
+    from smu.workflows.plot import plot_run
 
     judged = {"forgetting_quality": stats(0.5), "ua": stats(10.0)}
     audit = {

@@ -113,9 +113,9 @@ class GuardedSplits(Splits):
 def test_trials_never_read_the_test_split_and_the_number_reported_is_the_held_out_one(
     pruned_cnn, tmp_path, monkeypatch
 ):
-    from smu import tuning
     from smu.io import artifacts
     from smu.unlearning import make_config
+    from smu.workflows import tune as tuning
 
     loaded = artifacts.load_model(pruned_cnn / "round-1" / "model.safetensors", "cpu")
     splits = splits_of(loaded, None, torch.device("cpu"))
@@ -335,7 +335,7 @@ def test_a_bad_tune_section_is_refused_before_any_step(override, message, tmp_pa
 
 def test_the_held_out_draw_is_the_next_class_or_the_next_seed(digits):
     from smu.data.forget import resolve_forget
-    from smu.tuning import heldout_forget
+    from smu.workflows.tune import heldout_forget
 
     assert heldout_forget(resolve_forget("class:3", digits), digits, 0) == ("class:4", 0)
     assert heldout_forget(resolve_forget("class:9:20", digits), digits, 5) == ("class:0:20", 5)

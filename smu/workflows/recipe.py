@@ -11,8 +11,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from smu import auditing
-from smu.backdoor import Attack
 from smu.data import Splits, load_splits, splits_of
 from smu.data.forget import resolve_forget
 from smu.engine import Reporter, accuracy, resolve_device, runtime
@@ -22,7 +20,6 @@ from smu.io import artifacts
 from smu.io.artifacts import digest
 from smu.pruning import METHODS as PRUNING
 from smu.pruning import PruneConfig
-from smu.pruning.pipeline import run_prune, train_models
 from smu.recipes.config import (
     Recipe,
     method_config,
@@ -31,7 +28,10 @@ from smu.recipes.config import (
     reference_method,
     tune_options,
 )
-from smu.unlearning.pipeline import run_unlearn
+from smu.workflows import audit as auditing
+from smu.workflows.backdoor import Attack
+from smu.workflows.prune import run_prune, train_models
+from smu.workflows.unlearn import run_unlearn
 
 
 def slug(text: str) -> str:
@@ -200,7 +200,7 @@ class Planner:
     ) -> list[Step]:
         """``smu tune`` of each method in ``tune.methods`` on this model and scenario, into one folder
         whose references they share (each reference step is planned once)."""
-        from smu import tuning
+        from smu.workflows import tune as tuning
 
         r = self.recipe
         if not r.tune.methods:

@@ -39,7 +39,7 @@ from smu.io.artifacts import LoadedModel, digest
 from smu.options import Checked, param
 from smu.progress import Reporter
 from smu.ui import jsonable
-from smu.unlearning.pipeline import run_unlearn
+from smu.workflows.unlearn import run_unlearn
 
 STATISTICS = {
     "logit": "φ = log(p_y / (1 − p_y)) of the true label (the official metric's and LiRA's; the default: it "

@@ -29,8 +29,8 @@ from smu.io import artifacts
 from smu.io import schema as S
 from smu.io.artifacts import LoadedModel
 from smu.options import Checked, param
-from smu.pruning.pipeline import train_models
-from smu.unlearning.pipeline import run_unlearn
+from smu.workflows.prune import train_models
+from smu.workflows.unlearn import run_unlearn
 
 
 @dataclass

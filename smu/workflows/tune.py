@@ -43,7 +43,7 @@ from smu.io import artifacts
 from smu.io.artifacts import LoadedModel, digest
 from smu.options import Checked, Space, param
 from smu.unlearning import make_config
-from smu.unlearning.pipeline import run_unlearn
+from smu.workflows.unlearn import run_unlearn
 
 INSTALL = "pip install 'smu[tune]'"
 REFERENCE = "retrain"
