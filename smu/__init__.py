@@ -21,14 +21,14 @@ __version__ = "0.1.0"
 
 API = {
     # one call per command
-    "prune": "smu.commands.prune",
-    "unlearn": "smu.commands.unlearn",
-    "evaluate": "smu.commands.evaluate",
-    "audit": "smu.commands.audit",
-    "tune": "smu.commands.tune",
-    "backdoor_cleanse": "smu.commands.backdoor",
-    "run": "smu.commands.run",
-    "demo": "smu.commands.run",
+    "prune": "smu.workflows.prune",
+    "unlearn": "smu.workflows.unlearn",
+    "evaluate": "smu.workflows.evaluate",
+    "audit": "smu.workflows.audit",
+    "tune": "smu.workflows.tune",
+    "backdoor_cleanse": "smu.workflows.backdoor",
+    "run": "smu.workflows.recipe",
+    "demo": "smu.workflows.recipe",
     # the library underneath
     "ForgetSet": "smu.data.forget",
     "resolve_forget": "smu.data.forget",

@@ -1,16 +1,13 @@
 """The smu command line: every command on one screen.
 
 Only the command being run is built in full (its options come from the method registries, which
-import torch); the others are listed by name and summary, read from their source. So ``smu --help``,
-``smu --version`` and ``smu recipes`` start without torch.
+import torch); the others are listed by name and summary. So ``smu --help``, ``smu --version`` and
+``smu recipes`` start without torch.
 """
 
 from __future__ import annotations
 
-import ast
-import functools
 import importlib
-import importlib.util
 import sys
 import warnings
 from dataclasses import dataclass
@@ -25,9 +22,11 @@ from smu import __version__
 class Command:
     name: str
     module: str
-    function: str
-    """The library function (the Python API) the command runs."""
+    """The command's module: its options, how its result is shown, and ``build``."""
     panel: str
+    summary: str
+    """One line for ``smu --help`` and the command's help: the first sentence of its workflow's
+    docstring (a test keeps them equal), written here so that ``smu --help`` imports no command."""
     build: str = "command"
     """The module's function that makes the Typer callback: ``build(focus)``."""
     epilog: str = "EPILOG"
@@ -35,39 +34,99 @@ class Command:
 
 
 COMMANDS = [
-    Command("prune", "smu.commands.prune", "prune", "Pipeline", epilog="epilog"),
-    Command("unlearn", "smu.commands.unlearn", "unlearn", "Pipeline", epilog="epilog"),
-    Command("backdoor-cleanse", "smu.commands.backdoor", "backdoor_cleanse", "Pipeline", epilog="epilog"),
-    Command("eval", "smu.commands.evaluate", "evaluate", "Pipeline"),
-    Command("audit", "smu.commands.audit", "audit", "Pipeline", epilog="epilog"),
-    Command("tune", "smu.commands.tune", "tune", "Pipeline", epilog="epilog"),
-    Command("run", "smu.commands.run", "run", "Recipes"),
-    Command("demo", "smu.commands.run", "demo", "Recipes", build="demo_command", epilog=""),
-    Command("recipes", "smu.commands.recipes", "recipes", "Recipes"),
-    Command("plot", "smu.commands.plot", "plot", "Recipes"),
     Command(
-        "inspect", "smu.commands.inspect_import", "inspect", "Artifacts", build="inspect_command", epilog=""
+        "prune",
+        "smu.commands.prune",
+        "Pipeline",
+        "Prune a model: train dense, prune, rewind and retrain (omp, imp), or prune at init and train.",
+        epilog="epilog",
+    ),
+    Command(
+        "unlearn",
+        "smu.commands.unlearn",
+        "Pipeline",
+        "Unlearn a forget set from a dense or sparse model with any registered method.",
+        epilog="epilog",
+    ),
+    Command(
+        "backdoor-cleanse",
+        "smu.commands.backdoor",
+        "Pipeline",
+        (
+            "Poison the data, train Trojan model(s), unlearn the poisoned samples; SA and ASR before "
+            "and after."
+        ),
+        epilog="epilog",
+    ),
+    Command(
+        "eval",
+        "smu.commands.evaluate",
+        "Pipeline",
+        "Measure UA, MIA-Efficacy, RA and TA of a model on a forget set, and the gap to a reference.",
+    ),
+    Command(
+        "audit",
+        "smu.commands.audit",
+        "Pipeline",
+        "Audit an unlearning method: per-example attacks between N unlearned and N retrained models.",
+        epilog="epilog",
+    ),
+    Command(
+        "tune",
+        "smu.commands.tune",
+        "Pipeline",
+        (
+            "Tune a method's hyper-parameters against retrain: trials scored on validation data, the "
+            "chosen setting measured on a held-out forget set."
+        ),
+        epilog="epilog",
+    ),
+    Command(
+        "run",
+        "smu.commands.run",
+        "Recipes",
+        "Run a recipe: train, prune, unlearn with every method, evaluate against retrain, report.",
+    ),
+    Command(
+        "demo",
+        "smu.commands.run",
+        "Recipes",
+        "Prune first, then unlearn, in about a minute on the embedded digits (the quickstart recipe).",
+        build="demo_command",
+        epilog="",
+    ),
+    Command(
+        "recipes",
+        "smu.commands.recipes",
+        "Recipes",
+        "List the recipes shipped with smu (smu run NAME runs one), or print one.",
+    ),
+    Command(
+        "plot",
+        "smu.commands.plot",
+        "Recipes",
+        (
+            "Draw a recipe run's figures: Avg. Gap per method and model, the metrics against sparsity, "
+            "the trained models, the Trojan cleanse, the audit's per-example ε."
+        ),
+    ),
+    Command(
+        "inspect",
+        "smu.commands.inspect_import",
+        "Artifacts",
+        "Show an artifact's metadata, per-layer sparsity, provenance chain, and whether it is intact.",
+        build="inspect_command",
+        epilog="",
     ),
     Command(
         "import",
         "smu.commands.inspect_import",
-        "import_",
         "Artifacts",
+        "Convert a research-code checkpoint into model.safetensors (+ mask.safetensors), safely.",
         build="import_command",
         epilog="IMPORT_EPILOG",
     ),
 ]
-
-
-@functools.cache
-def summary(module: str, function: str) -> str:
-    """The first paragraph of a command function's docstring, read from the source without importing it."""
-    spec = importlib.util.find_spec(module)
-    assert spec is not None and spec.origin is not None
-    with open(spec.origin, encoding="utf-8") as f:
-        tree = ast.parse(f.read())
-    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function)
-    return " ".join((ast.get_docstring(node) or "").split("\n\n")[0].split())
 
 
 def show_version(value: bool) -> None:
@@ -107,9 +166,7 @@ def build_app(selected: str | None = "*", focus: str | None = None) -> typer.Typ
             def callback() -> None: ...  # listed in `smu --help`; never run (its command was not selected)
 
             epilog = ""
-        app.command(
-            cmd.name, help=summary(cmd.module, cmd.function), rich_help_panel=cmd.panel, epilog=epilog or None
-        )(callback)
+        app.command(cmd.name, help=cmd.summary, rich_help_panel=cmd.panel, epilog=epilog or None)(callback)
     return app
 
 

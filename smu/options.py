@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -142,6 +143,30 @@ class Checked:
 
 
 @functools.cache
+def option_flag(cls: type, name: str, prefix: str = "") -> str:
+    """The flag of field ``name``: declared, or ``--name`` (``--name/--no-name`` for a bool)."""
+    flag = declared(cls)[name].get("flag")
+    if flag is None:
+        boolean = typing.get_type_hints(cls)[name] in (bool, bool | None)
+        flag = f"{flag_of(name)}/--no-{flag_of(name)[2:]}" if boolean else flag_of(name)
+    return "/".join(f"--{prefix}-{part[2:]}" for part in flag.split("/")) if prefix else flag
+
+
+def parse_list(item: type, container: type, text: str, flag: str = "") -> Any:
+    """'91,136' -> (91, 136)."""
+    try:
+        return container(item(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        what = "whole numbers" if item is int else "numbers"
+        raise UsageError(
+            f"{flag} {text!r} is not a comma-separated list of {what}".lstrip(), hint="e.g. 91,136"
+        ) from None
+
+
+def show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
+
+
 def field_help(cls: type) -> dict[str, str]:
     """The docstring under each field of a dataclass: the one place hyper-parameters are explained.
 

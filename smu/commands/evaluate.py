@@ -8,14 +8,11 @@ from typing import Annotated, Any
 import typer
 
 from smu.commands import common as c
-from smu.commands.wrap import Alias, cli
-from smu.data import check_fits, splits_of
-from smu.data.forget import SPEC_HELP, resolve_forget
-from smu.engine import Reporter, resolve_device
-from smu.evaluation import compare
-from smu.io import artifacts
+from smu.commands.wrap import cli
+from smu.data.forget import SPEC_HELP
 from smu.options import SEED_MAX
 from smu.ui import table
+from smu.workflows.evaluate import evaluate
 
 EPILOG = (
     "Examples:\n\n"
@@ -63,62 +60,34 @@ Mask = Annotated[
 ]
 
 
-def mia_feature_list(features: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """'confidence,entropy' (or a list) -> ('confidence', 'entropy'); empty means the paper's confidence."""
-    items = features.split(",") if isinstance(features, str) else features
-    return tuple(f.strip() for f in items if f.strip()) or ("confidence",)
-
-
-def evaluate(
-    model: c.Model,
-    forget: Forget,
-    reference: Reference = None,
-    mask: Mask = None,
-    forget_seed: ForgetSeed = 0,
-    save_forget: Annotated[
-        Path | None,
-        typer.Option(
-            "--save-forget",
-            help="Write the resolved forget set here (forget.safetensors) for later commands.",
-            rich_help_panel="Forget set",
-        ),
-    ] = None,
-    mia_features: MiaFeatures = "confidence",
-    privacy: Annotated[
-        bool,
-        typer.Option(
-            "--privacy",
-            help="Also report MIA-Privacy (attack accuracy on held-out halves of retain and test).",
-            rich_help_panel="Metrics",
-        ),
-    ] = False,
-    data: c.DataDir = None,
-    device: c.Device = "auto",
-    reporter: Reporter | None = None,
-) -> dict[str, Any]:
-    """Measure UA, MIA-Efficacy, RA and TA of a model on a forget set, and the gap to a reference."""
-    dev = resolve_device(device)
-    features = mia_feature_list(mia_features)
-    loaded = artifacts.load_model(model, dev, mask=mask)
-    ref = artifacts.load_model(reference, dev, option="--reference") if reference else None
-    splits = splits_of(loaded, data, dev)
-    if ref is not None:
-        check_fits(ref, splits, "--reference")
-        ref.check_same_split(loaded)
-    fs = resolve_forget(forget, splits, forget_seed)
-    result = {"model": str(loaded.path)} | compare(
-        loaded.model, splits, fs, ref.model if ref else None, features=features, privacy=privacy
-    )
-    result |= {
-        "reference_model": str(ref.path) if ref else None,
-        "forget": fs.summary(),
-        "sparsity": loaded.mask.sparsity() if loaded.mask is not None else 0.0,
-        "dataset": splits.info.name,
-    }
-    if save_forget is not None:
-        fs.save(save_forget)
-        result["forget"]["path"] = str(save_forget)
-    return result
+SaveForget = Annotated[
+    Path | None,
+    typer.Option(
+        "--save-forget",
+        help="Write the resolved forget set here (forget.safetensors) for later commands.",
+        rich_help_panel="Forget set",
+    ),
+]
+Privacy = Annotated[
+    bool,
+    typer.Option(
+        "--privacy",
+        help="Also report MIA-Privacy (attack accuracy on held-out halves of retain and test).",
+        rich_help_panel="Metrics",
+    ),
+]
+OPTIONS = {
+    "model": c.Model,
+    "forget": Forget,
+    "reference": Reference,
+    "mask": Mask,
+    "forget_seed": ForgetSeed,
+    "save_forget": SaveForget,
+    "mia_features": MiaFeatures,
+    "privacy": Privacy,
+    "data": c.DataDir,
+    "device": c.Device,
+}
 
 
 ROWS = [("UA", "ua"), ("MIA-Efficacy", "mia_efficacy"), ("RA", "ra"), ("TA", "ta"), ("Val acc", "val_acc")]
@@ -148,7 +117,7 @@ def render(result: dict, title: str | None = None, extra: list[list] | None = No
 def command(focus: str | None = None) -> Any:
     return cli(
         evaluate,
+        options=OPTIONS,
         render=render,
         paths=lambda r: [r["forget"]["path"]] if "path" in r["forget"] else [],
-        aliases=(Alias("model", "model", Path | None, argument=True),),
     )

@@ -18,8 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from smu.errors import UsageError
-from smu.options import declared, field_help, flag_of
+from smu.options import field_help, option_flag, parse_list, show
 
 
 @dataclass(frozen=True)
@@ -43,21 +42,6 @@ def cli_type(kind: Any, flag: str) -> tuple[Any, Callable[[Any], Any] | None]:
     return kind, None
 
 
-def parse_list(item: type, container: type, text: str, flag: str = "") -> Any:
-    """'91,136' -> (91, 136)."""
-    try:
-        return container(item(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        what = "whole numbers" if item is int else "numbers"
-        raise UsageError(
-            f"{flag} {text!r} is not a comma-separated list of {what}".lstrip(), hint="e.g. 91,136"
-        ) from None
-
-
-def show(value: Any) -> str:
-    return ",".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
-
-
 def field_option(
     cls: type,
     name: str,
@@ -76,15 +60,6 @@ def field_option(
     annotation = Annotated[kind if default is not None else kind | None, option]
     shown = show(default) if convert is not None and default is not None else default
     return Generated(f"{prefix.replace('-', '_')}_{name}" if prefix else name, annotation, shown, convert)
-
-
-def option_flag(cls: type, name: str, prefix: str = "") -> str:
-    """The flag of field ``name``: declared, or ``--name`` (``--name/--no-name`` for a bool)."""
-    flag = declared(cls)[name].get("flag")
-    if flag is None:
-        boolean = typing.get_type_hints(cls)[name] in (bool, bool | None)
-        flag = f"{flag_of(name)}/--no-{flag_of(name)[2:]}" if boolean else flag_of(name)
-    return "/".join(f"--{prefix}-{part[2:]}" for part in flag.split("/")) if prefix else flag
 
 
 def config_options(cls: type, *, panel: str, skip: set[str] = frozenset()) -> list[Generated]:

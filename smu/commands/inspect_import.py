@@ -13,6 +13,7 @@ from smu.io import artifacts
 from smu.io.importer import import_checkpoint
 from smu.io.inspection import inspect_artifact
 from smu.ui import table
+from smu.workflows import common as wc
 
 IMPORT_EPILOG = (
     "Example:\n\n"
@@ -71,7 +72,7 @@ def import_(
 ) -> dict[str, Any]:
     """Convert a research-code checkpoint into model.safetensors (+ mask.safetensors), safely."""
     given = {k: v for k, v in locals().items() if k != "reporter"}
-    out = Path(out) if out else c.default_out("import", dataset, arch)
+    out = Path(out) if out else wc.default_out("import", dataset, arch)
     with artifacts.run_dir(out, force) as folder:
         return import_checkpoint(
             checkpoint,
@@ -79,7 +80,7 @@ def import_(
             dataset,
             folder,
             image_size=image_size,
-            command=c.command_line("smu import", given),
+            command=wc.command_line("smu import", given),
         )
 
 

@@ -3,9 +3,6 @@ measured once on a held-out forget set (:mod:`smu.workflows.tune`)."""
 
 from __future__ import annotations
 
-import dataclasses
-import shlex
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,26 +14,12 @@ from smu.commands.evaluate import Forget, ForgetSeed
 from smu.commands.generate import config_options, method_options, retrain_options
 from smu.commands.unlearn import Method
 from smu.commands.wrap import cli
-from smu.data import check_fits, splits_of
-from smu.data.forget import resolve_forget
-from smu.engine import Reporter, resolve_device
-from smu.errors import UsageError
-from smu.execution import make_executor
-from smu.execution.steps import Plan
-from smu.io import artifacts
-from smu.options import flag_of, search_space
 from smu.ui import table
-from smu.unlearning import METHODS, make_config
+from smu.unlearning import METHODS
 from smu.workflows.tune import (
     REFERENCE,
-    Subject,
     TuneConfig,
-    command_plan,
-    heldout_forget,
-    open_study,
-    optuna_module,
-    plan,
-    summary,
+    tune,
 )
 
 EPILOG = (
@@ -104,179 +87,25 @@ TuneReference = Annotated[
 ]
 
 
-def tune(
-    model: c.Model,
-    forget: Forget,
-    method: Method,
-    space: Space = None,
-    holdout_forget: HoldoutForget = None,
-    reference: TuneReference = None,
-    forget_seed: ForgetSeed = 0,
-    data: c.DataDir = None,
-    device: c.Device = "auto",
-    seed: c.Seed = 0,
-    out: c.Out = None,
-    force: c.Force = False,
-    workers: Workers = 1,
-    executor: c.ExecutorName = "serial",
-    address: c.Address = None,
-    cpus_per_step: c.CpusPerStep = None,
-    gpus_per_step: c.GpusPerStep = None,
-    reporter: Reporter | None = None,
-    **options: Any,
-) -> dict[str, Any]:
-    """Tune a method's hyper-parameters against retrain: trials scored on validation data, the chosen
-    setting measured on a held-out forget set.
-
-    ``options`` are the tuning's (``trials=30``, ``timeout``, ``prune``), the method's fixed
-    hyper-parameters (``epochs=5``: not searched) and, prefixed ``retrain_``, the reference's
-    (``retrain_epochs=20``). Returns what ``--json`` prints.
-    """
-    given = {k: v for k, v in locals().items() if k not in ("options", "reporter")} | options
-    own = {f.name for f in dataclasses.fields(TuneConfig)}
-    tune_cfg = TuneConfig(**{k: v for k, v in options.items() if k in own and v is not None})
-    retrain = {k.removeprefix("retrain_"): v for k, v in options.items() if k.startswith("retrain_")}
-    fixed = {
-        k: v for k, v in options.items() if k not in own and not k.startswith("retrain_") and v is not None
-    }
-    if method == REFERENCE:
-        raise UsageError(
-            "--method retrain is the reference: there is nothing to match it to",
-            hint="tune an approximate method",
-        )
-    make_config(method, fixed)  # the fixed options checked before anything is loaded
-    retrain_cfg = make_config(REFERENCE, retrain, where=lambda name: flag_of(f"retrain_{name}"))
-    chosen = search_space(METHODS.get_spec(method).config, space or [], fixed=list(fixed))
-    if workers > 1 and executor == "serial":
-        raise UsageError(
-            f"--workers {workers} needs --executor ray: the serial executor runs one worker",
-            hint="add --executor ray, or start more smu tune processes on the same --out",
-        )
-    runner = make_executor(executor, address, cpus_per_step, gpus_per_step)
-    runner.check()
-    optuna_module()  # installed?
-    dev = resolve_device(device)
-    loaded = artifacts.load_model(model, dev)
-    splits = splits_of(loaded, data, dev)
-    ref = artifacts.load_model(reference, dev, option="--reference") if reference else None
-    if ref is not None:
-        check_fits(ref, splits, "--reference")
-        ref.check_same_split(loaded)
-    subject = Subject(loaded, splits, resolve_forget(forget, splits, forget_seed))
-    spec, heldout_seed = (
-        (holdout_forget, forget_seed)
-        if holdout_forget
-        else heldout_forget(subject.forget, splits, forget_seed)
-    )
-    heldout = Subject(loaded, splits, resolve_forget(spec, splits, heldout_seed))
-    if heldout.forget.sha256 == subject.forget.sha256:
-        raise UsageError(
-            f"--holdout-forget {spec!r} is the forget set being tuned on",
-            hint="the held-out number must come from another draw",
-        )
-    out = Path(out) if out else c.default_out("tune", loaded.dataset, loaded.arch, method)
-    if out.is_dir() and any(out.iterdir()) and not (out / "study.db").is_file() and not force:
-        raise UsageError(
-            f"--out {str(out)!r} is not empty and holds no study",
-            hint="choose another --out, or pass --force",
-        )
-    reporter = reporter or Reporter()
-    started = time.perf_counter()
-    with c.run_folder(out, force=True) as folder:
-        given_ref = (lambda: ref) if ref is not None else None
-        identity = {
-            "parent": loaded.sha256,
-            "forget": subject.forget.sha256,
-            "heldout": heldout.forget.sha256,
-        }
-        steps = plan(
-            lambda: subject,
-            lambda: heldout,
-            identity,
-            method,
-            fixed,
-            chosen,
-            retrain_cfg,
-            tune_cfg,
-            seed,
-            folder,
-            workers=workers,
-            reference=given_ref,
-            reporter=reporter,
-        )
-        again = {  # what a Ray worker plans the same steps from
-            "model": str(model),
-            "data": None if data is None else str(data),
-            "device": device,
-            "forget": (forget, forget_seed),
-            "heldout": (spec, heldout_seed),
-            "identity": identity,
-            "method": method,
-            "fixed": fixed,
-            "space": chosen,
-            "retrain_cfg": retrain_cfg,
-            "tune_cfg": tune_cfg,
-            "seed": seed,
-            "out": str(folder),
-            "workers": workers,
-            "reference": None if reference is None else str(reference),
-        }
-        open_study(folder, steps[2].tags["study"])  # made here, before workers race to make it
-        done = runner.run(steps, Plan(command_plan, again), reporter)
-        result = summary(subject, steps, done, method, chosen, fixed, folder, started)
-        result["reproduce"] = reproduce(
-            model,
-            heldout,
-            heldout_seed,
-            method,
-            result["config"],
-            fixed,
-            seed,
-            data,
-            result["heldout"]["reference_model"],
-        )
-        snippet = folder / f"tuned-{method}.yaml"
-        artifacts.atomic_write(snippet, result["recipe"].encode())
-        result["snippet"] = str(snippet)
-        artifacts.write_json(
-            folder / method / "tune.json", result
-        )  # methods tuned into one --out keep theirs
-        prefix = {id(retrain_cfg): "retrain"}
-        command = c.command_line(
-            "smu tune",
-            {k: v for k, v in given.items() if k not in options},
-            tune_cfg,
-            make_config(method, fixed),
-            retrain_cfg,
-            prefix=lambda config, name: prefix.get(id(config), ""),
-        )
-        result["manifest"] = c.write_manifest(folder / method, command, given, result, dev)
-    return result
-
-
-def reproduce(
-    model: Path,
-    heldout: Subject,
-    forget_seed: int,
-    method: str,
-    config: dict[str, Any],
-    fixed: dict[str, Any],
-    seed: int,
-    data: Any,
-    reference: str,
-) -> str:
-    """The `smu unlearn` command that gives the held-out model and its gap to retrain again."""
-    words = ["smu", "unlearn", "--model", str(model), "--forget", heldout.forget.spec, "--method", method]
-    words += ["--forget-seed", str(forget_seed)]
-    defaults = dataclasses.asdict(METHODS.get_spec(method).config())
-    for name, value in config.items():
-        if value != defaults.get(name) or name in fixed:
-            words += [
-                flag_of(name),
-                ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value),
-            ]
-    words += ["--seed", str(seed)] + (["--data", str(data)] if data else [])
-    return shlex.join([*words, "--reference", reference])
+OPTIONS = {
+    "model": c.Model,
+    "forget": Forget,
+    "method": Method,
+    "space": Space,
+    "holdout_forget": HoldoutForget,
+    "reference": TuneReference,
+    "forget_seed": ForgetSeed,
+    "data": c.DataDir,
+    "device": c.Device,
+    "seed": c.Seed,
+    "out": c.Out,
+    "force": c.Force,
+    "workers": Workers,
+    "executor": c.ExecutorName,
+    "address": c.Address,
+    "cpus_per_step": c.CpusPerStep,
+    "gpus_per_step": c.GpusPerStep,
+}
 
 
 def render(result: dict) -> list:
@@ -351,4 +180,4 @@ def command(focus: str | None = None) -> Any:
     )
     reference = retrain_options("Reference: the retrained model")
     generated = config_options(TuneConfig, panel="Tuning") + options + reference
-    return cli(tune, render=render, paths=lambda r: [r["snippet"]], generated=generated)
+    return cli(tune, options=OPTIONS, render=render, paths=lambda r: [r["snippet"]], generated=generated)

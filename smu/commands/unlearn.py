@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from smu.commands import common as c
-from smu.commands.evaluate import Forget, ForgetSeed, Mask, MiaFeatures, Reference, mia_feature_list
+from smu.commands.evaluate import Forget, ForgetSeed, Mask, MiaFeatures, Reference
 from smu.commands.evaluate import render as render_metrics
 from smu.commands.generate import method_options
 from smu.commands.wrap import cli
-from smu.data import check_fits, splits_of
-from smu.data.forget import resolve_forget
-from smu.engine import Reporter, resolve_device
-from smu.io import artifacts
-from smu.unlearning import METHODS, make_config
-from smu.workflows.unlearn import run_unlearn
+from smu.unlearning import METHODS
+from smu.workflows.unlearn import unlearn
 
 EPILOG = (
     "Examples:\n\n"
@@ -42,63 +37,25 @@ NoEval = Annotated[
 ]
 
 
-def unlearn(
-    model: c.Model,
-    forget: Forget,
-    method: Method,
-    mask: Mask = None,
-    reference: Reference = None,
-    no_eval: NoEval = False,
-    mia_features: MiaFeatures = "confidence",
-    forget_seed: ForgetSeed = 0,
-    data: c.DataDir = None,
-    device: c.Device = "auto",
-    amp: c.Amp = False,
-    compile: c.Compile = False,
-    sync_bn: c.SyncBn = False,
-    seed: c.Seed = 0,
-    out: c.Out = None,
-    force: c.Force = False,
-    resume: c.Resume = False,
-    reporter: Reporter | None = None,
-    **options: Any,
-) -> dict[str, Any]:
-    """Unlearn a forget set from a dense or sparse model with any registered method.
-
-    ``options`` are the method's hyper-parameters by the names of its options (``epochs=3``,
-    ``alpha=1e-8``); those not given keep the method's defaults. Returns what ``--json`` prints.
-    """
-    given = {k: v for k, v in locals().items() if k not in ("options", "reporter")} | options
-    cfg = make_config(method, options)  # every option checked before anything is loaded
-    dev = resolve_device(device)
-    loaded = artifacts.load_model(model, dev, mask=mask)
-    ref = artifacts.load_model(reference, dev, option="--reference") if reference else None
-    splits = splits_of(loaded, data, dev)
-    if ref is not None:
-        check_fits(ref, splits, "--reference")
-        ref.check_same_split(loaded)
-    fs = resolve_forget(forget, splits, forget_seed)
-    own_values = {k: v for k, v in given.items() if k not in options}
-    command = c.command_line("smu unlearn", own_values, cfg)
-    out = Path(out) if out else c.default_out("unlearn", loaded.dataset, loaded.arch, method)
-    with c.run_folder(out, force=force or resume, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
-        result = run_unlearn(
-            loaded,
-            splits,
-            fs,
-            method,
-            cfg,
-            out=folder,
-            seed=seed,
-            reporter=reporter,
-            reference=ref,
-            evaluate=not no_eval,
-            features=mia_feature_list(mia_features),
-            command=command,
-            resume=resume,
-        )
-        result["manifest"] = c.write_manifest(folder, command, given, result, dev)
-    return result
+OPTIONS = {
+    "model": c.Model,
+    "forget": Forget,
+    "method": Method,
+    "mask": Mask,
+    "reference": Reference,
+    "no_eval": NoEval,
+    "mia_features": MiaFeatures,
+    "forget_seed": ForgetSeed,
+    "data": c.DataDir,
+    "device": c.Device,
+    "amp": c.Amp,
+    "compile": c.Compile,
+    "sync_bn": c.SyncBn,
+    "seed": c.Seed,
+    "out": c.Out,
+    "force": c.Force,
+    "resume": c.Resume,
+}
 
 
 def render(result: dict) -> list:
@@ -113,7 +70,7 @@ def command(focus: str | None = None) -> Any:
     options = method_options(
         dict(METHODS), focus=focus, panel="Method options", trainer_panel="Training (methods that train)"
     )
-    return cli(unlearn, render=render, paths=lambda r: [r["model"]], generated=options)
+    return cli(unlearn, options=OPTIONS, render=render, paths=lambda r: [r["model"]], generated=options)
 
 
 def epilog() -> str:

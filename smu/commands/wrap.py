@@ -1,62 +1,53 @@
-"""From a library function to a Typer command: its keyword parameters become the options, the
-generated ones are added, the result is shown as a table, JSON or paths, and errors become one line.
-"""
+"""From a workflow to a Typer command: its parameters become the options (spelled by the command's
+table of CLI types), the generated ones are added, the result is shown as a table, JSON or paths, and
+errors become one line."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import os
 import sys
 import typing
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Annotated, Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import typer
 
 from smu.commands.common import Json, Quiet
 from smu.commands.generate import Generated
-from smu.errors import SmuError, UsageError
-from smu.options import flag_of
-
-
-@dataclass(frozen=True)
-class Alias:
-    """An old spelling kept for one release: a hidden option (or, with ``argument``, a positional)
-    that sets ``to`` and says once on stderr which spelling to use."""
-
-    flag: str
-    to: str
-    annotation: Any = str | None
-    argument: bool = False
+from smu.errors import SmuError
 
 
 def cli(
     fn: Callable[..., dict[str, Any]],
     *,
+    options: Mapping[str, Any] | None = None,
     render: Callable[..., Any],
     paths: Callable[[dict[str, Any]], list[str]],
     generated: list[Generated] = (),
-    aliases: tuple[Alias, ...] = (),
     render_options: dict[str, Any] | None = None,
     fail_when: Callable[[dict[str, Any]], bool] | None = None,
 ) -> Callable[..., None]:
-    """A Typer command that calls ``fn``, shows its result, and turns errors into one line.
+    """A Typer command that calls the workflow ``fn``, shows its result, and turns errors into one line.
 
-    The command's options are ``fn``'s keyword parameters (``reporter`` and ``**options`` excepted),
-    the ``generated`` ones (passed on only when given), ``render_options`` (name -> Annotated type,
-    passed to ``render``), the aliases, ``--json`` and ``-q``.
+    Every parameter of ``fn`` is an option, spelled and explained by ``options`` (parameter name ->
+    the Typer type: ``Annotated[Path, typer.Option("--model", help=...)]``), with ``fn``'s default;
+    ``config``, ``reporter`` and ``**options`` are for library callers only. Without ``options``,
+    ``fn`` is a plain Typer function whose annotations are the CLI types (the small commands). Then
+    the ``generated`` options (method and training options, passed on only when given),
+    ``render_options`` (name -> Typer type, passed to ``render``), ``--json`` and ``-q``.
     """
-    own = [
-        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-        for p in inspect.signature(fn, eval_str=True).parameters.values()
-        if p.name != "reporter" and p.kind is not inspect.Parameter.VAR_KEYWORD
-    ]
-    # A required option that an old spelling can also give is checked after the aliases are read.
-    required = {p.name for p in own if p.default is inspect.Parameter.empty} & {a.to for a in aliases}
-    own = [optional(p) if p.name in required else p for p in own]
+    own = []
+    for p in inspect.signature(fn, eval_str=options is None).parameters.values():
+        if p.name in LIBRARY_ONLY or p.kind is inspect.Parameter.VAR_KEYWORD:
+            continue
+        if options is not None and p.name not in options:
+            raise TypeError(f"{fn.__qualname__}: parameter {p.name!r} has no CLI option")
+        cli_type = p.annotation if options is None else options[p.name]
+        own.append(
+            inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default, annotation=cli_type)
+        )
     taken = {p.name for p in own}
     extra = [g for g in generated if g.name not in taken]
     params = own + [
@@ -68,33 +59,17 @@ def cli(
         params.append(
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
         )
-    for alias in aliases:
-        marker = typer.Argument(hidden=True) if alias.argument else typer.Option(alias.flag, hidden=True)
-        params.append(
-            inspect.Parameter(
-                alias_name(alias),
-                inspect.Parameter.KEYWORD_ONLY,
-                default=None,
-                annotation=Annotated[alias.annotation, marker],
-            )
-        )
     params += [
         inspect.Parameter("json_out", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Json),
         inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Quiet),
     ]
 
-    @functools.wraps(fn)
     def command(**kwargs: Any) -> None:
         from smu.ui import emit, reporting
 
         as_json, quiet = kwargs.pop("json_out"), kwargs.pop("quiet")
         shown = {name: kwargs.pop(name) for name in render_options or {}}
         with errors_shown():
-            for alias in aliases:
-                use_alias(alias, kwargs)
-            for name in required:
-                if kwargs[name] is None:
-                    raise UsageError(f"missing option {flag_of(name)}", hint="see --help")
             for g in extra:
                 value = kwargs.pop(g.name)
                 if value is not None:
@@ -107,33 +82,15 @@ def cli(
         if fail_when is not None and fail_when(result):
             raise typer.Exit(1)
 
+    # Typer reads a command's options from its signature: the workflow's parameters with their CLI types.
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = fn.__doc__
+    command.workflow = fn  # type: ignore[attr-defined]
     return command
 
 
-def optional(p: inspect.Parameter) -> inspect.Parameter:
-    kind, *meta = typing.get_args(p.annotation)
-    return p.replace(default=None, annotation=Annotated[(kind | None, *meta)])
-
-
-def alias_name(alias: Alias) -> str:
-    return "alias_" + alias.flag.lstrip("-").replace("-", "_")
-
-
-def use_alias(alias: Alias, kwargs: dict[str, Any]) -> None:
-    value = kwargs.pop(alias_name(alias))
-    if value is None:
-        return
-    new = flag_of(alias.to)
-    old = f"{alias.flag.upper()} as a positional argument" if alias.argument else alias.flag
-    current = kwargs.get(alias.to)
-    if current is not None and current != value:
-        raise UsageError(f"{old} and {new} disagree ({value!r} vs {current!r})", hint=f"give {new} only")
-    kwargs[alias.to] = value
-    from smu.ui import warn
-
-    warn(f"{old} is now spelled {new}; the old spelling goes away in the next release")
+LIBRARY_ONLY = ("config", "reporter")
+"""Parameters of a workflow that only library callers pass: a method's config dataclass, the reporter."""
 
 
 @contextlib.contextmanager

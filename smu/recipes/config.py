@@ -334,3 +334,11 @@ def prune_method_options(recipe: Recipe) -> Any:
 def reference_method(methods: Any) -> str | None:
     """The exact method (retrain) among ``methods``: every other one is measured against it."""
     return next((m for m in methods if m in METHODS and METHODS[m].exact), None)
+
+
+def model_name(rate: float) -> str:
+    return "dense" if rate == 0 else f"sparse-{rate:g}"
+
+
+def slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in ".-" else "-" for ch in text)

@@ -15,9 +15,8 @@ from rich.table import Table
 
 from smu.evaluation import gap
 from smu.execution.steps import Step
-from smu.recipes.config import reference_method
+from smu.recipes.config import model_name, reference_method
 from smu.ui import LINE, plain
-from smu.workflows.recipe import model_name
 
 COLUMNS = [
     ("UA", "ua"),

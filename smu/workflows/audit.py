@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +33,17 @@ from smu.engine import predict, resolve_device
 from smu.errors import ArtifactError, UsageError
 from smu.evaluation import unlearning_metrics
 from smu.evaluation.judges import SIDES, example_epsilon, forgetting_quality, tow, ulira
-from smu.execution.steps import Step, result_of
+from smu.execution import make_executor
+from smu.execution.steps import Plan, Step, result_of
 from smu.io import artifacts
 from smu.io import schema as S
-from smu.io.artifacts import LoadedModel, digest
-from smu.options import Checked, param
+from smu.io.artifacts import digest
+from smu.options import Checked, flag_of, param
 from smu.progress import Reporter
 from smu.ui import jsonable
+from smu.unlearning import make_config
+from smu.workflows.common import command_line, default_out, run_folder, write_manifest
+from smu.workflows.subject import Subject
 from smu.workflows.unlearn import run_unlearn
 
 STATISTICS = {
@@ -67,13 +72,98 @@ class AuditConfig(Checked):
     """F's single-threshold attacks: both (each threshold tried both ways) or above (the notebook's)."""
 
 
-@dataclass
-class Subject:
-    """What an audit is about: the original model, its data and the forget set."""
+def audit(
+    model: str | Path,
+    forget: str | Path,
+    method: str,
+    keep_models: bool = False,
+    forget_seed: int = 0,
+    data: str | Path | None = None,
+    device: str = "auto",
+    amp: bool = False,
+    compile: bool = False,
+    sync_bn: bool = False,
+    out: str | Path | None = None,
+    force: bool = False,
+    executor: str = "serial",
+    address: str | None = None,
+    cpus_per_step: float | None = None,
+    gpus_per_step: float | None = None,
+    reporter: Reporter | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Audit an unlearning method: per-example attacks between N unlearned and N retrained models.
 
-    loaded: LoadedModel
-    splits: Splits
-    forget: ForgetSet
+    ``options`` are the audit's (``models=8``, ``statistic``, ``thresholds``), the method's
+    hyper-parameters (``epochs=2``) and, prefixed ``retrain_``, those of the retrained ensemble
+    (``retrain_epochs=20``). Returns what ``--json`` prints.
+    """
+    start = time.perf_counter()
+    given = {k: v for k, v in locals().items() if k not in ("options", "reporter", "start")} | options
+    own = {f.name for f in dataclasses.fields(AuditConfig)}
+    audit_cfg = AuditConfig(**{k: v for k, v in options.items() if k in own and v is not None})
+    retrain = {k.removeprefix("retrain_"): v for k, v in options.items() if k.startswith("retrain_")}
+    mine = {k: v for k, v in options.items() if k not in own and not k.startswith("retrain_")}
+    cfg = make_config(method, mine)
+    retrain_cfg = make_config(REFERENCE, retrain, where=lambda name: flag_of(f"retrain_{name}"))
+    runner = make_executor(executor, address, cpus_per_step, gpus_per_step)
+    runner.check()
+    dev = resolve_device(device)
+    loaded = artifacts.load_model(model, dev)
+    splits = splits_of(loaded, data, dev)
+    out = Path(out) if out else default_out("audit", loaded.dataset, loaded.arch)
+    fs = resolve_audit_forget(forget, splits, forget_seed, out)
+    if out.is_dir() and any(out.iterdir()) and not (out / "forget.safetensors").is_file() and not force:
+        raise UsageError(
+            f"--out {str(out)!r} is not empty and holds no audit",
+            hint="choose another --out, or pass --force",
+        )
+    subject = Subject(loaded, splits, fs)
+    with run_folder(out, force=True, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
+        if not (folder / "forget.safetensors").is_file():
+            fs.save(folder / "forget.safetensors")
+        identity = {"parent": loaded.sha256, "forget": fs.sha256}
+        steps = plan(
+            lambda: subject,
+            identity,
+            {method: cfg},
+            retrain_cfg,
+            audit_cfg,
+            folder,
+            keep_models=keep_models,
+            reporter=reporter,
+        )
+        again = {  # what a Ray worker plans the same steps from; its subject loads on its own device
+            "model": str(model),
+            "data": None if data is None else str(data),
+            "device": device,
+            "identity": identity,
+            "methods": {method: cfg},
+            "retrain_cfg": retrain_cfg,
+            "audit": audit_cfg,
+            "out": str(folder),
+            "keep_models": keep_models,
+        }
+        done = runner.run(steps, Plan(command_plan, again, amp=amp, compile=compile), reporter)
+        ran = sum(not skipped for _, _, skipped in done)
+        result = done[-1][1] | {
+            "out": str(folder),
+            "wall_s": time.perf_counter() - start,
+            "steps": {"total": len(done), "ran": ran, "reused": len(done) - ran},
+            "config": dataclasses.asdict(cfg),
+            "retrain_config": dataclasses.asdict(retrain_cfg),
+        }
+        prefix = {id(retrain_cfg): "retrain"}
+        command = command_line(
+            "smu audit",
+            {k: v for k, v in given.items() if k not in options},
+            audit_cfg,
+            cfg,
+            retrain_cfg,
+            prefix=lambda config, name: prefix.get(id(config), ""),
+        )
+        result["manifest"] = write_manifest(steps[-1].folder, command, given, result, dev)
+    return result
 
 
 def example_statistics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -13,22 +13,29 @@ clean accuracy (SA) and the attack success rate (ASR) before and after. Run fold
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from smu.data import Splits
+from smu.data import Splits, load_splits, splits_of
 from smu.data.forget import ForgetSet
 from smu.data.poison import Trigger, default_trigger_value, poison
-from smu.engine import Reporter, TrainConfig
+from smu.engine import Reporter, TrainConfig, resolve_device
 from smu.errors import UsageError
 from smu.evaluation.backdoor import backdoor_metrics
 from smu.io import artifacts
 from smu.io import schema as S
 from smu.io.artifacts import LoadedModel
-from smu.options import Checked, param
+from smu.models import ARCHS
+from smu.options import Checked, flag_of, param, parse_list
+from smu.pruning import METHODS as PRUNING
+from smu.pruning import PruneConfig
+from smu.registry import lookup
+from smu.unlearning import METHODS, make_config
+from smu.workflows.common import command_line, default_out, refuse_unknown, run_folder, write_manifest
 from smu.workflows.prune import train_models
 from smu.workflows.unlearn import run_unlearn
 
@@ -50,6 +57,136 @@ class BackdoorConfig(Checked):
         """The trigger for these splits, checked against their image size and classes."""
         value = default_trigger_value(splits.info.name) if self.trigger_value is None else self.trigger_value
         return Trigger(self.trigger_size, value, self.target).check(splits)
+
+
+def backdoor_cleanse(
+    poison: str = BackdoorConfig.poison,
+    target: int = BackdoorConfig.target,
+    trigger_size: int = BackdoorConfig.trigger_size,
+    trigger_value: int | None = None,
+    forget_seed: int = 0,
+    prune: str = "omp",
+    rate: float | None = None,
+    rates: str | Sequence[float] | None = None,
+    rewind_epoch: int = 8,
+    scope: str = "conv",
+    model: str | Path | None = None,
+    method: str = "ft",
+    arch: str | None = None,
+    dataset: str | None = None,
+    data: str | Path | None = None,
+    val_fraction: float = 0.1,
+    subset: int = 0,
+    device: str = "auto",
+    amp: bool = False,
+    compile: bool = False,
+    sync_bn: bool = False,
+    seed: int = 0,
+    out: str | Path | None = None,
+    force: bool = False,
+    reporter: Reporter | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Poison the data, train Trojan model(s), unlearn the poisoned samples; SA and ASR before and after.
+
+    ``rates``: the sparsities to compare (``"0,0.9"`` or a list; 0 = dense), each pruned once with
+    ``prune`` from one dense model; ``model`` cleanses a given Trojan model instead. ``options`` train
+    the Trojan models (``epochs``, ``lr``...) and, prefixed ``unlearn_`` where the names clash
+    (``unlearn_epochs``), set the unlearning method's. Returns what ``--json`` prints.
+    """
+    given = {k: v for k, v in locals().items() if k not in ("options", "reporter")} | options
+    unlearning = {f.name for spec in METHODS.values() for f in fields(spec.config)}
+    refuse_unknown(options, TRAINING | {f"unlearn_{n}" for n in TRAINING} | unlearning, "backdoor-cleanse")
+    train = TrainConfig(**{k: v for k, v in options.items() if k in TRAINING})
+    unlearn_given = {k.removeprefix("unlearn_"): v for k, v in options.items() if k not in TRAINING}
+    unlearn_cfg = make_config(method, unlearn_given, where=unlearn_flag)
+    cfg = BackdoorConfig(poison, target, trigger_size, trigger_value)
+    chosen = check_rates(parse_rates(rate, rates))
+    if lookup(PRUNING, prune, "pruning method").iterative:
+        raise UsageError(
+            f"--prune {prune} is iterative; here each sparsity is pruned once from one dense model",
+            hint="use a one-shot method (omp, synflow, random), or a recipe with prune.method imp",
+        )
+    dev = resolve_device(device)
+    start = artifacts.load_model(model, dev) if model else None
+    if start is not None:
+        if rate is not None or rates is not None:
+            raise UsageError(
+                "--rate/--rates train new Trojan models; with --model the given one is cleansed",
+                hint="leave out --rates, or leave out --model",
+            )
+        splits = splits_of(start, data, dev)
+        arch = start.arch
+        chosen = (float(start.meta.get(S.SPARSITY, 0)),)
+    else:
+        arch = arch or "resnet18"
+        lookup(ARCHS, arch, "architecture")
+        splits = load_splits(
+            dataset or "digits",
+            data_dir=data,
+            device=dev,
+            val_fraction=val_fraction,
+            seed=seed,
+            subset=subset,
+        )
+        if any(r > 0 for r in chosen):  # checks the rewind epoch and scope before anything is trained
+            PruneConfig(prune, rate=max(chosen), rewind_epoch=rewind_epoch, scope=scope).resolved(
+                train.epochs
+            )
+    cfg.trigger(splits)  # checks the trigger before anything is written
+    own_values = {k: v for k, v in given.items() if k not in options}
+    command = command_line(
+        "smu backdoor-cleanse",
+        own_values,
+        train,
+        unlearn_cfg,
+        prefix=lambda cfg, name: "unlearn" if cfg is unlearn_cfg and name in TRAINING else "",
+    )
+    out = Path(out) if out else default_out("backdoor", splits.info.name, arch, method)
+    with run_folder(out, force=force, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
+        result = run_backdoor(
+            splits,
+            arch,
+            train,
+            cfg,
+            method,
+            unlearn_cfg,
+            rates=chosen,
+            prune=prune,
+            out=folder,
+            seed=seed,
+            forget_seed=forget_seed,
+            device=dev,
+            start=start,
+            rewind_epoch=rewind_epoch,
+            scope=scope,
+            reporter=reporter,
+            command=command,
+        )
+        result["manifest"] = write_manifest(folder, command, given, result, dev)
+    return result
+
+
+TRAINING = {f.name for f in fields(TrainConfig)}
+
+
+def unlearn_flag(name: str) -> str:
+    """How the unlearning method's options are spelled here: --unlearn-epochs, but --alpha."""
+    return f"--unlearn-{name.replace('_', '-')}" if name in TRAINING else flag_of(name)
+
+
+def parse_rates(rate: float | None, rates: str | Sequence[float] | None) -> tuple[float, ...]:
+    if rate is not None and rates is not None:
+        raise UsageError(
+            "give --rate or --rates, not both", hint="--rates 0,0.9 compares dense and 90% sparse"
+        )
+    if rate is not None:
+        return (rate,)
+    if rates is None:
+        return (0.0,)
+    if not isinstance(rates, str):
+        return tuple(float(r) for r in rates)
+    return parse_list(float, tuple, rates, flag="--rates")
 
 
 def check_rates(rates: tuple[float, ...] | list[float]) -> tuple[float, ...]:

@@ -314,7 +314,7 @@ def reference_of(t: dict[str, Any]) -> str | None:
 def slug(text: str, name: bool = False) -> str:
     """The run's folder name of a scenario (``random-10-``), or, trimmed, a figure's (``random-10``): at
     most 64 characters, a longer name cut and told apart from others by a hash of the whole."""
-    from smu.workflows.recipe import slug
+    from smu.recipes.config import slug
 
     if not name:
         return slug(text)

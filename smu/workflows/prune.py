@@ -1,4 +1,4 @@
-"""`smu prune` as a library call: train, prune, rewind, retrain, and keep every round on disk.
+"""`smu prune`: train, prune, rewind, retrain, and keep every round on disk.
 
 Layout of a run folder::
 
@@ -11,24 +11,115 @@ Layout of a run folder::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from smu.data import Splits, check_fits, subset_meta
+from smu.data import Splits, check_fits, load_splits, subset_meta
 from smu.data.batches import Augment
-from smu.engine import Checkpoint, Reporter, TrainConfig, accuracy, fit
+from smu.engine import Checkpoint, Reporter, TrainConfig, accuracy, fit, resolve_device
 from smu.errors import ArtifactError, UsageError
 from smu.execution import distributed
 from smu.io import artifacts
 from smu.io import schema as S
 from smu.io.artifacts import LoadedModel, digest
 from smu.masks import Mask
-from smu.models import build_model
-from smu.pruning import METHODS, PruneConfig, PruneContext
+from smu.models import ARCHS, build_model
+from smu.pruning import METHODS, PruneConfig, PruneContext, prune_options
+from smu.registry import lookup
+from smu.workflows.common import command_line, default_out, refuse_unknown, run_folder, write_manifest
+
+
+def prune(
+    method: str = PruneConfig.method,
+    rate: float | None = None,
+    times: int | None = None,
+    scope: str = PruneConfig.scope,
+    rewind_epoch: int | None = None,
+    model: str | Path | None = None,
+    rewind_from: str | Path | None = None,
+    arch: str | None = None,
+    dataset: str | None = None,
+    data: str | Path | None = None,
+    val_fraction: float = 0.1,
+    subset: int = 0,
+    device: str = "auto",
+    amp: bool = False,
+    compile: bool = False,
+    sync_bn: bool = False,
+    seed: int = 0,
+    out: str | Path | None = None,
+    force: bool = False,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Prune a model: train dense, prune, rewind and retrain (omp, imp), or prune at init and train.
+
+    ``model`` starts from a trained dense model instead of training one (``rewind_from``: the weights
+    to rewind to, by default the rewind checkpoint saved beside it). ``options`` are the training
+    options (``epochs=10``, ``lr=0.05``: the fields of ``TrainConfig``) and the method's own ones
+    (``synflow_iterations=20``). Returns what ``smu prune --json`` prints.
+    """
+    given = {k: v for k, v in locals().items() if k not in ("options", "reporter")} | options
+    training = {f.name for f in fields(TrainConfig)}
+    refuse_unknown(options, training | method_fields(), "prune")
+    train = TrainConfig(**{k: v for k, v in options.items() if k in training})
+    own = prune_options(method, {k: v for k, v in options.items() if k not in training})
+    dev = resolve_device(device)
+    start = artifacts.load_model(model, dev, option="--model") if model else None
+    if start is not None:
+        for flag, value, its in (("--arch", arch, start.arch), ("--dataset", dataset, start.dataset)):
+            if value is not None and value != its:
+                raise UsageError(
+                    f"{flag} {value!r} does not match the --model's {its!r}",
+                    hint=f"leave {flag} out to use the model's",
+                )
+        arch, dataset = start.arch, start.dataset
+        if rewind_epoch is None and start.meta.get(S.REWIND_EPOCH):
+            rewind_epoch = int(start.meta[S.REWIND_EPOCH])
+    arch, dataset = arch or "resnet18", dataset or "digits"
+    rewind = artifacts.load_model(rewind_from, dev, option="--rewind-from") if rewind_from else None
+    cfg = PruneConfig(
+        method=method,
+        rate=rate,
+        times=times,
+        scope=scope,
+        rewind_epoch=PruneConfig.rewind_epoch if rewind_epoch is None else rewind_epoch,
+        options=own,
+    ).resolved(train.epochs)
+    lookup(ARCHS, arch, "architecture")
+    splits = load_splits(
+        dataset, data_dir=data, device=dev, val_fraction=val_fraction, seed=seed, subset=subset
+    )
+    own_values = {k: v for k, v in given.items() if k not in options}
+    command = command_line("smu prune", own_values, train, cfg.options)
+    out = Path(out) if out else default_out("prune", dataset, arch, cfg.method)
+    with run_folder(out, force=force or resume, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
+        result = run_prune(
+            splits,
+            arch,
+            train,
+            cfg,
+            out=folder,
+            seed=seed,
+            device=dev,
+            start=start,
+            rewind_from=rewind,
+            reporter=reporter,
+            command=command,
+            resume=resume,
+        )
+        result["manifest"] = write_manifest(folder, command, given, result, dev)
+    return result
+
+
+def method_fields() -> set[str]:
+    """The options of every pruning method that has its own."""
+    return {f.name for spec in METHODS.values() if spec.config for f in fields(spec.config)}
 
 
 @dataclass

@@ -1,4 +1,6 @@
-"""Plan a recipe as steps (``smu.execution.steps``): per seed, the trained and pruned models, then one
+"""`smu run` and `smu demo`: a whole experiment from a recipe, and its report.
+
+A recipe is planned as steps (``smu.execution.steps``): per seed, the trained and pruned models, then one
 step per scenario, model and method (for an audit, that method's ensemble and verdict); a new method reuses
 the trained and pruned models."""
 
@@ -6,40 +8,150 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+import shlex
+import time
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from smu.data import Splits, load_splits, splits_of
 from smu.data.forget import resolve_forget
 from smu.engine import Reporter, accuracy, resolve_device, runtime
+from smu.errors import SmuError, SmuWarning, UsageError
+from smu.execution import distributed, make_executor
 from smu.execution.executor import Executor
-from smu.execution.steps import Plan, Step, result_of
+from smu.execution.steps import Plan, Step, is_done, result_of
 from smu.io import artifacts
 from smu.io.artifacts import digest
 from smu.pruning import METHODS as PRUNING
 from smu.pruning import PruneConfig
+from smu.recipes import report
+from smu.recipes.catalog import read_recipe
 from smu.recipes.config import (
     Recipe,
     method_config,
+    model_name,
     parse_recipe,
     prune_method_options,
     reference_method,
+    slug,
     tune_options,
 )
 from smu.workflows import audit as auditing
 from smu.workflows.backdoor import Attack
+from smu.workflows.common import versions
 from smu.workflows.prune import run_prune, train_models
 from smu.workflows.unlearn import run_unlearn
 
 
-def slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in ".-" else "-" for ch in text)
+def run(
+    recipe: str | Path,
+    overrides: Sequence[str] | None = None,
+    dry_run: bool = False,
+    out: str | Path | None = None,
+    force: bool = False,
+    resume: bool = False,
+    executor: str = "serial",
+    address: str | None = None,
+    cpus_per_step: float | None = None,
+    gpus_per_step: float | None = None,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    """Run a recipe: train, prune, unlearn with every method, evaluate against retrain, report.
+
+    ``recipe`` is a recipe file or the name of a shipped one (``quickstart``); ``overrides`` are
+    ``key=value`` by dotted key (``unlearn.ft.lr=0.02``). A run continues where it stopped: finished
+    steps are skipped (``resume`` is accepted for symmetry with prune and unlearn). Returns what
+    ``smu run --json`` prints.
+    """
+    del resume  # always on: finished steps are skipped and an interrupted one resumes from its checkpoint
+    overrides = list(overrides or [])
+    label, text = read_recipe(recipe)
+    checked = parse_recipe(label, text, overrides)  # every key, type and range, before any compute
+    runner = make_executor(executor, address, cpus_per_step, gpus_per_step)
+    runner.check()
+    if distributed.world_size() > 1:  # under torchrun: join the other ranks now, and check --sync-bn
+        resolve_device(checked.device)
+        if checked.sync_bn:
+            distributed.check_sync_bn()
+    resolved = checked.to_dict()
+    out = Path(out) if out else Path("runs") / Path(str(recipe)).stem
+    if dry_run:
+        planned = Planner(checked, out, Reporter()).steps()
+        steps = [
+            {"step": i, "title": s.title, "folder": str(s.folder), "done": is_done(s)}
+            for i, s in enumerate(planned, 1)
+        ]
+        return {"recipe": resolved, "out": str(out), "steps": steps, "dry_run": True}
+    if out.is_dir() and any(out.iterdir()) and not (out / "recipe.yaml").is_file() and not force:
+        raise UsageError(
+            f"--out {str(out)!r} is not empty and holds no smu run",
+            hint="choose another --out, or pass --force",
+        )
+    reporter = reporter or Reporter()
+    command = "smu run " + " ".join(shlex.quote(str(a)) for a in [recipe, *overrides])
+    start = time.perf_counter()
+    with artifacts.run_dir(out, force=True) as out:
+        header = f"# {command}\n# resolved by smu; run it again with: smu run {out / 'recipe.yaml'}\n"
+        artifacts.atomic_write(
+            out / "recipe.yaml", (header + yaml.safe_dump(resolved, sort_keys=False)).encode()
+        )
+        done = execute(checked, out, reporter, executor=runner, source=(label, text, overrides))
+    seconds = time.perf_counter() - start
+    tables, claims, models = report.build(done), report.claims(done), report.models_table(done)
+    ran = sum(not skipped for _, _, skipped in done)
+    speed = "".join(f", {name}" for name in ("amp", "compile", "sync_bn") if getattr(checked, name))
+    if runner.name == "serial":
+        v = versions(resolve_device(checked.device))
+        machine = f"{v['device_name']} ({v['device']}{speed}), {v['platform']}, torch {v['torch']}"
+    else:  # the steps ran wherever Ray put them; each step's workers.json says where
+        v = versions("driver")
+        chosen = ((runner.cpus_per_step, "CPU"), (runner.gpus_per_step, "GPU"))
+        per_step = ", ".join(f"{n:g} {what}" for n, what in chosen if n is not None) or "default resources"
+        machine = f"Ray tasks ({per_step} per step{speed}), torch {v['torch']}"
+    preamble = (
+        f"Command: `{command}`\n\nMachine: {machine}; wall time {seconds / 60:.1f} min ({ran} of "
+        f"{len(done)} steps run, the rest reused)\n"
+    )
+    md_path = out / "report.md"
+    artifacts.atomic_write(md_path, report.markdown(tables, preamble, claims, models).encode())
+    result = {
+        "out": str(out),
+        "report": tables,
+        "claims": claims,
+        "models": models,
+        "markdown": str(md_path),
+        "wall_s": seconds,
+        "steps": {"total": len(done), "ran": ran, "skipped": len(done) - ran},
+    }
+    artifacts.write_json(out / "report.json", result)
+    result["figures"], drawn = draw_figures(out)
+    artifacts.write_json(out / "report.json", result)
+    reporter.note(f"{ran} of {len(done)} steps run in {seconds / 60:.1f} min; report: {md_path}; {drawn}")
+    return result
 
 
-def model_name(rate: float) -> str:
-    return "dense" if rate == 0 else f"sparse-{rate:g}"
+def draw_figures(out: Path) -> tuple[list[str], str]:
+    """The run's figures (``smu plot``) when the plotting extra is installed: the files and where they are.
+    Without it, or when they cannot be drawn, a one-line warning says why: the report stands either way."""
+    from smu.workflows import plot as plotting
+
+    try:
+        plotting.matplotlib_module()
+        drawn = plotting.plot_run(out, force=True)
+    except SmuError as e:
+        warnings.warn(f"figures not drawn: {e}", SmuWarning, stacklevel=2)
+        return [], "no figures"
+    return [f for figure in drawn["figures"] for f in figure["files"]], f"figures: {drawn['out']}"
+
+
+def demo(out: str | Path = Path("runs/demo"), reporter: Reporter | None = None) -> dict[str, Any]:
+    """Prune first, then unlearn, in about a minute on the embedded digits (the quickstart recipe)."""
+    return run("quickstart", out=out, force=True, reporter=reporter)
 
 
 class Planner:

@@ -1,11 +1,12 @@
-"""`smu unlearn` as a library call: run a method, time it (RTE), save the result, evaluate it."""
+"""`smu unlearn`: remove a forget set from a dense or sparse model with any registered method, time it
+(RTE), save the result with its mask and provenance, and evaluate it against a reference."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +15,80 @@ from torch import nn
 
 from smu.data import Splits
 from smu.data.forget import ForgetSet
-from smu.engine import Checkpoint, Reporter, params_finite, synchronize
+from smu.engine import Checkpoint, Reporter, params_finite, resolve_device, synchronize
 from smu.errors import DivergedError
 from smu.evaluation import compare
 from smu.execution import distributed
 from smu.io import artifacts
 from smu.io import schema as S
 from smu.io.artifacts import LoadedModel, digest
-from smu.unlearning import METHODS, Context, UnlearnData
+from smu.unlearning import METHODS, Context, UnlearnData, make_config
 from smu.unlearning.base import frozen_copy
+from smu.workflows.common import command_line, default_out, run_folder, write_manifest
+from smu.workflows.evaluate import mia_feature_list
+from smu.workflows.subject import open_subject
+
+
+def unlearn(
+    model: str | Path,
+    forget: str | Path,
+    method: str,
+    config: Any = None,
+    *,
+    mask: str | Path | None = None,
+    reference: str | Path | None = None,
+    no_eval: bool = False,
+    mia_features: str | Sequence[str] = "confidence",
+    forget_seed: int = 0,
+    data: str | Path | None = None,
+    device: str = "auto",
+    amp: bool = False,
+    compile: bool = False,
+    sync_bn: bool = False,
+    seed: int = 0,
+    out: str | Path | None = None,
+    force: bool = False,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Unlearn a forget set from a dense or sparse model with any registered method.
+
+    The method's hyper-parameters are ``config`` (its config dataclass, e.g. ``GAConfig(epochs=3)``)
+    or keyword ``options`` by the names of its fields (``epochs=3``, ``alpha=1e-8``); those not given
+    keep the method's defaults. ``forget`` is a spec (``class:3``, ``random:10%``) or a
+    forget.safetensors. Returns what ``smu unlearn --json`` prints.
+    """
+    given = {k: v for k, v in locals().items() if k not in ("options", "reporter", "config")} | options
+    if config is not None:
+        options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)} | options
+    cfg = make_config(method, options)  # every option checked before anything is loaded
+    dev = resolve_device(device)
+    subject = open_subject(
+        model, forget, device=dev, forget_seed=forget_seed, mask=mask, reference=reference, data=data
+    )
+    loaded = subject.loaded
+    own_values = {k: v for k, v in given.items() if k not in options}
+    command = command_line("smu unlearn", own_values, cfg)
+    out = Path(out) if out else default_out("unlearn", loaded.dataset, loaded.arch, method)
+    with run_folder(out, force=force or resume, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
+        result = run_unlearn(
+            loaded,
+            subject.splits,
+            subject.forget,
+            method,
+            cfg,
+            out=folder,
+            seed=seed,
+            reporter=reporter,
+            reference=subject.reference,
+            evaluate=not no_eval,
+            features=mia_feature_list(mia_features),
+            command=command,
+            resume=resume,
+        )
+        result["manifest"] = write_manifest(folder, command, given, result, dev)
+    return result
 
 
 def run_unlearn(

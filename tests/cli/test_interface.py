@@ -2,6 +2,7 @@
 API are the same calls; shipped recipes travel in the wheel; the quick commands start without torch."""
 
 import dataclasses
+import importlib
 import json
 import re
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from safetensors import safe_open
 
 import smu
-from smu.cli import COMMANDS, main, summary
+from smu.cli import COMMANDS, main
 from smu.errors import UsageError
 from smu.io import schema
 from smu.options import field_help
@@ -47,8 +48,8 @@ def test_root_help_lists_every_command_with_the_summary_of_its_library_function(
     code, out, _ = run_main(["--help"], capsys)
     assert code == 0
     for cmd in COMMANDS:
-        fn = getattr(__import__(cmd.module, fromlist=[cmd.function]), cmd.function)
-        assert summary(cmd.module, cmd.function) == " ".join(fn.__doc__.split("\n\n")[0].split())
+        fn = getattr(importlib.import_module(cmd.module), cmd.build)(None).workflow
+        assert cmd.summary == " ".join(fn.__doc__.split("\n\n")[0].split()), cmd.name
         assert cmd.name in out
 
 
@@ -172,19 +173,29 @@ def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "args, old",
+    "args",
     [
-        (["backdoor-cleanse", "--unlearn", "ft"], "--unlearn is now spelled --method"),
-        (["prune", "--from", "m.safetensors"], "--from is now spelled --model"),
-        (
-            ["eval", "m.safetensors", "--forget", "class:1"],
-            "MODEL as a positional argument is now spelled --model",
-        ),
+        ["backdoor-cleanse", "--unlearn", "ft"],
+        ["prune", "--from", "m.safetensors"],
+        ["eval", "m.safetensors"],
     ],
 )
-def test_an_old_spelling_still_works_once_and_says_which_to_use(args, old, capsys):
-    code, _, err = run_main([*args, "--device", "cuda:9"] if args[0] != "eval" else args, capsys)
-    assert old in err and err.count("Warning:") == 1
+def test_the_old_spellings_of_an_unreleased_version_are_gone(args, capsys):
+    code, _, err = run_main(args, capsys)
+    assert code == 2 and err.startswith("Error:") and err.count("\n") == 1
+
+
+def test_the_api_has_real_signatures():
+    import inspect
+
+    import smu
+
+    unlearn = inspect.signature(smu.unlearn).parameters
+    assert [unlearn[n].default for n in ("mask", "forget_seed", "seed", "device")] == [None, 0, 0, "auto"]
+    assert unlearn["model"].annotation == "str | Path" and unlearn["config"].default is None
+    for name in ("prune", "evaluate", "audit", "tune", "backdoor_cleanse", "run"):
+        params = inspect.signature(getattr(smu, name)).parameters
+        assert all("Annotated" not in str(p.annotation) for p in params.values()), name
 
 
 def test_the_shipped_recipes_are_inside_the_wheel(tmp_path):

@@ -1,0 +1,57 @@
+"""`smu eval`: the paper's unlearning metrics (UA, MIA-Efficacy, RA, TA) of a model on a forget set, and
+the gap to a reference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from smu.engine import Reporter, resolve_device
+from smu.evaluation import compare
+from smu.workflows.subject import open_subject
+
+
+def evaluate(
+    model: str | Path,
+    forget: str | Path,
+    reference: str | Path | None = None,
+    mask: str | Path | None = None,
+    forget_seed: int = 0,
+    save_forget: str | Path | None = None,
+    mia_features: str | Sequence[str] = "confidence",
+    privacy: bool = False,
+    data: str | Path | None = None,
+    device: str = "auto",
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    """Measure UA, MIA-Efficacy, RA and TA of a model on a forget set, and the gap to a reference.
+
+    ``save_forget`` writes the resolved forget set (forget.safetensors) for later commands. Returns
+    what ``smu eval --json`` prints.
+    """
+    dev = resolve_device(device)
+    features = mia_feature_list(mia_features)
+    subject = open_subject(
+        model, forget, device=dev, forget_seed=forget_seed, mask=mask, reference=reference, data=data
+    )
+    loaded, ref, fs = subject.loaded, subject.reference, subject.forget
+    result = {"model": str(loaded.path)} | compare(
+        loaded.model, subject.splits, fs, ref.model if ref else None, features=features, privacy=privacy
+    )
+    result |= {
+        "reference_model": str(ref.path) if ref else None,
+        "forget": fs.summary(),
+        "sparsity": loaded.mask.sparsity() if loaded.mask is not None else 0.0,
+        "dataset": subject.splits.info.name,
+    }
+    if save_forget is not None:
+        fs.save(Path(save_forget))
+        result["forget"]["path"] = str(save_forget)
+    return result
+
+
+def mia_feature_list(features: str | Sequence[str]) -> tuple[str, ...]:
+    """'confidence,entropy' (or a list) -> ('confidence', 'entropy'); empty means the paper's confidence."""
+    items = features.split(",") if isinstance(features, str) else features
+    return tuple(f.strip() for f in items if f.strip()) or ("confidence",)
