@@ -61,6 +61,19 @@ def requirement(meta: Any) -> str:
     return ""
 
 
+def help_range(meta: Any) -> str:
+    """The range as --help shows it, in Click's notation (as beside --seed): '[x>0]', '[0<x<=1]',
+    '[multistep|cosine|constant]'; empty when none is declared."""
+    if "choices" in meta:
+        return f"[{'|'.join(meta['choices'])}]"
+    low = (">", meta["gt"]) if "gt" in meta else (">=", meta["ge"]) if "ge" in meta else None
+    high = ("<", meta["lt"]) if "lt" in meta else ("<=", meta["le"]) if "le" in meta else None
+    if low and high:
+        return f"[{low[1]:g}{low[0].replace('>', '<')}x{high[0]}{high[1]:g}]"
+    side = low or high
+    return f"[x{side[0]}{side[1]:g}]" if side else ""
+
+
 def out_of_range(value: Any, meta: Any) -> bool:
     if value is None or isinstance(value, bool):
         return False
