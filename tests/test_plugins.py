@@ -176,3 +176,70 @@ def test_a_broken_plugin_is_one_warning_and_the_builtins_keep_working(site, tmp_
         for w in warnings
     )
     assert "shrink-perturb" in result.stdout  # the good plug-in still loads
+
+
+TEST_METHODS = '''
+from dataclasses import dataclass
+
+import torch
+
+from smu.options import Checked
+from smu.unlearning import UnlearnMethod
+
+
+def revive(model, data, cfg, ctx):
+    """Changes every weight and forgets the mask: the workflow must put the pruned ones back to 0."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    return model
+
+
+@dataclass
+class BoomConfig(Checked):
+    x: float = 1.0
+    """Its check divides by it."""
+
+    def check(self):
+        return [] if 1 / self.x else []
+
+
+def boom(model, data, cfg, ctx):
+    raise ValueError("the plug-in's own bug")
+
+
+REVIVE = UnlearnMethod("revive", "add 1 to every weight, mask forgotten", BoomConfig, revive)
+BOOM = UnlearnMethod("boom", "raise from its run", BoomConfig, boom)
+'''
+
+
+@pytest.fixture(scope="module")
+def methods_site(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("methods")
+    entry_points = "[smu.unlearning]\nrevive = smu_tests:REVIVE\nboom = smu_tests:BOOM\n"
+    install(folder, "smu-tests", "smu_tests", TEST_METHODS, entry_points)
+    return folder
+
+
+def test_the_workflow_sets_revived_pruned_weights_back_to_0_with_one_warning(
+    site, methods_site, pruned_cnn, tmp_path
+):
+    from smu import artifacts
+    from smu.inspection import inspect_artifact
+
+    model = pruned_cnn / "round-1" / "model.safetensors"
+    given = artifacts.load_model(model, "cpu")
+    pruned, _ = given.mask.counts()
+    args = ["unlearn", "--model", model, "--forget", "class:3", "--no-eval", "--json", "--out"]
+    result = smu(site, *args, tmp_path / "revive", "--method", "revive", extra_path=[methods_site])
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert warnings == [
+        f"Warning: method 'revive' revived {pruned:,} pruned weights; they were set back to 0"
+    ], result.stderr
+    out = json.loads(result.stdout)
+    saved = artifacts.load_model(out["model"], "cpu")
+    assert saved.mask.revived(saved.model) == 0 and out["sparsity"] == given.mask.sparsity()
+    assert inspect_artifact(out["model"])["intact"]
+    builtin = smu(site, *args, tmp_path / "ft", "--method", "ft", "--epochs", "1", extra_path=[methods_site])
+    assert builtin.returncode == 0 and "Warning:" not in builtin.stderr, builtin.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ from smu.artifacts import LoadedModel, digest
 from smu.data import Splits
 from smu.data.forget import ForgetSet
 from smu.engine import Checkpoint, Reporter, params_finite, synchronize
-from smu.errors import DivergedError
+from smu.errors import DivergedError, SmuWarning
 from smu.evaluation import compare
+from smu.masks import Mask
 from smu.unlearning import METHODS, Context, UnlearnData
 from smu.unlearning.base import frozen_copy
 
@@ -84,6 +86,7 @@ def run_unlearn(
     model = spec.run(model, data, cfg, ctx)
     synchronize(device)
     rte = time.perf_counter() - start
+    remask(method, model, loaded.mask)
     distributed.broadcast_model(model)  # rank 0's result is the result, bit for bit, on every rank
     if not params_finite(model):
         raise DivergedError(
@@ -128,3 +131,17 @@ def run_unlearn(
         result |= compare(model, splits, forget_set, ref_model, features=features)
         result["reference_model"] = str(reference.path) if reference is not None else None
     return result
+
+
+def remask(method: str, model: nn.Module, mask: Mask | None) -> None:
+    """Hold the sparsity invariant whatever the method did: pruned weights it revived (a plug-in that
+    changed weights without re-applying the mask) go back to 0, with one warning. The model is touched
+    only then, so a method that kept them at 0 is saved bit for bit as it returned it."""
+    revived = mask.revived(model) if mask is not None else 0
+    if revived:
+        mask.apply(model)
+        warnings.warn(
+            f"method {method!r} revived {revived:,} pruned weights; they were set back to 0",
+            SmuWarning,
+            stacklevel=2,
+        )
