@@ -243,3 +243,35 @@ def test_the_workflow_sets_revived_pruned_weights_back_to_0_with_one_warning(
     assert inspect_artifact(out["model"])["intact"]
     builtin = smu(site, *args, tmp_path / "ft", "--method", "ft", "--epochs", "1", extra_path=[methods_site])
     assert builtin.returncode == 0 and "Warning:" not in builtin.stderr, builtin.stderr
+
+
+def test_a_plugin_s_unexpected_exception_is_one_line_naming_it_and_a_traceback_with_smu_debug(
+    site, methods_site, pruned_cnn, tmp_path
+):
+    model = pruned_cnn / "round-1" / "model.safetensors"
+    args = ["unlearn", "--model", model, "--forget", "class:3", "--method", "boom", "--no-eval", "--out"]
+    result = smu(site, *args, tmp_path / "run", extra_path=[methods_site])
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(
+        "Error: plug-in unlearning method 'boom' (package smu-tests) failed: ValueError: the plug-in's own "
+        "bug; SMU_DEBUG=1 shows the traceback"
+    )
+    check = smu(site, *args, tmp_path / "check", "--x", "0", extra_path=[methods_site])
+    assert check.returncode == 1 and check.stderr.count("\n") == 1, check.stderr
+    assert "'boom' (package smu-tests) failed: ZeroDivisionError" in check.stderr
+    env = dict(os.environ, SMU_DEBUG="1", PYTHONPATH=os.pathsep.join(map(str, [site, methods_site])))
+    debug = subprocess.run(
+        [sys.executable, "-m", "smu", *map(str, args), tmp_path / "debug"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    assert "ValueError: the plug-in's own bug" in debug.stderr and "PluginError" in debug.stderr
+
+
+def test_a_builtin_method_s_bug_keeps_its_traceback():
+    from smu.unlearning import METHODS
+
+    with pytest.raises(ValueError), METHODS.plugin_code("ft"):
+        raise ValueError("a bug of smu's")

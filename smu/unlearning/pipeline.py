@@ -83,7 +83,8 @@ def run_unlearn(
     # RTE: the unlearning step alone; data is already in memory and evaluation comes after.
     synchronize(device)
     start = time.perf_counter()
-    model = spec.run(model, data, cfg, ctx)
+    with METHODS.plugin_code(method):
+        model = spec.run(model, data, cfg, ctx)
     synchronize(device)
     rte = time.perf_counter() - start
     remask(method, model, loaded.mask)
