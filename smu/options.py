@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -130,6 +131,15 @@ def flag_of(name: str) -> str:
     return f"--{name.replace('_', '-')}"
 
 
+def option_flag(cls: type, name: str, prefix: str = "") -> str:
+    """The flag of field ``name``: declared, or ``--name`` (``--name/--no-name`` for a bool)."""
+    flag = declared(cls)[name].get("flag")
+    if flag is None:
+        boolean = typing.get_type_hints(cls)[name] in (bool, bool | None)
+        flag = f"{flag_of(name)}/--no-{flag_of(name)[2:]}" if boolean else flag_of(name)
+    return "/".join(f"--{prefix}-{part[2:]}" for part in flag.split("/")) if prefix else flag
+
+
 class ConfigError(UsageError):
     """Values outside their declared ranges; each problem keeps its field so that a recipe can name
     its own key (``unlearn.ff.alpha``) where the CLI names the flag (``--alpha``)."""
@@ -152,6 +162,23 @@ class Checked:
         found = problems(self)
         if found:
             raise ConfigError(found)
+
+
+def config_problems(cls: type) -> list[str]:
+    """What keeps a plug-in's config dataclass from working like a built-in's; empty when nothing does.
+
+    Its defaults must build (every --help shows them, and a method runs with them), and declared ranges
+    need :class:`Checked`, or --help would show ranges that nothing checks."""
+    ranged = [name for name, meta in declared(cls).items() if {"gt", "ge", "lt", "le", "choices"} & set(meta)]
+    if ranged and not issubclass(cls, Checked):
+        return [
+            f"its config declares ranges ({', '.join(ranged)}) but does not derive from smu.options.Checked"
+        ]
+    try:
+        cls()
+    except Exception as e:  # a plug-in's code; the tests build every built-in's
+        return [f"its config fails with its own defaults ({type(e).__name__}: {e})"]
+    return []
 
 
 @functools.cache

@@ -275,3 +275,81 @@ def test_a_builtin_method_s_bug_keeps_its_traceback():
 
     with pytest.raises(ValueError), METHODS.plugin_code("ft"):
         raise ValueError("a bug of smu's")
+
+
+def test_a_plugin_whose_option_a_command_would_shadow_or_whose_ranges_nothing_checks_is_refused(
+    site, tmp_path
+):
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    code = """
+from dataclasses import dataclass
+
+from smu.options import param
+from smu.unlearning import UnlearnMethod
+
+
+@dataclass
+class SeedConfig:
+    seed: int = 3
+
+
+@dataclass
+class EvalConfig:
+    eval: bool = True
+
+
+@dataclass
+class UncheckedConfig:
+    alpha: float = param(0.1, gt=0)
+
+
+SEED = UnlearnMethod("seeded", "has its own seed", SeedConfig, lambda m, d, c, x: m)
+EVAL = UnlearnMethod("evaluated", "has --eval/--no-eval", EvalConfig, lambda m, d, c, x: m)
+UNCHECKED = UnlearnMethod("unchecked", "declares a range", UncheckedConfig, lambda m, d, c, x: m)
+"""
+    entry_points = (
+        "[smu.unlearning]\nseeded = smu_shadow:SEED\nevaluated = smu_shadow:EVAL\n"
+        "unchecked = smu_shadow:UNCHECKED\n"
+    )
+    install(shadow, "smu-shadow", "smu_shadow", code, entry_points)
+    result = smu(site, "unlearn", "--help", extra_path=[shadow])
+    assert result.returncode == 0 and "ft: fine-tune on the retain set" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 3, result.stderr
+    assert any("'smu-shadow' skipped: its option --seed would be shadowed" in w for w in warnings)
+    assert any("'smu-shadow' skipped: its option --eval would be shadowed" in w for w in warnings)
+    assert any("declares ranges (alpha) but does not derive from smu.options.Checked" in w for w in warnings)
+    assert "seeded" not in result.stdout and "shrink-perturb" in result.stdout
+
+
+COMMANDS_TAKING_METHOD_OPTIONS = [
+    ("smu.commands.unlearn", "unlearn"),
+    ("smu.commands.backdoor", "backdoor_cleanse"),
+    ("smu.commands.audit", "audit"),
+    ("smu.commands.tune", "tune"),
+]
+
+
+def test_the_reserved_names_hold_every_option_of_the_commands_and_no_builtin_breaks_the_contract():
+    import dataclasses
+    import importlib
+    import inspect
+
+    from smu.auditing import AuditConfig
+    from smu.pruning import METHODS as PRUNING
+    from smu.pruning.base import prune_problems
+    from smu.tuning import TuneConfig
+    from smu.unlearning import METHODS
+    from smu.unlearning.base import RESERVED, method_problems
+
+    own = {"json_out", "quiet"}  # every command's --json and -q (smu.commands.wrap)
+    for module, function in COMMANDS_TAKING_METHOD_OPTIONS:
+        fn = getattr(importlib.import_module(module), function)
+        own |= {p.name for p in inspect.signature(fn).parameters.values() if p.kind is not p.VAR_KEYWORD}
+    own |= {f.name for cls in (AuditConfig, TuneConfig) for f in dataclasses.fields(cls)}
+    assert own <= RESERVED, own - RESERVED
+    for name, spec in METHODS.items():
+        assert method_problems(spec, METHODS) == [], name
+    for name, spec in PRUNING.items():
+        assert prune_problems(spec, PRUNING) == [], name

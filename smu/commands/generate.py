@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from smu.errors import UsageError
-from smu.options import declared, field_help, flag_of, help_range
+from smu.options import declared, field_help, help_range, option_flag
 
 
 @dataclass(frozen=True)
@@ -89,15 +89,6 @@ def field_option(
     annotation = Annotated[kind if default is not None else kind | None, option]
     shown = show(default) if convert is not None and default is not None else default
     return Generated(f"{prefix.replace('-', '_')}_{name}" if prefix else name, annotation, shown, convert)
-
-
-def option_flag(cls: type, name: str, prefix: str = "") -> str:
-    """The flag of field ``name``: declared, or ``--name`` (``--name/--no-name`` for a bool)."""
-    flag = declared(cls)[name].get("flag")
-    if flag is None:
-        boolean = typing.get_type_hints(cls)[name] in (bool, bool | None)
-        flag = f"{flag_of(name)}/--no-{flag_of(name)[2:]}" if boolean else flag_of(name)
-    return "/".join(f"--{prefix}-{part[2:]}" for part in flag.split("/")) if prefix else flag
 
 
 def config_options(cls: type, *, panel: str, skip: set[str] = frozenset()) -> list[Generated]:
