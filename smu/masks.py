@@ -66,6 +66,16 @@ class Mask:
             torch._foreach_mul_(ps, ms)
 
     @torch.no_grad()
+    def revived(self, model: nn.Module) -> int:
+        """How many pruned weights of ``model`` are not 0 (-0.0 counts as 0): what a method that changes
+        weights without :meth:`apply` afterwards leaves. Reads the model only; the mask is not cast."""
+        params = dict(model.named_parameters())
+        return sum(
+            int(((params[n] != 0) & (m.to(params[n].device) == 0)).count_nonzero())
+            for n, m in self.tensors.items()
+        )
+
+    @torch.no_grad()
     def mask_grads(self, model: nn.Module) -> None:
         """Zero the gradients of pruned weights so optimiser state (momentum) stays zero there too."""
         ps, ms = self.bind(model)

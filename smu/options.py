@@ -62,6 +62,19 @@ def requirement(meta: Any) -> str:
     return ""
 
 
+def help_range(meta: Any) -> str:
+    """The range as --help shows it, in Click's notation (as beside --seed): '[x>0]', '[0<x<=1]',
+    '[multistep|cosine|constant]'; empty when none is declared."""
+    if "choices" in meta:
+        return f"[{'|'.join(meta['choices'])}]"
+    low = (">", meta["gt"]) if "gt" in meta else (">=", meta["ge"]) if "ge" in meta else None
+    high = ("<", meta["lt"]) if "lt" in meta else ("<=", meta["le"]) if "le" in meta else None
+    if low and high:
+        return f"[{low[1]:g}{low[0].replace('>', '<')}x{high[0]}{high[1]:g}]"
+    side = low or high
+    return f"[x{side[0]}{side[1]:g}]" if side else ""
+
+
 def out_of_range(value: Any, meta: Any) -> bool:
     if value is None or isinstance(value, bool):
         return False
@@ -140,6 +153,23 @@ class Checked:
         found = problems(self)
         if found:
             raise ConfigError(found)
+
+
+def config_problems(cls: type) -> list[str]:
+    """What keeps a plug-in's config dataclass from working like a built-in's; empty when nothing does.
+
+    Its defaults must build (every --help shows them, and a method runs with them), and declared ranges
+    need :class:`Checked`, or --help would show ranges that nothing checks."""
+    ranged = [name for name, meta in declared(cls).items() if {"gt", "ge", "lt", "le", "choices"} & set(meta)]
+    if ranged and not issubclass(cls, Checked):
+        return [
+            f"its config declares ranges ({', '.join(ranged)}) but does not derive from smu.options.Checked"
+        ]
+    try:
+        cls()
+    except Exception as e:  # a plug-in's code; the tests build every built-in's
+        return [f"its config fails with its own defaults ({type(e).__name__}: {e})"]
+    return []
 
 
 @functools.cache

@@ -8,12 +8,13 @@ warning naming its package, and the built-ins keep working.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from smu.errors import SmuWarning, UnknownNameError, shown
+from smu.errors import SmuError, SmuWarning, UnknownNameError, shown
 
 T = TypeVar("T")
 
@@ -40,6 +41,11 @@ class PluginWarning(SmuWarning):
     """A plug-in that could not be used; the CLI shows it as one line on stderr."""
 
 
+class PluginError(SmuError):
+    """A plug-in's own code raised something other than an SmuError: one line naming the plug-in and its
+    package (the traceback, chained, with SMU_DEBUG=1), since the bug is theirs to fix, not the user's."""
+
+
 class Registry(Mapping[str, T]):
     """``name -> method``: the built-ins in their order, then the plug-ins of entry-point ``group``.
 
@@ -58,6 +64,8 @@ class Registry(Mapping[str, T]):
         self.group, self.cls, self.kind, self._check = group, cls, kind, check
         self._methods: dict[str, T] = {m.name: m for m in builtins}  # type: ignore[attr-defined]
         self._loaded = False
+        self.packages: dict[str, str] = {}
+        """name -> package, for the plug-ins only."""
 
     def _load(self) -> dict[str, T]:
         if not self._loaded:
@@ -71,6 +79,7 @@ class Registry(Mapping[str, T]):
                     warnings.warn(f"{where} skipped: {'; '.join(problems)}", PluginWarning, stacklevel=2)
                     continue
                 self._methods[method.name] = method
+                self.packages[method.name] = package_of(entry)
         return self._methods
 
     def declaration_problems(self, method: Any) -> list[str]:
@@ -93,6 +102,34 @@ class Registry(Mapping[str, T]):
     def get_spec(self, name: str) -> T:
         """The method called ``name``, or an error that suggests the closest one."""
         return lookup(self._load(), name, self.kind)
+
+    @contextlib.contextmanager
+    def plugin_code(self, name: str) -> Iterator[None]:
+        """Around a call into method ``name``'s own code (its run, its config's checks): a plug-in's
+        unexpected exception becomes a :class:`PluginError` naming it and its package. SmuErrors pass as
+        they are (they already read well), and so does everything a built-in raises: its bugs are ours,
+        and a traceback is what we need to fix them."""
+        try:
+            yield
+        except SmuError:
+            raise
+        except Exception as e:
+            package = self.packages.get(name)  # filled when the registry loaded, before any lookup
+            if package is None or lost_rank(e):
+                raise
+            raise PluginError(
+                f"plug-in {self.kind} {name!r} (package {package}) failed: {type(e).__name__}: {e}",
+                hint=f"SMU_DEBUG=1 shows the traceback; report it to the authors of {package}",
+            ) from e
+
+
+def lost_rank(e: Exception) -> bool:
+    """Under torchrun, a collective that failed because another rank stopped: the CLI reports that."""
+    if not isinstance(e, RuntimeError):
+        return False
+    from smu.execution.distributed import lost  # only here: the quick commands never import torch
+
+    return lost(e) is not None
 
 
 def package_of(entry: Any) -> str:

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from smu.options import field_help, option_flag, parse_list, show
+from smu.options import declared, field_help, help_range, option_flag, parse_list, show
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,18 @@ def cli_type(kind: Any, flag: str) -> tuple[Any, Callable[[Any], Any] | None]:
     return kind, None
 
 
+def described(text: str, default: Any, cls: type, name: str) -> str:
+    """A method's option in --help: its text, default and declared range ('Weight α (default 0) [x>=0].')."""
+    return f"{text.rstrip('.')} (default {show(default)}){bounds(cls, name)}."
+
+
+def bounds(cls: type, name: str) -> str:
+    """' [x>0]': the declared range of field ``name``, as Typer's help shows it ('\\[': Typer reads [...]
+    as Rich markup and would drop it), or '' when it has none."""
+    shown = help_range(declared(cls)[name])
+    return f" \\{shown}" if shown else ""
+
+
 def field_option(
     cls: type,
     name: str,
@@ -55,8 +67,9 @@ def field_option(
     ``prefix``), its help (the field docstring unless ``help_text``), and ``default`` (None = not given)."""
     flag = option_flag(cls, name, prefix)
     kind, convert = cli_type(typing.get_type_hints(cls)[name], flag)
-    text = help_text if help_text is not None else field_help(cls).get(name, "")
-    option = typer.Option(flag, help=text, rich_help_panel=panel, show_default=default is not None)
+    if help_text is None:
+        help_text = field_help(cls).get(name, "") + bounds(cls, name)
+    option = typer.Option(flag, help=help_text, rich_help_panel=panel, show_default=default is not None)
     annotation = Annotated[kind if default is not None else kind | None, option]
     shown = show(default) if convert is not None and default is not None else default
     return Generated(f"{prefix.replace('-', '_')}_{name}" if prefix else name, annotation, shown, convert)
@@ -97,16 +110,13 @@ def method_options(
     training = {f.name for f in dataclasses.fields(TrainConfig)}
     options = []
     for field_name, owners in fields.items():
-        groups: dict[tuple[str, str], list[str]] = {}
-        for method, _, text, default in owners:
-            groups.setdefault((text.rstrip("."), show(default)), []).append(method)
+        groups: dict[str, list[str]] = {}
+        for method, config, text, default in owners:
+            groups.setdefault(described(text, default, config, field_name), []).append(method)
         if focus in methods:
-            (text, default), _ = next(iter(groups.items()))
-            help_text, where = f"{text} (default {default}).", f"{focus} options"
+            help_text, where = next(iter(groups)), f"{focus} options"
         else:
-            help_text = " ".join(
-                f"{', '.join(ms)}: {text} (default {d})." for (text, d), ms in groups.items()
-            )
+            help_text = " ".join(f"{', '.join(ms)}: {text}" for text, ms in groups.items())
             where = trainer_panel if field_name in training else panel
             if len(owners) == 1 and field_name not in training:
                 where = f"{panel}: {owners[0][0]}"

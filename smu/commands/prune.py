@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from smu.commands import common as c
-from smu.commands.generate import Generated, config_options, field_option
+from smu.commands.generate import Generated, config_options, described, field_option
 from smu.commands.wrap import cli
 from smu.engine import TrainConfig
 from smu.options import field_help, flag_of
@@ -104,9 +104,8 @@ def method_option_list() -> list[Generated]:
             continue
         docs = field_help(spec.config)
         for f in dataclasses.fields(spec.config):
-            help_text = (
-                f"{name}: {docs.get(f.name, '').rstrip('.')} (default {getattr(spec.config(), f.name)})."
-            )
+            default = getattr(spec.config(), f.name)
+            help_text = f"{name}: {described(docs.get(f.name, ''), default, spec.config, f.name)}"
             found.setdefault(f.name, field_option(spec.config, f.name, panel="Pruning", help_text=help_text))
     return list(found.values())
 

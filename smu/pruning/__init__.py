@@ -58,7 +58,8 @@ def prune_options(method: str, given: dict[str, Any], where: Callable[[str], str
     if errors:
         raise UsageError("; ".join(errors), hint="smu prune --help lists the options")
     try:
-        return spec.config(**values)
+        with METHODS.plugin_code(method):
+            return spec.config(**values)
     except ConfigError as e:
         raise ConfigError(e.problems, where) from None
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from smu.masks import Mask
+from smu.options import config_problems
 
 
 @dataclass(frozen=True)
@@ -59,4 +60,6 @@ def prune_problems(method: Any, registry: Any) -> list[str]:
         found.append(f"its default_rate {method.default_rate!r} is outside (0, 1)")
     if method.config is not None and not dataclasses.is_dataclass(method.config):
         found.append("its config is not a dataclass")
+    elif method.config is not None:
+        found += config_problems(method.config)
     return found

@@ -86,6 +86,7 @@ def make_config(method: str, given: dict[str, Any], where: Callable[[str], str] 
     if errors:
         raise UsageError("; ".join(errors), hint=f"smu unlearn --method {method} --help lists the options")
     try:
-        return spec.config(**values)
+        with METHODS.plugin_code(method):
+            return spec.config(**values)
     except ConfigError as e:
         raise ConfigError(e.problems, where) from None

@@ -21,11 +21,32 @@ from smu.data.batches import Augment
 from smu.data.forget import ForgetSet
 from smu.engine import Checkpoint, FitResult, Pass, Reporter, TrainConfig, fit
 from smu.masks import Mask
+from smu.options import config_problems
 
 NEEDS = {
     "original": "a frozen copy of the model before unlearning, as ctx.original (e.g. a teacher)",
 }
 """What a method may ask the run for, beyond the model and the data."""
+
+
+RESERVED = frozenset(
+    {
+        # smu unlearn's, backdoor-cleanse's, audit's and tune's own options (and their API keywords)
+        *("model", "forget", "forget_seed", "method", "mask", "reference", "no_eval", "mia_features"),
+        *("data", "dataset", "arch", "val_fraction", "subset", "device", "amp", "compile", "sync_bn"),
+        *("seed", "out", "force", "resume", "reporter", "poison", "target", "trigger_size"),
+        *("trigger_value", "prune", "rate", "rates", "rewind_epoch", "scope", "keep_models", "space"),
+        *("holdout_forget", "workers", "executor", "address", "cpus_per_step", "gpus_per_step"),
+        *("models", "statistic", "thresholds", "trials", "timeout"),  # AuditConfig's and TuneConfig's
+        *("json", "json_out", "quiet", "help", "unlearn", "config"),  # --json, -q, --help; the API's config=
+    }
+)
+"""Names a method's option may not take: the commands that take a method's options beside their own
+would keep the value for themselves (a plug-in's ``seed`` set the command's seed, never the method's).
+tests/methods/test_plugins.py checks that it holds every option of those commands."""
+RESERVED_PREFIXES = ("retrain_", "unlearn_")
+"""audit's and tune's retrained reference (--retrain-epochs) and backdoor-cleanse's method training
+(--unlearn-epochs) take the options that start so."""
 
 
 ORDERS = ("shuffled", "in order", "by class")
@@ -181,9 +202,32 @@ def method_problems(method: Any, registry: Any) -> list[str]:
         found.append("its config is not a dataclass")
     else:
         found += option_clashes(method.config, [m.config for m in registry.values()])
+        taken = reserved_options(method.config)
+        if taken:
+            found.append(
+                f"its option{'s' * (len(taken) > 1)} {', '.join(taken)} would be shadowed by the command's "
+                "own (reserved names: docs/PLUGINS.md)"
+            )
+        found += config_problems(method.config)
     unknown = set(method.needs) - set(NEEDS)
     if unknown:
         found.append(f"it needs {sorted(unknown)}, which smu does not provide (known: {', '.join(NEEDS)})")
+    return found
+
+
+def reserved_options(config: type) -> list[str]:
+    """The flags of ``config``'s options that take a :data:`RESERVED` name (``--seed``, or ``--no-eval``
+    of a bool option ``eval``)."""
+    from smu.options import option_flag
+
+    found = []
+    for f in dataclasses.fields(config):
+        flags = option_flag(config, f.name).split("/")
+        if any(
+            name in RESERVED or name.startswith(RESERVED_PREFIXES)
+            for name in [f.name, *(flag[2:].replace("-", "_") for flag in flags)]
+        ):
+            found.append(flags[0])
     return found
 
 

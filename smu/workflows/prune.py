@@ -207,7 +207,8 @@ def run_prune(
 
     if method.at_init:
         rewind_state, start_epoch, parent = None, 0, ""
-        mask = method.choose(model, mask, cfg.pruned_after_round(mask), ctx)
+        with METHODS.plugin_code(cfg.method):
+            mask = method.choose(model, mask, cfg.pruned_after_round(mask), ctx)
         distributed.broadcast_(list(mask.tensors.values()))  # the same mask on every rank, to the bit
     else:
         rewind_state, dense, parent = dense_phase(
@@ -230,7 +231,8 @@ def run_prune(
             reporter.note(f"round {r}/{cfg.times}: done before, reused")
         else:
             if not method.at_init:
-                mask = method.choose(model, mask, cfg.pruned_after_round(mask), ctx)
+                with METHODS.plugin_code(cfg.method):
+                    mask = method.choose(model, mask, cfg.pruned_after_round(mask), ctx)
                 distributed.broadcast_(list(mask.tensors.values()))
                 model.load_state_dict(rewind_state)
             reporter.note(f"round {r}/{cfg.times}: {cfg.method} to sparsity {mask.sparsity():.4f}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,13 @@ from torch import nn
 from smu.data import Splits
 from smu.data.forget import ForgetSet
 from smu.engine import Checkpoint, Reporter, params_finite, resolve_device, synchronize
-from smu.errors import DivergedError
+from smu.errors import DivergedError, SmuWarning
 from smu.evaluation import compare
 from smu.execution import distributed
 from smu.io import artifacts
 from smu.io import schema as S
 from smu.io.artifacts import LoadedModel, digest
+from smu.masks import Mask
 from smu.unlearning import METHODS, Context, UnlearnData, make_config
 from smu.unlearning.base import frozen_copy
 from smu.workflows.common import command_line, default_out, run_folder, write_manifest
@@ -148,9 +150,11 @@ def run_unlearn(
     # RTE: the unlearning step alone; data is already in memory and evaluation comes after.
     synchronize(device)
     start = time.perf_counter()
-    model = spec.run(model, data, cfg, ctx)
+    with METHODS.plugin_code(method):
+        model = spec.run(model, data, cfg, ctx)
     synchronize(device)
     rte = time.perf_counter() - start
+    remask(method, model, loaded.mask)
     distributed.broadcast_model(model)  # rank 0's result is the result, bit for bit, on every rank
     if not params_finite(model):
         raise DivergedError(
@@ -195,3 +199,17 @@ def run_unlearn(
         result |= compare(model, splits, forget_set, ref_model, features=features)
         result["reference_model"] = str(reference.path) if reference is not None else None
     return result
+
+
+def remask(method: str, model: nn.Module, mask: Mask | None) -> None:
+    """Hold the sparsity invariant whatever the method did: pruned weights it revived (a plug-in that
+    changed weights without re-applying the mask) go back to 0, with one warning. The model is touched
+    only then, so a method that kept them at 0 is saved bit for bit as it returned it."""
+    revived = mask.revived(model) if mask is not None else 0
+    if revived:
+        mask.apply(model)
+        warnings.warn(
+            f"method {method!r} revived {revived:,} pruned weights; they were set back to 0",
+            SmuWarning,
+            stacklevel=2,
+        )

@@ -17,7 +17,7 @@ import smu
 from smu.cli import COMMANDS, main
 from smu.errors import UsageError
 from smu.io import schema
-from smu.options import field_help
+from smu.options import declared, field_help, help_range
 from smu.pruning import METHODS as PRUNING
 from smu.recipes.catalog import shipped
 from smu.unlearning import METHODS
@@ -69,9 +69,10 @@ def test_each_method_has_its_own_help_with_its_own_texts_and_defaults(method, ca
     spec = METHODS[method]
     assert code == 0 and f"{method}: {spec.summary}" in text
     assert (f"{method} options" in out) == bool(dataclasses.fields(spec.config))  # `none` has none
-    docs, cfg = field_help(spec.config), spec.config()
+    docs, cfg, ranges = field_help(spec.config), spec.config(), declared(spec.config)
     for f in dataclasses.fields(spec.config):
-        assert f"{docs[f.name].rstrip('.')} (default {shown(getattr(cfg, f.name))})." in text, f.name
+        bounds = f" {help_range(ranges[f.name])}" if help_range(ranges[f.name]) else ""
+        assert f"{docs[f.name].rstrip('.')} (default {shown(getattr(cfg, f.name))}){bounds}." in text, f.name
     mine = {f.name for f in dataclasses.fields(spec.config)}
     others = {f.name for s in METHODS.values() for f in dataclasses.fields(s.config)} - mine
     for name in others:
@@ -83,9 +84,24 @@ def test_the_unfocused_help_gives_every_method_s_text_for_a_shared_option(capsys
     text = flat(out)
     for method in ("ff", "iu", "l1-sparse"):
         cfg = METHODS[method].config
-        assert f"{method}: {field_help(cfg)['alpha'].rstrip('.')} (default {cfg().alpha})." in text, method
+        bounds = help_range(declared(cfg)["alpha"])
+        assert (
+            f"{method}: {field_help(cfg)['alpha'].rstrip('.')} (default {cfg().alpha}) {bounds}." in text
+        ), method
     for name, spec in METHODS.items():
         assert f"{name}: {spec.summary}" in text
+
+
+def test_each_option_s_help_shows_its_declared_range(capsys):
+    _, out, _ = run_main(["unlearn", "--method", "scrub", "--help"], capsys)
+    text = flat(out)
+    assert "--temperature <float> Distillation temperature T (default 4.0) [x>0]." in text
+    assert "--gamma <float> Weight γ of the cross-entropy in the min-step (default 0.99) [x>=0]." in text
+    assert "(default multistep) [multistep|cosine|constant]." in text
+    _, out, _ = run_main(["unlearn", "--method", "salun", "--help"], capsys)
+    assert "(default 0.5) [0<x<=1]." in flat(out)
+    _, out, _ = run_main(["prune", "--help"], capsys)
+    assert "Training epochs. [x>=1] [default: 182]" in flat(out)
 
 
 def test_the_docs_tables_are_generated_from_the_registries_and_the_schema():

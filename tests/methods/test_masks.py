@@ -64,6 +64,21 @@ def test_a_later_round_never_revives_a_pruned_weight():
     assert second.tensors["0.weight"].flatten().tolist() == [0.0, 0.0]
 
 
+def test_revived_counts_the_pruned_weights_that_are_not_zero_and_leaves_the_mask_as_it_was():
+    net = two_layer_net()
+    params = dict(net.named_parameters())
+    mask = Mask.ones(net, "conv").prune_lowest({n: params[n].abs() for n in ("0.weight", "1.weight")}, 2)
+    mask = Mask({n: m.to(torch.uint8) for n, m in mask.items()})
+    assert mask.revived(net) == 2  # nothing applied the mask yet
+    assert {m.dtype for _, m in mask.items()} == {torch.uint8}  # counting casts nothing (apply does)
+    mask.apply(net)
+    assert mask.revived(net) == 0
+    with torch.no_grad():
+        net[0].weight.view(-1)[1] = -0.0  # -0.0 == 0: not revived
+        net[1].weight.view(-1)[1] = 1e-30
+    assert mask.revived(net) == 1
+
+
 def test_imp_prunes_rate_of_what_is_left_each_round_to_reach_one_minus_keep_to_the_n():
     net = nn.Sequential(nn.Conv2d(10, 100, 10, bias=False))  # 100,000 weights
     cfg = PruneConfig(method="imp", rate=0.2, times=3).resolved(epochs=10)

@@ -176,3 +176,180 @@ def test_a_broken_plugin_is_one_warning_and_the_builtins_keep_working(site, tmp_
         for w in warnings
     )
     assert "shrink-perturb" in result.stdout  # the good plug-in still loads
+
+
+TEST_METHODS = '''
+from dataclasses import dataclass
+
+import torch
+
+from smu.options import Checked
+from smu.unlearning import UnlearnMethod
+
+
+def revive(model, data, cfg, ctx):
+    """Changes every weight and forgets the mask: the workflow must put the pruned ones back to 0."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    return model
+
+
+@dataclass
+class BoomConfig(Checked):
+    x: float = 1.0
+    """Its check divides by it."""
+
+    def check(self):
+        return [] if 1 / self.x else []
+
+
+def boom(model, data, cfg, ctx):
+    raise ValueError("the plug-in's own bug")
+
+
+REVIVE = UnlearnMethod("revive", "add 1 to every weight, mask forgotten", BoomConfig, revive)
+BOOM = UnlearnMethod("boom", "raise from its run", BoomConfig, boom)
+'''
+
+
+@pytest.fixture(scope="module")
+def methods_site(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("methods")
+    entry_points = "[smu.unlearning]\nrevive = smu_tests:REVIVE\nboom = smu_tests:BOOM\n"
+    install(folder, "smu-tests", "smu_tests", TEST_METHODS, entry_points)
+    return folder
+
+
+def test_the_workflow_sets_revived_pruned_weights_back_to_0_with_one_warning(
+    site, methods_site, pruned_cnn, tmp_path
+):
+    from smu.io import artifacts
+    from smu.io.inspection import inspect_artifact
+
+    model = pruned_cnn / "round-1" / "model.safetensors"
+    given = artifacts.load_model(model, "cpu")
+    pruned, _ = given.mask.counts()
+    args = ["unlearn", "--model", model, "--forget", "class:3", "--no-eval", "--json", "--out"]
+    result = smu(site, *args, tmp_path / "revive", "--method", "revive", extra_path=[methods_site])
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert warnings == [
+        f"Warning: method 'revive' revived {pruned:,} pruned weights; they were set back to 0"
+    ], result.stderr
+    out = json.loads(result.stdout)
+    saved = artifacts.load_model(out["model"], "cpu")
+    assert saved.mask.revived(saved.model) == 0 and out["sparsity"] == given.mask.sparsity()
+    assert inspect_artifact(out["model"])["intact"]
+    builtin = smu(site, *args, tmp_path / "ft", "--method", "ft", "--epochs", "1", extra_path=[methods_site])
+    assert builtin.returncode == 0 and "Warning:" not in builtin.stderr, builtin.stderr
+
+
+def test_a_plugin_s_unexpected_exception_is_one_line_naming_it_and_a_traceback_with_smu_debug(
+    site, methods_site, pruned_cnn, tmp_path
+):
+    model = pruned_cnn / "round-1" / "model.safetensors"
+    args = ["unlearn", "--model", model, "--forget", "class:3", "--method", "boom", "--no-eval", "--out"]
+    result = smu(site, *args, tmp_path / "run", extra_path=[methods_site])
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(
+        "Error: plug-in unlearning method 'boom' (package smu-tests) failed: ValueError: the plug-in's own "
+        "bug; SMU_DEBUG=1 shows the traceback"
+    )
+    check = smu(site, *args, tmp_path / "check", "--x", "0", extra_path=[methods_site])
+    assert check.returncode == 1 and check.stderr.count("\n") == 1, check.stderr
+    assert "'boom' (package smu-tests) failed: ZeroDivisionError" in check.stderr
+    env = dict(os.environ, SMU_DEBUG="1", PYTHONPATH=os.pathsep.join(map(str, [site, methods_site])))
+    debug = subprocess.run(
+        [sys.executable, "-m", "smu", *map(str, args), tmp_path / "debug"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    assert "ValueError: the plug-in's own bug" in debug.stderr and "PluginError" in debug.stderr
+
+
+def test_a_builtin_method_s_bug_keeps_its_traceback():
+    from smu.unlearning import METHODS
+
+    with pytest.raises(ValueError), METHODS.plugin_code("ft"):
+        raise ValueError("a bug of smu's")
+
+
+def test_a_plugin_whose_option_a_command_would_shadow_or_whose_ranges_nothing_checks_is_refused(
+    site, tmp_path
+):
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    code = """
+from dataclasses import dataclass
+
+from smu.options import param
+from smu.unlearning import UnlearnMethod
+
+
+@dataclass
+class SeedConfig:
+    seed: int = 3
+
+
+@dataclass
+class EvalConfig:
+    eval: bool = True
+
+
+@dataclass
+class UncheckedConfig:
+    alpha: float = param(0.1, gt=0)
+
+
+SEED = UnlearnMethod("seeded", "has its own seed", SeedConfig, lambda m, d, c, x: m)
+EVAL = UnlearnMethod("evaluated", "has --eval/--no-eval", EvalConfig, lambda m, d, c, x: m)
+UNCHECKED = UnlearnMethod("unchecked", "declares a range", UncheckedConfig, lambda m, d, c, x: m)
+"""
+    entry_points = (
+        "[smu.unlearning]\nseeded = smu_shadow:SEED\nevaluated = smu_shadow:EVAL\n"
+        "unchecked = smu_shadow:UNCHECKED\n"
+    )
+    install(shadow, "smu-shadow", "smu_shadow", code, entry_points)
+    result = smu(site, "unlearn", "--help", extra_path=[shadow])
+    assert result.returncode == 0 and "ft: fine-tune on the retain set" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 3, result.stderr
+    assert any("'smu-shadow' skipped: its option --seed would be shadowed" in w for w in warnings)
+    assert any("'smu-shadow' skipped: its option --eval would be shadowed" in w for w in warnings)
+    assert any("declares ranges (alpha) but does not derive from smu.options.Checked" in w for w in warnings)
+    assert "seeded" not in result.stdout and "shrink-perturb" in result.stdout
+
+
+COMMANDS_TAKING_METHOD_OPTIONS = [
+    ("smu.workflows.unlearn", "unlearn"),
+    ("smu.workflows.backdoor", "backdoor_cleanse"),
+    ("smu.workflows.audit", "audit"),
+    ("smu.workflows.tune", "tune"),
+]
+
+
+def test_the_reserved_names_hold_every_option_of_the_commands_and_no_builtin_breaks_the_contract():
+    import dataclasses
+    import importlib
+    import inspect
+
+    from smu.pruning import METHODS as PRUNING
+    from smu.pruning.base import prune_problems
+    from smu.unlearning import METHODS
+    from smu.unlearning.base import RESERVED, method_problems
+    from smu.workflows.audit import AuditConfig
+    from smu.workflows.tune import TuneConfig
+
+    own = {"json_out", "quiet"}  # every command's --json and -q (smu.commands.wrap)
+    for module, function in COMMANDS_TAKING_METHOD_OPTIONS:
+        fn = getattr(importlib.import_module(module), function)
+        own |= {p.name for p in inspect.signature(fn).parameters.values() if p.kind is not p.VAR_KEYWORD}
+    own |= {f.name for cls in (AuditConfig, TuneConfig) for f in dataclasses.fields(cls)}
+    assert own <= RESERVED, own - RESERVED
+    for name, spec in METHODS.items():
+        assert method_problems(spec, METHODS) == [], name
+    for name, spec in PRUNING.items():
+        assert prune_problems(spec, PRUNING) == [], name
