@@ -58,7 +58,7 @@ AUDIT += ["--method", "ga", "--epochs", "2", "--lr", "1e-3"]
 TUNE = ["--forget", "class:3", "--method", "ga", "--batch-size", "64", "--retrain-epochs", "4"]
 TUNE += ["--retrain-batch-size", "64", "--space", "epochs=1:3", "--seed", "1", "--trials", "3"]
 
-TIMING_SUFFIXES = ("seconds", "per_second", "rte")
+TIMING_SUFFIXES = ("seconds", "per_second", "rte", "_s")
 
 
 def untimed(value):
@@ -124,7 +124,7 @@ def compare(before: dict, after: dict) -> list[str]:
     problems += [f"{name}: only after" for name in after.keys() - before.keys()]
     for name in sorted(before.keys() & after.keys()):
         for part in ("json", "tensors"):
-            a, b = before[name][part], after[name][part]
+            a, b = untimed(before[name][part]), untimed(after[name][part])
             if a != b:
                 a_text, b_text = json.dumps(a, sort_keys=True), json.dumps(b, sort_keys=True)
                 problems.append(f"{name} {part} differs:\n  before {a_text[:600]}\n  after  {b_text[:600]}")
