@@ -154,13 +154,13 @@ def run_unlearn(
         model = spec.run(model, data, cfg, ctx)
     synchronize(device)
     rte = time.perf_counter() - start
-    remask(method, model, loaded.mask)
     distributed.broadcast_model(model)  # rank 0's result is the result, bit for bit, on every rank
-    if not params_finite(model):
+    if not params_finite(model):  # before remask: a NaN at a pruned weight is divergence, not revival
         raise DivergedError(
             f"{method} produced NaN or Inf weights",
             hint="lower its step size (--alpha, --lr); nothing was written",
         )
+    remask(method, model, loaded.mask)
     meta = {k: v for k, v in loaded.meta.items() if k in (*S.MODEL_IDENTITY, *S.SPLIT)}
     meta |= {
         S.SEED: seed,

@@ -208,15 +208,24 @@ def boom(model, data, cfg, ctx):
     raise ValueError("the plug-in's own bug")
 
 
+def poison(model, data, cfg, ctx):
+    """Diverges: every weight NaN, the pruned ones too."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    return model
+
+
 REVIVE = UnlearnMethod("revive", "add 1 to every weight, mask forgotten", BoomConfig, revive)
 BOOM = UnlearnMethod("boom", "raise from its run", BoomConfig, boom)
+POISON = UnlearnMethod("poison", "every weight NaN", BoomConfig, poison)
 '''
 
 
 @pytest.fixture(scope="module")
 def methods_site(tmp_path_factory):
     folder = tmp_path_factory.mktemp("methods")
-    entry_points = "[smu.unlearning]\nrevive = smu_tests:REVIVE\nboom = smu_tests:BOOM\n"
+    entry_points = "[smu.unlearning]\nrevive = smu_tests:REVIVE\nboom = smu_tests:BOOM\npoison = smu_tests:POISON\n"
     install(folder, "smu-tests", "smu_tests", TEST_METHODS, entry_points)
     return folder
 
@@ -243,6 +252,19 @@ def test_the_workflow_sets_revived_pruned_weights_back_to_0_with_one_warning(
     assert inspect_artifact(out["model"])["intact"]
     builtin = smu(site, *args, tmp_path / "ft", "--method", "ft", "--epochs", "1", extra_path=[methods_site])
     assert builtin.returncode == 0 and "Warning:" not in builtin.stderr, builtin.stderr
+
+
+def test_nan_at_pruned_weights_is_divergence_one_error_line_no_revival_warning(
+    site, methods_site, pruned_cnn, tmp_path
+):
+    model = pruned_cnn / "round-1" / "model.safetensors"
+    args = ["unlearn", "--model", model, "--forget", "class:3", "--no-eval", "--method", "poison"]
+    result = smu(site, *args, "--out", tmp_path / "nan", extra_path=[methods_site])
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "Error: poison produced NaN or Inf weights; lower its step size (--alpha, --lr); nothing was written"
+    ]
+    assert not (tmp_path / "nan" / "model.safetensors").exists()
 
 
 def test_a_plugin_s_unexpected_exception_is_one_line_naming_it_and_a_traceback_with_smu_debug(
