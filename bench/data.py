@@ -6,8 +6,8 @@ import argparse
 
 import torch
 
+from smu.core.errors import SmuError
 from smu.data import ImageSet, load_splits
-from smu.errors import SmuError
 from smu.models import build_model
 
 SHAPES = {"fashion-mnist": (1, 28, 28, 10), "cifar10": (3, 32, 32, 10), "digits": (1, 8, 8, 10)}

@@ -21,10 +21,10 @@ import torch
 from common import header, table
 from data import SHAPES, images, model
 
+from smu.core.masks import Mask
 from smu.data.batches import Augment
 from smu.engine import TrainConfig, fit, resolve_device, runtime
 from smu.execution import distributed
-from smu.masks import Mask
 
 
 def sparse_mask(net: torch.nn.Module) -> Mask:

@@ -15,21 +15,21 @@ t() { local s=$(date +%s.%N); "$@" >out.txt 2>err.txt; local rc=$?; local e=$(da
 smu prune --dataset digits --arch cnn --epochs 2 --rewind-epoch 1 --rate 0.5 -q --out base >/dev/null
 python - <<'PY'
 import torch
-from smu.io import artifacts
+from smu.io import tensorfile
 m = "base/round-1/model.safetensors"
-tensors, meta = artifacts.read_tensors(m), artifacts.read_metadata(m)
+tensors, meta = tensorfile.read_tensors(m), tensorfile.read_metadata(m)
 hostile = "[bold red]INJECTED[/] \x1b]0;pwned-title\x07 \x1b[31mred\x1b[0m"
-artifacts.save_tensors("hostile/model.safetensors", tensors, meta | {"smu.command": hostile, "smu.note": hostile})
+tensorfile.save_tensors("hostile/model.safetensors", tensors, meta | {"smu.command": hostile, "smu.note": hostile})
 for name, layer, value in (("nan-fc", "net.fc.bias", float("nan")), ("inf-conv", next(k for k in tensors if tensors[k].ndim == 4), float("inf"))):
     bad = dict(tensors); bad[layer] = bad[layer].clone(); bad[layer].view(-1)[0] = value
-    artifacts.save_tensors(f"{name}/model.safetensors", bad, meta)
+    tensorfile.save_tensors(f"{name}/model.safetensors", bad, meta)
 raw = open(m, "rb").read()
 open("truncated.safetensors", "wb").write(raw[: len(raw) // 2])
 flipped = bytearray(raw); flipped[20] ^= 0xFF; open("flipped.safetensors", "wb").write(bytes(flipped))
 import shutil
 shutil.copytree("base/round-1", "twos")
-mask = artifacts.read_tensors("twos/mask.safetensors")
-artifacts.save_tensors("twos/mask.safetensors", {k: v * 2 for k, v in mask.items()}, artifacts.read_metadata("twos/mask.safetensors"))
+mask = tensorfile.read_tensors("twos/mask.safetensors")
+tensorfile.save_tensors("twos/mask.safetensors", {k: v * 2 for k, v in mask.items()}, tensorfile.read_metadata("twos/mask.safetensors"))
 open("bighead.safetensors", "wb").write((100 * 2**20).to_bytes(8, "little") + b"{" + b" " * 1000)
 lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
 for prev, cur in zip("abcdefg", "bcdefgh"):

@@ -17,7 +17,7 @@ SMU = [sys.executable, "-m", "smu"]
 # Runs the CLI in this child and reports the child's own peak RSS, so each command is measured alone.
 PEAK = """
 import resource, sys
-from smu.cli import app
+from smu.cli.app import app
 code = 0
 try:
     app(sys.argv[2:], prog_name="smu")

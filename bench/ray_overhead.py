@@ -28,10 +28,10 @@ import ray
 import torch
 from common import header, interleaved, table
 
-from smu.commands.run import run
+from smu.cli.run import run
+from smu.core.progress import Reporter
 from smu.execution import make_executor
 from smu.execution.steps import Plan, Step
-from smu.progress import Reporter
 
 TINY = [
     "seeds=[0]",

@@ -19,7 +19,7 @@ import torch
 from common import header, interleaved, table
 
 CHECK = (
-    "import sys\nfrom smu.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+    "import sys\nfrom smu.cli.app import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
     "print('torch' in sys.modules, file=sys.stderr)"
 )
 

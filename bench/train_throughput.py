@@ -27,10 +27,10 @@ from rich.progress import Progress
 from torch.nn.utils import prune as torch_prune
 from torch.utils.data import DataLoader, Dataset
 
+from smu.cli.ui import RichReporter
+from smu.core.masks import Mask
 from smu.data.batches import Augment
 from smu.engine import CHANNELS_LAST, TrainConfig, fit, runtime
-from smu.masks import Mask
-from smu.ui import RichReporter
 
 BATCH = 256
 

@@ -45,7 +45,7 @@ API = {
     "resolve_device": "smu.engine",
     "gap": "smu.evaluation",
     "unlearning_metrics": "smu.evaluation",
-    "Mask": "smu.masks",
+    "Mask": "smu.core.masks",
     "build_model": "smu.models",
     "PruneConfig": "smu.pruning",
     "run_prune": "smu.workflows.prune",

@@ -1,3 +1,3 @@
-from smu.cli import main
+from smu.cli.app import main
 
 main()

@@ -15,20 +15,21 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smu.core.errors import DivergedError, SmuError, SmuWarning, UsageError
+from smu.core.masks import Freeze, Mask
+from smu.core.options import Checked, param
+from smu.core.progress import Reporter
+from smu.core.registry import lookup
 from smu.data import ImageSet
 from smu.data.batches import Augment, batches, to_float
-from smu.errors import DivergedError, SmuError, SmuWarning, UsageError
 from smu.execution import distributed
 from smu.io import schema as S
-from smu.masks import Freeze, Mask
-from smu.options import Checked, param
-from smu.progress import Reporter
-from smu.registry import lookup
 
 LossFn = Callable[[torch.Tensor, "Batch", int], torch.Tensor]
 """loss(logits, batch, epoch) -> scalar: the batch gives the targets (``batch.y``) and whatever else
@@ -220,7 +221,7 @@ class Checkpoint:
 
     def load(self, model: nn.Module, opt: torch.optim.Optimizer) -> int:
         """Restore the saved state if it belongs to this run; return the epoch to start from (0 if none)."""
-        from smu.io.artifacts import read_metadata, read_tensors
+        from smu.io.tensorfile import read_metadata, read_tensors
 
         if not self.path.is_file():
             return 0
@@ -238,7 +239,7 @@ class Checkpoint:
         return int(meta[S.EPOCH])
 
     def save(self, model: nn.Module, opt: torch.optim.Optimizer, epoch: int) -> None:
-        from smu.io.artifacts import save_tensors
+        from smu.io.tensorfile import save_tensors
 
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         for i, p in enumerate(model.parameters()):
@@ -358,11 +359,7 @@ def fit(
     gradient mask bit-identical to their values (SalUn). With a ``checkpoint``, the state is saved
     after every epoch and a matching saved state is resumed from.
     """
-    passes = [Pass(data, loss_fn)] if isinstance(data, ImageSet) else list(data)
-    if any(len(p.data) == 0 or (p.partner is not None and len(p.partner) == 0) for p in passes):
-        raise UsageError(
-            f"{label}: there is nothing to train on (0 images)", hint="check the dataset and the forget set"
-        )
+    passes = _passes(data, loss_fn, label)
     reporter = reporter or Reporter()
     device = next(model.parameters()).device
     world = distributed.world_size() if distributed.active() else 1
@@ -370,14 +367,96 @@ def fit(
     aug = aug if cfg.augment else None
     if mask is not None:
         mask.apply(model)
-    if checkpoint is not None:
-        saved = distributed.same(checkpoint.load(model, opt), f"the epoch of {str(checkpoint.path)!r}")
-        if saved > start_epoch:
-            reporter.note(f"{label}: resuming from the checkpoint of epoch {saved}")
-            start_epoch = saved
+    start_epoch = _resume(checkpoint, model, opt, start_epoch, reporter, label)
     model.train()
     settings = _RUNTIME.get()
     autocast = _autocast(device, settings.amp)
+    _warn_if_batchnorm_per_rank(model, world, settings)
+    reporter.start(
+        label, sum(p.steps(cfg) for e in range(start_epoch, cfg.epochs) for p in passes if p.runs_in(e))
+    )
+    seconds, images, ran, loss_mean, acc = 0.0, 0, 0, float("nan"), float("nan")
+    with contextlib.ExitStack() as stack:
+        stack.callback(reporter.stop)
+        layout = stack.enter_context(fast_layout(model, device))
+        forward = _training_forward(model, world, settings, stack)
+        for epoch in range(start_epoch, cfg.epochs):
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            active = [p for p in passes if p.runs_in(epoch)]
+            steps = sum(p.steps(cfg) for p in active)
+            synchronize(device)
+            t0 = time.perf_counter()
+            tally = _Tally.zeros(device)
+            for i, (p, x, y, part, partner) in enumerate(_rank_steps(active, cfg, gen, aug, layout, world)):
+                lr = lr_at(cfg, epoch, i, steps)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                with autocast():
+                    out = forward(x)
+                    loss = p.loss(out, Batch(x, y, forward, partner), epoch)
+                _sgd_step(model, opt, loss, part, mask, freeze)
+                tally.add(loss, out, y, part)
+                if (i + 1) % 10 == 0 or i + 1 == steps:
+                    reporter.update(
+                        advance=i % 10 + 1,
+                        epoch=f"{epoch + 1}/{cfg.epochs}",
+                        loss=tally.loss_sum.item() / max(tally.seen, 1),
+                        acc=100.0 * tally.correct.item() / max(tally.seen, 1),
+                        lr=lr,
+                        ips=world * tally.seen / max(time.perf_counter() - t0, 1e-9),
+                    )
+            synchronize(device)
+            seconds += time.perf_counter() - t0
+            loss_total, hits, seen, bad = _over_ranks(tally, model, device, world)
+            images += int(seen)
+            loss_mean, acc = loss_total / max(seen, 1), 100.0 * hits / max(seen, 1)
+            if not math.isfinite(loss_mean) or bad:
+                raise _diverged(checkpoint, label, epoch, loss_mean, diverge_hint)
+            ran += 1
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, model)
+            _save_checkpoint(checkpoint, model, opt, epoch + 1)
+    # Ranks other than 0 updated their BatchNorm statistics from their own parts: all go on with rank 0's.
+    distributed.broadcast_model(model)
+    return FitResult(
+        epochs=ran, start_epoch=start_epoch, seconds=seconds, images=images, loss=loss_mean, acc=acc
+    )
+
+
+def _passes(data: ImageSet | list[Pass], loss_fn: LossFn, label: str) -> list[Pass]:
+    """What :func:`fit` trains on, as passes. An empty set is refused before any work: an epoch without
+    batches would end with a loss of 0 and pass for a finished run."""
+    passes = [Pass(data, loss_fn)] if isinstance(data, ImageSet) else list(data)
+    if any(len(p.data) == 0 or (p.partner is not None and len(p.partner) == 0) for p in passes):
+        raise UsageError(
+            f"{label}: there is nothing to train on (0 images)", hint="check the dataset and the forget set"
+        )
+    return passes
+
+
+def _resume(
+    checkpoint: Checkpoint | None,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    start_epoch: int,
+    reporter: Reporter,
+    label: str,
+) -> int:
+    """The epoch to start from: ``start_epoch``, or a later one whose state ``checkpoint`` holds (loaded
+    into ``model`` and ``opt``), so a killed run goes on where it stopped. Every rank must read the same
+    epoch: ranks training different epochs would stall in each other's collectives."""
+    if checkpoint is None:
+        return start_epoch
+    saved = distributed.same(checkpoint.load(model, opt), f"the epoch of {str(checkpoint.path)!r}")
+    if saved > start_epoch:
+        reporter.note(f"{label}: resuming from the checkpoint of epoch {saved}")
+        return saved
+    return start_epoch
+
+
+def _warn_if_batchnorm_per_rank(model: nn.Module, world: int, settings: Runtime) -> None:
+    """Data-parallel training otherwise gives one process's model; BatchNorm on each rank's part does not,
+    and the user should learn that before a long run, not from its results."""
     if world > 1 and distributed.has_batchnorm(model) and not settings.sync_bn:
         warnings.warn(
             f"data-parallel on {world} ranks, BatchNorm normalises with each rank's part of the batch, so "
@@ -386,101 +465,148 @@ def fit(
             SmuWarning,
             stacklevel=1,  # this line: shown once however many times a command trains
         )
-    reporter.start(
-        label, sum(p.steps(cfg) for e in range(start_epoch, cfg.epochs) for p in passes if p.runs_in(e))
+
+
+def _training_forward(
+    model: nn.Module, world: int, settings: Runtime, stack: contextlib.ExitStack
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model as training steps run it: behind DDP under torchrun (SyncBatchNorm, if asked, until
+    ``stack`` closes) and compiled with --compile. Called once the layout has changed, so DDP's
+    gradient buckets match the weights."""
+    stepper = model
+    if world > 1:
+        if settings.sync_bn:
+            stack.enter_context(distributed.synced_batchnorm(model))
+        stepper = distributed.data_parallel(model)
+    return _compiled(stepper) if settings.compile else stepper
+
+
+class _Step(NamedTuple):
+    """One training step as this rank runs it."""
+
+    pass_: Pass
+    x: torch.Tensor
+    """This rank's images of the batch (all of them in one process), in the model's layout."""
+    y: torch.Tensor
+    part: distributed.Share | None
+    """Which part of the global batch ``x`` is, under torchrun."""
+    partner: tuple[torch.Tensor, torch.Tensor] | None
+
+
+def _rank_steps(
+    passes: list[Pass],
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    aug: Augment | None,
+    layout: torch.memory_format,
+    world: int,
+) -> Iterator[_Step]:
+    """An epoch's steps, pass after pass. Lazy, so each batch draws from ``gen`` only once the step before
+    it has run, and in the order one process draws: the batch, its relabelling, the partner batch."""
+    for p in passes:
+        size = p.batch_size or cfg.batch_size
+        partners = partner_batches(p.partner, p.partner_batch_size or size, gen, aug) if p.partner else None
+        for x, y in batches(p.data, size, shuffle=True, gen=gen, aug=aug):
+            if p.relabel is not None:
+                y = p.relabel(x, y, gen)
+            x, y, part = _rank_part(x, y, world)
+            x = x.contiguous(memory_format=layout)
+            partner = None
+            if partners is not None:
+                px, py = next(partners)
+                partner = (px.contiguous(memory_format=layout), py)  # used whole by every rank
+            yield _Step(p, x, y, part, partner)
+
+
+def _rank_part(
+    x: torch.Tensor, y: torch.Tensor, world: int
+) -> tuple[torch.Tensor, torch.Tensor, distributed.Share | None]:
+    """This rank's part of a global batch (all of it in one process; no share). Every rank draws the
+    whole batch, with the same generator calls as one process, and keeps its slice: the ranks' parts
+    together are the batch one process would train on, and the generators stay in step."""
+    part = distributed.share(len(y)) if world > 1 else None
+    if part is not None:
+        x, y = x[part.lo : part.hi], y[part.lo : part.hi]
+    return x, y, part
+
+
+def _sgd_step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    part: distributed.Share | None,
+    mask: Mask | None,
+    freeze: Freeze | None,
+) -> None:
+    """One SGD step that moves no pruned or frozen weight: their gradients are zeroed before it, so
+    momentum never builds up there, and they are put back after it, since weight decay acts inside it."""
+    opt.zero_grad(set_to_none=True)
+    _rank_backward(loss, part)
+    if mask is not None:
+        mask.mask_grads(model)
+    if freeze is not None:
+        freeze.mask_grads(model)
+    opt.step()
+    if mask is not None:
+        mask.apply(model)
+    if freeze is not None:
+        freeze.restore(model, opt)
+
+
+def _rank_backward(loss: torch.Tensor, part: distributed.Share | None) -> None:
+    """Gradients of this rank's loss. DDP averages them over the ranks in backward; weighting each rank's
+    mean loss by its share of the batch (``part.scale``) makes that average the global batch's gradient
+    when the parts differ in size."""
+    (loss if part is None else loss * part.scale).backward()
+
+
+@dataclass
+class _Tally:
+    """One epoch's loss and accuracy so far on this rank. The sums stay on the device, so a step does not
+    wait for the GPU; only a progress update reads them."""
+
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seen: int = 0
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> _Tally:
+        return cls(torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long))
+
+    def add(
+        self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor, part: distributed.Share | None
+    ) -> None:
+        if part is None or part.counts:  # a batch every rank takes whole counts once
+            self.loss_sum += loss.detach() * len(y)
+            self.correct += (out.detach().argmax(1) == y).sum()
+            self.seen += len(y)
+
+
+def _over_ranks(tally: _Tally, model: nn.Module, device: torch.device, world: int) -> list[float]:
+    """[loss sum, hits, images, bad] of the epoch over all ranks, ``bad`` when any rank's weights went bad:
+    every rank must see the same numbers, to stop or go on together."""
+    totals = [tally.loss_sum.item(), tally.correct.item(), tally.seen, float(not params_finite(model))]
+    return distributed.sum_values(totals, device) if world > 1 else totals
+
+
+def _diverged(checkpoint: Checkpoint | None, label: str, epoch: int, loss: float, hint: str) -> DivergedError:
+    """The error for a diverged epoch, once the checkpoint is gone: resuming a diverged run would only
+    diverge again."""
+    if checkpoint is not None:
+        checkpoint.clear()
+    return DivergedError(
+        f"{label} diverged in epoch {epoch + 1}: the loss is {loss}",
+        hint=f"{hint}; nothing was written for this step",
     )
-    seconds, images, ran, loss_mean, acc = 0.0, 0, 0, float("nan"), float("nan")
-    with contextlib.ExitStack() as stack:
-        stack.callback(reporter.stop)
-        layout = stack.enter_context(fast_layout(model, device))
-        stepper = model
-        if world > 1:  # wrapped after the layout change, so DDP's gradient buckets match the weights
-            if settings.sync_bn:
-                stack.enter_context(distributed.synced_batchnorm(model))
-            stepper = distributed.data_parallel(model)
-        forward = _compiled(stepper) if settings.compile else stepper
-        for epoch in range(start_epoch, cfg.epochs):
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-            active = [p for p in passes if p.runs_in(epoch)]
-            steps = sum(p.steps(cfg) for p in active)
-            synchronize(device)
-            t0 = time.perf_counter()
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            seen = i = 0
-            for p in active:
-                size = p.batch_size or cfg.batch_size
-                partners = (
-                    partner_batches(p.partner, p.partner_batch_size or size, gen, aug) if p.partner else None
-                )
-                for x, y in batches(p.data, size, shuffle=True, gen=gen, aug=aug):
-                    # Every rank draws the whole global batch (the same generator calls as one process),
-                    # then keeps its part; a partner batch is used whole by every rank.
-                    if p.relabel is not None:
-                        y = p.relabel(x, y, gen)
-                    part = distributed.share(len(y)) if world > 1 else None
-                    if part is not None:
-                        x, y = x[part.lo : part.hi], y[part.lo : part.hi]
-                    lr = lr_at(cfg, epoch, i, steps)
-                    for group in opt.param_groups:
-                        group["lr"] = lr
-                    x = x.contiguous(memory_format=layout)
-                    partner = None
-                    if partners is not None:
-                        px, py = next(partners)
-                        partner = (px.contiguous(memory_format=layout), py)
-                    with autocast():
-                        out = forward(x)
-                        loss = p.loss(out, Batch(x, y, forward, partner), epoch)
-                    opt.zero_grad(set_to_none=True)
-                    (loss if part is None else loss * part.scale).backward()
-                    if mask is not None:
-                        mask.mask_grads(model)
-                    if freeze is not None:
-                        freeze.mask_grads(model)
-                    opt.step()
-                    if mask is not None:
-                        mask.apply(model)
-                    if freeze is not None:
-                        freeze.restore(model, opt)
-                    if part is None or part.counts:
-                        loss_sum += loss.detach() * len(y)
-                        correct += (out.detach().argmax(1) == y).sum()
-                        seen += len(y)
-                    i += 1
-                    if i % 10 == 0 or i == steps:
-                        reporter.update(
-                            advance=(i - 1) % 10 + 1,
-                            epoch=f"{epoch + 1}/{cfg.epochs}",
-                            loss=loss_sum.item() / max(seen, 1),
-                            acc=100.0 * correct.item() / max(seen, 1),
-                            lr=lr,
-                            ips=world * seen / max(time.perf_counter() - t0, 1e-9),
-                        )
-            synchronize(device)
-            seconds += time.perf_counter() - t0
-            # Over all ranks: the epoch's loss and accuracy, and whether any rank's weights went bad.
-            totals = [loss_sum.item(), correct.item(), seen, float(not params_finite(model))]
-            loss_total, hits, seen, bad = distributed.sum_values(totals, device) if world > 1 else totals
-            images += int(seen)
-            loss_mean, acc = loss_total / max(seen, 1), 100.0 * hits / max(seen, 1)
-            if not math.isfinite(loss_mean) or bad:
-                if checkpoint is not None:
-                    checkpoint.clear()  # resuming a diverged run would only diverge again
-                raise DivergedError(
-                    f"{label} diverged in epoch {epoch + 1}: the loss is {loss_mean}",
-                    hint=f"{diverge_hint}; nothing was written for this step",
-                )
-            ran += 1
-            if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, model)
-            if checkpoint is not None:
-                checkpoint.save(model, opt, epoch + 1)
-    # Ranks other than 0 updated their BatchNorm statistics from their own parts: all go on with rank 0's.
-    distributed.broadcast_model(model)
-    return FitResult(
-        epochs=ran, start_epoch=start_epoch, seconds=seconds, images=images, loss=loss_mean, acc=acc
-    )
+
+
+def _save_checkpoint(
+    checkpoint: Checkpoint | None, model: nn.Module, opt: torch.optim.Optimizer, epoch: int
+) -> None:
+    """Save the state after ``epoch`` epochs, so a killed run resumes from here bit-for-bit. Called after
+    ``on_epoch_end``: a checkpoint past an epoch means that epoch's callback (a rewind point) has run."""
+    if checkpoint is not None:
+        checkpoint.save(model, opt, epoch)
 
 
 def params_finite(model: nn.Module) -> bool:

@@ -5,10 +5,10 @@ import torch
 from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner
 
-from smu.cli import app
+from smu.cli.app import app
+from smu.core.options import flag_of
 from smu.data import load_splits
 from smu.models import build_model
-from smu.options import flag_of
 from smu.unlearning import METHODS
 
 # ci, the default: a fixed example budget, the same examples on every run (tests/fuzz/test_fuzz.py takes about
@@ -83,7 +83,7 @@ def tiny_model(digits):
 def pruned_cnn(tmp_path_factory):
     """A small digits cnn made by ``smu prune`` (4 epochs, 50% OMP): the run folder, holding dense/
     and round-1/. Shared: tests must write their own files elsewhere."""
-    from smu.cli import main
+    from smu.cli.app import main
 
     folder = tmp_path_factory.mktemp("pruned-cnn")
     args = [

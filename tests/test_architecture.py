@@ -11,7 +11,7 @@ PACKAGE = ROOT / "smu"
 def layers() -> list[tuple[str, list[str]]]:
     """(layer, module prefixes) from the table in docs/ARCHITECTURE.md, top to bottom."""
     text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
-    table = text.split("```")[1]
+    table = next(b for b in text.split("```")[1::2] if b.lstrip().startswith("layer"))
     rows = [re.match(r"^(\w+)\s+((?:smu[\w.]*\s*)+)$", line.strip()) for line in table.splitlines()]
     return [(m.group(1), m.group(2).split()) for m in rows if m]
 
@@ -124,3 +124,12 @@ def test_the_checks_catch_an_upward_import_and_a_cycle():
     assert layer_of("smu.io.artifacts", table) > layer_of("smu.data.forget", table)  # io below data
     assert layer_of("smu.execution.distributed", table) == len(table) - 1  # the longest prefix wins
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_map_names_every_top_level_package_and_module_of_smu():
+    """docs/ARCHITECTURE.md's map of smu/ is the list a newcomer learns: it names each entry, no more."""
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    tree = next(b for b in text.split("```")[1::2] if b.lstrip().startswith("smu/"))
+    mapped = set(re.findall(r"(?:^  |   )(\w+(?:/|\.py))", tree, flags=re.M))
+    entries = {p.name + ("/" if p.is_dir() else "") for p in PACKAGE.iterdir() if not p.name.startswith("__")}
+    assert mapped == entries

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from smu.core.errors import ArtifactError, UsageError, shown
 from smu.data.sources import SOURCES, RawData, read_source
-from smu.errors import ArtifactError, UsageError, shown
 from smu.io import schema as S
 
 if TYPE_CHECKING:

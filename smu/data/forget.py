@@ -21,13 +21,12 @@ from pathlib import Path
 
 import torch
 
+from smu.core.errors import ArtifactError, UsageError, shown
+from smu.core.options import SEED_MAX, SPEC_HELP
 from smu.data import ImageSet, Splits
-from smu.errors import ArtifactError, UsageError, shown
-from smu.io import artifacts
 from smu.io import schema as S
-from smu.options import SEED_MAX
+from smu.io import tensorfile
 
-SPEC_HELP = "class:C, class:C:N, random:N, random:P%, indices:FILE or a saved forget.safetensors"
 MAX_INDEX_FILE = 64 << 20
 """Largest indices:FILE read (ImageNet's 1.28 million indices take about 10 MB)."""
 
@@ -100,7 +99,7 @@ class ForgetSet:
             **({S.SUBSET: self.subset} if self.subset else {}),
             S.CLASS: "" if self.forget_class is None else self.forget_class,
         }
-        return artifacts.save_tensors(Path(path), {"indices": self.indices.to(torch.int64)}, meta)
+        return tensorfile.save_tensors(Path(path), {"indices": self.indices.to(torch.int64)}, meta)
 
 
 def resolve_forget(spec: str, splits: Splits, seed: int = 0) -> ForgetSet:
@@ -243,8 +242,8 @@ def read_indices(path: Path, n: int) -> torch.Tensor:
 
 def load_forget(path: Path, splits: Splits) -> ForgetSet:
     """Read a saved forget set and check it was made for these splits."""
-    meta = artifacts.read_metadata(path, "--forget")
-    artifacts.expect_kind(path, meta, S.FORGET_SET, "--forget")
+    meta = tensorfile.read_metadata(path, "--forget")
+    tensorfile.expect_kind(path, meta, S.FORGET_SET, "--forget")
     want = {
         S.DATASET: splits.info.name,
         S.SUBSET: str(splits.subset),
@@ -259,7 +258,7 @@ def load_forget(path: Path, splits: Splits) -> ForgetSet:
                 f"--forget {str(path)!r} was made for {key[4:]} {shown(made_for)}, here it is {value!r}",
                 hint="resolve the forget set again for this model's data",
             )
-    idx = artifacts.read_tensors(path).get("indices")
+    idx = tensorfile.read_tensors(path).get("indices")
     if idx is None or idx.ndim != 1 or idx.dtype != torch.int64 or len(idx) == 0:
         raise ArtifactError(f"--forget {str(path)!r} holds no int64 list of indices", hint="save it again")
     if int(idx.min()) < 0 or int(idx.max()) >= len(splits.train) or len(idx.unique()) != len(idx):

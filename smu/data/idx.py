@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smu.errors import DataError
+from smu.core.errors import DataError
 
 # IDX type codes (third byte of the magic number); multi-byte values are big-endian.
 _DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

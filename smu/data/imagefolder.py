@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from smu.errors import DataError
+from smu.core.errors import DataError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})  # compared lower-case, so .JPEG counts
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from smu.core.errors import UsageError
 from smu.data import ImageSet, Splits
 from smu.data.forget import ForgetSet, parse_count
-from smu.errors import UsageError
 
 MARGIN = 2
 """Pixels between the trigger and the bottom and right edges, as in the original code."""

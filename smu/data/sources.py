@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from smu.core.errors import DataError
+from smu.core.registry import lookup
 from smu.data.idx import IDX_FILES, has_idx_dataset, read_idx_split
 from smu.data.imagefolder import read_image_tree
-from smu.errors import DataError
-from smu.registry import lookup
 
 DOWNLOAD_TIMEOUT_S = 20.0
 """Socket timeout for torchvision downloads: long enough for a slow mirror, short enough offline."""

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from smu.errors import DivergedError
-from smu.registry import lookup
+from smu.core.errors import DivergedError
+from smu.core.registry import lookup
 
 EPS = 1e-30
 

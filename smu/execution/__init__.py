@@ -21,7 +21,7 @@ def make_executor(
     gpus_per_step: float | None = None,
 ) -> Executor:
     """The executor ``--executor NAME`` with its options (``check()`` it before anything runs)."""
-    from smu.errors import UsageError
+    from smu.core.errors import UsageError
 
     if name not in EXECUTORS:
         raise UsageError(f"--executor {name!r} is not one of {', '.join(EXECUTORS)}")

@@ -8,7 +8,7 @@ code on the same data in the same order; they differ only where this module says
 - :func:`smu.engine.fit` gives each rank its part of every global batch (:func:`share`) and averages
   the gradients with DistributedDataParallel, so the updates are those of one process;
 - only rank 0 touches the file system (:func:`on_main`: the others wait there and take its outcome)
-  and the terminal (``smu.ui``); every rank may read what rank 0 wrote, so on several machines the run
+  and the terminal (``smu.cli.ui``); every rank may read what rank 0 wrote, so on several machines the run
   folder must be on a file system they all see;
 - evaluation (:func:`smu.engine.predict`) and the gradient sums of FF, IU, SSD and SalUn are split over
   the ranks and added up (:func:`rows`, :func:`gather_rows`, :func:`sum_`).
@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 
-from smu.errors import DistributedError, SmuError, UsageError
+from smu.core.errors import DistributedError, SmuError, UsageError
 
 if TYPE_CHECKING:
     import torch

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from smu.core.progress import Reporter
 from smu.execution.steps import Plan, Step, run_steps
-from smu.progress import Reporter
 
 
 class Executor:

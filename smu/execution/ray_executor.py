@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smu.errors import SmuError, UsageError
+from smu.core.errors import SmuError, UsageError
+from smu.core.progress import Reporter
 from smu.execution import distributed
 from smu.execution.executor import Executor
 from smu.execution.steps import Plan, Step, is_done, result_of, run_one, start
-from smu.io import artifacts
-from smu.progress import Reporter
+from smu.io import files
 
 RETRIES = 3
 """Times Ray reruns a task whose worker died (each rerun resumes the step from its checkpoint)."""
@@ -177,7 +177,7 @@ def shared_token(steps: list[Step]) -> Iterator[tuple[Path, str]]:
     root = Path(os.path.commonpath([str(s.folder.parent.resolve()) for s in steps]))
     token = uuid.uuid4().hex
     path = root / f".smu-ray-{token[:12]}"
-    artifacts.atomic_write(path, token.encode())
+    files.atomic_write(path, token.encode())
     try:
         yield path, token
     finally:
@@ -407,4 +407,4 @@ def record_attempt(step: Step, worker: str) -> None:
         attempts = json.loads(path.read_text()) if path.is_file() else []
     except (OSError, ValueError):
         attempts = []
-    artifacts.write_json(path, [*attempts, {"worker": worker, "time": time.time()}])
+    files.write_json(path, [*attempts, {"worker": worker, "time": time.time()}])

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smu.io import artifacts
-from smu.progress import Reporter
+from smu.core.progress import Reporter
+from smu.io import files
 
 
 @dataclass
@@ -73,8 +73,8 @@ def start(step: Step) -> None:
     """
     marker = step.folder / "step.started"
     if step.folder.is_dir() and (not marker.is_file() or marker.read_text() != step.key):
-        artifacts.remove_tree(step.folder)  # rank 0 alone under torchrun
-    artifacts.atomic_write(marker, step.key.encode())
+        files.remove_tree(step.folder)  # rank 0 alone under torchrun
+    files.atomic_write(marker, step.key.encode())
 
 
 def run_steps(steps: list[Step], reporter: Reporter | None = None) -> list[tuple[Step, dict[str, Any], bool]]:
@@ -97,5 +97,5 @@ def run_one(step: Step) -> dict[str, Any]:
     checkpoints), and record its result."""
     start(step)
     result = step.run()
-    artifacts.write_json(step.folder / "step.json", {"key": step.key, "title": step.title, "result": result})
+    files.write_json(step.folder / "step.json", {"key": step.key, "title": step.title, "result": result})
     return result

@@ -17,12 +17,12 @@ from typing import Any
 
 import torch
 
-from smu.errors import ArtifactError, UsageError, shown
-from smu.io import artifacts
+from smu.core.errors import ArtifactError, UsageError, shown
+from smu.core.masks import Mask
+from smu.core.registry import lookup
+from smu.io import artifacts, files, tensorfile
 from smu.io import schema as S
-from smu.masks import Mask
 from smu.models import build_model
-from smu.registry import lookup
 
 SHAPES = {
     "digits": (1, 8),
@@ -102,13 +102,13 @@ def convert(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
         if key.endswith("_orig"):
             base = key.removesuffix("_orig")
             mask = state.get(f"{base}_mask")
-            mask = None if mask is None else artifacts.widened(mask)
+            mask = None if mask is None else tensorfile.widened(mask)
             if mask is None or mask.shape != value.shape or not bool(((mask == 0) | (mask == 1)).all()):
                 raise ArtifactError(
                     f"{shown(key)} has no matching {shown(base)}_mask of 0s and 1s",
                     hint="the checkpoint is incomplete",
                 )
-            value = artifacts.widened(value) * mask
+            value = tensorfile.widened(value) * mask
             masks[f"net.{base}"] = mask.to(torch.uint8)
             key = base
         tensors[key if key.startswith("normalize.") else f"net.{key}"] = value
@@ -141,7 +141,7 @@ def import_checkpoint(
             f"{str(path)!r} does not fit --arch {arch}: {what}",
             hint="check --arch (and --dataset for the input channels)",
         )
-    broken = artifacts.weight_problem(tensors)
+    broken = tensorfile.weight_problem(tensors)
     if broken:
         raise ArtifactError(
             f"{str(path)!r} is not intact: {broken}", hint="import the checkpoint it was made from"
@@ -170,7 +170,7 @@ def import_checkpoint(
         S.SPLIT_SEED: 0,
         S.COMMAND: command,
         S.IMPORTED_FROM: path.name,
-        S.PARENT: artifacts.sha256_file(path),
+        S.PARENT: files.sha256_file(path),
     }
     artifacts.save_model(out / "model.safetensors", model, meta, mask=mask)
     return {

@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from smu.errors import SmuError, shown
-from smu.io import artifacts
+from smu.core.errors import SmuError, shown
+from smu.io import files, tensorfile
 from smu.io import schema as S
 
 
@@ -21,23 +21,23 @@ def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:
     folders above it (where a run keeps them); a parent not found is still listed by its hash.
     """
     path = Path(path)
-    meta = artifacts.read_metadata(path, check=False)
+    meta = tensorfile.read_metadata(path, check=False)
     kind = meta.get(S.KIND, "?")
     problems: list[str] = []
     if kind not in S.ALL:
         problems.append(f"unknown kind {shown(kind)}")
-    if meta.get(S.FORMAT) != artifacts.FORMAT_VERSION:
+    if meta.get(S.FORMAT) != tensorfile.FORMAT_VERSION:
         problems.append(
-            f"format version {shown(meta.get(S.FORMAT))}, this smu writes {artifacts.FORMAT_VERSION!r}"
+            f"format version {shown(meta.get(S.FORMAT))}, this smu writes {tensorfile.FORMAT_VERSION!r}"
         )
     problems += S.problems(meta)
     try:
-        tensors = artifacts.read_tensors(path)
+        tensors = tensorfile.read_tensors(path)
     except SmuError as e:
         return {
             "path": str(path),
             "kind": kind,
-            "sha256": artifacts.sha256_file(path),
+            "sha256": files.sha256_file(path),
             "metadata": meta,
             "intact": False,
             "problems": [*problems, str(e)],
@@ -45,11 +45,11 @@ def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:
             "sparsity": None,
             "provenance": [],
         }
-    bad = artifacts.nonfinite(tensors)
+    bad = tensorfile.nonfinite(tensors)
     if kind == S.AUDIT and "epsilon" in bad and not torch.isnan(tensors["epsilon"]).any():
         bad.remove("epsilon")  # ε = ∞ is a verdict: the ensembles were told apart perfectly
     problems += [f"{k} holds NaN or Inf" for k in bad[:3]]
-    weights = artifacts.weight_problem(tensors) if kind == S.MODEL and not bad else None
+    weights = tensorfile.weight_problem(tensors) if kind == S.MODEL and not bad else None
     problems += [weights] if weights else []
     per_layer: dict[str, float] = {}
     if kind == S.MODEL:
@@ -59,7 +59,7 @@ def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:
         odd = [
             k
             for k, m in tensors.items()
-            if not bool(((artifacts.widened(m) == 0) | (artifacts.widened(m) == 1)).all())
+            if not bool(((tensorfile.widened(m) == 0) | (tensorfile.widened(m) == 1)).all())
         ]
         problems += [f"{k} holds values other than 0 and 1" for k in odd[:3]]
     elif kind == S.FORGET_SET:
@@ -70,7 +70,7 @@ def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:
     return {
         "path": str(path),
         "kind": kind,
-        "sha256": artifacts.sha256_file(path),
+        "sha256": files.sha256_file(path),
         "metadata": meta,
         "intact": not problems,
         "problems": problems,
@@ -89,22 +89,22 @@ def model_sparsity(
         mask_path = path.with_name(mask_name)
         if not mask_path.is_file():
             problems.append(f"its mask {shown(mask_name)} is missing")
-        elif artifacts.sha256_file(mask_path) != meta.get(S.MASK_SHA256):
+        elif files.sha256_file(mask_path) != meta.get(S.MASK_SHA256):
             problems.append(f"{shown(mask_name)} is not the mask it was saved with (sha256 differs)")
         else:
-            mask = {k: artifacts.widened(m) for k, m in artifacts.read_tensors(mask_path).items()}
+            mask = {k: tensorfile.widened(m) for k, m in tensorfile.read_tensors(mask_path).items()}
             fit = {k: m for k, m in mask.items() if k in tensors and m.shape == tensors[k].shape}
             problems += [
                 f"the mask's {shown(k)} fits no tensor of the model" for k in list(set(mask) - set(fit))[:3]
             ]
-            alive = [k for k, m in fit.items() if bool((artifacts.widened(tensors[k])[m == 0] != 0).any())]
+            alive = [k for k, m in fit.items() if bool((tensorfile.widened(tensors[k])[m == 0] != 0).any())]
             problems += [f"{k} has non-zero weights where the mask is 0" for k in alive[:3]]
             return {k: zero_fraction(m) for k, m in fit.items()}
     return {k: zero_fraction(t) for k, t in tensors.items() if k.endswith(".weight") and t.ndim == 4}
 
 
 def zero_fraction(t: torch.Tensor) -> float:
-    return 1.0 - float(artifacts.widened(t).count_nonzero()) / t.numel() if t.numel() else 0.0
+    return 1.0 - float(tensorfile.widened(t).count_nonzero()) / t.numel() if t.numel() else 0.0
 
 
 def check_forget(meta: dict[str, str], tensors: dict[str, torch.Tensor], problems: list[str]) -> None:
@@ -133,7 +133,7 @@ def provenance(path: Path, meta: dict[str, str], search: int) -> list[dict[str, 
         for candidate in nearby_artifacts(root):
             if candidate not in hashed:
                 hashed.add(candidate)
-                index.setdefault(artifacts.sha256_file(candidate), candidate)
+                index.setdefault(files.sha256_file(candidate), candidate)
     chain: list[dict[str, Any]] = []
     parent, seen = meta.get(S.PARENT, ""), set()
     while parent and parent not in seen and len(chain) < 20:
@@ -144,7 +144,7 @@ def provenance(path: Path, meta: dict[str, str], search: int) -> list[dict[str, 
         if found is None:
             break
         try:
-            parent_meta = artifacts.read_metadata(found, check=False)
+            parent_meta = tensorfile.read_metadata(found, check=False)
         except SmuError:  # a broken ancestor ends the chain; inspecting it says why
             break
         entry["kind"] = parent_meta.get(S.KIND)

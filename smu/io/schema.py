@@ -159,7 +159,7 @@ def problems(meta: dict[str, str]) -> list[str]:
     """What is wrong with a header: a required key missing, or a key whose value is not of its type (an
     empty value stands for "none" and is allowed, except for the required keys). Values are quoted short,
     so a hostile header gives a short message."""
-    from smu.errors import shown
+    from smu.core.errors import shown
 
     found = [f"no {k}" for k in REQUIRED.get(meta.get(KIND, ""), ()) if not meta.get(k)]
     for k in KEYS:

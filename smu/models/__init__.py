@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from smu.errors import UsageError
+from smu.core.errors import UsageError
+from smu.core.registry import lookup
 from smu.models.cnn import cnn, cnn_gn
 from smu.models.resnet import resnet18, resnet20, resnet50
 from smu.models.vgg import vgg16_bn
-from smu.registry import lookup
 
 __all__ = ["ARCHS", "Arch", "Classifier", "Normalize", "build_model", "classifier_layer"]
 

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from smu.coerce import convert
-from smu.errors import UsageError
-from smu.masks import SCOPES, Mask
-from smu.options import Checked, ConfigError, Problem, flag_of, param
+from smu.core.coerce import convert
+from smu.core.errors import UsageError
+from smu.core.masks import SCOPES, Mask
+from smu.core.options import Checked, ConfigError, Problem, flag_of, param
+from smu.core.registry import Registry
 from smu.pruning import magnitude, random_pruning, synflow
 from smu.pruning.base import MaskFn, PruneContext, PruneMethod, prune_problems
-from smu.registry import Registry
 
 __all__ = ["METHODS", "MaskFn", "PruneConfig", "PruneContext", "PruneMethod", "prune_options"]
 

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from smu.masks import Mask
-from smu.options import config_problems
+from smu.core.masks import Mask
+from smu.core.options import config_problems
 
 
 @dataclass(frozen=True)

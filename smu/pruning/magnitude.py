@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from smu.masks import Mask
+from smu.core.masks import Mask
 from smu.pruning.base import PruneContext, PruneMethod
 
 

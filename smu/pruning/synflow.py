@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from smu.masks import Mask
-from smu.options import Checked, param
+from smu.core.masks import Mask
+from smu.core.options import Checked, param
 from smu.pruning.base import PruneContext, PruneMethod
 
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from smu.errors import UsageError
-from smu.registry import suggest
+from smu.core.errors import UsageError
+from smu.core.registry import suggest
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable

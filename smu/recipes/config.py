@@ -16,18 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smu.coerce import build
+from smu.core.coerce import build
+from smu.core.errors import SmuError, UsageError, shown
+from smu.core.options import SEED_MAX, SPEC_HELP
+from smu.core.registry import suggest
 from smu.data import SOURCES
-from smu.data.forget import SPEC_HELP
 from smu.engine import TrainConfig, resolve_device
-from smu.errors import SmuError, UsageError, shown
 from smu.models import ARCHS
-from smu.options import SEED_MAX
 from smu.pruning import METHODS as PRUNING
 from smu.pruning import prune_options
 from smu.recipes.catalog import read_recipe
 from smu.recipes.yaml_reader import load_yaml
-from smu.registry import suggest
 from smu.unlearning import METHODS, make_config
 from smu.workflows.audit import AuditConfig
 from smu.workflows.backdoor import BackdoorConfig
@@ -311,7 +310,7 @@ def tune_options(recipe: Recipe, method: str) -> tuple[dict[str, Any], dict[str,
     """(fixed options, search space) of a method the recipe tunes, as ``smu tune`` makes them: an option
     with a value in ``unlearn:`` is fixed, unless ``tune.space`` names it; the method's declared ranges,
     changed by ``tune.space``, are searched."""
-    from smu.options import search_space
+    from smu.core.options import search_space
 
     changes = recipe.tune.space.get(method, [])
     searched = {str(c).partition("=")[0].strip().replace("-", "_") for c in changes}

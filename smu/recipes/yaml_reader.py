@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from smu.errors import UsageError, shown
+from smu.core.errors import UsageError, shown
 
 MAX_CHARS = 1 << 20
 """Largest text read (a recipe is a few KB; a 1,000-seed sweep is about 5 KB)."""

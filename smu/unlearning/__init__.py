@@ -9,45 +9,41 @@ group ``smu.unlearning`` (docs/PLUGINS.md).
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 import typing
 from collections.abc import Callable
 from typing import Any
 
-from smu.coerce import convert
-from smu.errors import UsageError
-from smu.options import ConfigError, flag_of
-from smu.registry import Registry, suggest
-from smu.unlearning import (
-    boundary_expand,
-    boundary_shrink,
-    finetune,
-    fisher,
-    gradient_ascent,
-    influence,
-    l1_sparse,
-    neggrad_plus,
-    none,
-    random_label,
-    retrain,
-    salun,
-    scrub,
-    ssd,
-)
+from smu.core.coerce import convert
+from smu.core.errors import UsageError
+from smu.core.options import ConfigError, flag_of
+from smu.core.registry import Registry, suggest
 from smu.unlearning.base import NEEDS, Context, UnlearnData, UnlearnMethod, method_problems
 
 __all__ = ["METHODS", "NEEDS", "Context", "UnlearnData", "UnlearnMethod", "make_config"]
 
+ORDER = (
+    *("retrain", "finetune", "gradient_ascent", "fisher", "influence", "l1_sparse"),  # the paper's six
+    *("random_label", "salun", "scrub", "neggrad_plus", "ssd", "boundary_shrink", "boundary_expand"),
+)
+"""Where the built-in methods are listed (help, README, recipes' "all"): the paper's six, then the
+methods that came after it in order of publication. A method's module need not be named here: any
+module of this package that declares ``METHOD`` is found, after these and before the baseline."""
+BASELINE = "none"
+
+
+def builtin_methods() -> list[UnlearnMethod]:
+    """The ``METHOD`` of every module of this package, in :data:`ORDER`; others by module name, then the
+    do-nothing baseline. Adding a method is adding its file."""
+    names = [m.name for m in pkgutil.iter_modules(__path__) if m.name != "base"]
+    rest = sorted(n for n in names if n not in ORDER and n != BASELINE)
+    modules = [importlib.import_module(f"{__name__}.{n}") for n in (*ORDER, *rest, BASELINE)]
+    return [m.METHOD for m in modules if hasattr(m, "METHOD")]
+
+
 METHODS: Registry[UnlearnMethod] = Registry(
-    "smu.unlearning",
-    UnlearnMethod,
-    "unlearning method",
-    [
-        m.METHOD
-        for m in (retrain, finetune, gradient_ascent, fisher, influence, l1_sparse)  # the paper's six
-        + (random_label, salun, scrub, neggrad_plus, ssd, boundary_shrink, boundary_expand)  # since then
-        + (none,)  # the baseline
-    ],
-    method_problems,
+    "smu.unlearning", UnlearnMethod, "unlearning method", builtin_methods(), method_problems
 )
 """name -> method: the paper's six, the methods that came after it, the do-nothing baseline, then
 plug-ins."""

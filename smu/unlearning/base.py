@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from smu.core.masks import Mask
+from smu.core.options import config_problems
 from smu.data import ImageSet, Splits
 from smu.data.batches import Augment
 from smu.data.forget import ForgetSet
 from smu.engine import Checkpoint, FitResult, Pass, Reporter, TrainConfig, fit
-from smu.masks import Mask
-from smu.options import config_problems
 
 NEEDS = {
     "original": "a frozen copy of the model before unlearning, as ctx.original (e.g. a teacher)",
@@ -87,7 +87,7 @@ class UnlearnMethod:
     """One line for help, listings and the README."""
     config: type
     """Its hyper-parameters: a dataclass whose field docstrings are the help texts and whose defaults
-    are the paper's or the method's authors'; ranges declared with ``smu.options.param``. A method
+    are the paper's or the method's authors'; ranges declared with ``smu.core.options.param``. A method
     that trains subclasses :class:`~smu.engine.TrainConfig` and gets every training option."""
     run: Callable[[nn.Module, UnlearnData, Any, Context], nn.Module]
     """``run(model, data, config, ctx) -> model``: the unlearning step; it may change ``model`` in
@@ -218,7 +218,7 @@ def method_problems(method: Any, registry: Any) -> list[str]:
 def reserved_options(config: type) -> list[str]:
     """The flags of ``config``'s options that take a :data:`RESERVED` name (``--seed``, or ``--no-eval``
     of a bool option ``eval``)."""
-    from smu.options import option_flag
+    from smu.core.options import option_flag
 
     found = []
     for f in dataclasses.fields(config):

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from smu.core.masks import Mask
+from smu.core.options import param
 from smu.engine import Pass, TrainConfig
-from smu.masks import Mask
 from smu.models import classifier_layer
-from smu.options import param
 from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from smu.core.options import param
 from smu.engine import TrainConfig
-from smu.options import param
 from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 

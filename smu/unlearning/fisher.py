@@ -37,12 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smu.core.options import Checked, param
 from smu.data import ImageSet
 from smu.data.batches import Augment, batches
 from smu.engine import fast_layout
 from smu.execution import distributed
 from smu.models import classifier_layer
-from smu.options import Checked, param
 from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 

@@ -34,12 +34,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from smu.core.masks import Mask
+from smu.core.options import Checked, param
 from smu.data import ImageSet
 from smu.data.batches import Augment, batches
 from smu.engine import fast_layout
 from smu.execution import distributed
-from smu.masks import Mask
-from smu.options import Checked, param
 from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smu.core.options import param
 from smu.engine import Batch, Pass, TrainConfig
-from smu.options import param
 from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 

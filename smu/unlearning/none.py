@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from smu.options import Checked
+from smu.core.options import Checked
 from smu.unlearning.base import Context, UnlearnData, UnlearnMethod
 
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from smu.core.options import param
 from smu.data import ImageSet
 from smu.engine import Pass, TrainConfig
-from smu.options import param
 from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 

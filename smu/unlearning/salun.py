@@ -27,14 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smu.core.errors import ArtifactError, UsageError, shown
+from smu.core.masks import Freeze
+from smu.core.options import param
 from smu.data import ImageSet
 from smu.data.batches import Augment, batches
-from smu.errors import ArtifactError, UsageError, shown
 from smu.execution import distributed
-from smu.io import artifacts
+from smu.io import artifacts, tensorfile
 from smu.io import schema as S
-from smu.masks import Freeze
-from smu.options import param
 from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 from smu.unlearning.random_label import RLConfig, rl_passes
 
@@ -93,14 +93,14 @@ def save_saliency(
         S.PARENT: ctx.model_sha256,
         S.FORGET_SHA256: data.forget_set.sha256,
     }
-    artifacts.save_tensors(path, {n: k.to(torch.uint8) for n, k in keep.items()}, meta)
+    tensorfile.save_tensors(path, {n: k.to(torch.uint8) for n, k in keep.items()}, meta)
 
 
 def load_saliency(path: str, model: nn.Module, ctx: Context) -> tuple[dict[str, torch.Tensor], float]:
     """A saliency mask written for this model's architecture and shapes (else a usage error), and its
     ratio."""
-    meta = artifacts.read_metadata(path, "--saliency")
-    artifacts.expect_kind(Path(path), meta, S.SALIENCY, "--saliency")
+    meta = tensorfile.read_metadata(path, "--saliency")
+    tensorfile.expect_kind(Path(path), meta, S.SALIENCY, "--saliency")
     for key in S.MODEL_IDENTITY:
         if meta.get(key) != ctx.model_meta.get(key):
             raise UsageError(
@@ -108,11 +108,11 @@ def load_saliency(path: str, model: nn.Module, ctx: Context) -> tuple[dict[str, 
                 f"{shown(ctx.model_meta.get(key))}",
                 hint="pass the saliency.safetensors of a SalUn run on this model",
             )
-    tensors = artifacts.read_tensors(Path(path))
+    tensors = tensorfile.read_tensors(Path(path))
     params = dict(model.named_parameters())
     problem = artifacts.state_mismatch(tensors, params)
     if problem or not all(
-        bool(((t == 0) | (t == 1)).all()) for t in map(artifacts.widened, tensors.values())
+        bool(((t == 0) | (t == 1)).all()) for t in map(tensorfile.widened, tensors.values())
     ):
         raise UsageError(
             f"--saliency {path!r} does not fit this model ({problem or 'values other than 0 and 1'})",

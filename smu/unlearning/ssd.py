@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smu.core.options import Checked, param
 from smu.data import ImageSet
 from smu.data.batches import batches
 from smu.execution import distributed
-from smu.options import Checked, param
 from smu.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
 
 

@@ -27,20 +27,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from smu.core.errors import ArtifactError, UsageError
+from smu.core.options import Checked, flag_of, param
+from smu.core.progress import Reporter
+from smu.core.text import jsonable
 from smu.data import Splits, splits_of
 from smu.data.forget import ForgetSet, resolve_forget
 from smu.engine import predict, resolve_device
-from smu.errors import ArtifactError, UsageError
 from smu.evaluation import unlearning_metrics
 from smu.evaluation.judges import SIDES, example_epsilon, forgetting_quality, tow, ulira
 from smu.execution import make_executor
 from smu.execution.steps import Plan, Step, result_of
-from smu.io import artifacts
+from smu.io import artifacts, files, tensorfile
 from smu.io import schema as S
-from smu.io.artifacts import digest
-from smu.options import Checked, flag_of, param
-from smu.progress import Reporter
-from smu.ui import jsonable
+from smu.io.files import digest
 from smu.unlearning import make_config
 from smu.workflows.common import command_line, default_out, run_folder, write_manifest
 from smu.workflows.subject import Subject
@@ -221,7 +221,7 @@ def member_step(
         forget = s.forget.forget(s.splits)
         stats = example_statistics(predict(member, forget), forget.y)
         meta = {S.KIND: S.MEMBER_STATS, S.FORGET_SHA256: s.forget.sha256, S.SEED: seed}
-        artifacts.save_tensors(folder / "stats.safetensors", stats, meta)
+        tensorfile.save_tensors(folder / "stats.safetensors", stats, meta)
         metrics = unlearning_metrics(member, s.splits, s.forget)
         if not keep_models:
             for name in ("model.safetensors", "mask.safetensors", "forget.safetensors"):
@@ -270,7 +270,7 @@ def verdict_step(
             S.AUDIT_MODELS: audit.models,
         }
         artifact = folder / "audit.safetensors"
-        artifacts.save_tensors(artifact, arrays, meta)
+        tensorfile.save_tensors(artifact, arrays, meta)
         result = jsonable(
             {
                 "method": method,
@@ -281,7 +281,7 @@ def verdict_step(
                 "artifact": str(artifact),
             }
         )
-        artifacts.write_json(folder / "audit.json", result)
+        files.write_json(folder / "audit.json", result)
         return result
 
     needs = tuple(s.key for s in references + members)
@@ -371,8 +371,8 @@ def statistics_of(results: list[dict[str, Any]], statistic: str) -> np.ndarray:
 def member_statistic(path: Path, statistic: str) -> np.ndarray:
     """One statistic of a member-stats file, checked (a run folder may come from someone else), in
     float64: the precision members compute it in, so the judges see what the members saw."""
-    artifacts.expect_kind(path, artifacts.read_metadata(path), S.MEMBER_STATS)
-    values = artifacts.read_tensors(path).get(statistic)
+    tensorfile.expect_kind(path, tensorfile.read_metadata(path), S.MEMBER_STATS)
+    values = tensorfile.read_tensors(path).get(statistic)
     if values is None or values.ndim != 1 or not values.is_floating_point():
         raise ArtifactError(f"{str(path)!r} holds no {statistic} per example", hint="run the audit again")
     return values.double().numpy()

@@ -20,20 +20,20 @@ from typing import Any
 
 import torch
 
+from smu.core.errors import UsageError
+from smu.core.options import Checked, flag_of, param, parse_list
+from smu.core.registry import lookup
 from smu.data import Splits, load_splits, splits_of
 from smu.data.forget import ForgetSet
 from smu.data.poison import Trigger, default_trigger_value, poison
 from smu.engine import Reporter, TrainConfig, resolve_device
-from smu.errors import UsageError
 from smu.evaluation.backdoor import backdoor_metrics
 from smu.io import artifacts
 from smu.io import schema as S
 from smu.io.artifacts import LoadedModel
 from smu.models import ARCHS
-from smu.options import Checked, flag_of, param, parse_list
 from smu.pruning import METHODS as PRUNING
 from smu.pruning import PruneConfig
-from smu.registry import lookup
 from smu.unlearning import METHODS, make_config
 from smu.workflows.common import command_line, default_out, refuse_unknown, run_folder, write_manifest
 from smu.workflows.prune import train_models

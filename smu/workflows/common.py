@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from smu import __version__
-from smu.options import flag_of, option_flag, show
+from smu.core.options import flag_of, option_flag, show
 
 
 def refuse_unknown(options: dict[str, Any], known: set[str], command: str) -> None:
     """An option (keyword) no part of the command takes is an error with the closest one, not ignored."""
-    from smu.errors import UsageError
-    from smu.registry import suggest
+    from smu.core.errors import UsageError
+    from smu.core.registry import suggest
 
     for key in options:
         if key not in known:
@@ -107,9 +107,9 @@ def run_folder(
     """The run folder (refused when it holds something, unless ``force``; removed again if this run made
     it and failed), with the training runtime (--amp, --compile, --sync-bn) set for everything inside."""
     from smu.engine import runtime
-    from smu.io import artifacts
+    from smu.io import files
 
-    with runtime(amp, compile, sync_bn), artifacts.run_dir(out, force) as folder:
+    with runtime(amp, compile, sync_bn), files.run_dir(out, force) as folder:
         yield folder
 
 
@@ -117,7 +117,7 @@ def write_manifest(
     out: Path, command: str, options: dict[str, Any], result: dict[str, Any], device: Any
 ) -> str:
     """manifest.json beside the artifacts: what ran, with which options and versions, and what it gave."""
-    from smu.io import artifacts
+    from smu.io import files
 
     manifest = {
         "command": command,
@@ -125,4 +125,4 @@ def write_manifest(
         "result": result,
         "versions": versions(device),
     }
-    return str(artifacts.write_manifest(out, manifest))
+    return str(files.write_manifest(out, manifest))

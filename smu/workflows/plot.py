@@ -17,11 +17,11 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from smu.errors import ArtifactError, SmuError, UsageError
-from smu.io import artifacts
+from smu.core.errors import ArtifactError, SmuError, UsageError
+from smu.core.text import jsonable
+from smu.io import files, tensorfile
 from smu.io import schema as S
 from smu.recipes.yaml_reader import load_yaml
-from smu.ui import jsonable
 
 INSTALL = "pip install 'smu[plot]'"
 FORMATS = ("png", "svg")
@@ -71,16 +71,16 @@ def plot_run(
         ) from e
     shown = []
     for spec, images in drawn:  # every figure drawn before the first file is written
-        files = []
+        written = []
         for fmt, data in images.items():
-            artifacts.atomic_write(out / f"{spec['name']}.{fmt}", data)
-            files.append(str(out / f"{spec['name']}.{fmt}"))
-        artifacts.write_json(out / f"{spec['name']}.json", jsonable(spec))  # NaN and ∞ as null
+            files.atomic_write(out / f"{spec['name']}.{fmt}", data)
+            written.append(str(out / f"{spec['name']}.{fmt}"))
+        files.write_json(out / f"{spec['name']}.json", jsonable(spec))  # NaN and ∞ as null
         shown.append(
             {
                 "name": spec["name"],
                 "title": spec["title"],
-                "files": files,
+                "files": written,
                 "data": str(out / f"{spec['name']}.json"),
             }
         )
@@ -573,8 +573,8 @@ def epsilon_figures(t: dict[str, Any], run_dir: Path, recipe: dict[str, Any]) ->
 
 def epsilons(path: Path) -> Any:
     """The per-example ε of an audit.safetensors, checked (a run folder may come from someone else)."""
-    artifacts.expect_kind(path, artifacts.read_metadata(path), S.AUDIT)
-    eps = artifacts.read_tensors(path).get("epsilon")
+    tensorfile.expect_kind(path, tensorfile.read_metadata(path), S.AUDIT)
+    eps = tensorfile.read_tensors(path).get("epsilon")
     if eps is None or eps.ndim != 1 or not eps.is_floating_point() or len(eps) == 0:
         raise ArtifactError(f"{str(path)!r} holds no list of ε values (epsilon)", hint="run the audit again")
     return eps.double().numpy()

@@ -18,18 +18,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from smu.core.errors import ArtifactError, UsageError
+from smu.core.masks import Mask
+from smu.core.registry import lookup
 from smu.data import Splits, check_fits, load_splits, subset_meta
 from smu.data.batches import Augment
 from smu.engine import Checkpoint, Reporter, TrainConfig, accuracy, fit, resolve_device
-from smu.errors import ArtifactError, UsageError
 from smu.execution import distributed
-from smu.io import artifacts
+from smu.io import artifacts, files, tensorfile
 from smu.io import schema as S
-from smu.io.artifacts import LoadedModel, digest
-from smu.masks import Mask
+from smu.io.artifacts import LoadedModel
+from smu.io.files import digest
 from smu.models import ARCHS, build_model
 from smu.pruning import METHODS, PruneConfig, PruneContext, prune_options
-from smu.registry import lookup
 from smu.workflows.common import command_line, default_out, refuse_unknown, run_folder, write_manifest
 
 
@@ -358,7 +359,7 @@ def train_dense(
     began, ran = None, 0
     if resume and path.is_file() and rewind_path.is_file():
         model.load_state_dict(artifacts.load_model(path).model.state_dict())
-        sha = artifacts.sha256_file(path)
+        sha = files.sha256_file(path)
         reporter.note("dense model: done before, reused")
     else:
         checkpoint = Checkpoint(
@@ -404,7 +405,7 @@ def train_dense(
         "epochs_run": ran,
     }
     reporter.note(f"dense: test accuracy {dense['test_acc']:.2f}%")
-    return artifacts.read_tensors(rewind_path), dense, sha
+    return tensorfile.read_tensors(rewind_path), dense, sha
 
 
 def find_rewind(start: LoadedModel, epoch: int) -> LoadedModel:

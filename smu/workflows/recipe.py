@@ -18,18 +18,18 @@ from typing import Any
 
 import yaml
 
+from smu.core.errors import SmuError, SmuWarning, UsageError
 from smu.data import Splits, load_splits, splits_of
 from smu.data.forget import resolve_forget
 from smu.engine import Reporter, accuracy, resolve_device, runtime
-from smu.errors import SmuError, SmuWarning, UsageError
 from smu.execution import distributed, make_executor
 from smu.execution.executor import Executor
 from smu.execution.steps import Plan, Step, is_done, result_of
-from smu.io import artifacts
-from smu.io.artifacts import digest
+from smu.io import artifacts, files
+from smu.io.files import digest
 from smu.pruning import METHODS as PRUNING
 from smu.pruning import PruneConfig
-from smu.recipes import report
+from smu.recipes import report, statistics
 from smu.recipes.catalog import read_recipe
 from smu.recipes.config import (
     Recipe,
@@ -95,14 +95,12 @@ def run(
     reporter = reporter or Reporter()
     command = "smu run " + " ".join(shlex.quote(str(a)) for a in [recipe, *overrides])
     start = time.perf_counter()
-    with artifacts.run_dir(out, force=True) as out:
+    with files.run_dir(out, force=True) as out:
         header = f"# {command}\n# resolved by smu; run it again with: smu run {out / 'recipe.yaml'}\n"
-        artifacts.atomic_write(
-            out / "recipe.yaml", (header + yaml.safe_dump(resolved, sort_keys=False)).encode()
-        )
+        files.atomic_write(out / "recipe.yaml", (header + yaml.safe_dump(resolved, sort_keys=False)).encode())
         done = execute(checked, out, reporter, executor=runner, source=(label, text, overrides))
     seconds = time.perf_counter() - start
-    tables, claims, models = report.build(done), report.claims(done), report.models_table(done)
+    tables, claims, models = statistics.build(done), statistics.claims(done), statistics.models_table(done)
     ran = sum(not skipped for _, _, skipped in done)
     speed = "".join(f", {name}" for name in ("amp", "compile", "sync_bn") if getattr(checked, name))
     if runner.name == "serial":
@@ -118,7 +116,7 @@ def run(
         f"{len(done)} steps run, the rest reused)\n"
     )
     md_path = out / "report.md"
-    artifacts.atomic_write(md_path, report.markdown(tables, preamble, claims, models).encode())
+    files.atomic_write(md_path, report.markdown(tables, preamble, claims, models).encode())
     result = {
         "out": str(out),
         "report": tables,
@@ -128,9 +126,9 @@ def run(
         "wall_s": seconds,
         "steps": {"total": len(done), "ran": ran, "skipped": len(done) - ran},
     }
-    artifacts.write_json(out / "report.json", result)
+    files.write_json(out / "report.json", result)
     result["figures"], drawn = draw_figures(out)
-    artifacts.write_json(out / "report.json", result)
+    files.write_json(out / "report.json", result)
     reporter.note(f"{ran} of {len(done)} steps run in {seconds / 60:.1f} min; report: {md_path}; {drawn}")
     return result
 

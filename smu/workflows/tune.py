@@ -15,62 +15,52 @@ closest to retraining, then measure that setting once on a forget set it was not
   held-out run's RTE. The retrained references are cached steps (:mod:`smu.execution.steps`): another method
   tuned into the same folder reuses them.
 
-Optuna is an optional extra (``pip install 'smu[tune]'``); only this module imports it, lazily.
+This module holds the command and its plan of steps; the study (Optuna's storage, sampler, pruner and
+the trial) is :mod:`smu.workflows.tune_study`, what is reported :mod:`smu.workflows.tune_summary`.
+Optuna is an optional extra (``pip install 'smu[tune]'``); only ``tune_study`` imports it, lazily.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
-import os
-import shlex
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from smu.data import Splits, check_fits, splits_of
+from smu.core.errors import DivergedError, UsageError
+from smu.core.options import Space, flag_of, search_space
+from smu.data import Splits, splits_of
 from smu.data.forget import ForgetSet, parse_class, resolve_forget
 from smu.engine import Reporter, resolve_device
-from smu.errors import DivergedError, UsageError
 from smu.evaluation import GAP_METRICS, TUNING_METRICS, gap, unlearning_metrics
 from smu.execution import make_executor
 from smu.execution.steps import Plan, Step, result_of
-from smu.io import artifacts
-from smu.io.artifacts import LoadedModel, digest
-from smu.options import Checked, Space, flag_of, param, search_space
+from smu.io import artifacts, files
+from smu.io.artifacts import LoadedModel
+from smu.io.files import digest
 from smu.unlearning import METHODS, make_config
 from smu.workflows.common import command_line, default_out, run_folder, write_manifest
-from smu.workflows.subject import Subject
-from smu.workflows.unlearn import run_unlearn
+from smu.workflows.subject import Subject, open_subject
+from smu.workflows.tune_study import (
+    TuneConfig,
+    open_study,
+    optuna_module,
+    run_study,
+    study_name,
+    trained,
+    trial_rows,
+)
+from smu.workflows.tune_summary import importance, recipe_snippet, reproduce, summary
 
-INSTALL = "pip install 'smu[tune]'"
+if TYPE_CHECKING:
+    from smu.execution.executor import Executor
+
 REFERENCE = "retrain"
-
-
-def optuna_module() -> Any:
-    try:
-        import optuna
-    except ImportError:
-        raise UsageError("smu tune needs Optuna, which is not installed", hint=INSTALL) from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna
-
-
-@dataclass
-class TuneConfig(Checked):
-    trials: int = param(30, ge=1)
-    """Trials the study should have finished (complete, pruned or diverged); a rerun adds the missing."""
-    timeout: float | None = param(None, gt=0)
-    """Start no new trial after this many seconds of this run (default: no limit)."""
-    prune: bool = param(True, flag="--prune/--no-prune")
-    """Stop a trial early when its gap after an epoch is worse than the median of earlier trials' (methods
-    that train)."""
 
 
 def tune(
@@ -102,20 +92,108 @@ def tune(
     (``retrain_epochs=20``). Returns what ``--json`` prints.
     """
     given = {k: v for k, v in locals().items() if k not in ("options", "reporter")} | options
-    own = {f.name for f in dataclasses.fields(TuneConfig)}
-    tune_cfg = TuneConfig(**{k: v for k, v in options.items() if k in own and v is not None})
-    retrain = {k.removeprefix("retrain_"): v for k, v in options.items() if k.startswith("retrain_")}
-    fixed = {
-        k: v for k, v in options.items() if k not in own and not k.startswith("retrain_") and v is not None
-    }
-    if method == REFERENCE:
-        raise UsageError(
-            "--method retrain is the reference: there is nothing to match it to",
-            hint="tune an approximate method",
+    settings = Settings.of(method, space or [], options)
+    runner = executor_of(workers, executor, address, cpus_per_step, gpus_per_step)
+    optuna_module()  # installed?
+    dev = resolve_device(device)
+    subject = open_subject(model, forget, device=dev, forget_seed=forget_seed, reference=reference, data=data)
+    heldout, draw = heldout_subject(subject, holdout_forget, forget_seed)
+    out = study_out(out, subject.loaded, method, force)
+    reporter = reporter or Reporter()
+    started = time.perf_counter()
+    with run_folder(out, force=True) as folder:
+        identity = {
+            "parent": subject.loaded.sha256,
+            "forget": subject.forget.sha256,
+            "heldout": heldout.forget.sha256,
+        }
+        shared = {  # the plan's inputs, the same here and on a Ray worker
+            "identity": identity,
+            "method": method,
+            "fixed": settings.fixed,
+            "space": settings.space,
+            "retrain_cfg": settings.retrain,
+            "tune_cfg": settings.tune,
+            "seed": seed,
+            "workers": workers,
+        }
+        ref = subject.reference
+        given_ref = (lambda: ref) if ref is not None else None
+        steps = plan(
+            lambda: subject, lambda: heldout, folder=folder, reference=given_ref, reporter=reporter, **shared
         )
-    make_config(method, fixed)  # the fixed options checked before anything is loaded
-    retrain_cfg = make_config(REFERENCE, retrain, where=lambda name: flag_of(f"retrain_{name}"))
-    chosen = search_space(METHODS.get_spec(method).config, space or [], fixed=list(fixed))
+        again = {  # what a Ray worker plans the same steps from: it opens the subjects itself
+            "model": str(model),
+            "data": None if data is None else str(data),
+            "device": device,
+            "forget": (forget, forget_seed),
+            "heldout": draw,
+            "out": str(folder),
+            "reference": None if reference is None else str(reference),
+            **shared,
+        }
+        open_study(folder, steps[2].tags["study"])  # made here, before workers race to make it
+        done = runner.run(steps, Plan(command_plan, again), reporter)
+        result = summary(subject, steps, done, method, settings.space, settings.fixed, folder, started)
+        result["reproduce"] = reproduce(result, model, heldout, draw[1], seed, data)
+        command = settings.command({k: v for k, v in given.items() if k not in options})
+        save(result, folder, method, command, given, dev)
+    return result
+
+
+@dataclass(frozen=True)
+class Settings:
+    """``tune()``'s options sorted by what they are for, checked before anything is loaded."""
+
+    method: str
+    tune: TuneConfig
+    """The study's own: ``trials``, ``timeout``, ``prune``."""
+    fixed: dict[str, Any]
+    """The method's options given a value: not searched."""
+    space: dict[str, Space]
+    """The method's options searched, each with its range."""
+    retrain: Any
+    """The reference's config, from the ``retrain_``-prefixed options."""
+
+    @classmethod
+    def of(cls, method: str, space: Sequence[str], options: dict[str, Any]) -> Settings:
+        own = {f.name for f in dataclasses.fields(TuneConfig)}
+        tune_cfg = TuneConfig(**{k: v for k, v in options.items() if k in own and v is not None})
+        retrain = {k.removeprefix("retrain_"): v for k, v in options.items() if k.startswith("retrain_")}
+        fixed = {
+            k: v
+            for k, v in options.items()
+            if k not in own and not k.startswith("retrain_") and v is not None
+        }
+        if method == REFERENCE:
+            raise UsageError(
+                "--method retrain is the reference: there is nothing to match it to",
+                hint="tune an approximate method",
+            )
+        make_config(method, fixed)  # the fixed options checked before anything is loaded
+        retrain_cfg = make_config(REFERENCE, retrain, where=lambda name: flag_of(f"retrain_{name}"))
+        chosen = search_space(METHODS.get_spec(method).config, space, fixed=list(fixed))
+        return cls(method, tune_cfg, fixed, chosen, retrain_cfg)
+
+    def command(self, values: dict[str, Any]) -> str:
+        """The command for the artifacts' headers: ``values`` (``tune()``'s own arguments), then the
+        study's, the method's and the reference's options (these spelled ``--retrain-*``)."""
+        prefix = {id(self.retrain): "retrain"}
+        return command_line(
+            "smu tune",
+            values,
+            self.tune,
+            make_config(self.method, self.fixed),
+            self.retrain,
+            prefix=lambda config, name: prefix.get(id(config), ""),
+        )
+
+
+def executor_of(
+    workers: int, executor: str, address: str | None, cpus_per_step: float | None, gpus_per_step: float | None
+) -> Executor:
+    """``--executor`` with its options, checked before anything is loaded: more than one study worker
+    needs Ray."""
     if workers > 1 and executor == "serial":
         raise UsageError(
             f"--workers {workers} needs --executor ray: the serial executor runs one worker",
@@ -123,129 +201,49 @@ def tune(
         )
     runner = make_executor(executor, address, cpus_per_step, gpus_per_step)
     runner.check()
-    optuna_module()  # installed?
-    dev = resolve_device(device)
-    loaded = artifacts.load_model(model, dev)
-    splits = splits_of(loaded, data, dev)
-    ref = artifacts.load_model(reference, dev, option="--reference") if reference else None
-    if ref is not None:
-        check_fits(ref, splits, "--reference")
-        ref.check_same_split(loaded)
-    subject = Subject(loaded, splits, resolve_forget(forget, splits, forget_seed))
-    spec, heldout_seed = (
-        (holdout_forget, forget_seed)
-        if holdout_forget
-        else heldout_forget(subject.forget, splits, forget_seed)
-    )
-    heldout = Subject(loaded, splits, resolve_forget(spec, splits, heldout_seed))
+    return runner
+
+
+def heldout_subject(subject: Subject, spec: str | None, forget_seed: int) -> tuple[Subject, tuple[str, int]]:
+    """The subject the chosen setting is measured on and its draw (spec, seed): ``--holdout-forget``
+    if given, else the draw after the tuning one (:func:`heldout_forget`); never the tuning draw."""
+    draw = (spec, forget_seed) if spec else heldout_forget(subject.forget, subject.splits, forget_seed)
+    heldout = load_subject(subject.loaded, subject.splits, *draw)
     if heldout.forget.sha256 == subject.forget.sha256:
         raise UsageError(
-            f"--holdout-forget {spec!r} is the forget set being tuned on",
+            f"--holdout-forget {draw[0]!r} is the forget set being tuned on",
             hint="the held-out number must come from another draw",
         )
+    return heldout, draw
+
+
+def study_out(out: str | Path | None, loaded: LoadedModel, method: str, force: bool) -> Path:
+    """``--out`` (by default named after the model and the method): new, empty or holding a study to
+    continue; anything else only with ``--force``."""
     out = Path(out) if out else default_out("tune", loaded.dataset, loaded.arch, method)
     if out.is_dir() and any(out.iterdir()) and not (out / "study.db").is_file() and not force:
         raise UsageError(
             f"--out {str(out)!r} is not empty and holds no study",
             hint="choose another --out, or pass --force",
         )
-    reporter = reporter or Reporter()
-    started = time.perf_counter()
-    with run_folder(out, force=True) as folder:
-        given_ref = (lambda: ref) if ref is not None else None
-        identity = {
-            "parent": loaded.sha256,
-            "forget": subject.forget.sha256,
-            "heldout": heldout.forget.sha256,
-        }
-        steps = plan(
-            lambda: subject,
-            lambda: heldout,
-            identity,
-            method,
-            fixed,
-            chosen,
-            retrain_cfg,
-            tune_cfg,
-            seed,
-            folder,
-            workers=workers,
-            reference=given_ref,
-            reporter=reporter,
-        )
-        again = {  # what a Ray worker plans the same steps from
-            "model": str(model),
-            "data": None if data is None else str(data),
-            "device": device,
-            "forget": (forget, forget_seed),
-            "heldout": (spec, heldout_seed),
-            "identity": identity,
-            "method": method,
-            "fixed": fixed,
-            "space": chosen,
-            "retrain_cfg": retrain_cfg,
-            "tune_cfg": tune_cfg,
-            "seed": seed,
-            "out": str(folder),
-            "workers": workers,
-            "reference": None if reference is None else str(reference),
-        }
-        open_study(folder, steps[2].tags["study"])  # made here, before workers race to make it
-        done = runner.run(steps, Plan(command_plan, again), reporter)
-        result = summary(subject, steps, done, method, chosen, fixed, folder, started)
-        result["reproduce"] = reproduce(
-            model,
-            heldout,
-            heldout_seed,
-            method,
-            result["config"],
-            fixed,
-            seed,
-            data,
-            result["heldout"]["reference_model"],
-        )
-        snippet = folder / f"tuned-{method}.yaml"
-        artifacts.atomic_write(snippet, result["recipe"].encode())
-        result["snippet"] = str(snippet)
-        artifacts.write_json(
-            folder / method / "tune.json", result
-        )  # methods tuned into one --out keep theirs
-        prefix = {id(retrain_cfg): "retrain"}
-        command = command_line(
-            "smu tune",
-            {k: v for k, v in given.items() if k not in options},
-            tune_cfg,
-            make_config(method, fixed),
-            retrain_cfg,
-            prefix=lambda config, name: prefix.get(id(config), ""),
-        )
-        result["manifest"] = write_manifest(folder / method, command, given, result, dev)
-    return result
+    return out
 
 
-def reproduce(
-    model: Path,
-    heldout: Subject,
-    forget_seed: int,
+def save(
+    result: dict[str, Any],
+    folder: Path,
     method: str,
-    config: dict[str, Any],
-    fixed: dict[str, Any],
-    seed: int,
-    data: Any,
-    reference: str,
-) -> str:
-    """The `smu unlearn` command that gives the held-out model and its gap to retrain again."""
-    words = ["smu", "unlearn", "--model", str(model), "--forget", heldout.forget.spec, "--method", method]
-    words += ["--forget-seed", str(forget_seed)]
-    defaults = dataclasses.asdict(METHODS.get_spec(method).config())
-    for name, value in config.items():
-        if value != defaults.get(name) or name in fixed:
-            words += [
-                flag_of(name),
-                ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value),
-            ]
-    words += ["--seed", str(seed)] + (["--data", str(data)] if data else [])
-    return shlex.join([*words, "--reference", reference])
+    command: str,
+    options: dict[str, Any],
+    device: torch.device,
+) -> None:
+    """The recipe snippet into ``folder``, tune.json and the manifest into its ``method`` folder
+    (methods tuned into one --out keep theirs); their paths into ``result``."""
+    snippet = folder / f"tuned-{method}.yaml"
+    files.atomic_write(snippet, result["recipe"].encode())
+    result["snippet"] = str(snippet)
+    files.write_json(folder / method / "tune.json", result)
+    result["manifest"] = write_manifest(folder / method, command, options, result, device)
 
 
 def heldout_forget(fs: ForgetSet, splits: Splits, seed: int) -> tuple[str, int]:
@@ -297,243 +295,6 @@ def reference_step(
     return Step(
         f"retrain on the {draw} draw (the reference)", folder, key, run, {"kind": "tune-reference"}, needs
     )
-
-
-def trained(
-    subject: Subject,
-    method: str,
-    cfg: Any,
-    seed: int,
-    folder: Path,
-    reporter: Reporter,
-    on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None,
-) -> torch.nn.Module:
-    """``method`` run on a copy of the original model (which stays as it was); the result in memory."""
-    loaded = dataclasses.replace(subject.loaded, model=copy.deepcopy(subject.loaded.model))
-    result = run_unlearn(
-        loaded,
-        subject.splits,
-        subject.forget,
-        method,
-        cfg,
-        out=folder,
-        seed=seed,
-        reporter=reporter,
-        evaluate=False,
-        command=f"smu tune: {method}",
-        resume=True,
-        on_epoch_end=on_epoch_end,
-    )
-    model = artifacts.load_model(result["model"], next(subject.loaded.model.parameters()).device).model
-    model.rte_s = result["rte_s"]  # type: ignore[attr-defined]
-    return model
-
-
-def suggest(trial: Any, space: dict[str, Space]) -> dict[str, Any]:
-    """The trial's values for every option in ``space``."""
-    values: dict[str, Any] = {}
-    for name, s in space.items():
-        if s.integer:
-            values[name] = trial.suggest_int(name, int(s.low), int(s.high), log=s.log)
-        else:
-            values[name] = trial.suggest_float(name, s.low, s.high, log=s.log)
-    return values
-
-
-def worker() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def requeue_lost(optuna: Any, study: Any, storage: Any) -> int:
-    """Trials left RUNNING by a process of this machine that no longer exists: marked failed and queued
-    again with the same values, so a killed run loses no trial. Returns how many."""
-    host = socket.gethostname()
-    lost = 0
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        owner_host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
-        if owner_host != host or not pid.isdigit() or alive(int(pid)):
-            continue
-        storage.set_trial_user_attr(t._trial_id, "lost", True)
-        storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
-        lost += 1
-    return lost
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()
-
-
-def finished(optuna: Any, study: Any) -> int:
-    """Trials that count towards ``--trials``: complete, pruned, or failed by diverging (not lost ones)."""
-    states = optuna.trial.TrialState
-    return sum(
-        t.state in (states.COMPLETE, states.PRUNED)
-        or (t.state == states.FAIL and t.user_attrs.get("diverged", False))
-        for t in study.get_trials(deepcopy=False)
-    )
-
-
-def open_study(folder: Path, name: str) -> tuple[Any, Any]:
-    """The study ``name`` in ``folder/study.db``, made if new, and its storage. Processes that start at
-    once race to create the file's tables; the losers find them made and try again."""
-    optuna = optuna_module()
-    import sqlalchemy.exc
-
-    path = (folder / "study.db").resolve()
-    for attempt in range(5):
-        try:
-            storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
-            study = optuna.create_study(
-                storage=storage, study_name=name, direction="minimize", load_if_exists=True
-            )
-            return study, storage
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
-            if attempt < 4:
-                time.sleep(0.2 * (attempt + 1))
-        except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ValueError):  # not a study smu can read
-            break
-    raise UsageError(
-        f"{str(path)!r} is not an Optuna study database smu can open",
-        hint="move it away, or tune into another --out",
-    )
-
-
-def run_study(
-    subject: Subject,
-    method: str,
-    fixed: dict[str, Any],
-    space: dict[str, Space],
-    reference: dict[str, Any],
-    tune: TuneConfig,
-    seed: int,
-    folder: Path,
-    name: str,
-    reporter: Reporter,
-    worker_index: int = 0,
-) -> Any:
-    """Run trials until the study ``name`` in ``folder/study.db`` has ``tune.trials`` finished ones (or
-    the timeout); return it. Several workers may run at once, in this or other processes."""
-    optuna = optuna_module()
-    study, storage = open_study(folder, name)
-    requeued = requeue_lost(optuna, study, storage)
-    if requeued:
-        reporter.note(f"{requeued} trial(s) cut short by a killed run: queued again with the same values")
-    # Seeded by how far the study has come and by the worker: a continued study does not repeat its
-    # first draws, and workers side by side do not draw alike.
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials) + 1_000_003 * worker_index)
-    study.pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-        if tune.prune
-        else optuna.pruners.NopPruner()
-    )
-
-    def objective(trial: Any) -> float:
-        trial.set_user_attr("worker", worker())
-        values = suggest(trial, space)
-        cfg = make_config(method, fixed | values)
-        started, epochs = time.perf_counter(), [0]
-
-        def score(model: torch.nn.Module) -> tuple[float, dict[str, Any]]:
-            metrics = unlearning_metrics(model, subject.splits, subject.forget, test=False)
-            return gap(metrics, reference["tuning"], TUNING_METRICS)["avg"], metrics
-
-        def after_epoch(epoch: int, model: torch.nn.Module) -> None:
-            if not tune.prune:
-                return
-            epochs[0] += 1
-            value, _ = score(model)
-            trial.report(value, epochs[0])
-            if trial.should_prune():
-                trial.set_user_attr("seconds", time.perf_counter() - started)
-                raise optuna.TrialPruned(f"gap {value:.2f} after epoch {epochs[0]}")
-
-        where = folder / "trials" / f"trial-{trial.number}"
-        reporter.note(f"trial {trial.number}: " + ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
-        try:
-            model = trained(subject, method, cfg, seed, where, reporter, after_epoch)
-        except DivergedError as e:
-            trial.set_user_attr("diverged", True)
-            trial.set_user_attr("error", e.message)
-            trial.set_user_attr("seconds", time.perf_counter() - started)
-            raise
-        finally:
-            for name in (
-                "model.safetensors",
-                "mask.safetensors",
-                "forget.safetensors",
-                "checkpoint.safetensors",
-            ):
-                (where / name).unlink(missing_ok=True)
-        value, metrics = score(model)
-        trial.set_user_attr("metrics", {k: metrics[k] for k in TUNING_METRICS})
-        trial.set_user_attr("rte_s", model.rte_s)  # type: ignore[attr-defined]
-        trial.set_user_attr("seconds", time.perf_counter() - started)
-        return value
-
-    began = time.perf_counter()
-    while finished(optuna, study) < tune.trials:
-        if tune.timeout is not None and time.perf_counter() - began > tune.timeout:
-            reporter.note(f"--timeout {tune.timeout:g} s reached: no new trial started")
-            break
-        study.optimize(objective, n_trials=1, catch=(DivergedError,))
-    return study
-
-
-def trial_rows(optuna: Any, study: Any) -> list[dict[str, Any]]:
-    """Every trial as plain data (number, state, value, params, seconds, and why it stopped)."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        state = t.state.name.lower()
-        if t.user_attrs.get("diverged"):
-            state = "diverged"
-        elif t.user_attrs.get("lost"):
-            state = "lost (rerun)"
-        rows.append(
-            {
-                "number": t.number,
-                "state": state,
-                "value": t.value,
-                "params": dict(t.params),
-                "seconds": t.user_attrs.get("seconds"),
-                "metrics": t.user_attrs.get("metrics"),
-                "error": t.user_attrs.get("error"),
-            }
-        )
-    return rows
-
-
-def importance(optuna: Any, study: Any) -> dict[str, float] | None:
-    """Optuna's importance of each hyper-parameter (fANOVA), where it can compute one: at least two
-    searched options and a few complete trials."""
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-    if len(complete) < 4 or len(study.best_trial.params) < 2:
-        return None
-    try:
-        return dict(optuna.importance.get_param_importances(study))
-    except (RuntimeError, ValueError):
-        return None
-
-
-def study_name(method: str, fixed: dict[str, Any], space: dict[str, Space], reference: str, seed: int) -> str:
-    """The study's name in ``study.db``: everything that decides its trials (``reference``: the key of
-    the step that measured the reference), so changed settings start another study beside it."""
-    key = digest(
-        {
-            "method": method,
-            "fixed": fixed,
-            "space": {n: dataclasses.asdict(s) for n, s in space.items()},
-            "reference": reference,
-            "seed": seed,
-        }
-    )
-    return f"{method}-{key[:16]}"
 
 
 def given_reference_step(
@@ -660,46 +421,6 @@ def measure(
     }
 
 
-def summary(
-    subject: Subject,
-    steps: list[Step],
-    done: list[tuple[Step, dict[str, Any], bool]],
-    method: str,
-    space: dict[str, Space],
-    fixed: dict[str, Any],
-    folder: Path,
-    started: float,
-) -> dict[str, Any]:
-    """What ``smu tune`` reports, from its steps' results."""
-    results = {step.key: result for step, result, _ in done}
-    tuning_ref, heldout_ref, last = results[steps[0].key], results[steps[1].key], results[steps[-1].key]
-    rows = last["trials"]
-    return {
-        "method": method,
-        "space": {n: str(s) for n, s in space.items()},
-        "fixed": fixed,
-        "counts": {
-            state: sum(r["state"] == state for r in rows) for state in sorted({r["state"] for r in rows})
-        },
-        **{k: last[k] for k in ("trials", "best", "config", "heldout", "importance", "recipe", "study_name")},
-        "tuning": {
-            "forget": subject.forget.summary(),
-            "reference": {k: tuning_ref["tuning"][k] for k in TUNING_METRICS},
-            "best_metrics": last["best_metrics"],
-            "avg_gap": last["best"]["tuning_gap"],
-        },
-        "cost": {
-            "tuning_s": sum(r["seconds"] or 0.0 for r in rows),
-            "references_s": tuning_ref["seconds"] + heldout_ref["seconds"],
-            "rte_s": last["heldout"]["rte_s"],
-            "wall_s": time.perf_counter() - started,
-        },
-        "steps": {"total": len(done), "ran": sum(not skipped for _, _, skipped in done)},
-        "study": str(folder / "study.db"),
-        "out": str(folder),
-    }
-
-
 def command_plan(
     model: str,
     data: str | None,
@@ -748,18 +469,6 @@ def command_plan(
         workers=workers,
         reference=given,
     )
-
-
-def slug(fs: ForgetSet) -> str:
-    return fs.spec.replace(":", "-").replace("/", "_").replace("%", "pct") + f"-{fs.sha256[:8]}"
-
-
-def recipe_snippet(method: str, values: dict[str, Any]) -> str:
-    """The tuned values as a recipe's ``unlearn:`` entry (YAML), for ``smu run``."""
-    import yaml
-
-    plain = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-    return yaml.safe_dump({"unlearn": {method: plain}}, sort_keys=False, default_flow_style=None)
 
 
 def load_subject(loaded: LoadedModel, splits: Splits, spec: str, seed: int) -> Subject:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from smu.cli import main
+from smu.cli.app import main
 from smu.data import load_splits
 from smu.data.forget import resolve_forget
-from smu.io import artifacts
+from smu.io import artifacts, tensorfile
 from smu.models import build_model
 
 
@@ -31,7 +31,7 @@ def files(tmp_path_factory, pruned_cnn):
     five = build_model("cnn", in_channels=1, image_size=8, num_classes=5, mean=[0.3], std=[0.3])
     artifacts.save_model(folder / "five" / "model.safetensors", five, dense_meta | {"smu.num_classes": 5})
     other = build_model("resnet20", in_channels=1, image_size=8, num_classes=10, mean=[0.3], std=[0.3])
-    from smu.masks import Mask
+    from smu.core.masks import Mask
 
     artifacts.save_mask(
         folder / "r20-mask.safetensors", Mask.ones(other), loaded.meta | {"smu.arch": "resnet20"}
@@ -59,12 +59,12 @@ def hostile_files(folder, model):
     from smu.io import schema as S
 
     dense = model.parent.parent / "dense" / "model.safetensors"
-    tensors, meta = artifacts.read_tensors(dense), artifacts.read_metadata(dense)
+    tensors, meta = tensorfile.read_tensors(dense), tensorfile.read_metadata(dense)
     for name, layer, value in (("nan", "net.features.0.weight", "nan"), ("inf", "net.fc.bias", "-inf")):
         broken = dict(tensors)
         broken[layer] = tensors[layer].clone().flatten()
         broken[layer][3] = float(value)
-        artifacts.save_tensors(
+        tensorfile.save_tensors(
             folder / f"{name}.safetensors", {**broken, layer: broken[layer].view_as(tensors[layer])}, meta
         )
     for name, bad in {
@@ -74,10 +74,10 @@ def hostile_files(folder, model):
         "no-arch": {S.ARCH: ""},
         "arch": {S.ARCH: "\x1b[31m[bold]resnet"},
     }.items():
-        artifacts.save_tensors(folder / f"header-{name}.safetensors", tensors, meta | bad)
+        tensorfile.save_tensors(folder / f"header-{name}.safetensors", tensors, meta | bad)
     mask = model.with_name("mask.safetensors")
-    twos = {k: m * 2 for k, m in artifacts.read_tensors(mask).items()}
-    artifacts.save_tensors(folder / "twos-mask.safetensors", twos, artifacts.read_metadata(mask))
+    twos = {k: m * 2 for k, m in tensorfile.read_tensors(mask).items()}
+    tensorfile.save_tensors(folder / "twos-mask.safetensors", twos, tensorfile.read_metadata(mask))
     data = dense.read_bytes()
     (folder / "huge-header.safetensors").write_bytes((1 << 40).to_bytes(8, "little") + data[8:])
     flipped = bytearray(data)
@@ -273,7 +273,7 @@ def test_bad_input_gives_one_line_the_right_exit_code_and_no_half_written_output
 def test_smu_debug_shows_the_traceback(files, monkeypatch):
     folder, model = files
     monkeypatch.setenv("SMU_DEBUG", "1")
-    from smu.errors import ArtifactError
+    from smu.core.errors import ArtifactError
 
     with pytest.raises(ArtifactError):
         main(["eval", "--model", str(folder / "junk.safetensors"), "--forget", "class:1"])
@@ -306,8 +306,8 @@ def test_text_from_files_reaches_the_terminal_as_plain_text(files, capsys, tmp_p
     dense = model.parent.parent / "dense" / "model.safetensors"
     folder = tmp_path / "evil\x1b[2J"
     keys = {"smu.command": HOSTILE, "smu.prune.method": HOSTILE, "smu.forget.spec": HOSTILE, HOSTILE: "x"}
-    artifacts.save_tensors(
-        folder / "model.safetensors", artifacts.read_tensors(dense), artifacts.read_metadata(dense) | keys
+    tensorfile.save_tensors(
+        folder / "model.safetensors", tensorfile.read_tensors(dense), tensorfile.read_metadata(dense) | keys
     )
     shown = {}
     for command in (["inspect"], ["eval", "--forget", "class:1", "--model"]):

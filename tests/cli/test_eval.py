@@ -26,6 +26,7 @@ def models(tmp_path_factory, digits):
     return folder
 
 
+@pytest.mark.slow
 def test_eval_against_the_retrained_model_reports_metrics_and_gaps(models):
     result = smu(
         "eval",

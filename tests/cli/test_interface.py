@@ -14,10 +14,10 @@ import pytest
 from safetensors import safe_open
 
 import smu
-from smu.cli import COMMANDS, main
-from smu.errors import UsageError
+from smu.cli.app import COMMANDS, main
+from smu.core.errors import UsageError
+from smu.core.options import declared, field_help, help_range
 from smu.io import schema
-from smu.options import declared, field_help, help_range
 from smu.pruning import METHODS as PRUNING
 from smu.recipes.catalog import shipped
 from smu.unlearning import METHODS
@@ -35,7 +35,7 @@ def run_main(args, capsys):
 @pytest.mark.parametrize("args", [["--version"], ["--help"], ["recipes"], ["recipes", "quickstart"]])
 def test_the_quick_commands_import_neither_torch_nor_torchvision(args):
     code = (
-        "import sys\nfrom smu.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+        "import sys\nfrom smu.cli.app import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
         "    assert e.code == 0, e.code\n"
         "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
     )
@@ -105,11 +105,11 @@ def test_each_option_s_help_shows_its_declared_range(capsys):
 
 
 def test_the_docs_tables_are_generated_from_the_registries_and_the_schema():
-    from smu._docs import FILES, rendered
+    from smu.cli.docs import FILES, rendered
 
     for name in FILES:
         text = (ROOT / name).read_text()
-        assert text == rendered(text), f"{name} is out of date: run python -m smu._docs"
+        assert text == rendered(text), f"{name} is out of date: run python -m smu.cli.docs"
     readme = (ROOT / "README.md").read_text()
     for method in METHODS:
         assert f"| `{method}` | {METHODS[method].summary} |" in readme
@@ -118,7 +118,7 @@ def test_the_docs_tables_are_generated_from_the_registries_and_the_schema():
 
 
 def test_every_key_in_every_file_a_pipeline_writes_is_in_the_schema(pruned_cnn, tmp_path):
-    from smu.cli import main as cli_main
+    from smu.cli.app import main as cli_main
 
     with pytest.raises(SystemExit):
         cli_main(
@@ -154,6 +154,7 @@ def test_every_key_in_every_file_a_pipeline_writes_is_in_the_schema(pruned_cnn, 
     assert {"smu.arch", "smu.mask", "smu.unlearn.method", "smu.spec", "smu.rewind"} <= seen
 
 
+@pytest.mark.slow
 def test_the_api_is_the_cli_same_options_same_result_same_bytes(tmp_path, capsys):
     args = dict(
         dataset="digits", arch="cnn", rate=0.5, epochs=2, rewind_epoch=1, lr=0.05, batch_size=64, seed=2
@@ -179,6 +180,7 @@ def test_the_api_is_the_cli_same_options_same_result_same_bytes(tmp_path, capsys
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
+@pytest.mark.slow
 def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Python API") :]
@@ -214,6 +216,7 @@ def test_the_api_has_real_signatures():
         assert all("Annotated" not in str(p.annotation) for p in params.values()), name
 
 
+@pytest.mark.slow
 def test_the_shipped_recipes_are_inside_the_wheel(tmp_path):
     proc = subprocess.run(
         [
@@ -236,7 +239,7 @@ def test_the_shipped_recipes_are_inside_the_wheel(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for recipe in shipped():
         assert f"smu/recipes/shipped/{recipe.name}.yaml" in names, recipe.name
-    assert {"smu/recipes/__init__.py", "smu/recipes/catalog.py", "smu/_docs.py"} <= names
+    assert {"smu/recipes/__init__.py", "smu/recipes/catalog.py", "smu/cli/docs.py"} <= names
     # pyproject.toml lists the packages by hand: every package folder must be in the wheel
     packages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "smu").rglob("__init__.py")}
     assert {f"{p}/__init__.py" for p in packages} <= names

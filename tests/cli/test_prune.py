@@ -55,6 +55,7 @@ def test_omp_prunes_to_the_rate_and_every_masked_weight_in_the_file_is_zero(tmp_
     assert [r["round"] for r in out["rounds"]] == [1] and out["dense"]["test_acc"] > 30
 
 
+@pytest.mark.slow
 def test_amp_trains_in_bf16_keeps_masked_weights_zero_and_is_recorded(tmp_path):
     args = ["prune", *FAST, "--rate", "0.8", "--rewind-epoch", "1", "--json", "--out"]
     result = smu(*args, tmp_path / "amp", "--amp")
@@ -103,6 +104,7 @@ def test_quiet_prints_only_the_model_path_so_it_can_be_piped(tmp_path):
     assert result.stdout.strip() == str(tmp_path / "round-1" / "model.safetensors")
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_byte_identical_models(tmp_path):
     for run in ("a", "b"):
         assert (

@@ -115,7 +115,7 @@ def test_the_table_shows_rte_in_minutes(sparse, tmp_path):
 def test_rte_is_converted_from_seconds_to_minutes():
     from rich.console import Console
 
-    from smu.commands.unlearn import render
+    from smu.cli.unlearn import render
 
     def shown(result):
         console = Console(width=200, record=True)
@@ -249,13 +249,13 @@ def test_salun_keeps_every_weight_outside_its_saliency_mask_and_its_mask_can_be_
 
 
 def test_bad_salun_input_is_one_line_exit_2_and_nothing_written(sparse, tmp_path):
-    from smu.io import artifacts
+    from smu.io import tensorfile
 
     model, folder = sparse
     args = ["unlearn", "--model", model, "--forget", "class:3", "--method", "salun", "--epochs", "1"]
     made = json.loads(smu(*args, "--out", tmp_path / "a", "--json").stdout)["extras"]["saliency.safetensors"]
-    meta = artifacts.read_metadata(made) | {"smu.arch": "resnet20"}
-    artifacts.save_tensors(tmp_path / "other.safetensors", artifacts.read_tensors(made), meta)
+    meta = tensorfile.read_metadata(made) | {"smu.arch": "resnet20"}
+    tensorfile.save_tensors(tmp_path / "other.safetensors", tensorfile.read_tensors(made), meta)
     for extra, code, message in (
         (["--saliency-ratio", "1.5"], 2, "--saliency-ratio 1.5 must be in (0, 1]"),
         (["--saliency-ratio", "0"], 2, "--saliency-ratio 0.0 must be in (0, 1]"),

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from smu.core.errors import UsageError
 from smu.data import holdout, load_splits, splits_of
-from smu.errors import UsageError
 
 
 def test_holdout_takes_a_tenth_of_each_class_and_depends_only_on_the_seed():
@@ -60,7 +60,7 @@ def test_a_subset_draws_that_many_training_images_with_the_seed_and_keeps_the_te
 
 
 def test_a_subset_travels_with_models_and_forget_sets(tmp_path):
-    from smu.cli import main
+    from smu.cli.app import main
     from smu.data.forget import resolve_forget
     from smu.io import artifacts
     from smu.io import schema as S

@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
+from smu.core.errors import ArtifactError, UsageError
 from smu.data import load_splits
 from smu.data.forget import resolve_forget
-from smu.errors import ArtifactError, UsageError
 
 
 def test_class_forgetting_takes_every_training_sample_of_that_class_and_nothing_else(digits):
@@ -116,7 +116,7 @@ def test_a_forget_set_made_for_another_dataset_is_refused(tmp_path, digits, fash
 
 
 def test_a_tampered_forget_set_is_refused(tmp_path, digits):
-    from smu.io import artifacts
+    from smu.io import tensorfile
 
     fs = resolve_forget("random:10", digits)
     meta = {
@@ -128,7 +128,7 @@ def test_a_tampered_forget_set_is_refused(tmp_path, digits):
         "smu.sha256": fs.sha256,
         "smu.spec": "random:10",
     }
-    artifacts.save_tensors(tmp_path / "f.safetensors", {"indices": fs.indices + 1}, meta)
+    tensorfile.save_tensors(tmp_path / "f.safetensors", {"indices": fs.indices + 1}, meta)
     with pytest.raises(ArtifactError, match="corrupt"):
         resolve_forget(str(tmp_path / "f.safetensors"), digits)
 

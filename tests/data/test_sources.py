@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
+from smu.core.errors import DataError, UnknownNameError
 from smu.data import sources
 from smu.data.idx import read_idx
 from smu.data.sources import SOURCES, RawData, default_data_dir, read_source
-from smu.errors import DataError, UnknownNameError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from smu.core.errors import DivergedError, SmuError, UnknownNameError, UsageError
 from smu.data import ImageSet
 from smu.data.batches import Augment, augment, batches
 from smu.engine import TrainConfig, accuracy, fast_layout, fit, lr_at, resolve_device, runtime
-from smu.errors import DivergedError, SmuError, UnknownNameError, UsageError
 
 
 def test_multistep_schedule_multiplies_by_a_tenth_at_each_milestone():
@@ -113,6 +113,7 @@ def test_a_diverging_loss_stops_training_with_a_clear_error(digits, tiny_model):
         fit(tiny_model, digits.train, TrainConfig(epochs=2, batch_size=256), loss_fn=exploding, label="ga")
 
 
+@pytest.mark.slow
 def test_amp_runs_the_forward_and_loss_in_bf16_and_still_learns(digits, tiny_model):
     seen = []
 
@@ -157,6 +158,7 @@ def test_a_compiler_failure_is_a_one_line_error(digits, tiny_model, monkeypatch)
     assert "without --compile" in caught.value.hint
 
 
+@pytest.mark.slow
 def test_compiled_training_matches_eager_training(digits, tiny_model):
     """torch.compile runs the same steps (one short epoch: compiling takes most of this test's time)."""
     import copy

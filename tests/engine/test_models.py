@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from smu.errors import UnknownNameError, UsageError
+from smu.core.errors import UnknownNameError, UsageError
 from smu.models import ARCHS, Classifier, Normalize, build_model, classifier_layer
 
 # (in_channels, image_size): digits, Fashion-MNIST, CIFAR.

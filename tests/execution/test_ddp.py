@@ -15,9 +15,10 @@ from safetensors.torch import load_file
 import smu
 from smu.execution import distributed
 
-pytestmark = pytest.mark.skipif(
-    not torch.distributed.is_available(), reason="this build of torch has no torch.distributed"
-)
+pytestmark = [
+    pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed"),
+    pytest.mark.slow,  # see pyproject.toml: pytest -m "not slow" is the inner loop
+]
 
 # A BatchNorm-free model and an odd batch size: the ranks' parts of every batch differ in size
 # (37 and 38 images), so a loss not weighted by part size would fail the comparison.
@@ -253,7 +254,7 @@ def test_a_recipe_under_torchrun_reports_what_one_process_reports(tmp_path):
 
 
 def test_the_ray_executor_is_refused_under_torchrun(monkeypatch):
-    from smu.errors import UsageError
+    from smu.core.errors import UsageError
     from smu.execution import make_executor
 
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -18,13 +18,15 @@ import pytest
 import torch
 from conftest import smu
 
-from smu.errors import DivergedError, SmuError
+from smu.core.errors import DivergedError, SmuError
+from smu.core.progress import Reporter
 from smu.execution import make_executor
 from smu.execution.steps import Plan, Step
-from smu.progress import Reporter
 from smu.recipes.catalog import shipped
 from smu.recipes.config import load_recipe
 from smu.workflows.recipe import Planner
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: pytest -m "not slow" is the inner loop
 
 # The quickstart recipe, one seed and short schedules: 9 steps (the models, then 2 models x 4 methods).
 QUICK = [
@@ -263,7 +265,7 @@ def python(code: str, *args: str) -> subprocess.CompletedProcess:
 
 def test_without_ray_the_ray_executor_is_one_line_saying_how_to_install_it(tmp_path):
     code = (
-        "import sys\nsys.modules['ray'] = None  # as if it were not installed\nfrom smu.cli import main\n"
+        "import sys\nsys.modules['ray'] = None  # as if it were not installed\nfrom smu.cli.app import main\n"
         "main(sys.argv[1:])"
     )
     proc = python(code, "run", "quickstart", "--executor", "ray", "--out", str(tmp_path / "run"))
@@ -278,8 +280,8 @@ def test_smu_and_the_serial_executor_never_import_ray(tmp_path):
     code = textwrap.dedent(
         """
         import sys
-        import smu, smu.execution.steps, smu.commands.run, smu.commands.audit, smu.workflows.recipe
-        from smu.cli import main
+        import smu, smu.execution.steps, smu.cli.run, smu.cli.audit, smu.workflows.recipe
+        from smu.cli.app import main
         for args in (["--help"], ["run", "--help"], ["audit", "--help"], ["run", "quickstart", "--dry-run"]):
             try:
                 main([*args, *(["--out", sys.argv[1]] if "quickstart" in args else [])])

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from smu.errors import SmuError
+from smu.core.errors import SmuError
 from smu.io import schema as S
 
 # ── Bounds on one example ───────────────────────────────────────────────────────────────────────────
@@ -43,7 +43,7 @@ the machine running out of memory while smu is still broken."""
 HANG = 20
 """After this long an example is stopped (an exception raised from SIGALRM) and fails."""
 MESSAGE = 500
-"""Longest error message (smu.ui.LINE: the CLI cuts any longer one there)."""
+"""Longest error message (smu.cli.ui.LINE: the CLI cuts any longer one there)."""
 
 
 def examples(share: float) -> int:
@@ -164,7 +164,7 @@ def no_downloads() -> Iterator[None]:
 
 def cli(args: list[Any]) -> tuple[Any, str, str]:
     """(exit code, stdout, stderr) of ``smu ARGS`` run in this process, under the bounds."""
-    from smu.cli import main
+    from smu.cli.app import main
 
     out, err = io.StringIO(), io.StringIO()
     shown = warnings.showwarning  # main() wraps it on every call: in one process the wrappers would pile up

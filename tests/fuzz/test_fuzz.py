@@ -2,7 +2,7 @@
 
 Files and strings come from others: model, mask, forget-set, saliency and audit files, recipes and their
 ``key=value`` overrides, ``--forget`` specs and index lists, research checkpoints. Whatever they hold, a
-reader either reads them or refuses them with a :class:`smu.errors.SmuError` whose message is one line of
+reader either reads them or refuses them with a :class:`smu.core.errors.SmuError` whose message is one line of
 at most 500 characters: never another exception, never more than a few seconds or a few hundred MB for
 one input, and nothing written. Through the CLI the same input ends with exit code 0, or 1 or 2 and one
 ``Error:`` line on stderr, and leaves nothing behind: no --out folder, no file beside the input.
@@ -69,9 +69,9 @@ from harness import (
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from smu.core.errors import SmuError
 from smu.data import splits_of
-from smu.errors import SmuError
-from smu.io import artifacts
+from smu.io import artifacts, tensorfile
 from smu.io import schema as S
 
 
@@ -98,7 +98,7 @@ def valid(pruned_cnn: Path, digits: Any, tmp_path_factory: Any) -> dict[str, byt
     forget = fs.forget(digits)
     stats = example_statistics(predict(loaded.model, forget), forget.y)
     meta: dict[str, Any] = {S.KIND: S.MEMBER_STATS, S.FORGET_SHA256: fs.sha256, S.SEED: 0}
-    artifacts.save_tensors(folder / "member-stats.safetensors", stats, meta)
+    tensorfile.save_tensors(folder / "member-stats.safetensors", stats, meta)
     n = len(fs)
     epsilon = torch.linspace(0, 7, n, dtype=torch.float64)
     epsilon[-1] = math.inf  # a verdict: the ensembles told this example apart perfectly
@@ -120,7 +120,7 @@ def valid(pruned_cnn: Path, digits: Any, tmp_path_factory: Any) -> dict[str, byt
         S.AUDIT_SIDES: "both",
         S.AUDIT_MODELS: 4,
     }
-    artifacts.save_tensors(folder / "audit.safetensors", arrays, meta)
+    tensorfile.save_tensors(folder / "audit.safetensors", arrays, meta)
     files = {
         "model": pruned_cnn / "round-1" / "model.safetensors",
         "mask": pruned_cnn / "round-1" / "mask.safetensors",
@@ -181,15 +181,17 @@ def test_the_valid_files_are_read(valid, subject, digits, tmp_path):
 # ── safetensors artifacts, library level ───────────────────────────────────────────────────────────
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(1.0))
 @given(damage(*ALL_BASES))
 def test_any_damaged_artifact_is_read_or_refused(valid, damaged):
     """read_metadata and read_tensors, on every kind of file."""
     with folder_with(write_damaged(damaged, valid, "x.safetensors")) as (path, root), unchanged(root):
-        outcome(lambda: artifacts.read_metadata(path))
-        outcome(lambda: artifacts.read_tensors(path))
+        outcome(lambda: tensorfile.read_metadata(path))
+        outcome(lambda: tensorfile.read_tensors(path))
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(1.0))
 @given(sparse)
 def test_a_damaged_model_or_mask_beside_it_is_loaded_or_refused(valid, case):
@@ -829,6 +831,7 @@ def test_each_special_recipe_is_parsed_or_refused(text):
 CLI_SPECIAL = [r for r in SPECIAL_RECIPES if r.label != "50,001 seeds"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", CLI_SPECIAL, ids=[r.label for r in CLI_SPECIAL])
 def test_smu_run_dry_run_of_each_special_recipe(text, tmp_path):
     """``smu run FILE --dry-run`` of every hand-made recipe but the 50,001 seeds (10,001 show the cost of
@@ -844,7 +847,7 @@ def test_smu_run_dry_run_of_each_special_recipe(text, tmp_path):
 BOMB_CHILD = textwrap.dedent(
     """
     import json, os, resource, signal, sys, time
-    from smu.errors import SmuError
+    from smu.core.errors import SmuError
     from smu.recipes.config import parse_recipe
 
     pages = int(open("/proc/self/statm").read().split()[0])
@@ -1146,6 +1149,7 @@ def test_the_valid_checkpoints_are_imported(checkpoints, tmp_path):
         artifacts.load_model(result["model"])
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(1.0))
 @given(checkpoint)
 def test_any_checkpoint_is_imported_or_refused_without_running_code(checkpoints, case):
@@ -1235,7 +1239,7 @@ def write_run_folder(folder: Path, report: Any, recipe: str) -> Path:
     for method in ("retrain", "ga"):
         where = run / "seed-0" / "random-10-" / "dense" / method / "logit-both" / "audit.safetensors"
         eps = torch.tensor([0.1, 1.0, 7.0, math.inf], dtype=torch.float64)
-        artifacts.save_tensors(where, {"epsilon": eps}, {"smu.kind": "audit"})
+        tensorfile.save_tensors(where, {"epsilon": eps}, {"smu.kind": "audit"})
     (run / "report.json").write_text(json.dumps(report))
     (run / "recipe.yaml").write_text(f"# smu run fuzz.yaml\n{recipe}")
     return run
@@ -1327,6 +1331,7 @@ report_edit = st.builds(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="smu[plot]")
 @settings(max_examples=examples(0.1))
 @given(report_edit)

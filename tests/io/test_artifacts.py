@@ -2,9 +2,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from smu.errors import ArtifactError, UsageError
-from smu.io import artifacts
-from smu.masks import Mask
+from smu.core.errors import ArtifactError, UsageError
+from smu.core.masks import Mask
+from smu.io import artifacts, files, tensorfile
 from smu.models import build_model
 
 META = {
@@ -82,19 +82,20 @@ def test_a_sparse_model_whose_mask_was_swapped_is_refused(tmp_path, tiny_model):
 
 
 def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path):
-    artifacts.atomic_write(tmp_path / "f.bin", b"abc")
+    files.atomic_write(tmp_path / "f.bin", b"abc")
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
 
 
 WRITE_UNTIL_THE_DISK_REFUSES = """
 import resource, signal, sys
-from smu.io.artifacts import atomic_write
+from smu.io.files import atomic_write
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
 atomic_write(sys.argv[1], b"new" * 100_000)
 """
 
 
+@pytest.mark.slow
 def test_a_write_that_fails_half_way_keeps_the_old_file_and_leaves_no_partial_one(tmp_path):
     """A real failure in the middle of writing (the file-size limit, like a full disk), whatever way the
     bytes are written: the old file must survive whole."""
@@ -121,7 +122,7 @@ def test_a_serialiser_failure_keeps_the_old_model_and_leaves_no_partial_file(
     def broken(*args, **kwargs):
         raise RuntimeError("serialiser failed")
 
-    monkeypatch.setattr(artifacts, "st_save", broken)
+    monkeypatch.setattr(tensorfile, "st_save", broken)
     with pytest.raises(RuntimeError, match="serialiser failed"):
         artifacts.save_model(path, tiny_model, META | {"smu.seed": 1})
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
@@ -131,9 +132,9 @@ def test_a_non_empty_out_folder_needs_force_and_a_failed_run_removes_the_folder_
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("keep")
     with pytest.raises(UsageError, match="--force"):
-        artifacts.prepare_out_dir(tmp_path / "full", force=False)
-    assert artifacts.prepare_out_dir(tmp_path / "full", force=True).is_dir()
-    with pytest.raises(RuntimeError), artifacts.run_dir(tmp_path / "new", force=False) as out:
+        files.prepare_out_dir(tmp_path / "full", force=False)
+    assert files.prepare_out_dir(tmp_path / "full", force=True).is_dir()
+    with pytest.raises(RuntimeError), files.run_dir(tmp_path / "new", force=False) as out:
         (out / "sub").mkdir()
         raise RuntimeError("boom")
     assert not (tmp_path / "new").exists()

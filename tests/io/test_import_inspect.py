@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import smu
 
-from smu.io import artifacts
+from smu.io import artifacts, tensorfile
 
 
 def batch_norm(prefix: str, width: int) -> dict[str, tuple[int, ...]]:
@@ -202,7 +202,7 @@ def test_inspect_flags_a_weight_alive_under_its_mask(pruned_cnn, tmp_path):
     name, m = next(iter(loaded.mask.items()))
     state[name][m == 0] = 1.0
     meta = dict(loaded.meta)
-    artifacts.save_tensors(tmp_path / "model.safetensors", state, meta)
+    tensorfile.save_tensors(tmp_path / "model.safetensors", state, meta)
     (tmp_path / "mask.safetensors").write_bytes((pruned_cnn / "round-1" / "mask.safetensors").read_bytes())
     result = smu("inspect", tmp_path / "model.safetensors", "--json")
     assert result.exit_code == 1

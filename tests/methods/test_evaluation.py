@@ -93,6 +93,7 @@ def trained_pair(digits):
     return forget, models
 
 
+@pytest.mark.slow
 def test_mia_efficacy_is_near_100_without_the_class_and_low_with_it(digits, trained_pair):
     forget, (original, retrained) = trained_pair
     before = unlearning_metrics(original, digits, forget)

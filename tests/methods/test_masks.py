@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
+from smu.core.errors import UnknownNameError
+from smu.core.masks import Mask, scope_parameters
 from smu.engine import TrainConfig, fit
-from smu.errors import UnknownNameError
-from smu.masks import Mask, scope_parameters
 from smu.pruning import PruneConfig
 
 

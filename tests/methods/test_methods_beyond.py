@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smu.core.masks import Mask
 from smu.data import ImageSet
 from smu.data.batches import Augment
 from smu.data.forget import resolve_forget
 from smu.engine import TrainConfig, fit
-from smu.masks import Mask
 from smu.models import build_model
 from smu.unlearning import METHODS, Context, UnlearnData, make_config
 from smu.unlearning.base import frozen_copy

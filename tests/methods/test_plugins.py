@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # see pyproject.toml: pytest -m "not slow" is the inner loop
+
 DOC = (Path(__file__).parents[2] / "docs" / "PLUGINS.md").read_text()
 
 
@@ -183,7 +185,7 @@ from dataclasses import dataclass
 
 import torch
 
-from smu.options import Checked
+from smu.core.options import Checked
 from smu.unlearning import UnlearnMethod
 
 
@@ -225,7 +227,9 @@ POISON = UnlearnMethod("poison", "every weight NaN", BoomConfig, poison)
 @pytest.fixture(scope="module")
 def methods_site(tmp_path_factory):
     folder = tmp_path_factory.mktemp("methods")
-    entry_points = "[smu.unlearning]\nrevive = smu_tests:REVIVE\nboom = smu_tests:BOOM\npoison = smu_tests:POISON\n"
+    entry_points = (
+        "[smu.unlearning]\nrevive = smu_tests:REVIVE\nboom = smu_tests:BOOM\npoison = smu_tests:POISON\n"
+    )
     install(folder, "smu-tests", "smu_tests", TEST_METHODS, entry_points)
     return folder
 
@@ -307,7 +311,7 @@ def test_a_plugin_whose_option_a_command_would_shadow_or_whose_ranges_nothing_ch
     code = """
 from dataclasses import dataclass
 
-from smu.options import param
+from smu.core.options import param
 from smu.unlearning import UnlearnMethod
 
 
@@ -341,7 +345,9 @@ UNCHECKED = UnlearnMethod("unchecked", "declares a range", UncheckedConfig, lamb
     assert len(warnings) == 3, result.stderr
     assert any("'smu-shadow' skipped: its option --seed would be shadowed" in w for w in warnings)
     assert any("'smu-shadow' skipped: its option --eval would be shadowed" in w for w in warnings)
-    assert any("declares ranges (alpha) but does not derive from smu.options.Checked" in w for w in warnings)
+    assert any(
+        "declares ranges (alpha) but does not derive from smu.core.options.Checked" in w for w in warnings
+    )
     assert "seeded" not in result.stdout and "shrink-perturb" in result.stdout
 
 
@@ -365,7 +371,7 @@ def test_the_reserved_names_hold_every_option_of_the_commands_and_no_builtin_bre
     from smu.workflows.audit import AuditConfig
     from smu.workflows.tune import TuneConfig
 
-    own = {"json_out", "quiet"}  # every command's --json and -q (smu.commands.wrap)
+    own = {"json_out", "quiet"}  # every command's --json and -q (smu.cli.wrap)
     for module, function in COMMANDS_TAKING_METHOD_OPTIONS:
         fn = getattr(importlib.import_module(module), function)
         own |= {p.name for p in inspect.signature(fn).parameters.values() if p.kind is not p.VAR_KEYWORD}

@@ -2,10 +2,10 @@ import pytest
 import torch
 from torch import nn
 
+from smu.core.errors import UsageError
+from smu.core.masks import Mask
 from smu.engine import TrainConfig
-from smu.errors import UsageError
 from smu.io import artifacts
-from smu.masks import Mask
 from smu.pruning import PruneConfig, PruneContext
 from smu.pruning.synflow import SynFlowConfig, synflow_mask
 from smu.workflows.prune import run_prune

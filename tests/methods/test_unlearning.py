@@ -5,11 +5,11 @@ import torch
 import torch.nn.functional as F
 from conftest import quick
 
+from smu.core.errors import DivergedError, UsageError
+from smu.core.masks import Mask
 from smu.data import ImageSet
 from smu.data.forget import resolve_forget
 from smu.engine import TrainConfig, fit
-from smu.errors import DivergedError, UsageError
-from smu.masks import Mask
 from smu.models import build_model
 from smu.unlearning import METHODS, Context, UnlearnData, make_config
 from smu.unlearning.base import frozen_copy
@@ -213,6 +213,7 @@ def test_ff_noise_variance_follows_alpha_over_fisher():
     assert mu["net.fc.weight"][1].tolist() == [0.0, 0.0] and mu["net.fc.bias"][1].item() == 0.0
 
 
+@pytest.mark.slow
 def test_ff_noise_has_the_predicted_spread(digits, trained):
     model, _ = trained
     out, data = run("ff", model, digits, spec="random:10%", alpha=1e-6)

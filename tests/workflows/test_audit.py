@@ -17,7 +17,7 @@ import torch
 from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
-from smu.cli import app
+from smu.cli.app import app
 from smu.evaluation.judges import (
     attack_epsilon,
     example_epsilon,
@@ -209,8 +209,8 @@ def test_the_judge_works_in_float64_and_its_file_gives_the_reported_numbers_exac
     # Four models a side. Half of the examples differ between the ensembles by 1e-9 only: told apart
     # perfectly in float64 (ε = ∞), identical after a cast to float32 (ε = 0), so F would move.
     from smu.data.forget import resolve_forget
-    from smu.io import artifacts
     from smu.io import schema as S
+    from smu.io import tensorfile
     from smu.workflows.audit import AuditConfig, judge
 
     forget = resolve_forget("class:3:10", digits, 0)
@@ -225,7 +225,7 @@ def test_the_judge_works_in_float64_and_its_file_gives_the_reported_numbers_exac
             path = tmp_path / f"{side}{k}.safetensors"
             values = torch.from_numpy(stat[side][k])
             meta = {S.KIND: S.MEMBER_STATS, S.FORGET_SHA256: forget.sha256, S.SEED: k}
-            artifacts.save_tensors(path, {"logit": values, "loss": -values}, meta)
+            tensorfile.save_tensors(path, {"logit": values, "loss": -values}, meta)
             metrics = {"ua": 50.0, "mia_efficacy": 50.0, "ra": 99.0, "ta": 98.0, "forget_acc": 50.0}
             results[side].append({"stats": path, "metrics": metrics, "rte_s": 1.0})
     for statistic in ("logit", "loss"):
@@ -304,6 +304,7 @@ def audited(pruned_cnn, tmp_path_factory):
     return out, nothing, retrain
 
 
+@pytest.mark.slow
 def test_another_threshold_setting_judges_the_same_ensembles_again(audited, pruned_cnn):
     out, _, retrain = audited
     model = pruned_cnn / "dense" / "model.safetensors"
@@ -336,6 +337,7 @@ def test_a_second_method_reuses_the_retrained_ensemble(audited):
     assert not list(out.rglob("model.safetensors"))  # members are measured, then their weights dropped
 
 
+@pytest.mark.slow
 def test_the_written_statistics_give_the_reported_f(audited):
     out, nothing, retrain = audited
     for name, result in (("none", nothing), ("retrain", retrain)):
@@ -364,6 +366,7 @@ def test_the_written_statistics_give_the_reported_f(audited):
     assert not any(np.array_equal(m, r) for m in members for r in references)
 
 
+@pytest.mark.slow
 def test_each_member_is_the_method_run_alone_on_the_original_model(pruned_cnn, tmp_path):
     # Members share one loaded model; a method that changes it in place must not hand its result to
     # the next member: member k is `smu unlearn` of the original model with the member's seed.
@@ -384,6 +387,7 @@ def test_each_member_is_the_method_run_alone_on_the_original_model(pruned_cnn, t
             np.testing.assert_array_equal(mine[name], theirs[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_a_killed_audit_continues_to_the_same_numbers(audited, pruned_cnn, tmp_path):
     _, nothing, _ = audited
     out = tmp_path / "killed"
@@ -423,6 +427,7 @@ def test_bad_input_is_one_line_and_exit_2(pruned_cnn, tmp_path, args, message):
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.slow
 def test_a_forget_set_of_another_dataset_is_refused(pruned_cnn, tmp_path, fashion):
     from smu.data.forget import resolve_forget
 
@@ -445,9 +450,10 @@ def test_a_forget_set_of_another_dataset_is_refused(pruned_cnn, tmp_path, fashio
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.slow
 def test_the_api_audits_and_every_key_an_audit_writes_is_in_the_schema(pruned_cnn, tmp_path):
     import smu
-    from smu.errors import UsageError
+    from smu.core.errors import UsageError
     from smu.io import schema
 
     model = pruned_cnn / "round-1" / "model.safetensors"

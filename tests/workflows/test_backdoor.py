@@ -5,10 +5,12 @@ import torch
 from conftest import smu
 from torch import nn
 
+from smu.core.errors import UsageError
 from smu.data import ImageSet
 from smu.data.poison import Trigger, poison, triggered_test
-from smu.errors import UsageError
 from smu.evaluation.backdoor import attack_success_rate
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: pytest -m "not slow" is the inner loop
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 8, 8), (1, 28, 28), (3, 32, 32), (3, 224, 224)])

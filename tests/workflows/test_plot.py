@@ -10,12 +10,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from smu.cli import app
-from smu.commands.run import run
+from smu.cli.app import app
+from smu.cli.run import run
+from smu.core.errors import SmuWarning
 from smu.engine import Reporter
-from smu.errors import SmuWarning
 from smu.evaluation.judges import forgetting_quality
-from smu.io import artifacts
+from smu.io import tensorfile
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: pytest -m "not slow" is the inner loop
 
 # matplotlib is an optional extra (smu[plot]); the test of its absence runs either way.
 needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="smu[plot]")
@@ -290,9 +292,9 @@ def test_an_audit_run_gets_the_histogram_of_epsilon_of_each_method_beside_retrai
             where = (
                 folder / f"seed-{seed}" / "random-10-" / "dense" / method / "loss-above" / "audit.safetensors"
             )
-            artifacts.save_tensors(where, {"epsilon": torch.from_numpy(eps)}, {"smu.kind": "audit"})
+            tensorfile.save_tensors(where, {"epsilon": torch.from_numpy(eps)}, {"smu.kind": "audit"})
             stale = where.parent.parent / "logit-both" / "audit.safetensors"  # another setting's verdict
-            artifacts.save_tensors(
+            tensorfile.save_tensors(
                 stale, {"epsilon": torch.zeros(3, dtype=torch.float64)}, {"smu.kind": "audit"}
             )
     figures = by_name(plot_run(folder, formats=("svg",)))

@@ -4,9 +4,11 @@ import re
 import pytest
 from conftest import smu
 
-from smu.errors import UsageError
+from smu.core.errors import UsageError
 from smu.recipes.catalog import find, shipped
 from smu.recipes.config import load_recipe
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: pytest -m "not slow" is the inner loop
 
 NAMES = [r.name for r in shipped()]
 

@@ -10,9 +10,11 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from smu.cli import app
+from smu.cli import report as terminal
+from smu.cli.app import app
 from smu.execution.steps import Step
 from smu.recipes import report
+from smu.recipes import statistics as stats_of
 
 T_975 = {1: 12.706204736174698, 2: 4.302652729911275, 4: 2.7764451051977987}
 """Student's t quantile 0.975 by degrees of freedom, from a printed table."""
@@ -37,7 +39,7 @@ def literal_interval(dense, sparse):
     ],
 )
 def test_the_paired_interval_is_students_t_and_agrees_with_a_paired_t_test(dense, sparse, verdict):
-    got = report.paired(dense, sparse)
+    got = stats_of.paired(dense, sparse)
     low, high = literal_interval(dense, sparse)
     assert got["low"] == pytest.approx(low) and got["high"] == pytest.approx(high)
     assert got["mean"] == pytest.approx(statistics.fmean(sparse) - statistics.fmean(dense))
@@ -47,7 +49,7 @@ def test_the_paired_interval_is_students_t_and_agrees_with_a_paired_t_test(dense
 
 
 def test_one_seed_cannot_tell_and_has_no_interval():
-    got = report.paired([10.0], [1.0])
+    got = stats_of.paired([10.0], [1.0])
     assert got["verdict"] == "cannot tell" and got["low"] is None and got["n"] == 1
     assert report.interval(got) == "-9.00 (one seed)"
 
@@ -70,11 +72,11 @@ def test_claims_pair_each_seeds_sparse_gap_with_its_own_dense_gap():
             gaps[("class:0", rate, "retrain", seed)] = 0.0
         gaps[("class:0", 0.0, "ga", seed)], gaps[("class:0", 0.9, "ga", seed)] = dense, sparse
     done = fake_done(gaps)
-    [claim] = report.claims(done)
+    [claim] = stats_of.claims(done)
     assert claim["method"] == "ga" and claim["model"] == "sparse-0.9" and claim["seeds"] == [0, 1, 2]
     assert claim["gap_dense"] == [8.0, 9.0, 7.0] and claim["diffs"] == [-6.0, -5.0, -4.5]
     assert claim["verdict"] == "holds"
-    [table] = report.build(done)
+    [table] = stats_of.build(done)
     ga = table["rows"][1]["cells"]["sparse-0.9"]["avg_gap"]
     assert ga["mean"] == pytest.approx(statistics.fmean([2.0, 4.0, 2.5])) and ga["n"] == 3
     assert ga["std"] == pytest.approx(statistics.stdev([2.0, 4.0, 2.5]))
@@ -84,15 +86,15 @@ def test_claims_pair_each_seeds_sparse_gap_with_its_own_dense_gap():
 def test_a_seed_without_its_reference_or_dense_run_is_left_out_of_the_pairing():
     gaps = {("r", 0.0, "retrain", 0): 0.0, ("r", 0.5, "retrain", 0): 0.0, ("r", 0.5, "retrain", 1): 0.0}
     gaps |= {("r", 0.0, "ft", 0): 4.0, ("r", 0.5, "ft", 0): 2.0, ("r", 0.5, "ft", 1): 1.0}
-    [claim] = report.claims(fake_done(gaps))
+    [claim] = stats_of.claims(fake_done(gaps))
     assert claim["seeds"] == [0] and claim["verdict"] == "cannot tell"
 
 
 def test_the_terminal_bar_chart_scales_to_the_largest_gap():
     gaps = {("c", r, "retrain", 0): 0.0 for r in (0.0, 0.5)}
     gaps |= {("c", 0.0, "ga", 0): 8.0, ("c", 0.5, "ga", 0): 4.0, ("c", 0.0, "ft", 0): 1.0}
-    [chart] = report.gap_bars(report.build(fake_done(gaps)))
-    bars = [str(cell) for cell in chart.columns[2].cells]  # cells are plain Text (smu.ui.plain)
+    [chart] = terminal.gap_bars(stats_of.build(fake_done(gaps)))
+    bars = [str(cell) for cell in chart.columns[2].cells]  # cells are plain Text (smu.cli.ui.plain)
     assert bars[0] == "█" * report.BAR and bars[1] == "█" * (report.BAR // 2)
     assert report.bar(0.125) == "▏" and report.bar(2.5) == "██▌" and report.bar(0) == ""
     assert [str(cell) for cell in chart.columns[0].cells] == ["ga", "", "ft"]  # retrain has no bar
@@ -100,10 +102,10 @@ def test_the_terminal_bar_chart_scales_to_the_largest_gap():
 
 def test_markdown_switches_to_one_row_per_model_beyond_two_models():
     gaps = {("c", r, m, 0): 1.0 * (m != "retrain") for r in (0.0, 0.5, 0.9) for m in ("retrain", "ft")}
-    text = report.markdown(report.build(fake_done(gaps)))
+    text = report.markdown(stats_of.build(fake_done(gaps)))
     assert "| Method | Model | UA |" in text and "| ft | sparse-0.9 |" in text
     two = {k: v for k, v in gaps.items() if k[1] != 0.9}
-    assert "| Method | dense UA |" in report.markdown(report.build(fake_done(two)))
+    assert "| Method | dense UA |" in report.markdown(stats_of.build(fake_done(two)))
 
 
 SEEDS = """
@@ -121,6 +123,7 @@ unlearn:
 """
 
 
+@pytest.mark.slow
 def test_a_three_seed_run_reports_mean_std_and_a_verdict_recomputable_from_its_json(tmp_path):
     recipe = tmp_path / "seeds.yaml"
     recipe.write_text(SEEDS)

@@ -13,6 +13,8 @@ from safetensors import safe_open
 
 from smu.unlearning import METHODS
 
+pytestmark = pytest.mark.slow  # see pyproject.toml: pytest -m "not slow" is the inner loop
+
 SMU = [sys.executable, "-m", "smu"]
 
 
@@ -22,7 +24,7 @@ def smu(*args, check=True):
 
 def in_process(*args):
     """Run smu in this process (no interpreter start-up), expecting success."""
-    from smu.cli import main
+    from smu.cli.app import main
 
     with pytest.raises(SystemExit) as e:
         main([str(a) for a in args])

@@ -14,13 +14,15 @@ import torch
 import yaml
 from conftest import smu
 
+from smu.core.errors import UsageError
+from smu.core.options import Space, search_space, tunable
 from smu.data import Splits, splits_of
-from smu.errors import UsageError
 from smu.execution.steps import run_steps
-from smu.options import Space, search_space, tunable
 from smu.recipes.config import parse_recipe
 from smu.unlearning import METHODS
 from smu.unlearning.gradient_ascent import GAConfig
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: pytest -m "not slow" is the inner loop
 
 optuna = pytest.importorskip("optuna")
 # A short GA search on the shared digits cnn: a few seconds per trial, references of 4 epochs.
@@ -78,7 +80,7 @@ def test_bad_input_is_one_line_exit_2_and_no_folder(pruned_cnn, tmp_path, args, 
 
 
 def test_without_optuna_smu_tune_says_how_to_install_it(pruned_cnn, tmp_path):
-    code = "import sys\nsys.modules['optuna'] = None\nfrom smu.cli import main\nmain(sys.argv[1:])"
+    code = "import sys\nsys.modules['optuna'] = None\nfrom smu.cli.app import main\nmain(sys.argv[1:])"
     model = pruned_cnn / "round-1" / "model.safetensors"
     args = [
         "tune",

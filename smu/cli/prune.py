@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from smu.commands import common as c
-from smu.commands.generate import Generated, config_options, described, field_option
-from smu.commands.wrap import cli
+from smu.cli import flags
+from smu.cli.generate import config_options, pruning_options
+from smu.cli.ui import table
+from smu.cli.wrap import cli
+from smu.core.options import field_help, flag_of
 from smu.engine import TrainConfig
-from smu.options import field_help, flag_of
 from smu.pruning import METHODS, PruneConfig
-from smu.ui import table
 from smu.workflows.prune import prune
 
 HELP = field_help(PruneConfig)
@@ -31,43 +30,27 @@ def option(name: str, *flags: str, extra: str = "") -> Any:
 
 
 RewindEpoch = Annotated[int | None, option("rewind_epoch", extra=" (default: 8, or the --model's)")]
-StartModel = Annotated[
-    Path | None,
-    typer.Option(
-        "--model",
-        help="Start from this trained dense model.safetensors instead of training one (omp, imp).",
-        rich_help_panel="Model",
-    ),
-]
-RewindFrom = Annotated[
-    Path | None,
-    typer.Option(
-        "--rewind-from",
-        help="With --model: the weights to rewind to (default: the rewind checkpoint saved beside it).",
-        rich_help_panel="Model",
-    ),
-]
 OPTIONS = {
     "method": Annotated[str, option("method", "--method", "-m")],
     "rate": Annotated[float | None, option("rate")],
     "times": Annotated[int | None, option("times")],
     "scope": Annotated[str, option("scope")],
     "rewind_epoch": RewindEpoch,
-    "model": StartModel,
-    "rewind_from": RewindFrom,
-    "arch": c.Arch,
-    "dataset": c.Dataset,
-    "data": c.DataDir,
-    "val_fraction": c.ValFraction,
-    "subset": c.Subset,
-    "device": c.Device,
-    "amp": c.Amp,
-    "compile": c.Compile,
-    "sync_bn": c.SyncBn,
-    "seed": c.Seed,
-    "out": c.Out,
-    "force": c.Force,
-    "resume": c.Resume,
+    "model": flags.StartModel,
+    "rewind_from": flags.RewindFrom,
+    "arch": flags.Arch,
+    "dataset": flags.Dataset,
+    "data": flags.DataDir,
+    "val_fraction": flags.ValFraction,
+    "subset": flags.Subset,
+    "device": flags.Device,
+    "amp": flags.Amp,
+    "compile": flags.Compile,
+    "sync_bn": flags.SyncBn,
+    "seed": flags.Seed,
+    "out": flags.Out,
+    "force": flags.Force,
+    "resume": flags.Resume,
 }
 
 
@@ -96,20 +79,6 @@ def render(result: dict, per_layer: bool = False) -> list:
     return shown
 
 
-def method_option_list() -> list[Generated]:
-    """Each pruning method's own options (not given = the method's default)."""
-    found: dict[str, Generated] = {}
-    for name, spec in METHODS.items():
-        if spec.config is None:
-            continue
-        docs = field_help(spec.config)
-        for f in dataclasses.fields(spec.config):
-            default = getattr(spec.config(), f.name)
-            help_text = f"{name}: {described(docs.get(f.name, ''), default, spec.config, f.name)}"
-            found.setdefault(f.name, field_option(spec.config, f.name, panel="Pruning", help_text=help_text))
-    return list(found.values())
-
-
 def command(focus: str | None = None) -> Any:
     PerLayer = Annotated[
         bool, typer.Option("--per-layer", help="Also show each layer's sparsity.", rich_help_panel="Output")
@@ -119,7 +88,7 @@ def command(focus: str | None = None) -> Any:
         options=OPTIONS,
         render=render,
         paths=lambda r: [r["model"]],
-        generated=config_options(TrainConfig, panel="Training") + method_option_list(),
+        generated=config_options(TrainConfig, panel="Training") + pruning_options(),
         render_options={"per_layer": PerLayer},
     )
 

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
-from smu.commands import common as c
-from smu.commands.wrap import cli
-from smu.errors import UsageError
-from smu.progress import Reporter
-from smu.ui import table
+from smu.cli import flags
+from smu.cli.ui import table
+from smu.cli.wrap import cli
+from smu.core.errors import UsageError
+from smu.core.progress import Reporter
 
 # "\\[": Typer's help reads [...] as Rich markup, and would drop "[plot]".
 EPILOG = (
@@ -34,7 +34,7 @@ def plot(
         typer.Option("--out", "-o", help="Folder for the figures (default: RUN_DIR/figures)."),
     ] = None,
     format: Annotated[str, typer.Option("--format", help="png, svg or both.")] = "both",
-    force: c.Force = False,
+    force: flags.Force = False,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Draw a recipe run's figures: Avg. Gap per method and model, the metrics against sparsity, the

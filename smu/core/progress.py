@@ -1,4 +1,4 @@
-"""Where the library sends progress. The default shows nothing; ``smu.ui`` draws it with Rich.
+"""Where the library sends progress. The default shows nothing; ``smu.cli.ui`` draws it with Rich.
 
 Its own module (no torch), so the terminal layer can import it without the training stack.
 """

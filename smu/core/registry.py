@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from smu.errors import SmuError, SmuWarning, UnknownNameError, shown
+from smu.core.errors import SmuError, SmuWarning, UnknownNameError, shown
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from smu.registry import lookup
+from smu.core.registry import lookup
 
 SCOPES = {
     "conv": (nn.Conv2d,),

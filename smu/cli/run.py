@@ -9,10 +9,9 @@ import typer
 import yaml
 from rich.text import Text
 
-from smu.commands import common as c
-from smu.commands.wrap import cli
-from smu.recipes import report
-from smu.ui import printable
+from smu.cli import flags, report
+from smu.cli.wrap import cli
+from smu.core.text import printable
 from smu.workflows.recipe import demo, run
 
 EPILOG = (
@@ -25,43 +24,17 @@ EPILOG = (
 )
 
 
-Recipe = Annotated[str, typer.Argument(help="A recipe file, or the name of a shipped recipe (smu recipes).")]
-Overrides = Annotated[
-    list[str] | None,
-    typer.Argument(help="key=value overrides by dotted key, e.g. unlearn.ft.lr=0.02 seeds=[1,2]."),
-]
-DryRun = Annotated[
-    bool,
-    typer.Option(
-        "--dry-run", help="Check everything, print the resolved recipe and the planned steps; run nothing."
-    ),
-]
-RunOut = Annotated[
-    Path | None,
-    typer.Option(
-        "--out",
-        "-o",
-        help="Run folder (default: runs/<recipe name>). Run again with the same folder to continue.",
-    ),
-]
-Resume = Annotated[
-    bool,
-    typer.Option(
-        "--resume",
-        help="Accepted for symmetry with prune and unlearn: a run always continues where it stopped.",
-    ),
-]
 OPTIONS = {
-    "recipe": Recipe,
-    "overrides": Overrides,
-    "dry_run": DryRun,
-    "out": RunOut,
-    "force": c.Force,
-    "resume": Resume,
-    "executor": c.ExecutorName,
-    "address": c.Address,
-    "cpus_per_step": c.CpusPerStep,
-    "gpus_per_step": c.GpusPerStep,
+    "recipe": flags.Recipe,
+    "overrides": flags.Overrides,
+    "dry_run": flags.DryRun,
+    "out": flags.RunOut,
+    "force": flags.Force,
+    "resume": flags.RunResume,
+    "executor": flags.ExecutorName,
+    "address": flags.Address,
+    "cpus_per_step": flags.CpusPerStep,
+    "gpus_per_step": flags.GpusPerStep,
 }
 DEMO_OPTIONS = {"out": Annotated[Path, typer.Option("--out", "-o", help="Run folder.")]}
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from smu.commands import common as c
-from smu.commands.generate import config_options, method_options
-from smu.commands.unlearn import Method
-from smu.commands.wrap import cli
+from smu.cli import flags
+from smu.cli.generate import config_options, method_options
+from smu.cli.ui import table
+from smu.cli.wrap import cli
+from smu.core.options import field_help, flag_of
 from smu.engine import TrainConfig
-from smu.options import SEED_MAX, field_help, flag_of
-from smu.ui import table
 from smu.unlearning import METHODS
 from smu.workflows.backdoor import TRAINING, BackdoorConfig, backdoor_cleanse
 
@@ -36,72 +34,26 @@ OPTIONS = {
     "target": Annotated[int, attack("target")],
     "trigger_size": Annotated[int, attack("trigger_size")],
     "trigger_value": Annotated[int | None, attack("trigger_value")],
-    "forget_seed": Annotated[
-        int,
-        typer.Option(
-            "--forget-seed",
-            min=0,
-            max=SEED_MAX,
-            help="Seed that draws the poisoned samples.",
-            rich_help_panel="Attack",
-        ),
-    ],
-    "prune": Annotated[
-        str,
-        typer.Option(
-            "--prune",
-            help="How the sparse Trojan models are pruned (a one-shot method).",
-            rich_help_panel="Models",
-        ),
-    ],
-    "rate": Annotated[
-        float | None,
-        typer.Option(
-            "--rate", help="One sparsity to cleanse at (same as --rates R).", rich_help_panel="Models"
-        ),
-    ],
-    "rates": Annotated[
-        str | None,
-        typer.Option(
-            "--rates",
-            help="Comma-separated sparsities to compare, 0 = dense (default: 0).",
-            rich_help_panel="Models",
-        ),
-    ],
-    "rewind_epoch": Annotated[
-        int,
-        typer.Option(
-            "--rewind-epoch",
-            help="Rewind epoch after pruning (0 = initialisation).",
-            rich_help_panel="Models",
-        ),
-    ],
-    "scope": Annotated[
-        str, typer.Option("--scope", help="Weights pruned: conv or all.", rich_help_panel="Models")
-    ],
-    "model": Annotated[
-        Path | None,
-        typer.Option(
-            "--model",
-            help="Cleanse this Trojan model (with its mask) instead of training one; --poison and "
-            "--forget-seed "
-            "must match its training.",
-            rich_help_panel="Models",
-        ),
-    ],
-    "method": Method,
-    "arch": c.Arch,
-    "dataset": c.Dataset,
-    "data": c.DataDir,
-    "val_fraction": c.ValFraction,
-    "subset": c.Subset,
-    "device": c.Device,
-    "amp": c.Amp,
-    "compile": c.Compile,
-    "sync_bn": c.SyncBn,
-    "seed": c.Seed,
-    "out": c.Out,
-    "force": c.Force,
+    "forget_seed": flags.PoisonSeed,
+    "prune": flags.TrojanPrune,
+    "rate": flags.Rate,
+    "rates": flags.Rates,
+    "rewind_epoch": flags.TrojanRewindEpoch,
+    "scope": flags.TrojanScope,
+    "model": flags.TrojanModel,
+    "method": flags.Method,
+    "arch": flags.Arch,
+    "dataset": flags.Dataset,
+    "data": flags.DataDir,
+    "val_fraction": flags.ValFraction,
+    "subset": flags.Subset,
+    "device": flags.Device,
+    "amp": flags.Amp,
+    "compile": flags.Compile,
+    "sync_bn": flags.SyncBn,
+    "seed": flags.Seed,
+    "out": flags.Out,
+    "force": flags.Force,
 }
 
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-
-from smu.commands import common as c
-from smu.commands.evaluate import Forget, ForgetSeed, Mask, MiaFeatures, Reference
-from smu.commands.evaluate import render as render_metrics
-from smu.commands.generate import method_options
-from smu.commands.wrap import cli
+from smu.cli import flags
+from smu.cli.evaluate import render as render_metrics
+from smu.cli.generate import method_options
+from smu.cli.wrap import cli
 from smu.unlearning import METHODS
 from smu.workflows.unlearn import unlearn
 
@@ -22,39 +19,25 @@ EPILOG = (
     "smu unlearn --method ff --help   (the options of one method, with its own help and defaults)"
 )
 
-Method = Annotated[
-    str,
-    typer.Option(
-        "--method",
-        "-m",
-        help="The unlearning method (the methods and their options are listed below; --method X --help shows "
-        "only X's).",
-        rich_help_panel="Method",
-    ),
-]
-NoEval = Annotated[
-    bool, typer.Option("--no-eval", help="Skip the evaluation after unlearning.", rich_help_panel="Metrics")
-]
-
 
 OPTIONS = {
-    "model": c.Model,
-    "forget": Forget,
-    "method": Method,
-    "mask": Mask,
-    "reference": Reference,
-    "no_eval": NoEval,
-    "mia_features": MiaFeatures,
-    "forget_seed": ForgetSeed,
-    "data": c.DataDir,
-    "device": c.Device,
-    "amp": c.Amp,
-    "compile": c.Compile,
-    "sync_bn": c.SyncBn,
-    "seed": c.Seed,
-    "out": c.Out,
-    "force": c.Force,
-    "resume": c.Resume,
+    "model": flags.Model,
+    "forget": flags.Forget,
+    "method": flags.Method,
+    "mask": flags.Mask,
+    "reference": flags.Reference,
+    "no_eval": flags.NoEval,
+    "mia_features": flags.MiaFeatures,
+    "forget_seed": flags.ForgetSeed,
+    "data": flags.DataDir,
+    "device": flags.Device,
+    "amp": flags.Amp,
+    "compile": flags.Compile,
+    "sync_bn": flags.SyncBn,
+    "seed": flags.Seed,
+    "out": flags.Out,
+    "force": flags.Force,
+    "resume": flags.Resume,
 }
 
 

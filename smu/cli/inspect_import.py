@@ -7,12 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
-from smu.commands import common as c
-from smu.commands.wrap import cli
-from smu.io import artifacts
+from smu.cli import flags
+from smu.cli.ui import table
+from smu.cli.wrap import cli
+from smu.io import files
 from smu.io.importer import import_checkpoint
 from smu.io.inspection import inspect_artifact
-from smu.ui import table
 from smu.workflows import common as wc
 
 IMPORT_EPILOG = (
@@ -66,14 +66,14 @@ def import_(
     image_size: Annotated[
         int | None, typer.Option("--image-size", help="Image size (only for imagefolder).")
     ] = None,
-    out: c.Out = None,
-    force: c.Force = False,
+    out: flags.Out = None,
+    force: flags.Force = False,
     reporter: Any = None,
 ) -> dict[str, Any]:
     """Convert a research-code checkpoint into model.safetensors (+ mask.safetensors), safely."""
     given = {k: v for k, v in locals().items() if k != "reporter"}
     out = Path(out) if out else wc.default_out("import", dataset, arch)
-    with artifacts.run_dir(out, force) as folder:
+    with files.run_dir(out, force) as folder:
         return import_checkpoint(
             checkpoint,
             arch,

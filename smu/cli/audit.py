@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-
-from smu.commands import common as c
-from smu.commands.evaluate import Forget, ForgetSeed
-from smu.commands.generate import config_options, method_options, retrain_options
-from smu.commands.unlearn import Method
-from smu.commands.wrap import cli
+from smu.cli import flags
+from smu.cli.generate import config_options, method_options, retrain_options
+from smu.cli.ui import table
+from smu.cli.wrap import cli
 from smu.evaluation.judges import SIDES
-from smu.ui import table
 from smu.unlearning import METHODS
 from smu.workflows.audit import (
     STATISTICS,
@@ -36,38 +31,22 @@ EPILOG = (
 
 
 OPTIONS = {
-    "model": c.Model,
-    "forget": Forget,
-    "method": Method,
-    "keep_models": Annotated[
-        bool,
-        typer.Option(
-            "--keep-models",
-            help="Keep every member's weights (they are deleted once measured).",
-            rich_help_panel="Audit",
-        ),
-    ],
-    "forget_seed": ForgetSeed,
-    "data": c.DataDir,
-    "device": c.Device,
-    "amp": c.Amp,
-    "compile": c.Compile,
-    "sync_bn": c.SyncBn,
-    "out": Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Audit folder (default: runs/audit-<dataset>-<arch>-<time>); audit another method into the "
-            "same folder to reuse the retrained ensemble.",
-            rich_help_panel="Output",
-        ),
-    ],
-    "force": c.Force,
-    "executor": c.ExecutorName,
-    "address": c.Address,
-    "cpus_per_step": c.CpusPerStep,
-    "gpus_per_step": c.GpusPerStep,
+    "model": flags.Model,
+    "forget": flags.Forget,
+    "method": flags.Method,
+    "keep_models": flags.KeepModels,
+    "forget_seed": flags.ForgetSeed,
+    "data": flags.DataDir,
+    "device": flags.Device,
+    "amp": flags.Amp,
+    "compile": flags.Compile,
+    "sync_bn": flags.SyncBn,
+    "out": flags.AuditOut,
+    "force": flags.Force,
+    "executor": flags.ExecutorName,
+    "address": flags.Address,
+    "cpus_per_step": flags.CpusPerStep,
+    "gpus_per_step": flags.GpusPerStep,
 }
 
 
@@ -85,18 +64,6 @@ def render(result: dict) -> list:
             "ε = ∞: every unlearned model on one side of every retrained one",
         ],
         ["Final score", result["score"], "F × (RA_U / RA_R) × (TA_U / TA_R)"],
-        *(
-            [
-                [
-                    "Examples with one unlearned value",
-                    f"{result['constant']} of {result['forget']['size']}",
-                    "the N unlearned models agree: no threshold splits one value, so F "
-                    "counts them forgotten unless every retrained model lies on one side; read U-LiRA",
-                ]
-            ]
-            if result["constant"]
-            else []
-        ),
         [
             "U-LiRA accuracy %",
             f"{u['mean']:.1f} [{u['low']:.1f}, {u['high']:.1f}]",
@@ -104,6 +71,11 @@ def render(result: dict) -> list:
         ],
         ["ToW", f"{r['mean']:.3f} [{r['low']:.3f}, {r['high']:.3f}]", "1 = the accuracies of retraining"],
     ]
+    if result["constant"]:
+        count = f"{result['constant']} of {result['forget']['size']}"
+        reading = "the N unlearned models agree: no threshold splits one value, so F counts them forgotten "
+        reading += "unless every retrained model lies on one side; read U-LiRA"
+        rows.insert(3, ["Examples with one unlearned value", count, reading])
     title = (
         f"smu audit --method {result['method']}: forget {result['forget']['spec']} "
         f"({result['forget']['size']} samples), {result['models']} + {result['models']} models, "

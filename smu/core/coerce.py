@@ -11,9 +11,9 @@ import types
 import typing
 from typing import Any
 
-from smu.errors import SmuError, shown
-from smu.options import ConfigError
-from smu.registry import suggest
+from smu.core.errors import SmuError, shown
+from smu.core.options import ConfigError
+from smu.core.registry import suggest
 
 
 def build(cls: type, raw: Any, where: str, errors: list[str]) -> Any:

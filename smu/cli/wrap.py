@@ -14,9 +14,9 @@ from typing import Any
 
 import typer
 
-from smu.commands.common import Json, Quiet
-from smu.commands.generate import Generated
-from smu.errors import SmuError
+from smu.cli.flags import Json, Quiet
+from smu.cli.generate import Generated
+from smu.core.errors import SmuError
 
 
 def cli(
@@ -65,7 +65,7 @@ def cli(
     ]
 
     def command(**kwargs: Any) -> None:
-        from smu.ui import emit, reporting
+        from smu.cli.ui import emit, reporting
 
         as_json, quiet = kwargs.pop("json_out"), kwargs.pop("quiet")
         shown = {name: kwargs.pop(name) for name in render_options or {}}
@@ -96,7 +96,7 @@ LIBRARY_ONLY = ("config", "reporter")
 @contextlib.contextmanager
 def errors_shown() -> Iterator[None]:
     """SmuError as one line on stderr with its exit code; a traceback only with SMU_DEBUG=1."""
-    from smu.ui import show_error
+    from smu.cli.ui import show_error
 
     try:
         yield

@@ -18,11 +18,14 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from smu.errors import UsageError, shown
+from smu.core.errors import UsageError, shown
 
 SEED_MAX = 2**32 - 1
 """The largest --seed and --forget-seed: per-epoch generators are seeded with seed × 1,000,003 + epoch,
 which must stay within torch's 64 bits."""
+SPEC_HELP = "class:C, class:C:N, random:N, random:P%, indices:FILE or a saved forget.safetensors"
+"""The forget-set specs ``smu.data.forget`` reads, as help and error messages name them (here, beside
+SEED_MAX, so that the quick commands name them without importing torch)."""
 
 
 def param(
@@ -111,7 +114,7 @@ def declared(cls: type) -> dict[str, Any]:
 
 def problems(cfg: Any) -> list[Problem]:
     """Every field of ``cfg`` outside its declared range, then the class's own cross-field checks."""
-    from smu.registry import suggest
+    from smu.core.registry import suggest
 
     found: list[Problem] = []
     ranges = declared(type(cfg))
@@ -163,7 +166,8 @@ def config_problems(cls: type) -> list[str]:
     ranged = [name for name, meta in declared(cls).items() if {"gt", "ge", "lt", "le", "choices"} & set(meta)]
     if ranged and not issubclass(cls, Checked):
         return [
-            f"its config declares ranges ({', '.join(ranged)}) but does not derive from smu.options.Checked"
+            f"its config declares ranges ({', '.join(ranged)}) but does not derive from "
+            "smu.core.options.Checked"
         ]
     try:
         cls()
@@ -277,7 +281,7 @@ def search_space(cls: type, changes: Sequence[str] = (), fixed: Sequence[str] = 
     """The space to search: the declared ranges, narrowed or widened by ``changes`` (``name=LOW:HIGH[:log]``,
     any numeric option of ``cls``), less the options in ``fixed`` (given a value by the user). Every
     problem is a UsageError naming the option."""
-    from smu.registry import suggest
+    from smu.core.registry import suggest
 
     space = tunable(cls)
     hints = {f.name: f.type for f in dataclasses.fields(cls)}

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from smu.options import declared, field_help, help_range, option_flag, parse_list, show
+from smu.core.options import declared, field_help, help_range, option_flag, parse_list, show
 
 
 @dataclass(frozen=True)
@@ -158,3 +158,34 @@ def retrain_options(trainer_panel: str) -> list[Generated]:
         prefix="retrain",
         clash={f.name for f in dataclasses.fields(METHODS[reference].config)},
     )
+
+
+def pruning_options() -> list[Generated]:
+    """Each pruning method's own options (not given = the method's default), in the Pruning panel."""
+    from smu.pruning import METHODS
+
+    found: dict[str, Generated] = {}
+    for name, spec in METHODS.items():
+        if spec.config is None:
+            continue
+        docs = field_help(spec.config)
+        for f in dataclasses.fields(spec.config):
+            default = getattr(spec.config(), f.name)
+            help_text = f"{name}: {described(docs.get(f.name, ''), default, spec.config, f.name)}"
+            found.setdefault(f.name, field_option(spec.config, f.name, panel="Pruning", help_text=help_text))
+    return list(found.values())
+
+
+def search_spaces() -> str:
+    """Each method's numeric options ``smu tune`` searches, with their ranges, a paragraph per method."""
+    from smu.core.options import tunable
+    from smu.unlearning import METHODS
+
+    def shown(space: Any) -> str:  # not LOW:HIGH here: Rich would read ":100:" as an emoji
+        return f"{space.low:g} to {space.high:g}" + (" log-uniform" if space.log else "")
+
+    spaces = {
+        name: ", ".join(f"{option} {shown(space)}" for option, space in tunable(spec.config).items())
+        for name, spec in METHODS.items()
+    }
+    return "\n\n".join(f"{name}: {text}" for name, text in spaces.items() if text)

@@ -36,21 +36,21 @@ class Command:
 COMMANDS = [
     Command(
         "prune",
-        "smu.commands.prune",
+        "smu.cli.prune",
         "Pipeline",
         "Prune a model: train dense, prune, rewind and retrain (omp, imp), or prune at init and train.",
         epilog="epilog",
     ),
     Command(
         "unlearn",
-        "smu.commands.unlearn",
+        "smu.cli.unlearn",
         "Pipeline",
         "Unlearn a forget set from a dense or sparse model with any registered method.",
         epilog="epilog",
     ),
     Command(
         "backdoor-cleanse",
-        "smu.commands.backdoor",
+        "smu.cli.backdoor",
         "Pipeline",
         (
             "Poison the data, train Trojan model(s), unlearn the poisoned samples; SA and ASR before "
@@ -60,20 +60,20 @@ COMMANDS = [
     ),
     Command(
         "eval",
-        "smu.commands.evaluate",
+        "smu.cli.evaluate",
         "Pipeline",
         "Measure UA, MIA-Efficacy, RA and TA of a model on a forget set, and the gap to a reference.",
     ),
     Command(
         "audit",
-        "smu.commands.audit",
+        "smu.cli.audit",
         "Pipeline",
         "Audit an unlearning method: per-example attacks between N unlearned and N retrained models.",
         epilog="epilog",
     ),
     Command(
         "tune",
-        "smu.commands.tune",
+        "smu.cli.tune",
         "Pipeline",
         (
             "Tune a method's hyper-parameters against retrain: trials scored on validation data, the "
@@ -83,13 +83,13 @@ COMMANDS = [
     ),
     Command(
         "run",
-        "smu.commands.run",
+        "smu.cli.run",
         "Recipes",
         "Run a recipe: train, prune, unlearn with every method, evaluate against retrain, report.",
     ),
     Command(
         "demo",
-        "smu.commands.run",
+        "smu.cli.run",
         "Recipes",
         "Prune first, then unlearn, in about a minute on the embedded digits (the quickstart recipe).",
         build="demo_command",
@@ -97,13 +97,13 @@ COMMANDS = [
     ),
     Command(
         "recipes",
-        "smu.commands.recipes",
+        "smu.cli.recipes",
         "Recipes",
         "List the recipes shipped with smu (smu run NAME runs one), or print one.",
     ),
     Command(
         "plot",
-        "smu.commands.plot",
+        "smu.cli.plot",
         "Recipes",
         (
             "Draw a recipe run's figures: Avg. Gap per method and model, the metrics against sparsity, "
@@ -112,7 +112,7 @@ COMMANDS = [
     ),
     Command(
         "inspect",
-        "smu.commands.inspect_import",
+        "smu.cli.inspect_import",
         "Artifacts",
         "Show an artifact's metadata, per-layer sparsity, provenance chain, and whether it is intact.",
         build="inspect_command",
@@ -120,7 +120,7 @@ COMMANDS = [
     ),
     Command(
         "import",
-        "smu.commands.inspect_import",
+        "smu.cli.inspect_import",
         "Artifacts",
         "Convert a research-code checkpoint into model.safetensors (+ mask.safetensors), safely.",
         build="import_command",
@@ -179,13 +179,13 @@ def __getattr__(name: str) -> Any:
 def show_smu_warnings() -> None:
     """smu's own warnings (a plug-in skipped, BatchNorm under torchrun) as one line each on stderr; other
     warnings as usual."""
-    from smu.errors import SmuWarning
+    from smu.core.errors import SmuWarning
 
     original = warnings.showwarning
 
     def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
         if issubclass(category, SmuWarning):
-            from smu.ui import warn
+            from smu.cli.ui import warn
 
             warn(str(message))
         else:
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_command(argv: list[str] | None) -> None:
-    from smu.commands.generate import focus_of
+    from smu.cli.generate import focus_of
     from smu.execution import distributed
 
     args = sys.argv[1:] if argv is None else list(argv)
@@ -229,7 +229,7 @@ def run_command(argv: list[str] | None) -> None:
             sys.exit(2)
         ctx = getattr(e, "ctx", None)
         where = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
-        from smu.ui import LINE, printable
+        from smu.cli.ui import LINE, printable
 
         print(f"Error: {printable(e.format_message().rstrip('.'), LINE)}{where}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -1,6 +1,6 @@
 """The tables of README.md and docs/ that come from the registries and the artifact schema.
 
-    python -m smu._docs      # rewrite them after adding a method or a metadata key
+    python -m smu.cli.docs      # rewrite them after adding a method or a metadata key
 
 Each table sits between ``<!-- smu:NAME -->`` and ``<!-- /smu:NAME -->``; a test fails when one is
 out of date, so the docs cannot drift from the code.

@@ -10,11 +10,11 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from smu.commands.wrap import cli
-from smu.errors import UsageError
+from smu.cli.ui import table
+from smu.cli.wrap import cli
+from smu.core.errors import UsageError
+from smu.core.registry import suggest
 from smu.recipes.catalog import find, shipped
-from smu.registry import suggest
-from smu.ui import table
 
 EPILOG = (
     "Examples:\n\n"

@@ -28,9 +28,10 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from smu.errors import DistributedError, SmuError
+from smu.core.errors import DistributedError, SmuError
+from smu.core.progress import Reporter
+from smu.core.text import CELL, LINE, jsonable, printable
 from smu.execution import distributed
-from smu.progress import Reporter
 
 
 def err_console() -> Console:
@@ -103,38 +104,9 @@ def reporting(quiet: bool) -> Iterator[Reporter]:
         yield RichReporter(progress)
 
 
-LINE = 500
-"""The most characters of one error, warning or progress line."""
-CELL = 1000
-"""The most characters shown in one table cell (``--json`` carries the whole value)."""
-
-
-def printable(text: str, limit: int | None = None) -> str:
-    """``text`` as it may reach a terminal: every control or format character (ESC, BEL, CR, newlines,
-    bidi overrides, zero-width marks) written as its Python escape, so a file cannot move the cursor,
-    retitle the window, hide text or add lines; beyond ``limit`` characters, cut with a count of the
-    rest. The one gate for strings that come from files, their names and their metadata."""
-    if limit is not None and len(text) > limit:
-        text = f"{text[:limit]}… ({len(text) - limit:,} more characters)"
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
 def plain(value: object, limit: int | None = None, style: str = "") -> Text:
     """Text for Rich that shows ``value`` as it is: ``[bold]`` stays brackets, escapes are escaped."""
     return Text(printable(str(value), limit), style=style)
-
-
-def jsonable(obj: Any) -> Any:
-    """NaN/Inf are not JSON: they become null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
-    return obj
 
 
 def emit(

@@ -1,1 +1,0 @@
-"""One thin module per command: parse options, call the library, render the result."""
