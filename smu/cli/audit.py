@@ -37,16 +37,10 @@ OPTIONS = {
     "keep_models": flags.KeepModels,
     "forget_seed": flags.ForgetSeed,
     "data": flags.DataDir,
-    "device": flags.Device,
-    "amp": flags.Amp,
-    "compile": flags.Compile,
-    "sync_bn": flags.SyncBn,
     "out": flags.AuditOut,
     "force": flags.Force,
-    "executor": flags.ExecutorName,
-    "address": flags.Address,
-    "cpus_per_step": flags.CpusPerStep,
-    "gpus_per_step": flags.GpusPerStep,
+    **flags.RUNTIME,
+    **flags.EXECUTOR,
 }
 
 

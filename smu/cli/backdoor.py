@@ -42,18 +42,11 @@ OPTIONS = {
     "scope": flags.TrojanScope,
     "model": flags.TrojanModel,
     "method": flags.Method,
-    "arch": flags.Arch,
-    "dataset": flags.Dataset,
-    "data": flags.DataDir,
-    "val_fraction": flags.ValFraction,
-    "subset": flags.Subset,
-    "device": flags.Device,
-    "amp": flags.Amp,
-    "compile": flags.Compile,
-    "sync_bn": flags.SyncBn,
     "seed": flags.Seed,
     "out": flags.Out,
     "force": flags.Force,
+    **flags.DATA,
+    **flags.RUNTIME,
 }
 
 

@@ -190,6 +190,20 @@ GpusPerStep = Annotated[
     ),
 ]
 
+# Groups of the options above that several commands take together (a command's table adds its own).
+DATA = {"arch": Arch, "dataset": Dataset, "data": DataDir, "val_fraction": ValFraction, "subset": Subset}
+"""What to train on, for the commands that train a model from scratch."""
+RUNTIME = {"device": Device, "amp": Amp, "compile": Compile, "sync_bn": SyncBn}
+"""Where and how training runs."""
+EXECUTOR = {
+    "executor": ExecutorName,
+    "address": Address,
+    "cpus_per_step": CpusPerStep,
+    "gpus_per_step": GpusPerStep,
+}
+"""Which executor runs a plan's steps, for the commands that run many."""
+
+
 # ── smu unlearn (and the commands that run a method) ──────────────────────────────────────────────
 
 Method = Annotated[

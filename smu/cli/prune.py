@@ -38,19 +38,12 @@ OPTIONS = {
     "rewind_epoch": RewindEpoch,
     "model": flags.StartModel,
     "rewind_from": flags.RewindFrom,
-    "arch": flags.Arch,
-    "dataset": flags.Dataset,
-    "data": flags.DataDir,
-    "val_fraction": flags.ValFraction,
-    "subset": flags.Subset,
-    "device": flags.Device,
-    "amp": flags.Amp,
-    "compile": flags.Compile,
-    "sync_bn": flags.SyncBn,
     "seed": flags.Seed,
     "out": flags.Out,
     "force": flags.Force,
     "resume": flags.Resume,
+    **flags.DATA,
+    **flags.RUNTIME,
 }
 
 

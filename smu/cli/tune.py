@@ -44,10 +44,7 @@ OPTIONS = {
     "out": flags.Out,
     "force": flags.Force,
     "workers": flags.Workers,
-    "executor": flags.ExecutorName,
-    "address": flags.Address,
-    "cpus_per_step": flags.CpusPerStep,
-    "gpus_per_step": flags.GpusPerStep,
+    **flags.EXECUTOR,
 }
 
 

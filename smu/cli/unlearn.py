@@ -30,14 +30,11 @@ OPTIONS = {
     "mia_features": flags.MiaFeatures,
     "forget_seed": flags.ForgetSeed,
     "data": flags.DataDir,
-    "device": flags.Device,
-    "amp": flags.Amp,
-    "compile": flags.Compile,
-    "sync_bn": flags.SyncBn,
     "seed": flags.Seed,
     "out": flags.Out,
     "force": flags.Force,
     "resume": flags.Resume,
+    **flags.RUNTIME,
 }
 
 
