@@ -1,3 +1,4 @@
+import os
 from typing import Any
 
 import pytest
@@ -27,6 +28,13 @@ settings.register_profile(
     suppress_health_check=_FUZZ_CHECKS,
 )
 settings.load_profile("ci")
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each xdist worker gets its share of the cores, in this process and in every process a test starts
+    # (smu in a subprocess, torchrun's ranks, Ray's workers): two workers on two cores, one thread each.
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+    torch.set_num_threads(_threads)
 
 
 def smu(*args):

@@ -18,6 +18,7 @@ from smu.execution import distributed
 pytestmark = [
     pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed"),
     pytest.mark.slow,  # see pyproject.toml: pytest -m "not slow" is the inner loop
+    pytest.mark.xdist_group("torchrun"),  # one xdist worker starts the rank groups, one at a time
 ]
 
 # A BatchNorm-free model and an odd batch size: the ranks' parts of every batch differ in size

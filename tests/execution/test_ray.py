@@ -26,7 +26,8 @@ from smu.recipes.catalog import shipped
 from smu.recipes.config import load_recipe
 from smu.workflows.recipe import Planner
 
-pytestmark = pytest.mark.slow  # see pyproject.toml: pytest -m "not slow" is the inner loop
+# slow: see pyproject.toml (-m "not slow" is the inner loop); one xdist worker holds the one Ray cluster.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 # The quickstart recipe, one seed and short schedules: 9 steps (the models, then 2 models x 4 methods).
 QUICK = [
