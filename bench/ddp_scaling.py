@@ -1,4 +1,5 @@
-"""Benchmark: data-parallel training throughput of ``smu.engine.fit`` under torchrun, and its efficiency.
+"""Benchmark: data-parallel training throughput of ``smu.execution.engine.fit`` under torchrun, and its
+efficiency.
 
 Each run trains for ``--steps`` steps of ``--batch-per-rank`` images on every rank (so the global batch,
 smu's ``--batch-size``, is that times the number of ranks: weak scaling, the usual way to compare GPU
@@ -23,8 +24,8 @@ from data import SHAPES, images, model
 
 from smu.core.masks import Mask
 from smu.data.batches import Augment
-from smu.engine import TrainConfig, fit, resolve_device, runtime
 from smu.execution import distributed
+from smu.execution.engine import TrainConfig, fit, resolve_device, runtime
 
 
 def sparse_mask(net: torch.nn.Module) -> Mask:

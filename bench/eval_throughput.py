@@ -1,4 +1,4 @@
-"""Benchmark 5: evaluation throughput of ``smu.engine.predict`` against the bare forward pass.
+"""Benchmark 5: evaluation throughput of ``smu.execution.engine.predict`` against the bare forward pass.
 
 - limit: the model's forward in inference mode on one batch already scaled to float and in memory,
   repeated, nothing else, in the layout smu uses on the device (channels-last on CPU and CUDA)
@@ -17,7 +17,7 @@ import torch
 from common import header, interleaved, table
 from data import add_arguments, images, model
 
-from smu.engine import CHANNELS_LAST, eval_batch_size, predict
+from smu.execution.engine import CHANNELS_LAST, eval_batch_size, predict
 
 RawText = argparse.RawDescriptionHelpFormatter
 

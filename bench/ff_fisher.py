@@ -1,6 +1,6 @@
 """Benchmark 4: FF's Fisher accumulation, one batched backward per batch vs one backward per class.
 
-- smu: ``smu.unlearning.fisher.fisher_diagonal`` in the form it picks for the device; both forms
+- smu: ``smu.methods.unlearning.fisher.fisher_diagonal`` in the form it picks for the device; both forms
   are also timed: "batched" (all C per-class gradients from one batched backward, autograd's
   ``is_grads_batched``) and "per-class" (C backward passes fed the logit gradient directly,
   accumulated with fused ops)
@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from common import header, interleaved, table
 from data import add_arguments, images, model
 
-from smu.engine import fast_layout
-from smu.unlearning.fisher import fisher_diagonal
+from smu.execution.engine import fast_layout
+from smu.methods.unlearning.fisher import fisher_diagonal
 
 BATCH = 32
 

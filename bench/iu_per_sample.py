@@ -1,7 +1,7 @@
 """Benchmark 3: IU's per-sample gradients and WoodFisher product, vectorised vs a batch-size-1 loop.
 
 - smu: ``torch.func`` (vmap over grad) in chunks, each gradient reduced at once to the two dot
-  products the WoodFisher recursion needs (``smu.unlearning.influence.woodfisher_direction``)
+  products the WoodFisher recursion needs (``smu.methods.unlearning.influence.woodfisher_direction``)
 - loop: the research code's way: one autograd backward per image, the recursion on full vectors
 
 Both compute H⁻¹v for the same v over the same images; the table shows their relative difference.
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from common import header, interleaved, table
 from data import add_arguments, images, model
 
-from smu.unlearning.influence import woodfisher_direction
+from smu.methods.unlearning.influence import woodfisher_direction
 
 
 def literal(net: torch.nn.Module, data, v: torch.Tensor, n: int) -> torch.Tensor:

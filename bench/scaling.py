@@ -17,10 +17,10 @@ from data import images, model
 
 from smu.data import load_splits
 from smu.data.forget import resolve_forget
-from smu.engine import TrainConfig, fit
+from smu.execution.engine import TrainConfig, fit
+from smu.methods.unlearning import METHODS, Context, UnlearnData, make_config
+from smu.methods.unlearning.fisher import fisher_diagonal
 from smu.models import build_model
-from smu.unlearning import METHODS, Context, UnlearnData, make_config
-from smu.unlearning.fisher import fisher_diagonal
 
 SHORT = {
     "retrain": {"epochs": 1},

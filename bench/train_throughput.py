@@ -2,8 +2,8 @@
 
 - limit: the same model's forward, backward and SGD step on one batch already in memory, nothing else
   (in the layout smu uses on the device: channels-last on CPU and CUDA)
-- smu: ``smu.engine.fit`` for one epoch: index gather, pad-crop and flip of the whole batch, the step
-  with a 90%-sparse mask on the gradients and the weights, live progress (drawn off-screen)
+- smu: ``smu.execution.engine.fit`` for one epoch: index gather, pad-crop and flip of the whole
+  batch, the step with a 90%-sparse mask on the gradients and the weights, live progress (drawn off-screen)
 - original: a Dataset with per-image PIL transforms (RandomCrop, RandomHorizontalFlip, ToTensor) in a
   DataLoader, masks applied by ``torch.nn.utils.prune`` forward hooks, default layout, as the research
   code does
@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from smu.cli.ui import RichReporter
 from smu.core.masks import Mask
 from smu.data.batches import Augment
-from smu.engine import CHANNELS_LAST, TrainConfig, fit, runtime
+from smu.execution.engine import CHANNELS_LAST, TrainConfig, fit, runtime
 
 BATCH = 256
 

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from smu.cli.app import app
 from smu.core.options import flag_of
 from smu.data import load_splits
+from smu.methods.unlearning import METHODS
 from smu.models import build_model
-from smu.unlearning import METHODS
 
 # ci, the default: a fixed example budget, the same examples on every run (tests/fuzz/test_fuzz.py takes about
 # 35 s). nightly, by `pytest --hypothesis-profile nightly`: ten times the examples, new ones each run; a

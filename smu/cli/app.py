@@ -1,19 +1,21 @@
 """The smu command line: every command on one screen.
 
 Only the command being run is built in full (its options come from the method registries, which
-import torch); the others are listed by name and summary. So ``smu --help``, ``smu --version`` and
-``smu recipes`` start without torch.
+import torch): ``Commands`` lists the others by name and summary.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from smu import __version__
 
@@ -28,7 +30,8 @@ class Command:
     """One line for ``smu --help`` and the command's help: the first sentence of its workflow's
     docstring (a test keeps them equal), written here so that ``smu --help`` imports no command."""
     build: str = "command"
-    """The module's function that makes the Typer callback: ``build(focus)``."""
+    """The module's function that makes the Typer callback: ``build(method)`` (a method's options
+    only, given one)."""
     epilog: str = "EPILOG"
     """The module attribute with the examples (a string, or a function returning one)."""
 
@@ -127,6 +130,7 @@ COMMANDS = [
         epilog="IMPORT_EPILOG",
     ),
 ]
+BY_NAME = {cmd.name: cmd for cmd in COMMANDS}
 
 
 def show_version(value: bool) -> None:
@@ -144,11 +148,52 @@ def root(
     """Prune image classifiers, unlearn data, and measure how well it worked."""
 
 
-def build_app(selected: str | None = "*", focus: str | None = None) -> typer.Typer:
-    """The app with ``selected`` built in full ("*": all of them); ``focus`` narrows a method command's
-    help to one method's options (``smu unlearn --method ff --help``)."""
+class Commands(TyperGroup):
+    """smu's commands: listed from ``COMMANDS`` by name, panel and summary, and built (their module
+    imported) only when one is run or asked for help. So ``smu --help``, ``smu --version`` and
+    ``smu recipes`` start without torch."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
+        name, listed, rest = super().resolve_command(ctx, args)
+        return name, None if listed is None else build_command(BY_NAME[name]), rest
+
+
+class MethodCommand(TyperCommand):
+    """A command whose ``--help`` narrows to one method's options when ``--method X`` is given too:
+    ``smu unlearn --method ff --help``."""
+
+    for_method: Callable[[str], TyperCommand] | None = None
+    """This command built with one method's options only (set by :func:`build_command`)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if self.for_method is not None:  # the parser reads the line; nothing is checked or run yet
+            given, _, _ = self.make_parser(ctx).parse_args(args=list(args))
+            if given.get("help") and given.get("method"):
+                self.params = self.for_method(given["method"]).params
+        return super().parse_args(ctx, args)
+
+
+def build_command(cmd: Command, method: str | None = None) -> TyperCommand:
+    """The Typer command ``cmd`` in full: its module's options (only ``method``'s, given one), help and
+    examples."""
+    module = importlib.import_module(cmd.module)
+    epilog = getattr(module, cmd.epilog, "") if cmd.epilog else ""
+    epilog = epilog() if callable(epilog) else epilog
+    single = typer.Typer(add_completion=False)
+    register = single.command(
+        cmd.name, help=cmd.summary, rich_help_panel=cmd.panel, epilog=epilog or None, cls=MethodCommand
+    )
+    register(getattr(module, cmd.build)(method))
+    command = typer.main.get_command(single)
+    command.for_method = functools.partial(build_command, cmd)  # type: ignore[attr-defined]
+    return command  # type: ignore[return-value]
+
+
+def build_app() -> typer.Typer:
+    """The app: every command listed by name and summary; the one that runs is built by ``Commands``."""
     app = typer.Typer(
         name="smu",
+        cls=Commands,
         no_args_is_help=True,
         add_completion=False,
         context_settings={"help_option_names": ["-h", "--help"]},
@@ -156,24 +201,15 @@ def build_app(selected: str | None = "*", focus: str | None = None) -> typer.Typ
     )
     app.callback()(root)
     for cmd in COMMANDS:
-        if selected in ("*", cmd.name):
-            module = importlib.import_module(cmd.module)
-            callback = getattr(module, cmd.build)(focus)
-            epilog = getattr(module, cmd.epilog, "") if cmd.epilog else ""
-            epilog = epilog() if callable(epilog) else epilog
-        else:
 
-            def callback() -> None: ...  # listed in `smu --help`; never run (its command was not selected)
+        def listed() -> None: ...  # what `smu --help` shows; Commands builds the real one when it runs
 
-            epilog = ""
-        app.command(cmd.name, help=cmd.summary, rich_help_panel=cmd.panel, epilog=epilog or None)(callback)
+        app.command(cmd.name, help=cmd.summary, rich_help_panel=cmd.panel)(listed)
     return app
 
 
-def __getattr__(name: str) -> Any:
-    if name == "app":  # every command built: what tests drive with typer.testing.CliRunner
-        return build_app("*")
-    raise AttributeError(name)
+app = build_app()
+"""The whole command line (what tests drive with ``typer.testing.CliRunner``)."""
 
 
 def show_smu_warnings() -> None:
@@ -210,13 +246,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_command(argv: list[str] | None) -> None:
-    from smu.cli.generate import focus_of
     from smu.execution import distributed
 
     args = sys.argv[1:] if argv is None else list(argv)
-    selected = next((a for a in args if not a.startswith("-")), None)
     show_smu_warnings()
-    app = build_app(selected, focus_of(args))
     try:
         code = app(args=args, prog_name="smu", standalone_mode=False)
     except Exception as e:  # with standalone_mode off, Typer hands its usage errors to the caller

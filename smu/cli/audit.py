@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from smu.cli import flags
+from smu.cli import flags, report
 from smu.cli.generate import config_options, method_options, retrain_options
-from smu.cli.ui import table
 from smu.cli.wrap import cli
 from smu.evaluation.judges import SIDES
-from smu.unlearning import METHODS
-from smu.workflows.audit import (
-    STATISTICS,
-    AuditConfig,
-    audit,
-)
+from smu.methods.unlearning import METHODS
+from smu.workflows.audit import STATISTICS, AuditConfig, audit
 
 EPILOG = (
     "Examples:\n\n"
@@ -44,58 +39,19 @@ OPTIONS = {
 }
 
 
-def render(result: dict) -> list:
-    u, r = result["ulira"], result["tow"]
-    rows = [
-        [
-            "Forgetting quality F",
-            result["forgetting_quality"],
-            "1 = no example told apart; compare with F of retrain at the same N",
-        ],
-        [
-            "Examples told apart",
-            f"{result['separated']} of {result['forget']['size']}",
-            "ε = ∞: every unlearned model on one side of every retrained one",
-        ],
-        ["Final score", result["score"], "F × (RA_U / RA_R) × (TA_U / TA_R)"],
-        [
-            "U-LiRA accuracy %",
-            f"{u['mean']:.1f} [{u['low']:.1f}, {u['high']:.1f}]",
-            "50 = indistinguishable from retraining",
-        ],
-        ["ToW", f"{r['mean']:.3f} [{r['low']:.3f}, {r['high']:.3f}]", "1 = the accuracies of retraining"],
-    ]
-    if result["constant"]:
-        count = f"{result['constant']} of {result['forget']['size']}"
-        reading = "the N unlearned models agree: no threshold splits one value, so F counts them forgotten "
-        reading += "unless every retrained model lies on one side; read U-LiRA"
-        rows.insert(3, ["Examples with one unlearned value", count, reading])
-    title = (
-        f"smu audit --method {result['method']}: forget {result['forget']['spec']} "
-        f"({result['forget']['size']} samples), {result['models']} + {result['models']} models, "
-        f"statistic {result['statistic']}, thresholds {result['thresholds']}; "
-        f"{result['steps']['ran']} steps run, {result['steps']['reused']} reused, "
-        f"{result['wall_s'] / 60:.1f} min"
-    )
-    metrics = [
-        [f"mean {k.upper().replace('_', '-')}", result["unlearned"][k], result["retrained"][k]]
-        for k in result["unlearned"]
-    ]
-    worst = [[w["index"], w["class"], "∞" if w["epsilon"] is None else w["epsilon"]] for w in result["worst"]]
-    return [
-        table(title, ["Judge", "Value", "Reading"], rows),
-        table("Ensembles (percent)", ["Metric", "Unlearned", "Retrained"], metrics),
-        table(f"Least forgotten examples (ε; all in {result['artifact']})", ["Index", "Class", "ε"], worst),
-    ]
-
-
 def command(focus: str | None = None) -> Any:
     options = method_options(
         dict(METHODS), focus=focus, panel="Method options", trainer_panel="Training (methods that train)"
     )
     reference = retrain_options("Reference: the retrained ensemble")
     generated = config_options(AuditConfig, panel="Audit") + options + reference
-    return cli(audit, options=OPTIONS, render=render, paths=lambda r: [r["artifact"]], generated=generated)
+    return cli(
+        audit,
+        options=OPTIONS,
+        render=report.audit_tables,
+        paths=lambda r: [r["artifact"]],
+        generated=generated,
+    )
 
 
 def epilog() -> str:

@@ -11,8 +11,8 @@ from smu.cli.generate import config_options, method_options
 from smu.cli.ui import table
 from smu.cli.wrap import cli
 from smu.core.options import field_help, flag_of
-from smu.engine import TrainConfig
-from smu.unlearning import METHODS
+from smu.execution.engine import TrainConfig
+from smu.methods.unlearning import METHODS
 from smu.workflows.backdoor import TRAINING, BackdoorConfig, backdoor_cleanse
 
 HELP = field_help(BackdoorConfig)

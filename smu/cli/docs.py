@@ -36,8 +36,8 @@ def defaults(config: type | None) -> str:
 
 
 def unlearning_methods() -> str:
-    from smu.engine import TrainConfig
-    from smu.unlearning import METHODS
+    from smu.execution.engine import TrainConfig
+    from smu.methods.unlearning import METHODS
 
     base = {f.name: getattr(TrainConfig(), f.name) for f in dataclasses.fields(TrainConfig)}
     rows = ["| method | what it does | options and defaults (training options: see below) |", "|---|---|---|"]
@@ -54,7 +54,7 @@ def unlearning_methods() -> str:
 
 
 def method_data() -> str:
-    from smu.unlearning import METHODS
+    from smu.methods.unlearning import METHODS
 
     def feed(f: Any, cfg: Any) -> str:
         batch = "per sample" if f.batch == "per-sample" else f"batches of {getattr(cfg, f.batch)}"
@@ -72,7 +72,7 @@ def method_data() -> str:
 
 
 def pruning_methods() -> str:
-    from smu.pruning import METHODS
+    from smu.methods.pruning import METHODS
 
     rows = ["| method | what it does | default `--rate` | own options |", "|---|---|---|---|"]
     for name, spec in METHODS.items():
@@ -92,7 +92,7 @@ def artifact_keys() -> str:
 
 
 def recipes() -> str:
-    from smu.recipes.catalog import shipped
+    from smu.workflows.recipes.catalog import shipped
 
     rows = ["| recipe | what | dataset | time |", "|---|---|---|---|"]
     rows += [
@@ -119,7 +119,7 @@ def rendered(text: str) -> str:
     return text
 
 
-def main(root: Path = Path(__file__).resolve().parents[1]) -> int:
+def main(root: Path = Path(__file__).resolve().parents[2]) -> int:
     for name in FILES:
         path = root / name
         text = path.read_text(encoding="utf-8")

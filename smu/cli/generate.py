@@ -97,7 +97,7 @@ def method_options(
     """The union of the methods' options (None = the method's default). Each option's help gives every
     method's own text and default; with ``focus`` (``--method X --help``), only X's options, with X's
     text. Options named in ``clash`` get ``prefix`` (backdoor-cleanse: --unlearn-epochs)."""
-    from smu.engine import TrainConfig
+    from smu.execution.engine import TrainConfig
 
     chosen = {focus: methods[focus]} if focus in methods else methods
     fields: dict[str, list[tuple[str, type, str, Any]]] = {}
@@ -132,22 +132,10 @@ def method_options(
     return options
 
 
-def focus_of(argv: list[str]) -> str | None:
-    """The method named by ``--method X`` / ``-m X`` when ``--help`` is asked for too."""
-    if not {"--help", "-h"} & set(argv):
-        return None
-    for i, word in enumerate(argv):
-        if word in ("--method", "-m", "--unlearn") and i + 1 < len(argv):
-            return argv[i + 1]
-        if word.startswith("--method="):
-            return word.split("=", 1)[1]
-    return None
-
-
 def retrain_options(trainer_panel: str) -> list[Generated]:
     """The options of the retrained reference of ``smu audit`` and ``smu tune``: retrain's, spelled
     --retrain-epochs, --retrain-lr, ..."""
-    from smu.unlearning import METHODS
+    from smu.methods.unlearning import METHODS
 
     reference = next(name for name, spec in METHODS.items() if spec.exact)
     return method_options(
@@ -162,7 +150,7 @@ def retrain_options(trainer_panel: str) -> list[Generated]:
 
 def pruning_options() -> list[Generated]:
     """Each pruning method's own options (not given = the method's default), in the Pruning panel."""
-    from smu.pruning import METHODS
+    from smu.methods.pruning import METHODS
 
     found: dict[str, Generated] = {}
     for name, spec in METHODS.items():
@@ -179,7 +167,7 @@ def pruning_options() -> list[Generated]:
 def search_spaces() -> str:
     """Each method's numeric options ``smu tune`` searches, with their ranges, a paragraph per method."""
     from smu.core.options import tunable
-    from smu.unlearning import METHODS
+    from smu.methods.unlearning import METHODS
 
     def shown(space: Any) -> str:  # not LOW:HIGH here: Rich would read ":100:" as an emoji
         return f"{space.low:g} to {space.high:g}" + (" log-uniform" if space.log else "")

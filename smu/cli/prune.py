@@ -12,8 +12,8 @@ from smu.cli.generate import config_options, pruning_options
 from smu.cli.ui import table
 from smu.cli.wrap import cli
 from smu.core.options import field_help, flag_of
-from smu.engine import TrainConfig
-from smu.pruning import METHODS, PruneConfig
+from smu.execution.engine import TrainConfig
+from smu.methods.pruning import METHODS, PruneConfig
 from smu.workflows.prune import prune
 
 HELP = field_help(PruneConfig)

@@ -14,7 +14,7 @@ from smu.cli.ui import table
 from smu.cli.wrap import cli
 from smu.core.errors import UsageError
 from smu.core.registry import suggest
-from smu.recipes.catalog import find, shipped
+from smu.workflows.recipes.catalog import find, shipped
 
 EPILOG = (
     "Examples:\n\n"

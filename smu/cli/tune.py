@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.text import Text
-
-from smu.cli import flags
+from smu.cli import flags, report
 from smu.cli.generate import config_options, method_options, retrain_options, search_spaces
-from smu.cli.ui import table
 from smu.cli.wrap import cli
-from smu.unlearning import METHODS
+from smu.methods.unlearning import METHODS
 from smu.workflows.tune import REFERENCE, TuneConfig, tune
 
 EPILOG = (
@@ -48,59 +45,6 @@ OPTIONS = {
 }
 
 
-def params(values: dict) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
-
-
-def render(result: dict) -> list:
-    h, t, cost = result["heldout"], result["tuning"], result["cost"]
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(result["counts"].items()))
-    title = f"smu tune --method {result['method']}: best of {len(result['trials'])} trials ({counts})"
-    minutes = (cost["tuning_s"] + cost["references_s"]) / 60
-    summary = [
-        ["Chosen setting", params(result["best"]["params"]), f"trial {result['best']['number']}"],
-        [
-            "Avg. Gap, tuning draw",
-            t["avg_gap"],
-            f"{t['forget']['spec']}: UA, MIA, RA, validation acc. (what the trials were scored on)",
-        ],
-        [
-            "Avg. Gap, held-out draw",
-            h["tuning_gap"]["avg"],
-            f"{h['forget']['spec']}: the same four, on a forget set the search never saw",
-        ],
-        ["Avg. Gap, held-out, paper", h["gap"]["avg"], "UA, MIA, RA, TA (test split): the number to report"],
-        [
-            "Cost",
-            f"{minutes:.1f} min",
-            f"trials {cost['tuning_s'] / 60:.1f} min + references {cost['references_s'] / 60:.1f} min; "
-            f"RTE: {cost['rte_s']:.2f} s",
-        ],
-    ]
-    metrics = [
-        [k.upper().replace("_", "-"), h["metrics"][k], h["reference"][k], h["gap"][k]]
-        for k in ("ua", "mia_efficacy", "ra", "ta")
-    ]
-    trials = [
-        [r["number"], r["state"], "–" if r["value"] is None else r["value"], params(r["params"])]
-        + ["–" if r["seconds"] is None else f"{r['seconds']:.1f}"]
-        for r in result["trials"]
-    ]
-    heldout = f"Held-out draw {h['forget']['spec']} (percent)"
-    parts = [
-        table(title, ["", "Value", "Reading"], summary),
-        table(heldout, ["Metric", result["method"], "retrain", "gap"], metrics),
-        table(
-            "Trials (value: Avg. Gap on the tuning draw)", ["#", "State", "Value", "Parameters", "s"], trials
-        ),
-    ]
-    if result["importance"]:
-        rows = [[k, v] for k, v in result["importance"].items()]
-        parts.append(table("Importance (fANOVA)", ["Option", "Importance"], rows))
-    snippet = f"# for a recipe ({result['snippet']}):\n{result['recipe']}# again: {result['reproduce']}"
-    return [*parts, Text(snippet)]
-
-
 def command(focus: str | None = None) -> Any:
     options = method_options(
         {k: v for k, v in METHODS.items() if k != REFERENCE},
@@ -110,4 +54,6 @@ def command(focus: str | None = None) -> Any:
     )
     reference = retrain_options("Reference: the retrained model")
     generated = config_options(TuneConfig, panel="Tuning") + options + reference
-    return cli(tune, options=OPTIONS, render=render, paths=lambda r: [r["snippet"]], generated=generated)
+    return cli(
+        tune, options=OPTIONS, render=report.tune_tables, paths=lambda r: [r["snippet"]], generated=generated
+    )

@@ -8,7 +8,7 @@ from smu.cli import flags
 from smu.cli.evaluate import render as render_metrics
 from smu.cli.generate import method_options
 from smu.cli.wrap import cli
-from smu.unlearning import METHODS
+from smu.methods.unlearning import METHODS
 from smu.workflows.unlearn import unlearn
 
 EPILOG = (

@@ -82,7 +82,9 @@ def cli(
         if fail_when is not None and fail_when(result):
             raise typer.Exit(1)
 
-    # Typer reads a command's options from its signature: the workflow's parameters with their CLI types.
+    # Typer reads a command's options only from a signature: the workflow's parameters with their CLI
+    # types, then the options made from the method registry at run time (plug-ins included). Typer's own
+    # parameter builder is private, and click options built by hand would change help and error texts.
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = fn.__doc__
     command.workflow = fn  # type: ignore[attr-defined]

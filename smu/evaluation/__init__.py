@@ -12,8 +12,8 @@ from torch import nn
 from smu.core.registry import lookup
 from smu.data import ImageSet, Splits
 from smu.data.forget import ForgetSet
-from smu.engine import predict
 from smu.evaluation.mia import FEATURES, feature, svc_attack
+from smu.execution.engine import predict
 
 GAP_METRICS = ("ua", "mia_efficacy", "ra", "ta")
 """Avg. Gap is the mean absolute difference over these four, as in the paper."""

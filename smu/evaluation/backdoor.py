@@ -6,7 +6,7 @@ from torch import nn
 
 from smu.data import ImageSet
 from smu.data.poison import Trigger, triggered_test
-from smu.engine import accuracy, predict
+from smu.execution.engine import accuracy, predict
 
 
 def attack_success_rate(model: nn.Module, test: ImageSet, trigger: Trigger) -> float:

@@ -5,13 +5,13 @@ collectives the rest of smu needs.
 place in the environment (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR/PORT). Every rank runs the same
 code on the same data in the same order; they differ only where this module says so:
 
-- :func:`smu.engine.fit` gives each rank its part of every global batch (:func:`share`) and averages
+- :func:`smu.execution.engine.fit` gives each rank its part of every global batch (:func:`share`) and averages
   the gradients with DistributedDataParallel, so the updates are those of one process;
 - only rank 0 touches the file system (:func:`on_main`: the others wait there and take its outcome)
   and the terminal (``smu.cli.ui``); every rank may read what rank 0 wrote, so on several machines the run
   folder must be on a file system they all see;
-- evaluation (:func:`smu.engine.predict`) and the gradient sums of FF, IU, SSD and SalUn are split over
-  the ranks and added up (:func:`rows`, :func:`gather_rows`, :func:`sum_`).
+- evaluation (:func:`smu.execution.engine.predict`) and the gradient sums of FF, IU, SSD and SalUn are
+  split over the ranks and added up (:func:`rows`, :func:`gather_rows`, :func:`sum_`).
 
 In a single process every function here is a no-op; ``torch.distributed`` is imported only by a run
 that torchrun started with more than one process.

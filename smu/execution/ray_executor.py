@@ -358,7 +358,7 @@ def run_task(plan: Plan, key: str, cwd: str, token_file: str, token: str, board:
     import ray
     import torch
 
-    from smu.engine import runtime
+    from smu.execution.engine import runtime
 
     worker = f"{socket.gethostname()}:{os.getpid()}"
     here = os.getcwd()

@@ -31,19 +31,19 @@ from smu.core.errors import ArtifactError, UsageError
 from smu.core.options import Checked, flag_of, param
 from smu.core.progress import Reporter
 from smu.core.text import jsonable
-from smu.data import Splits, splits_of
+from smu.data import Splits
 from smu.data.forget import ForgetSet, resolve_forget
-from smu.engine import predict, resolve_device
 from smu.evaluation import unlearning_metrics
 from smu.evaluation.judges import SIDES, example_epsilon, forgetting_quality, tow, ulira
 from smu.execution import make_executor
+from smu.execution.engine import predict, resolve_device
 from smu.execution.steps import Plan, Step, result_of
 from smu.io import artifacts, files, tensorfile
 from smu.io import schema as S
 from smu.io.files import digest
-from smu.unlearning import make_config
+from smu.methods.unlearning import make_config
 from smu.workflows.common import command_line, default_out, run_folder, write_manifest
-from smu.workflows.subject import Subject
+from smu.workflows.subject import Subject, open_subject
 from smu.workflows.unlearn import run_unlearn
 
 STATISTICS = {
@@ -109,16 +109,10 @@ def audit(
     runner = make_executor(executor, address, cpus_per_step, gpus_per_step)
     runner.check()
     dev = resolve_device(device)
-    loaded = artifacts.load_model(model, dev)
-    splits = splits_of(loaded, data, dev)
+    subject = open_subject(model, forget, device=dev, forget_seed=forget_seed, data=data)
+    loaded, fs = subject.loaded, subject.forget
     out = Path(out) if out else default_out("audit", loaded.dataset, loaded.arch)
-    fs = resolve_audit_forget(forget, splits, forget_seed, out)
-    if out.is_dir() and any(out.iterdir()) and not (out / "forget.safetensors").is_file() and not force:
-        raise UsageError(
-            f"--out {str(out)!r} is not empty and holds no audit",
-            hint="choose another --out, or pass --force",
-        )
-    subject = Subject(loaded, splits, fs)
+    check_audit_folder(out, fs, subject.splits, force=force)
     with run_folder(out, force=True, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
         if not (folder / "forget.safetensors").is_file():
             fs.save(folder / "forget.safetensors")
@@ -352,10 +346,8 @@ def command_plan(
 
     @functools.cache
     def subject() -> Subject:
-        dev = resolve_device(device)
-        loaded = artifacts.load_model(model, dev)
-        splits = splits_of(loaded, data, dev)
-        return Subject(loaded, splits, resolve_forget(str(Path(out) / "forget.safetensors"), splits))
+        forget = Path(out) / "forget.safetensors"
+        return open_subject(model, forget, device=resolve_device(device), data=data)
 
     return plan(subject, identity, methods, retrain_cfg, audit, Path(out), keep_models=keep_models)
 
@@ -437,10 +429,9 @@ def judge(
     }
 
 
-def resolve_audit_forget(spec: str, splits: Splits, seed: int, out: Path) -> ForgetSet:
-    """The forget set of an audit folder: the spec resolved now, which must be the one an earlier audit
-    saved there (a folder's ensembles are for one forget set), and is saved there otherwise."""
-    fs = resolve_forget(spec, splits, seed)
+def check_audit_folder(out: Path, fs: ForgetSet, splits: Splits, *, force: bool) -> None:
+    """An audit folder holds the ensembles of one forget set: the one an earlier audit saved there must
+    be ``fs``; a folder that holds something else is used only with ``force``."""
     saved = out / "forget.safetensors"
     if saved.is_file():
         earlier = resolve_forget(str(saved), splits)
@@ -449,4 +440,8 @@ def resolve_audit_forget(spec: str, splits: Splits, seed: int, out: Path) -> For
                 f"--out {str(out)!r} holds the audit of another forget set ({earlier.spec!r})",
                 hint="audit this forget set into another --out folder",
             )
-    return fs
+    elif out.is_dir() and any(out.iterdir()) and not force:
+        raise UsageError(
+            f"--out {str(out)!r} is not empty and holds no audit",
+            hint="choose another --out, or pass --force",
+        )

@@ -26,15 +26,15 @@ from smu.core.registry import lookup
 from smu.data import Splits, load_splits, splits_of
 from smu.data.forget import ForgetSet
 from smu.data.poison import Trigger, default_trigger_value, poison
-from smu.engine import Reporter, TrainConfig, resolve_device
 from smu.evaluation.backdoor import backdoor_metrics
+from smu.execution.engine import Reporter, TrainConfig, resolve_device
 from smu.io import artifacts
 from smu.io import schema as S
 from smu.io.artifacts import LoadedModel
+from smu.methods.pruning import METHODS as PRUNING
+from smu.methods.pruning import PruneConfig
+from smu.methods.unlearning import METHODS, make_config
 from smu.models import ARCHS
-from smu.pruning import METHODS as PRUNING
-from smu.pruning import PruneConfig
-from smu.unlearning import METHODS, make_config
 from smu.workflows.common import command_line, default_out, refuse_unknown, run_folder, write_manifest
 from smu.workflows.prune import train_models
 from smu.workflows.unlearn import run_unlearn

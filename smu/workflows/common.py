@@ -106,7 +106,7 @@ def run_folder(
 ) -> Iterator[Path]:
     """The run folder (refused when it holds something, unless ``force``; removed again if this run made
     it and failed), with the training runtime (--amp, --compile, --sync-bn) set for everything inside."""
-    from smu.engine import runtime
+    from smu.execution.engine import runtime
     from smu.io import files
 
     with runtime(amp, compile, sync_bn), files.run_dir(out, force) as folder:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from smu.engine import Reporter, resolve_device
 from smu.evaluation import compare
+from smu.execution.engine import Reporter, resolve_device
 from smu.workflows.subject import open_subject
 
 

@@ -21,7 +21,7 @@ from smu.core.errors import ArtifactError, SmuError, UsageError
 from smu.core.text import jsonable
 from smu.io import files, tensorfile
 from smu.io import schema as S
-from smu.recipes.yaml_reader import load_yaml
+from smu.workflows.recipes.yaml_reader import load_yaml
 
 INSTALL = "pip install 'smu[plot]'"
 FORMATS = ("png", "svg")
@@ -306,7 +306,7 @@ def series(cells: list[dict[str, Any] | None]) -> dict[str, list[Any]]:
 
 
 def reference_of(t: dict[str, Any]) -> str | None:
-    from smu.recipes.config import reference_method
+    from smu.workflows.recipes.config import reference_method
 
     return reference_method([row["method"] for row in t["rows"]])
 
@@ -314,7 +314,7 @@ def reference_of(t: dict[str, Any]) -> str | None:
 def slug(text: str, name: bool = False) -> str:
     """The run's folder name of a scenario (``random-10-``), or, trimmed, a figure's (``random-10``): at
     most 64 characters, a longer name cut and told apart from others by a hash of the whole."""
-    from smu.recipes.config import slug
+    from smu.workflows.recipes.config import slug
 
     if not name:
         return slug(text)

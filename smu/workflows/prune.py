@@ -23,14 +23,14 @@ from smu.core.masks import Mask
 from smu.core.registry import lookup
 from smu.data import Splits, check_fits, load_splits, subset_meta
 from smu.data.batches import Augment
-from smu.engine import Checkpoint, Reporter, TrainConfig, accuracy, fit, resolve_device
 from smu.execution import distributed
+from smu.execution.engine import Checkpoint, Reporter, TrainConfig, accuracy, fit, resolve_device
 from smu.io import artifacts, files, tensorfile
 from smu.io import schema as S
 from smu.io.artifacts import LoadedModel
 from smu.io.files import digest
+from smu.methods.pruning import METHODS, PruneConfig, PruneContext, prune_options
 from smu.models import ARCHS, build_model
-from smu.pruning import METHODS, PruneConfig, PruneContext, prune_options
 from smu.workflows.common import command_line, default_out, refuse_unknown, run_folder, write_manifest
 
 

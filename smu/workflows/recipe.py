@@ -19,19 +19,23 @@ from typing import Any
 import yaml
 
 from smu.core.errors import SmuError, SmuWarning, UsageError
-from smu.data import Splits, load_splits, splits_of
+from smu.data import Splits, load_splits
 from smu.data.forget import resolve_forget
-from smu.engine import Reporter, accuracy, resolve_device, runtime
 from smu.execution import distributed, make_executor
+from smu.execution.engine import Reporter, accuracy, resolve_device, runtime
 from smu.execution.executor import Executor
 from smu.execution.steps import Plan, Step, is_done, result_of
 from smu.io import artifacts, files
 from smu.io.files import digest
-from smu.pruning import METHODS as PRUNING
-from smu.pruning import PruneConfig
-from smu.recipes import report, statistics
-from smu.recipes.catalog import read_recipe
-from smu.recipes.config import (
+from smu.methods.pruning import METHODS as PRUNING
+from smu.methods.pruning import PruneConfig
+from smu.workflows import audit as auditing
+from smu.workflows.backdoor import Attack
+from smu.workflows.common import versions
+from smu.workflows.prune import run_prune, train_models
+from smu.workflows.recipes import report, statistics
+from smu.workflows.recipes.catalog import read_recipe
+from smu.workflows.recipes.config import (
     Recipe,
     method_config,
     model_name,
@@ -41,10 +45,7 @@ from smu.recipes.config import (
     slug,
     tune_options,
 )
-from smu.workflows import audit as auditing
-from smu.workflows.backdoor import Attack
-from smu.workflows.common import versions
-from smu.workflows.prune import run_prune, train_models
+from smu.workflows.subject import Subject, open_subject
 from smu.workflows.unlearn import run_unlearn
 
 
@@ -318,10 +319,10 @@ class Planner:
         subject = self.subject(models, scenario, rate)
 
         @functools.cache
-        def heldout() -> tuning.Subject:
+        def heldout() -> Subject:
             s = subject()
             spec, forget_seed = tuning.heldout_forget(s.forget, s.splits, r.forget_seed)
-            return tuning.Subject(s.loaded, s.splits, resolve_forget(spec, s.splits, forget_seed))
+            return Subject(s.loaded, s.splits, resolve_forget(spec, s.splits, forget_seed))
 
         where = {"seed": seed, "scenario": scenario, "rate": rate}
         identity = {"models": models.key, "forget_seed": r.forget_seed, **where}
@@ -354,9 +355,9 @@ class Planner:
         r = self.recipe
 
         def run() -> dict[str, Any]:
-            loaded = artifacts.load_model(self.result(models)["models"][f"{rate:g}"], self.device)
-            splits = splits_of(loaded, r.data, self.device)
-            forget = resolve_forget(scenario, splits, r.forget_seed)
+            path = self.result(models)["models"][f"{rate:g}"]
+            s = open_subject(path, scenario, device=self.device, forget_seed=r.forget_seed, data=r.data)
+            loaded, splits, forget = s.loaded, s.splits, s.forget
             cfg = method_config(r, method)
             result = run_unlearn(
                 loaded,
@@ -414,14 +415,14 @@ class Planner:
                     )
         return steps
 
-    def subject(self, models: Step, scenario: str, rate: float) -> Callable[[], auditing.Subject]:
+    def subject(self, models: Step, scenario: str, rate: float) -> Callable[[], Subject]:
         """The audited model, its data and forget set, loaded once, when the first step needs them."""
 
         @functools.cache
-        def load() -> auditing.Subject:
-            loaded = artifacts.load_model(self.result(models)["models"][f"{rate:g}"], self.device)
-            splits = splits_of(loaded, self.recipe.data, self.device)
-            return auditing.Subject(loaded, splits, resolve_forget(scenario, splits, self.recipe.forget_seed))
+        def load() -> Subject:
+            r = self.recipe
+            path = self.result(models)["models"][f"{rate:g}"]
+            return open_subject(path, scenario, device=self.device, forget_seed=r.forget_seed, data=r.data)
 
         return load
 

@@ -41,4 +41,4 @@ def open_subject(
     if ref is not None:
         check_fits(ref, splits, "--reference")
         ref.check_same_split(loaded)
-    return Subject(loaded, splits, resolve_forget(forget, splits, forget_seed), ref)
+    return Subject(loaded, splits, resolve_forget(str(forget), splits, forget_seed), ref)

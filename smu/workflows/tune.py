@@ -36,14 +36,14 @@ from smu.core.errors import DivergedError, UsageError
 from smu.core.options import Space, flag_of, search_space
 from smu.data import Splits, splits_of
 from smu.data.forget import ForgetSet, parse_class, resolve_forget
-from smu.engine import Reporter, resolve_device
 from smu.evaluation import GAP_METRICS, TUNING_METRICS, gap, unlearning_metrics
 from smu.execution import make_executor
+from smu.execution.engine import Reporter, resolve_device
 from smu.execution.steps import Plan, Step, result_of
 from smu.io import artifacts, files
 from smu.io.artifacts import LoadedModel
 from smu.io.files import digest
-from smu.unlearning import METHODS, make_config
+from smu.methods.unlearning import METHODS, make_config
 from smu.workflows.common import command_line, default_out, run_folder, write_manifest
 from smu.workflows.subject import Subject, open_subject
 from smu.workflows.tune_study import (

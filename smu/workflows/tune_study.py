@@ -28,11 +28,11 @@ import torch
 
 from smu.core.errors import DivergedError, UsageError
 from smu.core.options import Checked, Space, param
-from smu.engine import Reporter
 from smu.evaluation import TUNING_METRICS, gap, unlearning_metrics
+from smu.execution.engine import Reporter
 from smu.io import artifacts
 from smu.io.files import digest
-from smu.unlearning import make_config
+from smu.methods.unlearning import make_config
 from smu.workflows.subject import Subject
 from smu.workflows.unlearn import run_unlearn
 

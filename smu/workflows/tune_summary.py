@@ -13,7 +13,7 @@ from typing import Any
 from smu.core.options import Space, flag_of
 from smu.evaluation import TUNING_METRICS
 from smu.execution.steps import Step
-from smu.unlearning import METHODS
+from smu.methods.unlearning import METHODS
 from smu.workflows.subject import Subject
 
 

@@ -18,15 +18,15 @@ from smu.core.errors import DivergedError, SmuWarning
 from smu.core.masks import Mask
 from smu.data import Splits
 from smu.data.forget import ForgetSet
-from smu.engine import Checkpoint, Reporter, params_finite, resolve_device, synchronize
 from smu.evaluation import compare
 from smu.execution import distributed
+from smu.execution.engine import Checkpoint, Reporter, params_finite, resolve_device, synchronize
 from smu.io import artifacts
 from smu.io import schema as S
 from smu.io.artifacts import LoadedModel
 from smu.io.files import digest
-from smu.unlearning import METHODS, Context, UnlearnData, make_config
-from smu.unlearning.base import frozen_copy
+from smu.methods.unlearning import METHODS, Context, UnlearnData, make_config
+from smu.methods.unlearning.base import frozen_copy
 from smu.workflows.common import command_line, default_out, run_folder, write_manifest
 from smu.workflows.evaluate import mia_feature_list
 from smu.workflows.subject import open_subject

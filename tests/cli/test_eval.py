@@ -5,7 +5,7 @@ import torch
 from conftest import smu
 
 from smu.data.forget import resolve_forget
-from smu.engine import TrainConfig, fit
+from smu.execution.engine import TrainConfig, fit
 from smu.io import artifacts
 from smu.models import build_model
 from smu.workflows.prune import base_meta

@@ -18,9 +18,9 @@ from smu.cli.app import COMMANDS, main
 from smu.core.errors import UsageError
 from smu.core.options import declared, field_help, help_range
 from smu.io import schema
-from smu.pruning import METHODS as PRUNING
-from smu.recipes.catalog import shipped
-from smu.unlearning import METHODS
+from smu.methods.pruning import METHODS as PRUNING
+from smu.methods.unlearning import METHODS
+from smu.workflows.recipes.catalog import shipped
 
 ROOT = Path(__file__).parents[2]
 
@@ -105,8 +105,11 @@ def test_each_option_s_help_shows_its_declared_range(capsys):
 
 
 def test_the_docs_tables_are_generated_from_the_registries_and_the_schema():
-    from smu.cli.docs import FILES, rendered
+    import inspect
 
+    from smu.cli.docs import FILES, main, rendered
+
+    assert inspect.signature(main).parameters["root"].default == ROOT.resolve()  # python -m smu.cli.docs
     for name in FILES:
         text = (ROOT / name).read_text()
         assert text == rendered(text), f"{name} is out of date: run python -m smu.cli.docs"
@@ -238,8 +241,12 @@ def test_the_shipped_recipes_are_inside_the_wheel(tmp_path):
     wheel = next(tmp_path.glob("smu-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for recipe in shipped():
-        assert f"smu/recipes/shipped/{recipe.name}.yaml" in names, recipe.name
-    assert {"smu/recipes/__init__.py", "smu/recipes/catalog.py", "smu/cli/docs.py"} <= names
+        assert f"smu/workflows/recipes/shipped/{recipe.name}.yaml" in names, recipe.name
+    assert {
+        "smu/workflows/recipes/__init__.py",
+        "smu/workflows/recipes/catalog.py",
+        "smu/cli/docs.py",
+    } <= names
     # pyproject.toml lists the packages by hand: every package folder must be in the wheel
     packages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "smu").rglob("__init__.py")}
     assert {f"{p}/__init__.py" for p in packages} <= names
@@ -258,7 +265,7 @@ def test_recipes_lists_every_shipped_recipe_and_prints_one_that_loads(tmp_path, 
     assert all(r["description"] and r["estimated_time"] for r in listed)
     code, out, _ = run_main(["recipes", "fashion-mnist/paper-table"], capsys)
     (tmp_path / "mine.yaml").write_text(out)
-    from smu.recipes.config import load_recipe
+    from smu.workflows.recipes.config import load_recipe
 
     assert code == 0 and load_recipe(tmp_path / "mine.yaml").dataset == "fashion-mnist"
     code, _, err = run_main(["recipes", "fashion-mnist/paper-tabel"], capsys)

@@ -5,7 +5,7 @@ import torch
 from conftest import flags, quick, smu
 from safetensors.torch import load_file
 
-from smu.unlearning import METHODS
+from smu.methods.unlearning import METHODS
 
 RETRAIN = ["--epochs", "3", "--batch-size", "64", "--lr", "0.05"]
 

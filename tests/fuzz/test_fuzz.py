@@ -81,9 +81,9 @@ def valid(pruned_cnn: Path, digits: Any, tmp_path_factory: Any) -> dict[str, byt
     model, forget sets (random and class-wise), a SalUn saliency mask, a member's statistics and an
     audit verdict."""
     from smu.data.forget import resolve_forget
-    from smu.engine import predict
-    from smu.unlearning.base import Context
-    from smu.unlearning.salun import save_saliency
+    from smu.execution.engine import predict
+    from smu.methods.unlearning.base import Context
+    from smu.methods.unlearning.salun import save_saliency
     from smu.workflows.audit import example_statistics
 
     folder = tmp_path_factory.mktemp("fuzz-valid")
@@ -137,7 +137,7 @@ def valid(pruned_cnn: Path, digits: Any, tmp_path_factory: Any) -> dict[str, byt
 @pytest.fixture(scope="module")
 def subject(valid: dict[str, bytes], tmp_path_factory: Any) -> Held:
     """The valid sparse model, loaded: what masks and saliency files are checked against."""
-    from smu.unlearning.base import Context
+    from smu.methods.unlearning.base import Context
 
     folder = tmp_path_factory.mktemp("fuzz-subject")
     (folder / "mask.safetensors").write_bytes(valid["mask"])
@@ -162,7 +162,7 @@ def test_the_valid_files_are_read(valid, subject, digits, tmp_path):
     would only ever test refusals)."""
     from smu.data.forget import load_forget
     from smu.io.inspection import inspect_artifact
-    from smu.unlearning.salun import load_saliency
+    from smu.methods.unlearning.salun import load_saliency
     from smu.workflows.audit import statistics_of
 
     for name, data in valid.items():
@@ -231,7 +231,7 @@ def test_a_damaged_forget_set_is_loaded_or_refused_and_what_loads_can_be_used(va
 @given(damage("saliency", "saliency", "mask"))
 def test_a_damaged_saliency_mask_is_loaded_or_refused(valid, subject, damaged):
     """SalUn's ``--saliency PATH``: load_saliency(path, model, ctx)."""
-    from smu.unlearning.salun import load_saliency
+    from smu.methods.unlearning.salun import load_saliency
 
     with folder_with(write_damaged(damaged, valid, "saliency.safetensors")) as (path, root), unchanged(root):
         outcome(lambda: load_saliency(str(path), subject.model, subject.ctx))
@@ -421,9 +421,9 @@ def test_any_indices_file_is_read_or_refused(splits, data):
 
 def recipe_words() -> tuple[list[str], list[str]]:
     """(top-level keys, every key) of a recipe: its sections' fields, the method names and options."""
-    from smu.pruning import METHODS as PRUNING
-    from smu.recipes.config import Recipe
-    from smu.unlearning import METHODS
+    from smu.methods.pruning import METHODS as PRUNING
+    from smu.methods.unlearning import METHODS
+    from smu.workflows.recipes.config import Recipe
 
     top = [f.name for f in dataclasses.fields(Recipe)]
     words = set(top)
@@ -567,7 +567,7 @@ shipped_texts = {}
 
 
 def shipped(name: str) -> str:
-    from smu.recipes.catalog import find
+    from smu.workflows.recipes.catalog import find
 
     if name not in shipped_texts:
         found = find(name)
@@ -577,7 +577,7 @@ def shipped(name: str) -> str:
 
 
 def shipped_names() -> list[str]:
-    from smu.recipes.catalog import shipped as every
+    from smu.workflows.recipes.catalog import shipped as every
 
     return [r.name for r in every()]
 
@@ -756,7 +756,7 @@ def first_steps(recipe: Any) -> None:
 @given(recipe_text, overrides)
 def test_any_recipe_text_is_parsed_or_refused(case, items):
     """parse_recipe(label, text, overrides): what ``smu run`` and a Ray worker check a recipe with."""
-    from smu.recipes.config import parse_recipe
+    from smu.workflows.recipes.config import parse_recipe
 
     text = text_of(case)
     recipe = outcome(lambda: parse_recipe("fuzz.yaml", text, [str(i) for i in items]))
@@ -766,7 +766,7 @@ def test_any_recipe_text_is_parsed_or_refused(case, items):
 @settings(max_examples=examples(0.5))
 @given(st.sampled_from(SHIPPED), overrides)
 def test_a_shipped_recipe_with_any_overrides_is_parsed_or_refused(name, items):
-    from smu.recipes.config import parse_recipe
+    from smu.workflows.recipes.config import parse_recipe
 
     first_steps(outcome(lambda: parse_recipe(name, shipped(name), [str(i) for i in items])))
 
@@ -794,7 +794,7 @@ recipe_bytes_cli = recipe_files(recipe_texts([r for r in SPECIAL_RECIPES if r.la
 @given(recipe_bytes)
 def test_any_recipe_file_is_loaded_or_refused(case):
     """load_recipe(path): a recipe file with any bytes in it."""
-    from smu.recipes.config import load_recipe
+    from smu.workflows.recipes.config import load_recipe
 
     def write(folder: Path) -> Path:
         (folder / "recipe.yaml").write_bytes(bytes_of(case))
@@ -823,7 +823,7 @@ def test_smu_run_dry_run_of_any_recipe(case, items):
 def test_each_special_recipe_is_parsed_or_refused(text):
     """Every hand-made recipe (bombs, deep nesting, tags, huge documents, odd numbers), each time: among
     Hypothesis's examples any one of them comes up only now and then."""
-    from smu.recipes.config import parse_recipe
+    from smu.workflows.recipes.config import parse_recipe
 
     first_steps(outcome(lambda: parse_recipe("special.yaml", str(text), [])))
 
@@ -848,7 +848,7 @@ BOMB_CHILD = textwrap.dedent(
     """
     import json, os, resource, signal, sys, time
     from smu.core.errors import SmuError
-    from smu.recipes.config import parse_recipe
+    from smu.workflows.recipes.config import parse_recipe
 
     pages = int(open("/proc/self/statm").read().split()[0])
     cap = pages * os.sysconf("SC_PAGE_SIZE") + {headroom}

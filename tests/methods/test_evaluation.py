@@ -8,9 +8,9 @@ from sklearn.svm import SVC
 from torch import nn
 
 from smu.data.forget import resolve_forget
-from smu.engine import TrainConfig, fit, predict
 from smu.evaluation import gap, unlearning_metrics
 from smu.evaluation.mia import feature, m_entropy, svc_attack
+from smu.execution.engine import TrainConfig, fit, predict
 from smu.models import build_model
 
 

@@ -4,8 +4,8 @@ from torch import nn
 
 from smu.core.errors import UnknownNameError
 from smu.core.masks import Mask, scope_parameters
-from smu.engine import TrainConfig, fit
-from smu.pruning import PruneConfig
+from smu.execution.engine import TrainConfig, fit
+from smu.methods.pruning import PruneConfig
 
 
 def two_layer_net():

@@ -16,10 +16,10 @@ import torch
 
 import smu.data.batches as batches_module
 from smu.data.forget import resolve_forget
-from smu.engine import TrainConfig, fit
+from smu.execution.engine import TrainConfig, fit
+from smu.methods.unlearning import METHODS, Context, UnlearnData, make_config
+from smu.methods.unlearning.base import ORDERS, frozen_copy
 from smu.models import Classifier, build_model
-from smu.unlearning import METHODS, Context, UnlearnData, make_config
-from smu.unlearning.base import ORDERS, frozen_copy
 
 FORGET, RETAIN = 40, 96
 
@@ -131,7 +131,8 @@ def test_a_method_feeds_the_model_what_it_declares(name, subject, monkeypatch):
     spec = METHODS[name]
     spy, cfg = run_with_spy(name, subject, monkeypatch)
     passes = distinct(spy.passes)
-    assert len(passes) == len(spec.feeds), passes
+    declared = f"{name} feeds the model {len(passes)} stream(s), {passes}, and declares {len(spec.feeds)}"
+    assert len(passes) == len(spec.feeds), f"{declared}: declare each as a Feed in UnlearnMethod(feeds=...)"
     for (data, order, size, augment, modes), feed in zip(passes, spec.feeds, strict=True):
         assert feed.order in ORDERS and feed.mode in ("train", "eval")
         assert (data, order, augment, modes) == (feed.data, feed.order, feed.augment, {feed.mode}), feed

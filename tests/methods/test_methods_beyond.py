@@ -12,11 +12,11 @@ from smu.core.masks import Mask
 from smu.data import ImageSet
 from smu.data.batches import Augment
 from smu.data.forget import resolve_forget
-from smu.engine import TrainConfig, fit
+from smu.execution.engine import TrainConfig, fit
+from smu.methods.unlearning import METHODS, Context, UnlearnData, make_config
+from smu.methods.unlearning.base import frozen_copy
+from smu.methods.unlearning.salun import saliency_scores, top_fraction
 from smu.models import build_model
-from smu.unlearning import METHODS, Context, UnlearnData, make_config
-from smu.unlearning.base import frozen_copy
-from smu.unlearning.salun import saliency_scores, top_fraction
 
 SEED = 3
 

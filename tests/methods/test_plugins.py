@@ -5,6 +5,7 @@ distribution on a folder added to PYTHONPATH: `importlib.metadata.entry_points` 
 `entry_points.txt`, exactly as it would after `pip install`.
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -167,14 +168,20 @@ def test_a_broken_plugin_is_one_warning_and_the_builtins_keep_working(site, tmp_
         "raise ImportError('needs a GPU library')\n",
         "[smu.unlearning]\nbroken = smu_broken:METHOD\n",
     )
-    install(broken, "smu-wrong", "smu_wrong", "METHOD = 42\n", "[smu.unlearning]\nwrong = smu_wrong:METHOD\n")
+    install(
+        broken,
+        "smu-wrong",
+        "smu_wrong",
+        "METHOD = 42\n",
+        "[smu.unlearning]\nwrong = smu_wrong:METHOD\n",
+    )
     result = smu(site, "unlearn", "--help", extra_path=[broken])
     assert result.returncode == 0 and "ft: fine-tune on the retain set" in result.stdout
     warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
     assert len(warnings) == 2, result.stderr
     assert any("'smu-broken' failed to load (ImportError: needs a GPU library)" in w for w in warnings)
     assert any(
-        "'smu-wrong' skipped: it is of type int, not UnlearnMethod (from smu.unlearning)" in w
+        "'smu-wrong' skipped: it is of type int, not UnlearnMethod (from smu.methods.unlearning)" in w
         for w in warnings
     )
     assert "shrink-perturb" in result.stdout  # the good plug-in still loads
@@ -186,7 +193,7 @@ from dataclasses import dataclass
 import torch
 
 from smu.core.options import Checked
-from smu.unlearning import UnlearnMethod
+from smu.methods.unlearning import UnlearnMethod
 
 
 def revive(model, data, cfg, ctx):
@@ -227,9 +234,8 @@ POISON = UnlearnMethod("poison", "every weight NaN", BoomConfig, poison)
 @pytest.fixture(scope="module")
 def methods_site(tmp_path_factory):
     folder = tmp_path_factory.mktemp("methods")
-    entry_points = (
-        "[smu.unlearning]\nrevive = smu_tests:REVIVE\nboom = smu_tests:BOOM\npoison = smu_tests:POISON\n"
-    )
+    entry_points = "[smu.unlearning]\nrevive = smu_tests:REVIVE\nboom = smu_tests:BOOM\n"
+    entry_points += "poison = smu_tests:POISON\n"
     install(folder, "smu-tests", "smu_tests", TEST_METHODS, entry_points)
     return folder
 
@@ -297,7 +303,7 @@ def test_a_plugin_s_unexpected_exception_is_one_line_naming_it_and_a_traceback_w
 
 
 def test_a_builtin_method_s_bug_keeps_its_traceback():
-    from smu.unlearning import METHODS
+    from smu.methods.unlearning import METHODS
 
     with pytest.raises(ValueError), METHODS.plugin_code("ft"):
         raise ValueError("a bug of smu's")
@@ -312,7 +318,7 @@ def test_a_plugin_whose_option_a_command_would_shadow_or_whose_ranges_nothing_ch
 from dataclasses import dataclass
 
 from smu.core.options import param
-from smu.unlearning import UnlearnMethod
+from smu.methods.unlearning import UnlearnMethod
 
 
 @dataclass
@@ -364,10 +370,10 @@ def test_the_reserved_names_hold_every_option_of_the_commands_and_no_builtin_bre
     import importlib
     import inspect
 
-    from smu.pruning import METHODS as PRUNING
-    from smu.pruning.base import prune_problems
-    from smu.unlearning import METHODS
-    from smu.unlearning.base import RESERVED, method_problems
+    from smu.methods.pruning import METHODS as PRUNING
+    from smu.methods.pruning.base import prune_problems
+    from smu.methods.unlearning import METHODS
+    from smu.methods.unlearning.base import RESERVED, method_problems
     from smu.workflows.audit import AuditConfig
     from smu.workflows.tune import TuneConfig
 
@@ -381,3 +387,27 @@ def test_the_reserved_names_hold_every_option_of_the_commands_and_no_builtin_bre
         assert method_problems(spec, METHODS) == [], name
     for name, spec in PRUNING.items():
         assert prune_problems(spec, PRUNING) == [], name
+    from smu.execution.engine import TrainConfig
+    from smu.methods.pruning.base import RESERVED as PRUNE_RESERVED
+    from smu.workflows.prune import prune
+
+    prune_own = {"json_out", "quiet"} | {f.name for f in dataclasses.fields(TrainConfig)}
+    prune_own |= set(inspect.signature(prune).parameters)
+    assert prune_own <= PRUNE_RESERVED, prune_own - PRUNE_RESERVED
+
+
+def test_a_pruning_plug_in_whose_option_takes_a_name_of_smu_prune_breaks_the_contract():
+    from dataclasses import dataclass
+
+    from smu.methods.pruning import METHODS as PRUNING
+    from smu.methods.pruning.base import prune_problems
+
+    @dataclass
+    class Clashing:
+        seed: int = 3
+        epochs: int = 2
+
+    spec = dataclasses.replace(PRUNING["random"], name="clash", config=Clashing)
+    assert prune_problems(spec, PRUNING) == [
+        "its options seed, epochs would be shadowed by smu prune's own (reserved names: docs/PLUGINS.md)"
+    ]

@@ -4,10 +4,10 @@ from torch import nn
 
 from smu.core.errors import UsageError
 from smu.core.masks import Mask
-from smu.engine import TrainConfig
+from smu.execution.engine import TrainConfig
 from smu.io import artifacts
-from smu.pruning import PruneConfig, PruneContext
-from smu.pruning.synflow import SynFlowConfig, synflow_mask
+from smu.methods.pruning import PruneConfig, PruneContext
+from smu.methods.pruning.synflow import SynFlowConfig, synflow_mask
 from smu.workflows.prune import run_prune
 
 FAST = TrainConfig(epochs=3, lr=0.05, batch_size=128)

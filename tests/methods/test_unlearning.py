@@ -9,13 +9,13 @@ from smu.core.errors import DivergedError, UsageError
 from smu.core.masks import Mask
 from smu.data import ImageSet
 from smu.data.forget import resolve_forget
-from smu.engine import TrainConfig, fit
+from smu.execution.engine import TrainConfig, fit
+from smu.methods.unlearning import METHODS, Context, UnlearnData, make_config
+from smu.methods.unlearning.base import frozen_copy
+from smu.methods.unlearning.fisher import fisher_diagonal, noise_variance
+from smu.methods.unlearning.influence import gradient_sum, per_sample_gradients, woodfisher_direction
+from smu.methods.unlearning.l1_sparse import L1SparseConfig, gamma, l1_norm
 from smu.models import build_model
-from smu.unlearning import METHODS, Context, UnlearnData, make_config
-from smu.unlearning.base import frozen_copy
-from smu.unlearning.fisher import fisher_diagonal, noise_variance
-from smu.unlearning.influence import gradient_sum, per_sample_gradients, woodfisher_direction
-from smu.unlearning.l1_sparse import L1SparseConfig, gamma, l1_norm
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_fine_tuning_lowers_the_retain_loss(digits):
 
 
 def test_retrain_never_sees_a_forget_sample(digits, trained, monkeypatch):
-    import smu.engine as engine
+    import smu.execution.engine as engine
 
     seen = []
     real = engine.batches
@@ -87,7 +87,7 @@ def test_retrain_never_sees_a_forget_sample(digits, trained, monkeypatch):
 
 
 def test_retrain_starts_from_a_fresh_initialisation_of_the_run_seed(digits, trained, monkeypatch):
-    import smu.unlearning.base as base
+    import smu.methods.unlearning.base as base
 
     starts = []
     real = base.fit

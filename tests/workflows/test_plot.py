@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from smu.cli.app import app
 from smu.cli.run import run
 from smu.core.errors import SmuWarning
-from smu.engine import Reporter
 from smu.evaluation.judges import forgetting_quality
+from smu.execution.engine import Reporter
 from smu.io import tensorfile
 
 pytestmark = pytest.mark.slow  # see pyproject.toml: pytest -m "not slow" is the inner loop

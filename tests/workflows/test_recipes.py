@@ -5,8 +5,8 @@ import pytest
 from conftest import smu
 
 from smu.core.errors import UsageError
-from smu.recipes.catalog import find, shipped
-from smu.recipes.config import load_recipe
+from smu.workflows.recipes.catalog import find, shipped
+from smu.workflows.recipes.config import load_recipe
 
 pytestmark = pytest.mark.slow  # see pyproject.toml: pytest -m "not slow" is the inner loop
 

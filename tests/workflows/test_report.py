@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from smu.cli import report as terminal
 from smu.cli.app import app
 from smu.execution.steps import Step
-from smu.recipes import report
-from smu.recipes import statistics as stats_of
+from smu.workflows.recipes import report
+from smu.workflows.recipes import statistics as stats_of
 
 T_975 = {1: 12.706204736174698, 2: 4.302652729911275, 4: 2.7764451051977987}
 """Student's t quantile 0.975 by degrees of freedom, from a printed table."""

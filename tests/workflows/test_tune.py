@@ -18,9 +18,9 @@ from smu.core.errors import UsageError
 from smu.core.options import Space, search_space, tunable
 from smu.data import Splits, splits_of
 from smu.execution.steps import run_steps
-from smu.recipes.config import parse_recipe
-from smu.unlearning import METHODS
-from smu.unlearning.gradient_ascent import GAConfig
+from smu.methods.unlearning import METHODS
+from smu.methods.unlearning.gradient_ascent import GAConfig
+from smu.workflows.recipes.config import parse_recipe
 
 pytestmark = pytest.mark.slow  # see pyproject.toml: pytest -m "not slow" is the inner loop
 
@@ -116,7 +116,7 @@ def test_trials_never_read_the_test_split_and_the_number_reported_is_the_held_ou
     pruned_cnn, tmp_path, monkeypatch
 ):
     from smu.io import artifacts
-    from smu.unlearning import make_config
+    from smu.methods.unlearning import make_config
     from smu.workflows import tune as tuning
 
     loaded = artifacts.load_model(pruned_cnn / "round-1" / "model.safetensors", "cpu")
