@@ -181,7 +181,7 @@ def test_a_broken_plugin_is_one_warning_and_the_builtins_keep_working(site, tmp_
     assert len(warnings) == 2, result.stderr
     assert any("'smu-broken' failed to load (ImportError: needs a GPU library)" in w for w in warnings)
     assert any(
-        "'smu-wrong' skipped: it is of type int, not UnlearnMethod (from smu.methods.unlearning)" in w
+        "'smu-wrong' skipped: it is of type int, not UnlearnMethod (from smu.unlearning)" in w
         for w in warnings
     )
     assert "shrink-perturb" in result.stdout  # the good plug-in still loads
