@@ -47,7 +47,8 @@ def site(tmp_path_factory):
     return folder
 
 
-def smu(site, *args, extra_path=()):
+def smu_with(site, *args, extra_path=()):
+    """``smu ARGS...`` in a process of its own that finds the plug-ins installed in ``site``."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), *map(str, extra_path)]))
     return subprocess.run(
         [sys.executable, "-m", "smu", *map(str, args)], capture_output=True, text=True, env=env
@@ -59,18 +60,18 @@ def test_the_documented_plugin_registers_both_methods_through_entry_points(site)
         "[smu.unlearning]\nshrink-perturb=smu_shrink:SHRINK_PERTURB"
         in (next(site.glob("*.dist-info")) / "entry_points.txt").read_text()
     )
-    help_text = smu(site, "unlearn", "--method", "shrink-perturb", "--help").stdout
+    help_text = smu_with(site, "unlearn", "--method", "shrink-perturb", "--help").stdout
     assert "shrink-perturb options" in help_text
     for words in ("--shrink", "λ: every weight is multiplied", "--perturb", "(default 0.5)", "--epochs"):
         assert words in help_text, words
     assert "--alpha" not in help_text  # only its own options
-    listing = smu(site, "unlearn", "--help").stdout
+    listing = smu_with(site, "unlearn", "--help").stdout
     assert "shrink-perturb: shrink and perturb every weight" in listing
-    assert "layerwise" in smu(site, "prune", "--help").stdout
+    assert "layerwise" in smu_with(site, "prune", "--help").stdout
 
 
 def test_a_plugin_method_prunes_unlearns_and_is_validated_like_a_builtin(site, tmp_path):
-    pruned = smu(
+    pruned = smu_with(
         site,
         "prune",
         "--method",
@@ -94,7 +95,7 @@ def test_a_plugin_method_prunes_unlearns_and_is_validated_like_a_builtin(site, t
     assert out["sparsity"] == pytest.approx(0.6, abs=0.01)
     per_layer = list(out["per_layer"].values())
     assert max(per_layer) - min(per_layer) < 0.02  # layer-wise: every layer loses the same fraction
-    result = smu(
+    result = smu_with(
         site,
         "unlearn",
         "--model",
@@ -115,7 +116,7 @@ def test_a_plugin_method_prunes_unlearns_and_is_validated_like_a_builtin(site, t
     unlearned = json.loads(result.stdout)
     assert unlearned["config"]["shrink"] == 0.3 and unlearned["config"]["perturb"] == 0.01
     assert unlearned["sparsity"] == pytest.approx(0.6, abs=0.01) and unlearned["metrics"]["ua"] >= 0
-    bad = smu(
+    bad = smu_with(
         site,
         "unlearn",
         "--model",
@@ -131,7 +132,7 @@ def test_a_plugin_method_prunes_unlearns_and_is_validated_like_a_builtin(site, t
     )
     assert bad.returncode == 2 and "--shrink 1.5 must be in (0, 1]" in bad.stderr
     assert bad.stderr.count("\n") == 1 and not (tmp_path / "bad").exists()
-    other = smu(
+    other = smu_with(
         site, "unlearn", "--model", out["model"], "--forget", "class:3", "--method", "ft", "--shrink", "0.3"
     )
     assert other.returncode == 2 and "--shrink does not apply to --method ft" in other.stderr
@@ -149,9 +150,9 @@ unlearn:
   retrain: {epochs: 2, lr: 0.05, batch_size: 64}
   shrink-perturb: {epochs: 1, shrink: 0.5}
 """)
-    bad = smu(site, "run", recipe, "unlearn.shrink-perturb.perturb=-1", "--dry-run")
+    bad = smu_with(site, "run", recipe, "unlearn.shrink-perturb.perturb=-1", "--dry-run")
     assert bad.returncode == 2 and "unlearn.shrink-perturb.perturb -1.0 must be >= 0" in bad.stderr
-    result = smu(site, "run", recipe, "--out", tmp_path / "run", "--json")
+    result = smu_with(site, "run", recipe, "--out", tmp_path / "run", "--json")
     assert result.returncode == 0, result.stderr
     table = json.loads(result.stdout)["report"][0]
     assert [row["method"] for row in table["rows"]] == ["retrain", "shrink-perturb"]
@@ -175,7 +176,7 @@ def test_a_broken_plugin_is_one_warning_and_the_builtins_keep_working(site, tmp_
         "METHOD = 42\n",
         "[smu.unlearning]\nwrong = smu_wrong:METHOD\n",
     )
-    result = smu(site, "unlearn", "--help", extra_path=[broken])
+    result = smu_with(site, "unlearn", "--help", extra_path=[broken])
     assert result.returncode == 0 and "ft: fine-tune on the retain set" in result.stdout
     warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
     assert len(warnings) == 2, result.stderr
@@ -250,7 +251,7 @@ def test_the_workflow_sets_revived_pruned_weights_back_to_0_with_one_warning(
     given = artifacts.load_model(model, "cpu")
     pruned, _ = given.mask.counts()
     args = ["unlearn", "--model", model, "--forget", "class:3", "--no-eval", "--json", "--out"]
-    result = smu(site, *args, tmp_path / "revive", "--method", "revive", extra_path=[methods_site])
+    result = smu_with(site, *args, tmp_path / "revive", "--method", "revive", extra_path=[methods_site])
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
     assert warnings == [
@@ -260,7 +261,9 @@ def test_the_workflow_sets_revived_pruned_weights_back_to_0_with_one_warning(
     saved = artifacts.load_model(out["model"], "cpu")
     assert saved.mask.revived(saved.model) == 0 and out["sparsity"] == given.mask.sparsity()
     assert inspect_artifact(out["model"])["intact"]
-    builtin = smu(site, *args, tmp_path / "ft", "--method", "ft", "--epochs", "1", extra_path=[methods_site])
+    builtin = smu_with(
+        site, *args, tmp_path / "ft", "--method", "ft", "--epochs", "1", extra_path=[methods_site]
+    )
     assert builtin.returncode == 0 and "Warning:" not in builtin.stderr, builtin.stderr
 
 
@@ -269,7 +272,7 @@ def test_nan_at_pruned_weights_is_divergence_one_error_line_no_revival_warning(
 ):
     model = pruned_cnn / "round-1" / "model.safetensors"
     args = ["unlearn", "--model", model, "--forget", "class:3", "--no-eval", "--method", "poison"]
-    result = smu(site, *args, "--out", tmp_path / "nan", extra_path=[methods_site])
+    result = smu_with(site, *args, "--out", tmp_path / "nan", extra_path=[methods_site])
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip().splitlines() == [
         "Error: poison produced NaN or Inf weights; lower its step size (--alpha, --lr); nothing was written"
@@ -282,13 +285,13 @@ def test_a_plugin_s_unexpected_exception_is_one_line_naming_it_and_a_traceback_w
 ):
     model = pruned_cnn / "round-1" / "model.safetensors"
     args = ["unlearn", "--model", model, "--forget", "class:3", "--method", "boom", "--no-eval", "--out"]
-    result = smu(site, *args, tmp_path / "run", extra_path=[methods_site])
+    result = smu_with(site, *args, tmp_path / "run", extra_path=[methods_site])
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(
         "Error: plug-in unlearning method 'boom' (package smu-tests) failed: ValueError: the plug-in's own "
         "bug; SMU_DEBUG=1 shows the traceback"
     )
-    check = smu(site, *args, tmp_path / "check", "--x", "0", extra_path=[methods_site])
+    check = smu_with(site, *args, tmp_path / "check", "--x", "0", extra_path=[methods_site])
     assert check.returncode == 1 and check.stderr.count("\n") == 1, check.stderr
     assert "'boom' (package smu-tests) failed: ZeroDivisionError" in check.stderr
     env = dict(os.environ, SMU_DEBUG="1", PYTHONPATH=os.pathsep.join(map(str, [site, methods_site])))
@@ -345,7 +348,7 @@ UNCHECKED = UnlearnMethod("unchecked", "declares a range", UncheckedConfig, lamb
         "unchecked = smu_shadow:UNCHECKED\n"
     )
     install(shadow, "smu-shadow", "smu_shadow", code, entry_points)
-    result = smu(site, "unlearn", "--help", extra_path=[shadow])
+    result = smu_with(site, "unlearn", "--help", extra_path=[shadow])
     assert result.returncode == 0 and "ft: fine-tune on the retain set" in result.stdout
     warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
     assert len(warnings) == 3, result.stderr

@@ -58,7 +58,8 @@ FILES = ("png", "svg", "json")
 """What smu plot writes of each figure, in the order it lists them."""
 
 
-def smu(*args):
+def plot(*args):
+    """``smu plot ARGS...`` in this process."""
     return runner.invoke(app, ["plot", *map(str, args)])
 
 
@@ -137,7 +138,7 @@ def test_every_figure_says_which_command_and_run_made_it(quick):
 @needs_matplotlib
 def test_the_same_run_gives_the_same_svg_bytes_and_format_picks_the_files(quick, tmp_path):
     folder, _, first = quick
-    result = smu(folder, "--out", tmp_path / "again", "--format", "svg", "--json")
+    result = plot(folder, "--out", tmp_path / "again", "--format", "svg", "--json")
     assert result.exit_code == 0, result.output
     again = json.loads(result.stdout)
     for figure in again["figures"]:
@@ -145,11 +146,11 @@ def test_the_same_run_gives_the_same_svg_bytes_and_format_picks_the_files(quick,
         assert svg.endswith(".svg")
         assert Path(svg).read_bytes() == Path(by_name(first)[figure["name"]]["files"][1]).read_bytes()
     assert sorted(p.suffix for p in (tmp_path / "again").iterdir()) == [".json"] * 3 + [".svg"] * 3
-    quiet = smu(folder, "--out", tmp_path / "again", "--format", "png", "-q")
+    quiet = plot(folder, "--out", tmp_path / "again", "--format", "png", "-q")
     assert quiet.exit_code == 0 and quiet.stdout.split() == [
         str(tmp_path / "again" / f"{f['name']}.png") for f in again["figures"]
     ]
-    table = smu(folder, "--out", tmp_path / "again")  # the Files column: each path on lines of its own
+    table = plot(folder, "--out", tmp_path / "again")  # the Files column: each path on lines of its own
     column = [line.split("│")[-2].strip() for line in table.stdout.splitlines() if line.count("│") == 4]
     listed = [str(tmp_path / "again" / f"{f['name']}.{ext}") for f in again["figures"] for ext in FILES]
     assert table.exit_code == 0 and "".join(column) == "".join(listed), table.stdout
@@ -158,7 +159,7 @@ def test_the_same_run_gives_the_same_svg_bytes_and_format_picks_the_files(quick,
 def test_without_matplotlib_smu_plot_says_how_to_install_it(tmp_path, monkeypatch):
     folder = write_run(tmp_path / "run", [])
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
-    result = smu(folder, "--out", tmp_path / "figures")
+    result = plot(folder, "--out", tmp_path / "figures")
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
         "Error: smu plot needs matplotlib, which is not installed; pip install 'smu[plot]'"
@@ -192,7 +193,7 @@ def bad_folder(tmp_path, case):
 )
 def test_a_bad_run_folder_is_one_line_naming_it_and_writes_nothing(tmp_path, case, code, message):
     folder = bad_folder(tmp_path, case)
-    result = smu(folder)
+    result = plot(folder)
     assert result.exit_code == code, result.output
     [line] = result.stderr.strip().splitlines()
     assert message in line and str(folder) in line and "Traceback" not in result.output
@@ -313,7 +314,7 @@ def test_an_audit_run_gets_the_histogram_of_epsilon_of_each_method_beside_retrai
 @needs_matplotlib
 def test_output_into_a_foreign_folder_needs_force(quick, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    result = smu(quick[0], "--out", tmp_path)
+    result = plot(quick[0], "--out", tmp_path)
     assert result.exit_code == 2 and "--force" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 

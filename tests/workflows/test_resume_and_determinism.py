@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow  # see pyproject.toml: pytest -m "not slow" is the
 SMU = [sys.executable, "-m", "smu"]
 
 
-def smu(*args, check=True):
+def in_new_process(*args, check=True):
+    """``smu ARGS...`` in a process of its own (a fresh interpreter), its output as text."""
     return subprocess.run([*SMU, *map(str, args)], check=check, capture_output=True, text=True)
 
 
@@ -88,7 +89,7 @@ def test_a_killed_imp_prune_resumes_from_its_checkpoint_to_byte_identical_models
     )
     assert 2 <= epoch < 4  # round 2 rewinds to epoch 1, so its first checkpoint is epoch 2
     assert not (tmp_path / "cut" / "round-2" / "model.safetensors").exists()
-    resumed = json.loads(smu(*PRUNE[:-1], "--json", "--out", tmp_path / "cut", "--resume").stdout)
+    resumed = json.loads(in_new_process(*PRUNE[:-1], "--json", "--out", tmp_path / "cut", "--resume").stdout)
     # The dense model and round 1 are reused; round 2 continues at the checkpoint and runs only the rest.
     assert resumed["dense"]["start_epoch"] is None and resumed["rounds"][0]["start_epoch"] is None
     assert resumed["rounds"][1]["start_epoch"] == epoch and resumed["rounds"][1]["epochs_run"] == 4 - epoch
@@ -155,13 +156,13 @@ unlearn:
   retrain: {epochs: 3, lr: 0.05, batch_size: 16}
   ft: {epochs: 1, batch_size: 16}
 """)
-    whole = smu("run", recipe, "--out", tmp_path / "whole", "--json").stdout
+    whole = in_new_process("run", recipe, "--out", tmp_path / "whole", "--json").stdout
     models = tmp_path / "cut" / "seed-0" / "models"
     kill_after_checkpoint(
         ["run", recipe, "--out", tmp_path / "cut", "-q"],
         models / "rate-0.5" / "round-1" / "checkpoint.safetensors",
     )
-    again = json.loads(smu("run", recipe, "--out", tmp_path / "cut", "--json").stdout)
+    again = json.loads(in_new_process("run", recipe, "--out", tmp_path / "cut", "--json").stdout)
     assert again["report"] == json.loads(whole)["report"] or _same_metrics(again, json.loads(whole))
     retrain = "seed-0/class-3/sparse-0.5/retrain/model.safetensors"
     assert (tmp_path / "cut" / retrain).read_bytes() == (tmp_path / "whole" / retrain).read_bytes()
@@ -218,7 +219,7 @@ def test_every_training_method_resumes_from_its_checkpoint_to_the_same_bytes(tra
 def test_every_unlearning_method_gives_the_same_bytes_twice(trained, tmp_path, method):
     options = flags(quick(method) | ({"epochs": 1} if METHODS[method].trains else {}))
     # One run in a fresh process, one in this one, after other tests: no state outside the command counts.
-    for run, runner in (("a", smu), ("b", in_process)):
+    for run, runner in (("a", in_new_process), ("b", in_process)):
         runner(
             "unlearn",
             "--model",
