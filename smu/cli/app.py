@@ -30,8 +30,8 @@ class Command:
     """One line for ``smu --help`` and the command's help: the first sentence of its workflow's
     docstring (a test keeps them equal), written here so that ``smu --help`` imports no command."""
     build: str = "command"
-    """The module's function that makes the Typer callback: ``build(method)`` (a method's options
-    only, given one)."""
+    """The module's function that makes the Typer callback: ``build(focus)``, where ``focus`` is the
+    method of ``--method X --help`` (only its options are listed) or None."""
     epilog: str = "EPILOG"
     """The module attribute with the examples (a string, or a function returning one)."""
 
@@ -173,9 +173,9 @@ class MethodCommand(TyperCommand):
         return super().parse_args(ctx, args)
 
 
-def build_command(cmd: Command, method: str | None = None) -> TyperCommand:
-    """The Typer command ``cmd`` in full: its module's options (only ``method``'s, given one), help and
-    examples."""
+def build_command(cmd: Command, focus: str | None = None) -> TyperCommand:
+    """The Typer command ``cmd`` in full: its module's options (a method's only, given ``focus``), help
+    and examples."""
     module = importlib.import_module(cmd.module)
     epilog = getattr(module, cmd.epilog, "") if cmd.epilog else ""
     epilog = epilog() if callable(epilog) else epilog
@@ -183,7 +183,7 @@ def build_command(cmd: Command, method: str | None = None) -> TyperCommand:
     register = single.command(
         cmd.name, help=cmd.summary, rich_help_panel=cmd.panel, epilog=epilog or None, cls=MethodCommand
     )
-    register(getattr(module, cmd.build)(method))
+    register(getattr(module, cmd.build)(focus))
     command = typer.main.get_command(single)
     command.for_method = functools.partial(build_command, cmd)  # type: ignore[attr-defined]
     return command  # type: ignore[return-value]
