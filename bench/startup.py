@@ -18,8 +18,11 @@ import time
 import torch
 from common import header, interleaved, table
 
+# `python -m smu ARGS` in any layout of the package (its __main__ is the entry point), then whether it
+# imported torch. A crash leaves no last line and stops the benchmark instead of being timed.
 CHECK = (
-    "import sys\nfrom smu.cli.app import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+    "import runpy, sys\nsys.argv[0] = 'smu'\ntry:\n    runpy.run_module('smu', run_name='__main__')\n"
+    "except SystemExit as e:\n    assert e.code in (0, None), f'smu exited with {e.code}'\n"
     "print('torch' in sys.modules, file=sys.stderr)"
 )
 
@@ -29,7 +32,10 @@ def smu(args: list[str], env: dict[str, str], cwd: str) -> bool:
     proc = subprocess.run(
         [sys.executable, "-c", CHECK, *args], env=env, cwd=cwd, capture_output=True, text=True
     )
-    return proc.stderr.strip().splitlines()[-1] == "True"
+    last = proc.stderr.strip().splitlines()[-1:]
+    if proc.returncode != 0 or last not in (["True"], ["False"]):
+        raise SystemExit(f"smu {' '.join(args)} failed ({env.get('PYTHONPATH', 'this checkout')}): {last}")
+    return last == ["True"]
 
 
 def main() -> None:
