@@ -113,10 +113,10 @@ class WindowAttention(nn.Module):
         # (B, H, W, 3·heads·d) -> 3 × (B, heads, windows, w², d): windows row by row, tokens likewise.
         qkv = self.to_qkv(x).view(b, rows, w, cols, w, 3, self.heads, self.head_dim)
         q, k, v = qkv.permute(5, 0, 6, 1, 3, 2, 4, 7).reshape(3, b, self.heads, rows * cols, w * w, -1)
-        # Plain matmuls, not F.scaled_dot_product_attention: with the float mask the bias needs, SDPA was
-        # no faster on a 2-core CPU (swin_t's attention, forward + backward on a batch of 64, best of
-        # 30: 0.77 s this way, 0.95 s by SDPA), and it sums in another order (logits 1e-6 apart) where
-        # these products are the research code's, bit for bit.
+        # Plain matmuls, not F.scaled_dot_product_attention: with the float mask the bias needs, SDPA is
+        # no faster on a CPU (swin_t's 12 attentions, forward + backward, batch 64, one thread: 0.19 s
+        # this way, 0.22 s by SDPA; the whole step, about 3 s, the same within noise), and it sums in
+        # another order (logits 1e-6 apart) where these products are the research code's, bit for bit.
         scores = (q @ k.transpose(-2, -1)) * self.head_dim**-0.5 + self.bias(rows, cols)
         out = scores.softmax(dim=-1) @ v
         out = out.view(b, self.heads, rows, cols, w, w, -1).permute(0, 2, 4, 3, 5, 1, 6)
