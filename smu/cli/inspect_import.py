@@ -10,14 +10,18 @@ import typer
 from smu.cli import flags
 from smu.cli.ui import table
 from smu.cli.wrap import cli
+from smu.core.errors import UsageError
 from smu.io import files
 from smu.io.importer import import_checkpoint
 from smu.io.inspection import inspect_artifact
 from smu.workflows import common as wc
 
 IMPORT_EPILOG = (
-    "Example:\n\n"
+    "Examples:\n\n"
     "smu import 0model_SA_best.pth.tar --arch resnet18 --dataset cifar10 --out runs/imported\n\n"
+    "smu import resnet18.pth --arch torchvision:resnet18 --dataset cifar10 --no-strict\n\n"
+    "smu import ~/.cache/huggingface/hub/models--timm--vit_tiny_patch16_224.augreg_in21k_ft_in1k/snapshots/* "
+    "--dataset cifar10 --arch timm:vit_tiny_patch16_224@224 --no-strict\n\n"
     "Only tensors are read (torch.load weights_only=True): a file that would run code is refused."
 )
 
@@ -55,24 +59,54 @@ def render(r: dict) -> list:
 
 
 def import_(
-    checkpoint: Annotated[Path, typer.Argument(help="A .pth / .pth.tar of the original research code.")],
-    arch: Annotated[
-        str,
-        typer.Option(
-            "--arch", "-a", help="Its architecture: resnet18, resnet20, vgg16_bn, resnet50, cnn or cnn_gn."
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            help="Weights trained elsewhere: a .safetensors, a .pt/.pth/.bin/.pth.tar state dict, or a "
+            "folder with model.safetensors (and timm's config.json)."
         ),
     ],
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="The dataset it was trained on.")],
+    dataset: Annotated[
+        str, typer.Option("--dataset", "-d", help="The dataset it was trained on (its images).")
+    ],
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            "--arch",
+            "-a",
+            help="Its architecture: an smu one (resnet18, vit, swin_t, ...), torchvision:NAME or timm:NAME, "
+            "@SIZE to resize the images to the size it was trained at (default: the folder's config.json).",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict/--no-strict",
+            help="Every tensor must fit; --no-strict loads what fits and starts the rest fresh (a new "
+            "head for another class count) and says which.",
+        ),
+    ] = True,
+    mean: Annotated[
+        str | None,
+        typer.Option(
+            "--mean",
+            help="Per-channel mean the weights were trained with, e.g. 0.485,0.456,0.406 (default: the "
+            "checkpoint's, the config's, the library's, else none).",
+        ),
+    ] = None,
+    std: Annotated[str | None, typer.Option("--std", help="Per-channel std that goes with --mean.")] = None,
     image_size: Annotated[
         int | None, typer.Option("--image-size", help="Image size (only for imagefolder).")
     ] = None,
+    seed: flags.Seed = 0,
     out: flags.Out = None,
     force: flags.Force = False,
     reporter: Any = None,
 ) -> dict[str, Any]:
-    """Convert a research-code checkpoint into model.safetensors (+ mask.safetensors), safely."""
+    """Turn weights trained elsewhere into model.safetensors (+ mask.safetensors), safely."""
     given = {k: v for k, v in locals().items() if k != "reporter"}
-    out = Path(out) if out else wc.default_out("import", dataset, arch)
+    stats = [numbers(flag, text) for flag, text in (("--mean", mean), ("--std", std))]
+    out = Path(out) if out else wc.default_out("import", dataset, arch or "model")
     with files.run_dir(out, force) as folder:
         return import_checkpoint(
             checkpoint,
@@ -80,8 +114,23 @@ def import_(
             dataset,
             folder,
             image_size=image_size,
+            strict=strict,
+            mean=stats[0],
+            std=stats[1],
+            seed=seed,
             command=wc.command_line("smu import", given),
         )
+
+
+def numbers(flag: str, text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(
+            f"{flag} {text!r} is not a comma-separated list of numbers", hint=f"e.g. {flag} 0.5,0.5,0.5"
+        ) from None
 
 
 def inspect_command(focus: str | None = None) -> Any:

@@ -15,20 +15,38 @@ from torch import nn
 from smu.core.registry import lookup
 
 SCOPES = {
-    "conv": (nn.Conv2d,),
-    "all": (nn.Conv2d, nn.Linear),
+    "conv": "the convolution weights (the paper's scope for CNNs)",
+    "linear": "a transformer's attention and MLP projections: every linear weight but the classifier head",
+    "all": "convolution and linear weights, the head and attention projections included",
 }
-"""What global pruning ranks: the paper prunes conv weights only; ``all`` adds linear weights."""
+"""What global pruning ranks, by scope name."""
 
 
 def scope_parameters(model: nn.Module, scope: str) -> dict[str, nn.Parameter]:
     """The weight tensors a mask of this scope covers, by qualified name, in module order."""
-    kinds = lookup(SCOPES, scope, "pruning scope")
-    return {
-        f"{name}.weight" if name else "weight": m.weight
-        for name, m in model.named_modules()
-        if isinstance(m, kinds)
-    }
+    lookup(SCOPES, scope, "pruning scope")
+    convs, linears, head = {}, {}, None
+    for name, m in model.named_modules():
+        prefix = f"{name}." if name else ""
+        if isinstance(m, nn.Conv2d):
+            convs[f"{prefix}weight"] = m.weight
+        elif isinstance(m, nn.Linear):
+            # Every registered network defines its head last, so the last Linear is the head.
+            linears[head := f"{prefix}weight"] = m.weight
+        elif isinstance(m, nn.MultiheadAttention) and m.in_proj_weight is not None:
+            linears[f"{prefix}in_proj_weight"] = m.in_proj_weight  # torchvision's ViT: q, k, v in one
+    if scope == "conv":
+        return convs
+    if scope == "linear":
+        return {k: p for k, p in linears.items() if k != head}
+    order = {id(p): i for i, p in enumerate(model.parameters())}
+    return dict(sorted((convs | linears).items(), key=lambda kv: order[id(kv[1])]))
+
+
+def scope_share(model: nn.Module, scope: str) -> float:
+    """The fraction of the model's weights a scope covers (the patch embedding alone in a ViT: ~1%)."""
+    covered = sum(p.numel() for p in scope_parameters(model, scope).values())
+    return covered / max(1, sum(p.numel() for p in model.parameters()))
 
 
 class Mask:

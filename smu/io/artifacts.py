@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from smu.core.errors import ArtifactError, shown
-from smu.core.masks import Mask, scope_parameters
+from smu.core.errors import ArtifactError, UsageError, shown
+from smu.core.masks import SCOPES, Mask, scope_parameters
 from smu.io import schema as S
 from smu.io.files import sha256_file
 from smu.io.tensorfile import expect_kind, read_metadata, read_tensors, save_tensors, weight_problem, widened
@@ -118,17 +118,19 @@ def load_model(
     The mask is ``mask`` when given, else the one the header names (written beside the model by
     ``smu prune``), checked against the hash the model recorded.
     """
-    from smu.models import ARCHS, build_model
+    from smu.models import build_model, parse_arch
 
     path = Path(path)
     meta = read_metadata(path, option)
     expect_kind(path, meta, S.MODEL, option)
     what = f"{option} {str(path)!r}" if option else repr(str(path))
-    if meta[S.ARCH] not in ARCHS:
+    try:
+        parse_arch(meta[S.ARCH])
+    except UsageError as e:
         raise ArtifactError(
-            f"{what} is a {shown(meta[S.ARCH])}, an architecture this smu does not have",
-            hint=f"smu knows {', '.join(ARCHS)}",
-        )
+            f"{what} is a {shown(meta[S.ARCH])}, an architecture this smu cannot build ({e.message})",
+            hint=e.hint or "use an smu that has it",
+        ) from None
     tensors = read_tensors(path)
     broken = weight_problem(tensors)
     if broken:
@@ -215,7 +217,7 @@ def load_mask(path: str | Path, model: nn.Module, model_meta: dict[str, str] | N
         out[name] = widened(m).to(device=p.device, dtype=p.dtype)
     if not out:
         raise ArtifactError(f"mask {str(path)!r} holds no tensors", hint="write it again with smu prune")
-    missing = set(scope_parameters(model, scope)) - set(out) if scope in ("conv", "all") else set()
+    missing = set(scope_parameters(model, scope)) - set(out) if scope in SCOPES else set()
     if missing:
         raise ArtifactError(
             f"mask {str(path)!r} does not cover {sorted(missing)[0]!r} of scope {scope!r}",

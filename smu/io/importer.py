@@ -1,14 +1,19 @@
-"""Import checkpoints of the original research code (.pth / .pth.tar) safely into smu's artifacts.
+"""Import weights trained elsewhere safely into smu's artifacts: the original research code's
+checkpoints, torchvision and timm state dicts, Hugging Face style folders.
 
-Only ``torch.load(weights_only=True)`` is used: it unpickles tensors and plain containers and refuses
-anything that would run code. Layouts understood: a bare state_dict or one under ``state_dict`` /
-``model_state_dict`` / ``model``; ``module.`` prefixes (DataParallel); ``weight_orig`` /
-``weight_mask`` pairs from ``torch.nn.utils.prune`` (the weight becomes orig × mask and the masks
-become the mask artifact); the ``normalize`` module of the research code's networks.
+Files read: ``.safetensors`` (tensors only by design), or ``.pt``/``.pth``/``.bin``/``.pth.tar`` through
+``torch.load(weights_only=True)``, which unpickles tensors and plain containers and refuses anything
+that would run code; a folder holding ``model.safetensors`` (or ``pytorch_model.bin``) and
+optionally the ``config.json`` timm writes beside it (its ``architecture`` names the model, its
+``mean``/``std`` the normalisation). Layouts understood: a bare state_dict or one under
+``state_dict`` / ``model_state_dict`` / ``model``; ``module.`` prefixes (DataParallel);
+``weight_orig`` / ``weight_mask`` pairs from ``torch.nn.utils.prune`` (the weight becomes orig × mask
+and the masks become the mask artifact); the ``normalize`` module of the research code's networks.
 """
 
 from __future__ import annotations
 
+import json
 import pickle
 import warnings
 import zipfile
@@ -18,21 +23,23 @@ from typing import Any
 import torch
 
 from smu.core.errors import ArtifactError, UsageError, shown
-from smu.core.masks import Mask
+from smu.core.masks import Mask, scope_parameters
 from smu.core.registry import lookup
 from smu.io import artifacts, files, tensorfile
 from smu.io import schema as S
-from smu.models import build_model
+from smu.models import build_model, parse_arch
 
 SHAPES = {
-    "digits": (1, 8),
-    "mnist": (1, 28),
-    "fashion-mnist": (1, 28),
-    "cifar10": (3, 32),
-    "cifar100": (3, 32),
-    "svhn": (3, 32),
+    "digits": (1, 8, 10),
+    "mnist": (1, 28, 10),
+    "fashion-mnist": (1, 28, 10),
+    "cifar10": (3, 32, 10),
+    "cifar100": (3, 32, 100),
+    "svhn": (3, 32, 10),
 }
-"""Channels and image size of the named datasets (imagefolder needs --image-size)."""
+"""Channels, image size and classes of the named datasets (imagefolder: --image-size, and the classes
+of the checkpoint's head)."""
+FOLDER_FILES = ("model.safetensors", "pytorch_model.bin")
 CONTAINERS = ("state_dict", "model_state_dict", "model")
 
 
@@ -115,39 +122,141 @@ def convert(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
     return tensors, masks
 
 
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], Path]:
+    """(tensors, the folder's config.json or {}, the file read) of a checkpoint file or a model folder."""
+    config: dict[str, Any] = {}
+    if path.is_dir():
+        found = [path / name for name in FOLDER_FILES if (path / name).is_file()]
+        if not found:
+            raise ArtifactError(
+                f"{str(path)!r} holds no {' or '.join(FOLDER_FILES)}",
+                hint="pass the weights file itself, or a folder as timm and Hugging Face write them",
+            )
+        if (path / "config.json").is_file():
+            try:
+                config = json.loads((path / "config.json").read_text())
+            except (ValueError, UnicodeDecodeError) as e:
+                raise ArtifactError(
+                    f"{str(path / 'config.json')!r} is not JSON ({e})", hint="fix or remove it"
+                ) from None
+            config = config if isinstance(config, dict) else {}
+        path = found[0]
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise ArtifactError(f"{str(path)!r}: no such file", hint="check the path")
+        state = tensorfile.read_tensors(path)
+        if not state:
+            raise ArtifactError(f"{str(path)!r} holds no tensors", hint="pass the model's weights")
+    else:
+        state = read_checkpoint(path)
+    return {k.removeprefix("module."): v for k, v in state.items()}, config, path
+
+
+def fit_report(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> tuple[dict, str]:
+    """(the tensors that fit, by name and shape; one line on those that do not)."""
+    fits = {k: v for k, v in tensors.items() if k in expected and v.shape == expected[k].shape}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    reshaped = sorted(k for k in set(tensors) & set(expected) if tensors[k].shape != expected[k].shape)
+    parts = [
+        f"{what} {len(keys)} ({shown(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("other shape", reshaped))
+        if keys
+    ]
+    return fits, "; ".join(parts)
+
+
+def statistics(
+    arch: str, tensors: dict[str, torch.Tensor], config: dict[str, Any], channels: int
+) -> tuple[list[float], list[float]]:
+    """The normalisation the weights were trained with: the checkpoint's own ``normalize`` buffers, the
+    folder's config.json, the library's for torchvision and timm models, else none (mean 0, std 1)."""
+    if "normalize.mean" in tensors and "normalize.std" in tensors:
+        return tensors["normalize.mean"].tolist(), tensors["normalize.std"].tolist()
+    stats = config.get("pretrained_cfg", config)
+    if isinstance(stats.get("mean"), list) and isinstance(stats.get("std"), list):
+        return [float(v) for v in stats["mean"]], [float(v) for v in stats["std"]]
+    spec = parse_arch(arch)
+    if spec.library is not None:
+        from smu.models import external
+
+        mean, std = external.LIBRARIES[spec.library].statistics(spec.name)
+        return list(mean), list(std)
+    return [0.0] * channels, [1.0] * channels
+
+
 def import_checkpoint(
-    path: str | Path, arch: str, dataset: str, out: Path, *, image_size: int | None = None, command: str = ""
+    path: str | Path,
+    arch: str | None,
+    dataset: str,
+    out: Path,
+    *,
+    image_size: int | None = None,
+    strict: bool = True,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+    seed: int = 0,
+    command: str = "",
 ) -> dict[str, Any]:
-    """Write ``out/model.safetensors`` (and ``mask.safetensors`` when pruned) from a research checkpoint."""
+    """Write ``out/model.safetensors`` (and ``mask.safetensors`` when pruned) from weights trained elsewhere.
+
+    ``strict``: every tensor of the model must be in the file with its shape, and nothing else; without
+    it, what fits is loaded, the rest starts fresh (seeded by ``seed``: e.g. a new head for another
+    class count) and the result says which keys did not fit.
+    """
     path = Path(path)
     lookup({"imagefolder": 0, **SHAPES}, dataset, "dataset")
     if dataset not in SHAPES and image_size is None:
         raise UsageError(f"--dataset {dataset} has no fixed image size", hint="pass --image-size")
-    tensors, masks = convert(read_checkpoint(path))
-    channels, size = SHAPES.get(dataset, (3, image_size))
-    head = [k for k in tensors if k.endswith(".weight") and tensors[k].ndim == 2]
-    if not head:
-        raise ArtifactError(f"{str(path)!r} has no classifier layer", hint="is it a classification model?")
-    classes = tensors[head[-1]].shape[0]
-    sizes = dict(in_channels=channels, image_size=image_size or size, num_classes=classes)
-    sizes |= dict(mean=[0.0] * channels, std=[1.0] * channels)
+    state, config, read = read_weights(path)
+    if arch is None:
+        if not isinstance(config.get("architecture"), str):
+            raise UsageError(
+                "--arch is needed", hint="name the architecture, e.g. --arch torchvision:resnet18"
+            )
+        arch = f"timm:{config['architecture']}"  # the config.json that timm writes beside its weights
+    spec = parse_arch(arch)
+    if spec.library is None and spec.name == "swin_t":
+        from smu.models.swin import from_original
+
+        state = from_original(state)
+    tensors, masks = convert(state)
+    channels, size, classes = SHAPES.get(dataset, (3, image_size, 0))
+    size = image_size or size
+    if not classes:  # imagefolder: as many classes as the checkpoint's head has
+        head = [k for k in tensors if k.endswith(".weight") and tensors[k].ndim == 2]
+        if not head:
+            raise ArtifactError(
+                f"{str(path)!r} has no classifier layer", hint="is it a classification model?"
+            )
+        classes = tensors[head[-1]].shape[0]
+    if (mean is None) != (std is None):
+        raise UsageError("--mean and --std go together", hint="pass both, one value per channel")
+    if mean is None or std is None:
+        mean, std = statistics(arch, tensors, config, channels)
+    sizes = dict(in_channels=channels, image_size=size, num_classes=classes, mean=mean, std=std)
     with torch.device("meta"):  # the shapes --arch implies, before any memory is spent on them
         expected = build_model(arch, **sizes).state_dict()
-    for key in ("normalize.mean", "normalize.std"):  # research networks without a normalize module
-        tensors.setdefault(key, torch.tensor(sizes[key.removeprefix("normalize.")]))
-    what = artifacts.state_mismatch(tensors, expected)
-    if what:
+    normalization = {"normalize.mean": torch.tensor(mean), "normalize.std": torch.tensor(std)}
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("normalize.")} | normalization
+    fits, report = fit_report(tensors, expected)
+    if report and strict:
         raise ArtifactError(
-            f"{str(path)!r} does not fit --arch {arch}: {what}",
-            hint="check --arch (and --dataset for the input channels)",
+            f"{str(path)!r} does not fit --arch {arch} on --dataset {dataset}: {report}",
+            hint="check --arch and --dataset, or pass --no-strict to load what fits and start the rest fresh",
         )
-    broken = tensorfile.weight_problem(tensors)
+    if len(fits) <= len(normalization):
+        raise ArtifactError(
+            f"{str(path)!r} has no weight that fits --arch {arch}: {report}", hint="check --arch"
+        )
+    broken = tensorfile.weight_problem(fits)
     if broken:
         raise ArtifactError(
             f"{str(path)!r} is not intact: {broken}", hint="import the checkpoint it was made from"
         )
+    torch.manual_seed(seed)  # what does not fit starts from a repeatable initialisation
     model = build_model(arch, **sizes)
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in fits.items()}, strict=False)
     mask = None
     if masks:
         # Complete the mask over its scope: weights the research code left unpruned are all ones.
@@ -157,20 +266,21 @@ def import_checkpoint(
                 f"{str(path)!r} prunes {shown(sorted(set(masks) - set(params)))}, which are no weights",
                 hint="the checkpoint is not a pruned model of --arch",
             )
-        mask = Mask.ones(model, "conv" if all(params[k].ndim == 4 for k in masks) else "all")
+        scope = next(s for s in ("conv", "linear", "all") if set(masks) <= set(scope_parameters(model, s)))
+        mask = Mask.ones(model, scope)
         for key, m in masks.items():
             mask.tensors[key] = m.to(params[key].dtype)
     meta = {
         S.ARCH: arch,
         S.DATASET: dataset,
         S.NUM_CLASSES: classes,
-        S.INPUT_SHAPE: f"{channels}x{image_size or size}x{image_size or size}",
-        S.SEED: 0,
+        S.INPUT_SHAPE: f"{channels}x{size}x{size}",
+        S.SEED: seed,
         S.VAL_FRACTION: 0.1,
         S.SPLIT_SEED: 0,
         S.COMMAND: command,
-        S.IMPORTED_FROM: path.name,
-        S.PARENT: files.sha256_file(path),
+        S.IMPORTED_FROM: read.name,
+        S.PARENT: files.sha256_file(read),
     }
     artifacts.save_model(out / "model.safetensors", model, meta, mask=mask)
     return {
@@ -180,6 +290,8 @@ def import_checkpoint(
         "dataset": dataset,
         "num_classes": classes,
         "sparsity": mask.sparsity() if mask else 0.0,
-        "source": str(path),
+        "loaded": f"{len(fits) - len(normalization)} of {len(expected) - len(normalization)} tensors",
+        "not_loaded": report or None,
+        "source": str(read),
         "source_sha256": meta[S.PARENT],
     }

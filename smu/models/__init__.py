@@ -12,14 +12,26 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from smu.core.errors import UsageError
 from smu.core.registry import lookup
 from smu.models.cnn import cnn, cnn_gn
 from smu.models.resnet import resnet18, resnet20, resnet50
+from smu.models.swin import swin_t
 from smu.models.vgg import vgg16_bn
+from smu.models.vit import vit
 
-__all__ = ["ARCHS", "Arch", "Classifier", "Normalize", "build_model", "classifier_layer"]
+__all__ = [
+    "ARCHS",
+    "Arch",
+    "ArchSpec",
+    "Classifier",
+    "Normalize",
+    "build_model",
+    "classifier_layer",
+    "parse_arch",
+]
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,8 @@ class Arch:
     """`build(in_channels, image_size, num_classes)` -> a network that takes normalised images."""
     summary: str
     """One line for `--help` and listings."""
+    input_size: Callable[[int], int] | None = None
+    """The image side the network needs for images of this side (resized inside the model); None: any."""
 
 
 ARCHS: dict[str, Arch] = {
@@ -39,7 +53,52 @@ ARCHS: dict[str, Arch] = {
     "resnet50": Arch(resnet50, "torchvision's ImageNet ResNet-50 (7x7 stem, max-pool); 23.5M"),
     "cnn": Arch(cnn, "small 3-conv CNN, fast on a CPU; for tests and the digits recipes; 0.09M"),
     "cnn_gn": Arch(cnn_gn, "the cnn with GroupNorm for BatchNorm: no batch statistics, for DDP; 0.09M"),
+    "vit": Arch(vit, "Vision Transformer sized by the image (CIFAR recipe at 32x32: 6.3M; digits: 0.14M)"),
+    # Windows of 4 after downscaling by 2, 2, 2, 1 need a side that is a multiple of 32: smaller images
+    # (digits, Fashion-MNIST) are resized up to it inside the model.
+    "swin_t": Arch(
+        swin_t,
+        "the research code's CIFAR Swin-T (its checkpoints import); 26.6M",
+        input_size=lambda side: -(-side // 32) * 32,
+    ),
 }
+LIBRARIES = ("torchvision", "timm")
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A parsed architecture spec: ``resnet18``, ``torchvision:resnet18``, ``timm:NAME``; any ``@SIZE``."""
+
+    text: str
+    library: str | None
+    name: str
+    size: int | None
+    """``@SIZE``: the network is built for SIZE×SIZE images and the model resizes its input to that."""
+
+
+def parse_arch(spec: str) -> ArchSpec:
+    """Check an architecture spec and split it; an unknown name is a usage error with a did-you-mean."""
+    text, size = spec, None
+    if "@" in spec:
+        spec, _, side = spec.partition("@")
+        if not side.isdigit() or int(side) < 1:
+            raise UsageError(
+                f"--arch {text!r}: the size after @ must be a positive integer",
+                hint="e.g. torchvision:vit_b_16@224",
+            )
+        size = int(side)
+    library, _, name = spec.rpartition(":")
+    if not library:
+        lookup(ARCHS, name, "architecture")
+        return ArchSpec(text, None, name, size)
+    if library not in LIBRARIES:
+        raise UsageError(
+            f"--arch {text!r}: unknown library {library!r}", hint="use torchvision:NAME or timm:NAME"
+        )
+    from smu.models import external
+
+    external.check_name(library, name)
+    return ArchSpec(text, library, name, size)
 
 
 class Normalize(nn.Module):
@@ -65,15 +124,31 @@ class Normalize(nn.Module):
 
 
 class Classifier(nn.Module):
-    """A network that takes images in [0, 1]; normalisation lives in the model so a file is self-contained."""
+    """A network that takes images in [0, 1]; normalisation lives in the model so a file is self-contained.
 
-    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]):
+    When the network takes other images than the data's, the model adapts them first: grey images
+    are repeated to the network's three channels, and images are resized (bilinear, antialiased) to
+    the side it was built for. Neither has parameters, so the state dict is the same.
+    """
+
+    def __init__(
+        self, net: nn.Module, mean: Sequence[float], std: Sequence[float], *, channels: int, size: int | None
+    ):
         super().__init__()
+        self.channels, self.size = channels, size
         self.normalize = Normalize(mean, std)
         self.net = net
 
+    def adapt(self, x: Tensor) -> Tensor:
+        """The images as the network takes them: its channels, its size."""
+        if x.shape[1] != self.channels:
+            x = x.expand(-1, self.channels, -1, -1)
+        if self.size is not None and x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)
+        return x
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(self.normalize(x))
+        return self.net(self.normalize(self.adapt(x)))
 
 
 def build_model(
@@ -85,21 +160,42 @@ def build_model(
     mean: Sequence[float],
     std: Sequence[float],
 ) -> Classifier:
-    """Build architecture `arch` for images of `in_channels` x `image_size`^2, wrapped with its normalisation.
+    """Build architecture ``arch`` (a spec, see :func:`parse_arch`) for images of ``in_channels`` x
+    ``image_size``^2, wrapped with its normalisation (one mean and std per channel of the images or of
+    the network: grey statistics are repeated for a network that takes three channels).
 
     Weights are freshly initialised from torch's global RNG, so `torch.manual_seed` makes them repeatable.
     """
-    spec = lookup(ARCHS, arch, "architecture")
+    spec = parse_arch(arch)
     sizes = {"in_channels": in_channels, "image_size": image_size, "num_classes": num_classes}
     for name, value in sizes.items():
         if int(value) < 1:
             raise UsageError(f"{name} must be a positive integer, got {value!r}")
-    if len(mean) != in_channels:
+    channels, size = in_channels, spec.size
+    if spec.library is None:
+        builder = ARCHS[spec.name].build
+        fit = ARCHS[spec.name].input_size
+        size = size or (fit(image_size) if fit else None)
+    else:
+        from smu.models import external
+
+        channels = 3  # as their pretrained weights: grey images are repeated to RGB
+        builder = lambda _, s, k: external.LIBRARIES[spec.library].build(spec.name, s, k)  # noqa: E731
+    if channels != in_channels and in_channels != 1:
+        raise UsageError(
+            f"{arch} takes {channels}-channel images, the data has {in_channels}",
+            hint="use grey or RGB images, or an architecture built for them",
+        )
+    if len(mean) == in_channels != channels:
+        mean, std = list(mean) * channels, list(std) * channels
+    if len(mean) != channels:
         raise UsageError(
             f"{in_channels}-channel images need {in_channels} normalisation means, got {len(mean)}",
             hint="pass the dataset's per-channel mean and std",
         )
-    return Classifier(spec.build(in_channels, image_size, num_classes), mean, std)
+    size = None if size == image_size else size
+    net = builder(channels, size or image_size, num_classes)
+    return Classifier(net, mean, std, channels=channels, size=size)
 
 
 def classifier_layer(model: nn.Module) -> str:

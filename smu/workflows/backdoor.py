@@ -34,7 +34,7 @@ from smu.io.artifacts import LoadedModel
 from smu.methods.pruning import METHODS as PRUNING
 from smu.methods.pruning import PruneConfig
 from smu.methods.unlearning import METHODS, make_config
-from smu.models import ARCHS
+from smu.models import parse_arch
 from smu.workflows.common import command_line, default_out, refuse_unknown, run_folder, write_manifest
 from smu.workflows.prune import train_models
 from smu.workflows.unlearn import run_unlearn
@@ -120,7 +120,7 @@ def backdoor_cleanse(
         chosen = (float(start.meta.get(S.SPARSITY, 0)),)
     else:
         arch = arch or "resnet18"
-        lookup(ARCHS, arch, "architecture")
+        parse_arch(arch)
         splits = load_splits(
             dataset or "digits",
             data_dir=data,

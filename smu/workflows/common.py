@@ -29,7 +29,9 @@ def refuse_unknown(options: dict[str, Any], known: set[str], command: str) -> No
 
 def default_out(command: str, *parts: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / "-".join([command, *[p for p in parts if p], stamp])
+    # An arch spec such as torchvision:vit_b_16@224 holds characters some file systems refuse.
+    parts = tuple(p.replace(":", "-").replace("@", "-") for p in parts if p)
+    return Path("runs") / "-".join([command, *parts, stamp])
 
 
 OUTPUT_OPTIONS = (

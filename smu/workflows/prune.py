@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from smu.core.errors import ArtifactError, UsageError
-from smu.core.masks import Mask
-from smu.core.registry import lookup
+from smu.core.masks import Mask, scope_share
 from smu.data import Splits, check_fits, load_splits, subset_meta
 from smu.data.batches import Augment
 from smu.execution import distributed
@@ -30,7 +29,7 @@ from smu.io import schema as S
 from smu.io.artifacts import LoadedModel
 from smu.io.files import digest
 from smu.methods.pruning import METHODS, PruneConfig, PruneContext, prune_options
-from smu.models import ARCHS, build_model
+from smu.models import build_model, parse_arch
 from smu.workflows.common import command_line, default_out, refuse_unknown, run_folder, write_manifest
 
 
@@ -82,6 +81,8 @@ def prune(
         arch, dataset = start.arch, start.dataset
         if rewind_epoch is None and start.meta.get(S.REWIND_EPOCH):
             rewind_epoch = int(start.meta[S.REWIND_EPOCH])
+        elif rewind_epoch is None and start.meta.get(S.IMPORTED_FROM):
+            rewind_epoch = 0  # nothing to rewind to: the fine-tuning starts from the imported weights
     arch, dataset = arch or "resnet18", dataset or "digits"
     rewind = artifacts.load_model(rewind_from, dev, option="--rewind-from") if rewind_from else None
     cfg = PruneConfig(
@@ -92,7 +93,7 @@ def prune(
         rewind_epoch=PruneConfig.rewind_epoch if rewind_epoch is None else rewind_epoch,
         options=own,
     ).resolved(train.epochs)
-    lookup(ARCHS, arch, "architecture")
+    parse_arch(arch)
     splits = load_splits(
         dataset, data_dir=data, device=dev, val_fraction=val_fraction, seed=seed, subset=subset
     )
@@ -116,6 +117,21 @@ def prune(
         )
         result["manifest"] = write_manifest(folder, command, given, result, dev)
     return result
+
+
+MIN_SCOPE_SHARE = 0.05
+
+
+def check_scope(model: nn.Module, scope: str, arch: str) -> None:
+    """Refuse a scope that holds almost none of the model's weights: ``conv`` on a transformer is its
+    patch embedding alone, ``linear`` on a CNN nothing but its head."""
+    share = scope_share(model, scope)
+    if share < MIN_SCOPE_SHARE:
+        best = max(("conv", "linear"), key=lambda s: scope_share(model, s))
+        raise UsageError(
+            f"--scope {scope} covers {share:.1%} of the weights of {arch}",
+            hint=f"prune its {'convolutions' if best == 'conv' else 'linear layers'} with --scope {best}",
+        )
 
 
 def method_fields() -> set[str]:
@@ -203,6 +219,7 @@ def run_prune(
         )
         model.to(device)
     mask = Mask.ones(model, cfg.scope)
+    check_scope(model, cfg.scope, arch)
     ctx = PruneContext(splits.info.input_shape, torch.Generator().manual_seed(seed), cfg.options)
     result: dict[str, Any] = {"method": cfg.method, "out": str(out)}
 
@@ -320,6 +337,11 @@ def dense_phase(
         return train_dense(
             model, splits, train, cfg.rewind_epoch, out / "dense", seed, aug, reporter, meta, resume
         )
+    if rewind_from is None and start.meta.get(S.IMPORTED_FROM) and not start.meta.get(S.REWIND):
+        # Weights trained elsewhere have no earlier point to rewind to: prune them, then fine-tune
+        # from them (the masked pretrained weights are the "rewind" state).
+        reporter.note("imported model: pruned, then fine-tuned from its own weights")
+        rewind_from = start
     rewind = rewind_from or find_rewind(start, cfg.rewind_epoch)
     if rewind.arch != start.arch:
         raise ArtifactError(

@@ -1,8 +1,10 @@
 import copy
+import dataclasses
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 from conftest import quick
 
 from smu.core.errors import DivergedError, UsageError
@@ -15,20 +17,52 @@ from smu.methods.unlearning.base import frozen_copy
 from smu.methods.unlearning.fisher import fisher_diagonal, noise_variance
 from smu.methods.unlearning.influence import gradient_sum, per_sample_gradients, woodfisher_direction
 from smu.methods.unlearning.l1_sparse import L1SparseConfig, gamma, l1_norm
-from smu.models import build_model
+from smu.models import ARCHS, build_model
+from smu.models.swin import SwinTransformer
+
+
+def sparse_model(digits, arch: str, scope: str, epochs: int):
+    """``arch`` trained on digits under a 90%-sparse magnitude mask of ``scope``."""
+    torch.manual_seed(0)
+    info = digits.info
+    model = build_model(arch, in_channels=1, image_size=8, num_classes=10, mean=info.mean, std=info.std)
+    mask = Mask.ones(model, scope)
+    params = dict(model.named_parameters())
+    mask = mask.prune_lowest({n: params[n].abs() for n in mask.tensors}, int(0.9 * mask.counts()[1]))
+    fit(model, digits.train, TrainConfig(epochs=epochs, batch_size=64, lr=0.05), mask=mask)
+    return model, mask
 
 
 @pytest.fixture(scope="module")
 def trained(digits):
-    """A small cnn trained on digits, and a 90%-sparse mask for it."""
-    torch.manual_seed(0)
-    info = digits.info
-    model = build_model("cnn", in_channels=1, image_size=8, num_classes=10, mean=info.mean, std=info.std)
-    mask = Mask.ones(model, "conv")
-    params = dict(model.named_parameters())
-    mask = mask.prune_lowest({n: params[n].abs() for n in mask.tensors}, int(0.9 * mask.counts()[1]))
-    fit(model, digits.train, TrainConfig(epochs=8, batch_size=64, lr=0.05), mask=mask)
-    return model, mask
+    """A small cnn trained on digits, and a 90%-sparse mask of its convolutions."""
+    return sparse_model(digits, "cnn", "conv", epochs=8)
+
+
+@pytest.fixture(scope="module")
+def trained_vit(digits):
+    """The digits ViT, 90% of its attention and MLP weights pruned, briefly trained."""
+    return sparse_model(digits, "vit", "linear", epochs=1)
+
+
+@pytest.fixture(scope="module")
+def trained_swin(digits):
+    """swin_t's code at a width a test can afford (registered as ``swin_tiny``), 90% of its linear
+    weights pruned, briefly trained on digits resized to 32×32 inside the model."""
+
+    def tiny(channels: int, size: int, classes: int) -> nn.Module:
+        return SwinTransformer(
+            hidden_dim=8,
+            layers=(2, 2, 2, 2),
+            heads=(1, 1, 2, 2),
+            channels=channels,
+            num_classes=classes,
+            head_dim=8,
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(ARCHS, "swin_tiny", dataclasses.replace(ARCHS["swin_t"], build=tiny))
+        yield sparse_model(digits, "swin_tiny", "linear", epochs=1)
 
 
 def loss_on(model, data: ImageSet) -> float:
@@ -37,18 +71,20 @@ def loss_on(model, data: ImageSet) -> float:
         return F.cross_entropy(model(data.x.float() / 255), data.y).item()
 
 
-def run(method, model, digits, spec="class:3", mask=None, **overrides):
+def run(method, model, digits, spec="class:3", mask=None, arch="cnn", **overrides):
     data = UnlearnData.of(digits, resolve_forget(spec, digits))
     cfg = make_config(method, quick(method, **overrides))
     model = copy.deepcopy(model)
     original = frozen_copy(model) if "original" in METHODS[method].needs else None
-    return METHODS[method].run(model, data, cfg, Context("cnn", mask=mask, seed=0, original=original)), data
+    return METHODS[method].run(model, data, cfg, Context(arch, mask=mask, seed=0, original=original)), data
 
 
+@pytest.mark.parametrize("arch", ["cnn", "vit", pytest.param("swin_tiny", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("method", list(METHODS))
-def test_every_method_keeps_a_sparse_model_exactly_as_sparse(method, digits, trained):
-    model, mask = trained
-    out, _ = run(method, model, digits, mask=mask)
+def test_every_method_keeps_a_sparse_model_exactly_as_sparse(method, arch, digits, request):
+    fixture = {"cnn": "trained", "vit": "trained_vit", "swin_tiny": "trained_swin"}[arch]
+    model, mask = request.getfixturevalue(fixture)
+    out, _ = run(method, model, digits, mask=mask, arch=arch)
     params = dict(out.named_parameters())
     for name, m in mask.items():
         assert bool((params[name][m == 0] == 0).all()), name

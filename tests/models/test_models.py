@@ -14,9 +14,22 @@ SHAPES = [(1, 8), (1, 28), (3, 32)]
 
 # Conv layers a pruner sees: stem + 2 per block + projections / bottlenecks. A functional conv would
 # escape pruning, so the counts pin every conv down as an nn.Conv2d module.
-CONV_COUNTS = {"resnet18": 20, "resnet20": 19, "vgg16_bn": 13, "resnet50": 53, "cnn": 3, "cnn_gn": 3}
+CONV_COUNTS = {
+    "resnet18": 20,
+    "resnet20": 19,
+    "vgg16_bn": 13,
+    "resnet50": 53,
+    "cnn": 3,
+    "cnn_gn": 3,
+    "vit": 1,
+    "swin_t": 0,
+}
 
-HEADS = {arch: "net.fc" for arch in ARCHS} | {"vgg16_bn": "net.classifier"}
+HEADS = {arch: "net.fc" for arch in ARCHS} | {
+    "vgg16_bn": "net.classifier",
+    "vit": "net.head",
+    "swin_t": "net.mlp_head.1",
+}
 
 
 def make(arch: str, in_channels: int = 1, image_size: int = 8, num_classes: int = 7) -> Classifier:
@@ -31,7 +44,7 @@ def make(arch: str, in_channels: int = 1, image_size: int = 8, num_classes: int 
 
 
 def test_the_registry_holds_exactly_the_documented_architectures():
-    assert list(ARCHS) == ["resnet18", "resnet20", "vgg16_bn", "resnet50", "cnn", "cnn_gn"]
+    assert list(ARCHS) == ["resnet18", "resnet20", "vgg16_bn", "resnet50", "cnn", "cnn_gn", "vit", "swin_t"]
     assert all(spec.summary and "\n" not in spec.summary for spec in ARCHS.values())
 
 
@@ -85,7 +98,7 @@ def test_normalize_subtracts_the_mean_and_divides_by_the_std_per_channel():
 
 
 def test_a_classifier_normalises_its_input_before_the_network():
-    model = Classifier(nn.Identity(), mean=[0.5], std=[0.5])
+    model = Classifier(nn.Identity(), mean=[0.5], std=[0.5], channels=1, size=None)
     assert torch.equal(model(torch.ones(1, 1, 2, 2)), torch.ones(1, 1, 2, 2))
 
 

@@ -195,7 +195,7 @@ def test_a_research_checkpoint_imports_with_identity_normalisation_and_identical
     net = SwinTransformer(
         hidden_dim=16, layers=(2, 2, 2, 2), heads=(1, 2, 2, 4), num_classes=5, head_dim=8, window_size=window
     )
-    imported = Classifier(net, mean=CIFAR_MEAN, std=CIFAR_STD).eval()
+    imported = Classifier(net, mean=CIFAR_MEAN, std=CIFAR_STD, channels=3, size=None).eval()
     prefixed = {k if k.startswith("normalize.") else f"net.{k}": v for k, v in state.items()}
     imported.load_state_dict(prefixed, strict=True)
     images = torch.rand(3, 3, 32, 32)

@@ -4,11 +4,19 @@ Score: R = 1ᵀ (∏ |θ_l|) 1 is the output sum of the network with every param
 absolute value on an all-ones input; a weight's score is |θ ⊙ ∂R/∂θ|. Scores are recomputed over
 ``iterations`` rounds while the kept fraction shrinks exponentially, (1 - rate)^(k / iterations),
 which avoids the layer collapse of one-shot pruning at high sparsity.
+
+SynFlow's score is a sum over paths of products of |θ| only while every layer is positively
+homogeneous. BatchNorm in eval mode is an affine map (of its running statistics, made absolute here);
+LayerNorm is not: it subtracts the mean (flipping signs) and divides by the norm (so the scale of
+every layer before it drops out of R). While scoring, each LayerNorm therefore acts as its affine
+part alone, x·|γ| + |β|, which keeps a transformer's flow positive and conserved. Softmax and GELU
+stay as they are: on the positive activations of an all-ones input both pass the flow on positive.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -33,10 +41,15 @@ def synflow_mask(model: nn.Module, mask: Mask, n_pruned: int, ctx: PruneContext)
         for t in net.state_dict().values():
             if t.is_floating_point():
                 t.abs_()
+    for m in net.modules():
+        if isinstance(m, nn.LayerNorm):
+            m.forward = functools.partial(affine_part, m)  # type: ignore[method-assign]
     magnitudes = {n: p.detach().clone() for n, p in net.named_parameters()}
     # The input normalisation would only rescale an all-ones input; SynFlow feeds the network ones.
     body = getattr(net, "net", net)
     ones = torch.ones((1, *ctx.input_shape), dtype=torch.float64, device=next(net.parameters()).device)
+    if hasattr(net, "adapt"):  # the network's own channels and size (ones stay ones)
+        ones = torch.ones_like(net.adapt(ones))
     _, total = mask.counts()
     keep_final = total - n_pruned
     iterations = (ctx.options or SynFlowConfig()).synflow_iterations
@@ -51,6 +64,13 @@ def synflow_mask(model: nn.Module, mask: Mask, n_pruned: int, ctx: PruneContext)
         keep = keep_final if k == iterations else round(total * (keep_final / total) ** (k / iterations))
         mask = mask.prune_lowest(scores, total - max(keep, keep_final))
     return mask
+
+
+def affine_part(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """LayerNorm without its normalisation (see the module's docstring)."""
+    if norm.weight is None:
+        return x
+    return x * norm.weight + (norm.bias if norm.bias is not None else 0)
 
 
 METHOD = PruneMethod(

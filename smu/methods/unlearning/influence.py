@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from smu.core.masks import Mask
 from smu.core.options import Checked, param
@@ -100,7 +101,10 @@ def per_sample_gradients(
     per_sample = vmap(grad(loss), in_dims=(None, 0, 0))
     first = ImageSet(data.x[:count], data.y[:count])
     for x, y in batches(first, chunk, aug=aug, gen=gen):
-        yield per_sample(params, x, y)
+        # vmap has no batching rule for the fused attention kernels; the math one is plain batched ops.
+        with sdpa_kernel(SDPBackend.MATH):
+            chunk_grads = per_sample(params, x, y)
+        yield chunk_grads
 
 
 def dot(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -18,6 +18,7 @@ from typing import Any
 
 from smu.core.coerce import build
 from smu.core.errors import SmuError, UsageError, shown
+from smu.core.masks import SCOPES
 from smu.core.options import SEED_MAX, SPEC_HELP
 from smu.core.registry import suggest
 from smu.data import SOURCES
@@ -25,7 +26,7 @@ from smu.execution.engine import TrainConfig, resolve_device
 from smu.methods.pruning import METHODS as PRUNING
 from smu.methods.pruning import prune_options
 from smu.methods.unlearning import METHODS, make_config
-from smu.models import ARCHS
+from smu.models import parse_arch
 from smu.workflows.audit import AuditConfig
 from smu.workflows.backdoor import BackdoorConfig
 from smu.workflows.recipes.catalog import read_recipe
@@ -197,11 +198,14 @@ def check_names(recipe: Recipe, errors: list[str]) -> None:
     for key, table, value in (
         ("kind", KINDS, recipe.kind),
         ("dataset", SOURCES, recipe.dataset),
-        ("arch", ARCHS, recipe.arch),
         ("prune.method", PRUNING, recipe.prune.method),
     ):
         if value not in table:
             errors.append(unknown(key, value, table))
+    try:
+        parse_arch(str(recipe.arch))
+    except SmuError as e:
+        errors.append(f"arch: {e.message}")
     try:
         resolve_device(recipe.device)
     except SmuError as e:
@@ -225,8 +229,8 @@ def check_pruning(recipe: Recipe, errors: list[str]) -> None:
     for r in [*prune.rates, prune.imp_rate]:
         if not 0 < r < 1:
             errors.append(f"prune: rate {shown(r)} is outside (0, 1)")
-    if prune.scope not in ("conv", "all"):
-        errors.append(unknown("prune.scope", prune.scope, ("conv", "all")))
+    if prune.scope not in SCOPES:
+        errors.append(unknown("prune.scope", prune.scope, SCOPES))
     twice = sorted({r for r in prune.rates if prune.rates.count(r) > 1})
     if twice:
         errors.append(f"prune.rates: {', '.join(f'{r:g}' for r in twice)} given more than once")
