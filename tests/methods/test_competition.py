@@ -278,7 +278,8 @@ def test_audit_judges_a_function(pruned_cnn, tmp_path):
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["method"] == spec and out["models"] == 3 and 0 <= out["forgetting_quality"] <= 1
-    assert {p.name for p in (tmp_path / "a").iterdir()} == {folder_name(spec), "forget.safetensors", "reference"}
+    folders = {p.name for p in (tmp_path / "a").iterdir()}
+    assert folders == {folder_name(spec), "forget.safetensors", "reference"}
 
 
 @pytest.mark.slow
