@@ -71,7 +71,8 @@ def load_function(spec: str, *, label: str = "method", hint: str = "") -> UserFu
             hint=(f"did you mean {close!r}? " if close else "") + f"it has {', '.join(found[:8]) or 'none'}",
         )
     if not callable(fn):
-        raise UsageError(f"{what}: {name!r} is of type {type(fn).__name__}, not a function", hint=hint or None)
+        kind = type(fn).__name__
+        raise UsageError(f"{what}: {name!r} is of type {kind}, not a function", hint=hint or None)
     return UserFunction(spec, fn, str(getattr(module, "__file__", None) or ""), sha)
 
 

@@ -157,9 +157,9 @@ def run_unlearn(
     rte = time.perf_counter() - start
     distributed.broadcast_model(model)  # rank 0's result is the result, bit for bit, on every rank
     if not params_finite(model):  # before remask: a NaN at a pruned weight is divergence, not revival
+        lower = "your function's step size" if spec.code else "its step size (--alpha, --lr)"
         raise DivergedError(
-            f"{method} produced NaN or Inf weights",
-            hint="lower its step size (--alpha, --lr); nothing was written",
+            f"{method} produced NaN or Inf weights", hint=f"lower {lower}; nothing was written"
         )
     revived = remask(method, model, loaded.mask)
     code = {"code_sha256": spec.code["sha256"]} if spec.code else {}  # a user's function: which code ran

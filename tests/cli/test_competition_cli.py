@@ -151,3 +151,17 @@ def test_bad_input_is_one_line_and_writes_no_model(sparse, tmp_path, spec, args,
     assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.output and result.stdout == ""
     assert not (tmp_path / "o" / "model.safetensors").exists() and not (tmp_path / "o").exists()
+
+
+def test_the_readme_example_runs_as_written(sparse, tmp_path, monkeypatch):
+    import re
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Your own unlearning function") :]
+    (tmp_path / "my_solution.py").write_text(re.search(r"```python\n(.*?)```", section, re.S).group(1))
+    monkeypatch.chdir(tmp_path)
+    model, mask = sparse
+    result = unlearn(model, "runs/mine", "my_solution.py:unlearning", "--no-eval", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["method"] == "my_solution.py:unlearning" and not pruned_weights(out["model"], mask).any()

@@ -301,3 +301,10 @@ def test_backdoor_cleanse_runs_a_function(pruned_cnn, tmp_path):
     (cleansed,) = json.loads(result.stdout)["results"]
     assert cleansed["method"] == spec and cleansed["revived"] > 0
     assert header(cleansed["model_after"])["smu.unlearn.method"] == spec
+
+
+def test_a_plug_in_may_not_take_a_name_with_a_colon():
+    from smu.methods.unlearning import UnlearnMethod
+
+    colon = UnlearnMethod("mine:fast", "a plug-in", CompetitionConfig, lambda *a: None)
+    assert "holds a colon" in METHODS.declaration_problems(colon)[0]
