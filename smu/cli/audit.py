@@ -8,7 +8,7 @@ from smu.cli import flags, report
 from smu.cli.generate import config_options, method_options, retrain_options
 from smu.cli.wrap import cli
 from smu.evaluation.judges import SIDES
-from smu.methods.unlearning import METHODS
+from smu.methods.unlearning import focus_of, offered
 from smu.workflows.audit import STATISTICS, AuditConfig, audit
 
 EPILOG = (
@@ -41,7 +41,10 @@ OPTIONS = {
 
 def command(focus: str | None = None) -> Any:
     options = method_options(
-        dict(METHODS), focus=focus, panel="Method options", trainer_panel="Training (methods that train)"
+        offered(),
+        focus=focus_of(focus),
+        panel="Method options",
+        trainer_panel="Training (methods that train)",
     )
     reference = retrain_options("Reference: the retrained ensemble")
     generated = config_options(AuditConfig, panel="Audit") + options + reference

@@ -12,7 +12,7 @@ from smu.cli.ui import table
 from smu.cli.wrap import cli
 from smu.core.options import field_help, flag_of
 from smu.execution.engine import TrainConfig
-from smu.methods.unlearning import METHODS
+from smu.methods.unlearning import METHODS, focus_of, offered
 from smu.workflows.backdoor import TRAINING, BackdoorConfig, backdoor_cleanse
 
 HELP = field_help(BackdoorConfig)
@@ -74,8 +74,8 @@ def render(result: dict) -> list:
 
 def command(focus: str | None = None) -> Any:
     unlearning = method_options(
-        dict(METHODS),
-        focus=focus,
+        offered(),
+        focus=focus_of(focus),
         panel="Cleanse",
         trainer_panel="Cleanse: training of the unlearning method",
         prefix="unlearn",

@@ -8,7 +8,8 @@ from smu.cli import flags
 from smu.cli.evaluate import render as render_metrics
 from smu.cli.generate import method_options
 from smu.cli.wrap import cli
-from smu.methods.unlearning import METHODS
+from smu.methods.unlearning import METHODS, focus_of, offered
+from smu.methods.unlearning.competition import FORMS, INTERFACE
 from smu.workflows.unlearn import unlearn
 
 EPILOG = (
@@ -16,7 +17,10 @@ EPILOG = (
     "smu unlearn --model runs/p/round-1/model.safetensors --forget class:3 --method retrain -o runs/rt\n\n"
     "smu unlearn --model runs/p/round-1/model.safetensors --forget runs/rt/forget.safetensors --method "
     "l1-sparse --reference runs/rt/model.safetensors --json\n\n"
-    "smu unlearn --method ff --help   (the options of one method, with its own help and defaults)"
+    "smu unlearn --method ff --help   (the options of one method, with its own help and defaults)\n\n"
+    "smu unlearn --model runs/p/round-1/model.safetensors --forget class:3 --method "
+    "my_solution.py:unlearning --timeout 600   (your own function, as the NeurIPS 2023 competition "
+    "defined it)"
 )
 
 
@@ -41,18 +45,31 @@ OPTIONS = {
 def render(result: dict) -> list:
     rte = result["rte_s"]
     title = f"smu unlearn --method {result['method']} → {result['model']}"
+    revived = result.get("revived") or 0
     if result["metrics"] is None:
-        return [f"{title}: RTE {rte / 60:.2f} min ({rte:.1f} s)"]
-    return render_metrics(result, title, extra=[["RTE (min)", rte / 60, None, None]])
+        note = f", {revived:,} revived pruned weights set back to 0" if revived else ""
+        return [f"{title}: RTE {rte / 60:.2f} min ({rte:.1f} s){note}"]
+    extra = [["RTE (min)", rte / 60, None, None]]
+    extra += [["Revived weights (set back to 0)", revived, None, None]] if revived else []
+    return render_metrics(result, title, extra=extra)
 
 
 def command(focus: str | None = None) -> Any:
     options = method_options(
-        dict(METHODS), focus=focus, panel="Method options", trainer_panel="Training (methods that train)"
+        offered(),
+        focus=focus_of(focus),
+        panel="Method options",
+        trainer_panel="Training (methods that train)",
     )
     return cli(unlearn, options=OPTIONS, render=render, paths=lambda r: [r["model"]], generated=options)
 
 
 def epilog() -> str:
     listing = "\n\n".join(f"{name}: {spec.summary}" for name, spec in METHODS.items())
-    return f"Methods:\n\n{listing}\n\n{EPILOG}"
+    return f"Methods:\n\n{listing}\n\n{FUNCTION}\n\n{EPILOG}"
+
+
+FUNCTION = (
+    f"{FORMS}: your own function with the NeurIPS 2023 competition's interface, {INTERFACE} "
+    "(README: Your own unlearning function)"
+)

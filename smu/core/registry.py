@@ -60,8 +60,12 @@ class Registry(Mapping[str, T]):
         kind: str,
         builtins: Sequence[T],
         check: Callable[[Any, Registry], list[str]],
+        resolve: Callable[[str], T | None] | None = None,
     ):
         self.group, self.cls, self.kind, self._check = group, cls, kind, check
+        self._resolve = resolve
+        """Names that are specs rather than registered names (``FILE.py:FUNCTION``): ``resolve(name)`` gives
+        their method, only in :meth:`get_spec` (what a user typed), or None for a name that is no spec."""
         self._methods: dict[str, T] = {m.name: m for m in builtins}  # type: ignore[attr-defined]
         self._loaded = False
         self.packages: dict[str, str] = {}
@@ -88,6 +92,8 @@ class Registry(Mapping[str, T]):
             return [f"it is of type {type(method).__name__}, not {self.cls.__name__} (from {self.group})"]
         if not method.name or not isinstance(method.name, str) or not method.summary:
             return ["it needs a name and a one-line summary"]
+        if ":" in method.name:
+            return [f"its name {method.name!r} holds a colon, which names a function (FILE.py:FUNCTION)"]
         return []
 
     def __getitem__(self, name: str) -> T:
@@ -100,8 +106,15 @@ class Registry(Mapping[str, T]):
         return len(self._load())
 
     def get_spec(self, name: str) -> T:
-        """The method called ``name``, or an error that suggests the closest one."""
-        return lookup(self._load(), name, self.kind)
+        """The method called ``name``, or an error that suggests the closest one. A spec the registry's
+        ``resolve`` knows (a user's function) is resolved here, and only here: iterating, ``in`` and
+        ``[]`` see the registered methods alone, so a name read from a file never loads code."""
+        table = self._load()
+        if name not in table and self._resolve is not None and isinstance(name, str):
+            found = self._resolve(name)
+            if found is not None:
+                return found
+        return lookup(table, name, self.kind)
 
     @contextlib.contextmanager
     def plugin_code(self, name: str) -> Iterator[None]:

@@ -41,7 +41,7 @@ from smu.execution.steps import Plan, Step, result_of
 from smu.io import artifacts, files, tensorfile
 from smu.io import schema as S
 from smu.io.files import digest
-from smu.methods.unlearning import make_config
+from smu.methods.unlearning import code_identity, folder_name, make_config
 from smu.workflows.common import command_line, default_out, run_folder, write_manifest
 from smu.workflows.subject import Subject, open_subject
 from smu.workflows.unlearn import run_unlearn
@@ -189,7 +189,8 @@ def member_step(
     ``identity`` names the original model and forget set in the step's key (their hashes for the
     command, the producing steps' keys in a recipe, where the model does not exist yet, and which the
     member then ``needs``)."""
-    key = digest({"member": method, "config": dataclasses.asdict(cfg), "seed": seed, **identity})
+    code = code_identity(method)  # a user's function: its file's sha256, so a changed file runs again
+    key = digest({"member": method, "config": dataclasses.asdict(cfg), "seed": seed, **identity, **code})
 
     def run() -> dict[str, Any]:
         s = subject()
@@ -323,8 +324,8 @@ def plan(
     references = ensemble(REFERENCE, retrain_cfg, 0, out / "reference")
     steps = list(references)
     for method, cfg in methods.items():
-        members = ensemble(method, cfg, METHOD_SEEDS, out / method)
-        verdict = out / method / f"{audit.statistic}-{audit.thresholds}"
+        members = ensemble(method, cfg, METHOD_SEEDS, out / folder_name(method))
+        verdict = out / folder_name(method) / f"{audit.statistic}-{audit.thresholds}"
         steps += [*members, verdict_step(subject, references, members, method, audit, verdict, tags or {})]
     return steps
 

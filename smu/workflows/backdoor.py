@@ -33,7 +33,7 @@ from smu.io import schema as S
 from smu.io.artifacts import LoadedModel
 from smu.methods.pruning import METHODS as PRUNING
 from smu.methods.pruning import PruneConfig
-from smu.methods.unlearning import METHODS, make_config
+from smu.methods.unlearning import folder_name, make_config, offered
 from smu.models import parse_arch
 from smu.workflows.common import command_line, default_out, refuse_unknown, run_folder, write_manifest
 from smu.workflows.prune import train_models
@@ -95,7 +95,7 @@ def backdoor_cleanse(
     (``unlearn_epochs``), set the unlearning method's. Returns what ``--json`` prints.
     """
     given = {k: v for k, v in locals().items() if k not in ("options", "reporter")} | options
-    unlearning = {f.name for spec in METHODS.values() for f in fields(spec.config)}
+    unlearning = {f.name for spec in offered().values() for f in fields(spec.config)}
     refuse_unknown(options, TRAINING | {f"unlearn_{n}" for n in TRAINING} | unlearning, "backdoor-cleanse")
     train = TrainConfig(**{k: v for k, v in options.items() if k in TRAINING})
     unlearn_given = {k.removeprefix("unlearn_"): v for k, v in options.items() if k not in TRAINING}
@@ -142,7 +142,7 @@ def backdoor_cleanse(
         unlearn_cfg,
         prefix=lambda cfg, name: "unlearn" if cfg is unlearn_cfg and name in TRAINING else "",
     )
-    out = Path(out) if out else default_out("backdoor", splits.info.name, arch, method)
+    out = Path(out) if out else default_out("backdoor", splits.info.name, arch, folder_name(method))
     with run_folder(out, force=force, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
         result = run_backdoor(
             splits,
@@ -330,6 +330,7 @@ class Attack:
             "sa_after": after["sa"],
             "asr_after": after["asr"],
             "rte_s": result["rte_s"],
+            "revived": result["revived"],
             "model_before": str(trojan.path),
             "model_after": result["model"],
             "unlearn": result["metrics"],

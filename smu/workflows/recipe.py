@@ -29,6 +29,7 @@ from smu.io import artifacts, files
 from smu.io.files import digest
 from smu.methods.pruning import METHODS as PRUNING
 from smu.methods.pruning import PruneConfig
+from smu.methods.unlearning import code_identity, folder_name
 from smu.workflows import audit as auditing
 from smu.workflows.backdoor import Attack
 from smu.workflows.common import versions
@@ -270,7 +271,8 @@ class Planner:
             for scenario in r.scenarios:
                 for rate in [0.0, *r.prune.rates]:
                     for method in methods:
-                        folder = self.out / f"seed-{seed}" / slug(scenario) / model_name(rate) / method
+                        where = self.out / f"seed-{seed}" / slug(scenario) / model_name(rate)
+                        folder = where / folder_name(method)
                         key = digest(
                             {
                                 "step": "unlearn",
@@ -282,6 +284,7 @@ class Planner:
                                 "options": r.unlearn[method],
                                 "features": r.report.mia_features,
                                 "seed": seed,
+                                **code_identity(method),
                             }
                         )
                         run = self.unlearn_run(models, scenario, rate, method, folder, seed)
@@ -383,6 +386,7 @@ class Planner:
                     "sparsity",
                     "config",
                     "start_epoch",
+                    "revived",
                 )
             }
 
@@ -445,7 +449,7 @@ class Planner:
             steps.append(models)
             for rate in [0.0, *r.prune.rates]:
                 for method in r.unlearn:
-                    folder = self.out / f"seed-{seed}" / f"cleansed-{model_name(rate)}" / method
+                    folder = self.out / f"seed-{seed}" / f"cleansed-{model_name(rate)}" / folder_name(method)
                     key = digest(
                         {
                             "step": "cleanse",
@@ -454,6 +458,7 @@ class Planner:
                             "method": method,
                             "options": r.unlearn[method],
                             "seed": seed,
+                            **code_identity(method),
                         }
                     )
                     run = self.cleanse_run(models, attack, rate, method, folder, seed)

@@ -43,7 +43,7 @@ from smu.execution.steps import Plan, Step, result_of
 from smu.io import artifacts, files
 from smu.io.artifacts import LoadedModel
 from smu.io.files import digest
-from smu.methods.unlearning import METHODS, make_config
+from smu.methods.unlearning import METHODS, is_function, make_config
 from smu.workflows.common import command_line, default_out, run_folder, write_manifest
 from smu.workflows.subject import Subject, open_subject
 from smu.workflows.tune_study import (
@@ -169,6 +169,11 @@ class Settings:
             raise UsageError(
                 "--method retrain is the reference: there is nothing to match it to",
                 hint="tune an approximate method",
+            )
+        if is_function(method):
+            raise UsageError(
+                f"--method {method}: your function declares no search space to tune",
+                hint="tune a registered method (smu unlearn --help lists them)",
             )
         make_config(method, fixed)  # the fixed options checked before anything is loaded
         retrain_cfg = make_config(REFERENCE, retrain, where=lambda name: flag_of(f"retrain_{name}"))

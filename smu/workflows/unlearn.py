@@ -25,7 +25,7 @@ from smu.io import artifacts
 from smu.io import schema as S
 from smu.io.artifacts import LoadedModel
 from smu.io.files import digest
-from smu.methods.unlearning import METHODS, Context, UnlearnData, make_config
+from smu.methods.unlearning import METHODS, Context, UnlearnData, folder_name, make_config
 from smu.methods.unlearning.base import frozen_copy
 from smu.workflows.common import command_line, default_out, run_folder, write_manifest
 from smu.workflows.evaluate import mia_feature_list
@@ -73,7 +73,7 @@ def unlearn(
     loaded = subject.loaded
     own_values = {k: v for k, v in given.items() if k not in options}
     command = command_line("smu unlearn", own_values, cfg)
-    out = Path(out) if out else default_out("unlearn", loaded.dataset, loaded.arch, method)
+    out = Path(out) if out else default_out("unlearn", loaded.dataset, loaded.arch, folder_name(method))
     with run_folder(out, force=force or resume, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
         result = run_unlearn(
             loaded,
@@ -157,18 +157,19 @@ def run_unlearn(
     rte = time.perf_counter() - start
     distributed.broadcast_model(model)  # rank 0's result is the result, bit for bit, on every rank
     if not params_finite(model):  # before remask: a NaN at a pruned weight is divergence, not revival
+        lower = "your function's step size" if spec.code else "its step size (--alpha, --lr)"
         raise DivergedError(
-            f"{method} produced NaN or Inf weights",
-            hint="lower its step size (--alpha, --lr); nothing was written",
+            f"{method} produced NaN or Inf weights", hint=f"lower {lower}; nothing was written"
         )
-    remask(method, model, loaded.mask)
+    revived = remask(method, model, loaded.mask)
+    code = {"code_sha256": spec.code["sha256"]} if spec.code else {}  # a user's function: which code ran
     meta = {k: v for k, v in loaded.meta.items() if k in (*S.MODEL_IDENTITY, *S.SPLIT)}
     meta |= {
         S.SEED: seed,
         S.COMMAND: command,
         S.PARENT: loaded.sha256,
         S.UNLEARN_METHOD: method,
-        S.UNLEARN_CONFIG: json.dumps(hyper, sort_keys=True),
+        S.UNLEARN_CONFIG: json.dumps(hyper | code, sort_keys=True),
         S.FORGET_SHA256: forget_set.sha256,
         S.FORGET_SPEC: forget_set.spec,
     }
@@ -191,6 +192,10 @@ def run_unlearn(
         "start_epoch": ctx.fits[0].start_epoch if ctx.fits else None,
         "epochs_run": sum(f.epochs for f in ctx.fits) if ctx.fits else None,
         "extras": {name: str(out / name) for name in ctx.extras},
+        # Pruned weights the method left non-zero, set back to 0 before saving (0 for a dense model).
+        "revived": revived,
+        # A user's function: its spec, file and that file's sha256 (None for a registered method).
+        "code": dict(spec.code) or None,
         "metrics": None,
         "reference": None,
         "gap": None,
@@ -202,10 +207,11 @@ def run_unlearn(
     return result
 
 
-def remask(method: str, model: nn.Module, mask: Mask | None) -> None:
-    """Hold the sparsity invariant whatever the method did: pruned weights it revived (a plug-in that
-    changed weights without re-applying the mask) go back to 0, with one warning. The model is touched
-    only then, so a method that kept them at 0 is saved bit for bit as it returned it."""
+def remask(method: str, model: nn.Module, mask: Mask | None) -> int:
+    """Hold the sparsity invariant whatever the method did: pruned weights it revived (a plug-in or a
+    user's function that changed weights without re-applying the mask) go back to 0, with one warning;
+    returns how many. The model is touched only then, so a method that kept them at 0 is saved bit for
+    bit as it returned it."""
     revived = mask.revived(model) if mask is not None else 0
     if revived:
         mask.apply(model)
@@ -214,3 +220,4 @@ def remask(method: str, model: nn.Module, mask: Mask | None) -> None:
             SmuWarning,
             stacklevel=2,
         )
+    return revived

@@ -4,8 +4,8 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 from conftest import quick
+from torch import nn
 
 from smu.core.errors import DivergedError, UsageError
 from smu.core.masks import Mask

@@ -109,6 +109,10 @@ class UnlearnMethod:
     """Options for a short run on a tiny model (every test that runs all methods uses them), only
     where its defaults would take long there: a trainer is run with a few epochs in batches of 64 and
     then these; e.g. IU's ``iu_samples``."""
+    code: Mapping[str, str] = field(default_factory=dict)
+    """For a user's function (``FILE.py:FUNCTION``, :mod:`smu.methods.unlearning.competition`): its
+    ``spec``, ``file`` and the ``sha256`` of that file, recorded with the model so a later run can tell
+    that the code changed. Empty for a registered method: its code is smu's, or its plug-in's."""
 
     @property
     def trains(self) -> bool:

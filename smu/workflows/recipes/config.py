@@ -25,7 +25,7 @@ from smu.data import SOURCES
 from smu.execution.engine import TrainConfig, resolve_device
 from smu.methods.pruning import METHODS as PRUNING
 from smu.methods.pruning import prune_options
-from smu.methods.unlearning import METHODS, make_config
+from smu.methods.unlearning import METHODS, is_function, make_config
 from smu.models import parse_arch
 from smu.workflows.audit import AuditConfig
 from smu.workflows.backdoor import BackdoorConfig
@@ -272,11 +272,11 @@ def check_pruning(recipe: Recipe, errors: list[str]) -> None:
 
 def check_unlearn(recipe: Recipe, errors: list[str]) -> None:
     for name in recipe.unlearn:
-        if name not in METHODS:
+        if name not in METHODS and not is_function(str(name)):
             errors.append(unknown("unlearn", name, METHODS, "method "))
             continue
         try:
-            method_config(recipe, name)
+            method_config(recipe, name)  # a user's function (FILE.py:FUNCTION) is loaded here
         except SmuError as e:  # ConfigError too: every problem named by its recipe key
             errors.append(e.message)
     if recipe.kind == "unlearn" and recipe.unlearn and reference_method(recipe.unlearn) is None:
@@ -295,6 +295,9 @@ def check_tune(recipe: Recipe, errors: list[str]) -> None:
     if tune.trials < 1:
         errors.append(f"tune.trials {shown(tune.trials)} must be >= 1")
     for method in [*tune.methods, *(m for m in tune.space if m not in tune.methods)]:
+        if is_function(str(method)):
+            errors.append(f"tune: {shown(method)} is your function, which declares no search space to tune")
+            continue
         if method not in recipe.unlearn or METHODS.get(method) is None or METHODS[method].exact:
             errors.append(f"tune: {shown(method)} is not one of this recipe's approximate methods (unlearn:)")
             continue
