@@ -125,7 +125,7 @@ COMMANDS = [
         "import",
         "smu.cli.inspect_import",
         "Artifacts",
-        "Convert a research-code checkpoint into model.safetensors (+ mask.safetensors), safely.",
+        "Turn weights trained elsewhere into model.safetensors (+ mask.safetensors), safely.",
         build="import_command",
         epilog="IMPORT_EPILOG",
     ),

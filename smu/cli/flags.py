@@ -129,7 +129,8 @@ Arch = Annotated[
     typer.Option(
         "--arch",
         "-a",
-        help="resnet18 (the paper's), resnet20, vgg16_bn, resnet50, cnn or cnn_gn "
+        help="resnet18 (the paper's), resnet20, vgg16_bn, resnet50, cnn, cnn_gn, vit, swin_t, "
+        "torchvision:NAME or timm:NAME; @SIZE resizes the images to SIZE inside the model "
         "(default: resnet18, or the model's).",
         rich_help_panel="Model",
     ),

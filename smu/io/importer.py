@@ -144,7 +144,13 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], P
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise ArtifactError(f"{str(path)!r}: no such file", hint="check the path")
-        state = tensorfile.read_tensors(path)
+        try:
+            state = tensorfile.read_tensors(path)
+        except ArtifactError as e:
+            raise ArtifactError(
+                f"{str(path)!r} is not a readable safetensors file ({e.message.split(': ', 1)[-1]})",
+                hint="pass the weights as safetensors.torch.save_file wrote them",
+            ) from None
         if not state:
             raise ArtifactError(f"{str(path)!r} holds no tensors", hint="pass the model's weights")
     else:

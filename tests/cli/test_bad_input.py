@@ -119,7 +119,7 @@ def cases(f, m):
         (
             ["import", f / "junk.safetensors", "--arch", "cnn", "--dataset", "digits"],
             1,
-            "not a readable PyTorch",
+            "not a readable safetensors file",
         ),
         # hostile files (made by hand: tests/fuzz/test_fuzz.py tries many more)
         (
@@ -187,7 +187,7 @@ def cases(f, m):
         ([*base_prune, "--method", "omq"], 2, "unknown pruning method 'omq'; did you mean 'omp'?"),
         ([*base_prune, "--arch", "resnet2"], 2, "did you mean 'resnet20'?"),
         ([*base_prune, "--dataset", "fashion_mnist"], 2, "did you mean 'fashion-mnist'?"),
-        ([*base_prune, "--scope", "convs"], 2, "--scope 'convs' must be one of conv, all"),
+        ([*base_prune, "--scope", "convs"], 2, "--scope 'convs' must be one of conv, linear, all"),
         ([*base_prune, "--device", "gpu"], 2, "unknown device 'gpu'"),
         ([*unlearn[:-1], "f_t"], 2, "did you mean 'ft'?"),
         # numbers

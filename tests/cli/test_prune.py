@@ -155,7 +155,7 @@ def test_from_a_dense_model_reuses_its_rewind_checkpoint_and_a_mask_is_refused(t
         (["--arch", "resnet2"], 2, "did you mean 'resnet20'"),
         (["--dataset", "fashion_mnist"], 2, "did you mean 'fashion-mnist'"),
         (["--device", "gpu"], 2, "unknown device 'gpu'"),
-        (["--scope", "linear"], 2, "--scope 'linear' must be one of conv, all"),
+        (["--scope", "lineal"], 2, "--scope 'lineal' must be one of conv, linear, all"),
         (["--method", "omp", "--times", "3"], 2, "--times 3 must be 1 for --method omp"),
         (["--model", "missing.safetensors"], 1, "no such file"),
     ],

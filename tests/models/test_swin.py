@@ -271,3 +271,25 @@ def test_per_sample_gradients_by_vmap_match_one_image_at_a_time():
     for i in range(2):
         one = grad(loss)(params, images[i], labels[i])
         assert all(torch.allclose(batched[n][i], one[n], atol=1e-6) for n in params)
+
+
+@pytest.mark.slow
+def test_smu_import_turns_a_research_swin_t_checkpoint_into_a_model_with_its_logits(tmp_path):
+    from conftest import smu
+
+    from smu.io import artifacts
+    from smu.models.swin import swin_t
+
+    torch.manual_seed(0)
+    source = swin_t(3, 32, 10).eval()
+    state = {f"module.{k}": v for k, v in research_format(source, 4).items()}  # DataParallel, as saved
+    torch.save({"state_dict": state, "epoch": 10}, tmp_path / "swin.pth.tar")
+    out = tmp_path / "out"
+    result = smu(
+        "import", tmp_path / "swin.pth.tar", "--arch", "swin_t", "--dataset", "cifar10", "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    model = artifacts.load_model(out / "model.safetensors").model.eval()
+    images = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(images), source(images))
