@@ -98,7 +98,7 @@ def per_sample_gradients(
         return F.cross_entropy(functional_call(model, (p, buffers), (x[None],)), y[None])
 
     per_sample = vmap(grad(loss), in_dims=(None, 0, 0))
-    first = ImageSet(data.x[:count], data.y[:count])
+    first = data.subset(slice(0, count))
     for x, y in batches(first, chunk, aug=aug, gen=gen):
         yield per_sample(params, x, y)
 
