@@ -65,16 +65,16 @@ class ImageSet:
             return self._images[index]
         if isinstance(index, torch.Tensor):
             index = index.cpu()
-        rows = self._rows[index]
-        pin = self.device.type == "cuda"
-        # On CUDA, gather straight into pinned memory, so the copy to the device can overlap compute.
-        x = torch.empty((len(rows), *self._images.shape[1:]), dtype=torch.uint8, pin_memory=pin)
-        torch.index_select(self._images, 0, rows, out=x)
+        # Advanced indexing, not index_select: on uint8 rows this torch's index_select runs 30x slower.
+        x = self._images[self._rows[index]]
         for marks, edit in self._edits:
             marked = marks[index]
             if marked.any():
                 x[marked] = edit(x[marked])
-        return x.to(self.device, non_blocking=pin)
+        if self.device.type == "cuda":
+            # From pinned memory the copy runs asynchronously (a memcpy of the batch here: cheap).
+            return x.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device)
 
     def subset(self, index: torch.Tensor | slice) -> ImageSet:
         if self._rows is None:
