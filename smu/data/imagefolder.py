@@ -159,8 +159,11 @@ def _decode_all(samples: Samples, size: tuple[int, int]) -> torch.Tensor:
     """Decode into one preallocated tensor: a list of arrays would hold the dataset twice."""
     width, height = size
     out = torch.empty(len(samples), 3, height, width, dtype=torch.uint8)
+    rows = out.numpy()  # the same memory
+    # numpy, not torch: a torch copy this small pays for its intra-op threads (16 ms instead of 0.3 ms
+    # per 224x224 image on 2 busy cores).
     for i, array in enumerate(_decoded([path for path, _ in samples], size)):
-        out[i] = torch.from_numpy(array).permute(2, 0, 1)
+        rows[i] = array.transpose(2, 0, 1)
     return out
 
 
