@@ -89,7 +89,8 @@ def cache_dirs(root: Path) -> list[Path]:
 
 
 def cache_key(root: Path, files: Iterable[Path], size: tuple[int, int]) -> str:
-    """A hash of the tree's location, every file's path, size and mtime in order, and the decode size."""
+    """A hash of the tree's location, every file's path (under ``root``), size and mtime in order, and
+    the decode size: the same tree named from another folder (``--data ../x``) finds the same cache."""
     h = hashlib.sha256(f"smu-imagefolder {FORMAT} {root.resolve()} {size[0]}x{size[1]}\n".encode())
     for path in files:
         try:
@@ -98,7 +99,8 @@ def cache_key(root: Path, files: Iterable[Path], size: tuple[int, int]) -> str:
             raise DataError(
                 f"cannot read image {str(path)!r}: {exc.strerror}", hint="check the file"
             ) from exc
-        h.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        name = path.relative_to(root) if path.is_relative_to(root) else path
+        h.update(f"{name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:32]
 
 
