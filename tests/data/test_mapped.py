@@ -21,6 +21,7 @@ import smu.data as data_module
 from smu.core.errors import DataError, UsageError
 from smu.data import ImageSet, cache, imagefolder, load_splits
 from smu.data.batches import Augment, batches
+from smu.data.forget import resolve_forget
 from smu.data.poison import Trigger, poison, triggered_test
 from smu.data.sources import read_source
 from smu.execution.engine import predict
@@ -140,6 +141,13 @@ def test_the_cache_is_decoded_once_and_reused(tree, monkeypatch, decodes):
     again = mapped_read(tree, monkeypatch)
     assert len(decodes) == 24 and data.stat().st_mtime_ns == stamp
     assert again.mapped and again.mean == read_source("imagefolder", tree).mean
+
+
+def test_the_same_tree_named_from_another_folder_finds_its_cache(tree, monkeypatch, decodes):
+    mapped_read(tree, monkeypatch)
+    monkeypatch.chdir(tree / "train")
+    raw = mapped_read(Path("..") / ".." / tree.name, monkeypatch)
+    assert raw.mapped and len(decodes) == 24
 
 
 def test_a_changed_tree_is_decoded_again_and_its_old_cache_removed(tree, monkeypatch, decodes):
@@ -303,6 +311,30 @@ def test_splits_of_a_mapped_tree_are_lazy_and_equal_to_those_in_memory(tree, mon
         a, b = getattr(held, name), getattr(mapped, name)
         assert b.lazy and not a.lazy and same(a, b), name
     assert held.info == mapped.info
+
+
+def on_file(images: ImageSet) -> str | None:
+    """What a set's images lie in, by /proc/self/maps: a file's path, '[heap]', or None (anonymous)."""
+    address = images._images.data_ptr()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        low, high = (int(a, 16) for a in fields[0].split("-"))
+        if low <= address < high:
+            return fields[5].strip() if len(fields) > 5 else None
+    return None
+
+
+def test_no_set_made_from_a_mapped_tree_copies_its_images_into_memory(tree, monkeypatch):
+    monkeypatch.setenv(cache.ENV, "0")
+    splits = load_splits("imagefolder", data_dir=tree, val_fraction=0.2)
+    forget = resolve_forget("class:1", splits)
+    poisoned, _ = poison(splits, "10%", Trigger(size=2, target=0))
+    sets = [splits.train, splits.val, splits.test, forget.forget(splits), forget.retain(splits)]
+    sets += [ImageSet.join([sets[3], sets[4]]), poisoned.train, triggered_test(splits.test, Trigger(2))]
+    (data,) = (tree / ".smu-cache").glob("*.u8")
+    assert all(s.lazy and on_file(s) == str(data) for s in sets)
+    monkeypatch.delenv(cache.ENV)
+    assert on_file(load_splits("imagefolder", data_dir=tree).train) != str(data)  # under the limit: in memory
 
 
 def test_poisoning_a_mapped_tree_leaves_its_cache_file_as_it_was(tree, monkeypatch):
