@@ -110,6 +110,7 @@ def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...]
         part = x[start : start + chunk].to(torch.float64).div_(255)  # in place: one float64 copy at a time
         total += part.sum(dim=(0, 2, 3))
         squares += part.square_().sum(dim=(0, 2, 3))
+        del part  # before the next chunk is made, not after: one chunk in memory at a time
     count = max(x.numel() // x.shape[1], 1)
     mean = total / count
     # A constant channel would make normalisation divide by zero; one grey level is the floor.
