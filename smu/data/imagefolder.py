@@ -70,8 +70,7 @@ def read_image_tree(root: Path, stats: Stats) -> ImageTree:
         raise DataError(f"no class folders in {str(train_dir)!r}", hint=_LAYOUT)
     train = _train_samples(train_dir, classes)
     val = _val_samples(val_dir, classes)
-    with Image.open(train[0][0]) as first:
-        size = first.size  # (width, height); only the header is read here
+    size = _size_of(train[0][0])
     shapes = [(len(samples), 3, size[1], size[0]) for samples in (train, val)]
     if sum(math.prod(s) for s in shapes) <= cache.memory_limit():
         train_x, val_x = _decode_all(train, size), _decode_all(val, size)
@@ -187,6 +186,17 @@ def _decoded(paths: list[Path], size: tuple[int, int]) -> Iterator[np.ndarray]:
                 yield ahead.popleft().result()
         while ahead:
             yield ahead.popleft().result()
+
+
+def _size_of(path: Path) -> tuple[int, int]:
+    """(width, height) from the image's header alone: what every image is resized to."""
+    try:
+        with Image.open(path) as first:
+            return first.size
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"cannot read image {str(path)!r}: {exc}", hint="replace or delete the file, then run again"
+        ) from exc
 
 
 def _decode(path: Path, size: tuple[int, int]) -> np.ndarray:
