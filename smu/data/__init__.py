@@ -2,12 +2,15 @@
 
 Images stay uint8 on the compute device; a batch is an index gather followed by augmentation and
 scaling to [0, 1] on the whole batch (normalisation lives in the model). This is what makes small
-models fast on a few CPU cores: no per-sample PIL transforms, no worker processes.
+models fast on a few CPU cores: no per-sample PIL transforms, no worker processes. A dataset too
+large for memory (an image folder over ``$SMU_DATA_MEMORY``) is memory-mapped instead, and its sets
+are lazy: a batch gathers its own rows from the file and moves them to the device.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +18,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from smu.core.errors import ArtifactError, UsageError, shown
+from smu.data import cache
+from smu.data.imageset import ImageSet
 from smu.data.sources import SOURCES, RawData, read_source
 from smu.io import schema as S
 
@@ -56,24 +61,6 @@ class DatasetInfo:
 
 
 @dataclass
-class ImageSet:
-    """Images (uint8, N×C×H×W) and labels (int64, N) on one device."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def subset(self, index: torch.Tensor) -> ImageSet:
-        index = index.to(self.y.device)
-        return ImageSet(self.x[index], self.y[index])
-
-    def to(self, device: torch.device | str) -> ImageSet:
-        return ImageSet(self.x.to(device), self.y.to(device))
-
-
-@dataclass
 class Splits:
     """Train (official train minus the validation hold-out), validation and test sets."""
 
@@ -88,8 +75,9 @@ class Splits:
 
 
 @functools.lru_cache(maxsize=4)
-def _read_cached(name: str, data_dir: str | None) -> RawData:
+def _read_cached(name: str, data_dir: str | None, memory: str | None) -> RawData:
     # Recipes and tests load the same dataset many times; decoding it once per process is enough.
+    # ``memory`` ($SMU_DATA_MEMORY) is part of the key: it decides whether a tree is held or mapped.
     return read_source(name, data_dir)
 
 
@@ -134,7 +122,7 @@ def load_splits(
     from smu.execution import distributed
 
     with distributed.main_first():  # under torchrun, a download into a shared --data happens once
-        raw = _read_cached(name, None if data_dir is None else str(data_dir))
+        raw = _read_cached(name, None if data_dir is None else str(data_dir), os.environ.get(cache.ENV))
     kept = draw_subset(len(raw.train_y), subset, seed, raw.name)
     train_idx, val_idx = (kept[i] for i in holdout(raw.train_y[kept], val_fraction, seed))
     c, h, w = raw.train_x.shape[1:]
@@ -148,12 +136,19 @@ def load_splits(
         crop_pad=raw.crop_pad,
         flip=raw.flip,
     )
-    full = ImageSet(raw.train_x, raw.train_y)
+    if raw.mapped:
+        # Too large for memory: lazy sets over the mapped file; a batch's rows are read, then moved.
+        full, test = (
+            ImageSet.mapped(raw.train_x, raw.train_y, device),
+            ImageSet.mapped(raw.test_x, raw.test_y, device),
+        )
+    else:
+        full, test = ImageSet(raw.train_x, raw.train_y), ImageSet(raw.test_x, raw.test_y)
     return Splits(
         info=info,
         train=full.subset(train_idx).to(device),
         val=full.subset(val_idx).to(device),
-        test=ImageSet(raw.test_x, raw.test_y).to(device),
+        test=test.to(device),
         val_fraction=val_fraction,
         split_seed=seed,
         subset=subset,

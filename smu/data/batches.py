@@ -1,4 +1,7 @@
-"""Batches from in-memory image sets: a gather, then augmentation of the whole batch at once."""
+"""Batches from image sets: a gather, then augmentation of the whole batch at once.
+
+An in-memory set's batch is an index gather on the device; a lazy (memory-mapped) set's batch reads
+only its rows from the file and moves them to the device (``ImageSet.take``)."""
 
 from __future__ import annotations
 
@@ -72,10 +75,11 @@ def batches(
         if not mine and not aug:
             continue  # another rank's batch, and no random numbers to draw for it
         if order is None:
-            x, y = data.x[start : start + batch_size], data.y[start : start + batch_size]
+            x, y = data.take(slice(start, start + batch_size)), data.y[start : start + batch_size]
         else:
-            idx = order[start : start + batch_size].to(data.y.device, non_blocking=True)
-            x, y = data.x[idx], data.y[idx]
+            idx = order[start : start + batch_size]  # a lazy set reads its rows with CPU indices
+            idx = idx if data.lazy else idx.to(data.y.device, non_blocking=True)
+            x, y = data.take(idx), data.y[idx.to(data.y.device, non_blocking=True)]
         if drop_single and len(y) == 1 and n > 1:
             # A lone last sample would make BatchNorm fail on 1x1 feature maps in training; the next
             # epoch's shuffle gives it its turn.

@@ -65,11 +65,10 @@ def poison(splits: Splits, amount: str, trigger: Trigger, seed: int = 0) -> tupl
     n = len(splits.train)
     k = parse_count(amount, n, "the training split", f"--poison {amount}")
     idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k].sort().values
-    x, y = splits.train.x.clone(), splits.train.y.clone()
-    where = idx.to(x.device)
-    x[where] = trigger.apply(x[where])
-    y[where] = trigger.target
-    poisoned = replace(splits, train=ImageSet(x, y))
+    y = splits.train.y.clone()
+    y[idx.to(y.device)] = trigger.target
+    # In memory: a copy with the trigger stamped; memory-mapped: the trigger is stamped as rows are read.
+    poisoned = replace(splits, train=splits.train.stamped(idx, trigger.apply).with_labels(y))
     spec = f"poison:{amount}:size={trigger.size}:value={trigger.value}:target={trigger.target}"
     forget = ForgetSet(
         idx, spec, splits.info.name, n, splits.val_fraction, splits.split_seed, subset=splits.subset
@@ -84,5 +83,4 @@ def triggered_test(test: ImageSet, trigger: Trigger) -> ImageSet:
     original code counted them, which inflated ASR).
     """
     keep = (test.y != trigger.target).nonzero().flatten()
-    kept = test.subset(keep)
-    return ImageSet(trigger.apply(kept.x), kept.y)
+    return test.subset(keep).stamped(None, trigger.apply)

@@ -71,6 +71,8 @@ class RawData:
     """Padding for pad-and-random-crop augmentation."""
     flip: bool
     """Whether a horizontal flip keeps the label right (not for digits)."""
+    mapped: bool = False
+    """The images are memory-mapped from a file (too large for memory): sets over them stay lazy."""
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,15 @@ def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...]
     """Per-channel mean and standard deviation of uint8 images [N, C, H, W] scaled to [0, 1]."""
     total = torch.zeros(x.shape[1], dtype=torch.float64)
     squares = torch.zeros_like(total)
-    # In chunks: a float64 copy of all of TinyImageNet would need about 10 GB.
+    # In chunks: a float64 copy of all of TinyImageNet would need about 10 GB. Large images take fewer
+    # per chunk (512 MB of float64 at most), so 224x224 ones do not need 5 GB; up to 64x64 the chunks
+    # are those of before, and so are the statistics' bits (the in-place steps give the same values).
+    chunk = max(1, min(chunk, (512 << 20) // max(8 * x[0].numel(), 1))) if len(x) else chunk
     for start in range(0, len(x), chunk):
-        part = x[start : start + chunk].to(torch.float64) / 255
+        part = x[start : start + chunk].to(torch.float64).div_(255)  # in place: one float64 copy at a time
         total += part.sum(dim=(0, 2, 3))
-        squares += part.square().sum(dim=(0, 2, 3))
+        squares += part.square_().sum(dim=(0, 2, 3))
+        del part  # before the next chunk is made, not after: one chunk in memory at a time
     count = max(x.numel() // x.shape[1], 1)
     mean = total / count
     # A constant channel would make normalisation divide by zero; one grey level is the floor.
@@ -256,10 +262,21 @@ def _tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _read_imagefolder(data_dir: Path) -> RawData:
     """A TinyImageNet-style tree under ``data_dir``; its val split serves as the test split."""
-    train_x, train_y, test_x, test_y, classes = read_image_tree(data_dir)
-    mean, std = channel_stats(train_x)
-    crop_pad = min(train_x.shape[-2:]) // 8
-    return RawData("imagefolder", train_x, train_y, test_x, test_y, classes, mean, std, crop_pad, flip=True)
+    tree = read_image_tree(data_dir, channel_stats)
+    crop_pad = min(tree.train_x.shape[-2:]) // 8
+    return RawData(
+        "imagefolder",
+        tree.train_x,
+        tree.train_y,
+        tree.val_x,
+        tree.val_y,
+        tree.classes,
+        tree.mean,
+        tree.std,
+        crop_pad,
+        flip=True,
+        mapped=tree.mapped,
+    )
 
 
 _TRAIN_TEST = ({"train": True}, {"train": False})

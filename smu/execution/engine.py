@@ -623,7 +623,7 @@ def eval_batch_size(device: torch.device) -> int:
 def predict(model: nn.Module, data: ImageSet, batch_size: int | None = None) -> torch.Tensor:
     """Logits for every image, in order, in evaluation mode (no augmentation). Under torchrun each rank
     computes its share of the rows and every rank gets all of them."""
-    device = data.x.device
+    device = data.device
     batch_size = batch_size or eval_batch_size(device)
     lo, hi = distributed.rows(len(data))
     was_training = model.training
@@ -633,7 +633,7 @@ def predict(model: nn.Module, data: ImageSet, batch_size: int | None = None) -> 
         # inference tensors, which no later gradient (SSD's, SalUn's) could flow through.
         with fast_layout(model, device) as layout, torch.inference_mode():
             outs = [
-                model(to_float(data.x[i : min(i + batch_size, hi)]).contiguous(memory_format=layout))
+                model(to_float(data.take(slice(i, min(i + batch_size, hi)))).contiguous(memory_format=layout))
                 for i in range(lo, hi, batch_size)
             ]
     finally:

@@ -242,6 +242,14 @@ def test_imagefolder_unreadable_image_is_a_data_error_naming_the_file(tmp_path):
         read_source("imagefolder", tmp_path)
 
 
+def test_an_unreadable_first_image_is_a_data_error_too(tmp_path):
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "train" / "cat" / "0.png").write_bytes(b"not a png")  # its header gives every image's size
+    write_png(tmp_path / "val" / "cat" / "0.png", (0, 0, 0))
+    with pytest.raises(DataError, match="0.png"):
+        read_source("imagefolder", tmp_path)
+
+
 def test_unknown_dataset_name_suggests_the_closest_one():
     with pytest.raises(UnknownNameError, match="fashion_mnist") as caught:
         read_source("fashion_mnist")

@@ -99,7 +99,7 @@ def per_sample_gradients(
         return F.cross_entropy(functional_call(model, (p, buffers), (x[None],)), y[None])
 
     per_sample = vmap(grad(loss), in_dims=(None, 0, 0))
-    first = ImageSet(data.x[:count], data.y[:count])
+    first = data.subset(slice(0, count))
     for x, y in batches(first, chunk, aug=aug, gen=gen):
         # vmap has no batching rule for the fused attention kernels; the math one is plain batched ops.
         with sdpa_kernel(SDPBackend.MATH):

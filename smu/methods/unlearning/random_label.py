@@ -47,15 +47,13 @@ def random_labels(classes: int):
 
 def marked(forget: ImageSet) -> ImageSet:
     """The forget set with every label replaced by −1, the mark ``random_labels`` relabels."""
-    return ImageSet(forget.x, torch.full_like(forget.y, -1))
+    return forget.with_labels(torch.full_like(forget.y, -1))
 
 
 def rl_passes(data: UnlearnData, cfg: RLConfig) -> list[Pass]:
     relabel = random_labels(data.splits.info.num_classes)
     if cfg.rl_mix:
-        both = ImageSet(
-            torch.cat([data.forget.x, data.retain.x]), torch.cat([marked(data.forget).y, data.retain.y])
-        )
+        both = ImageSet.join([marked(data.forget), data.retain])
         return [Pass(both, relabel=relabel)]
     return [Pass(marked(data.forget), relabel=relabel), Pass(data.retain)]
 

@@ -75,7 +75,7 @@ def ssd(model: nn.Module, data: UnlearnData, cfg: SSDConfig, ctx: Context) -> nn
     retain = data.retain
     if data.forget_set.forget_class is not None:
         retain = retain.subset(torch.sort(retain.y.cpu(), stable=True).indices)
-    everything = ImageSet(torch.cat([retain.x, data.forget.x]), torch.cat([retain.y, data.forget.y]))
+    everything = ImageSet.join([retain, data.forget])
     forget_importance = importance(model, data.forget, cfg.batch_size)
     full_importance = importance(model, everything, cfg.batch_size)
     dampen(model, forget_importance, full_importance, cfg)
