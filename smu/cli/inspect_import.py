@@ -11,6 +11,7 @@ from smu.cli import flags
 from smu.cli.ui import table
 from smu.cli.wrap import cli
 from smu.core.errors import UsageError
+from smu.data.imagefolder import tree_shape
 from smu.io import files
 from smu.io.importer import import_checkpoint
 from smu.io.inspection import inspect_artifact
@@ -95,8 +96,12 @@ def import_(
         ),
     ] = None,
     std: Annotated[str | None, typer.Option("--std", help="Per-channel std that goes with --mean.")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="imagefolder: the tree it was trained on (its image size and classes)."),
+    ] = None,
     image_size: Annotated[
-        int | None, typer.Option("--image-size", help="Image size (only for imagefolder).")
+        int | None, typer.Option("--image-size", help="imagefolder: the image side, without --data.")
     ] = None,
     seed: flags.Seed = 0,
     out: flags.Out = None,
@@ -106,6 +111,10 @@ def import_(
     """Turn weights trained elsewhere into model.safetensors (+ mask.safetensors), safely."""
     given = {k: v for k, v in locals().items() if k != "reporter"}
     stats = [numbers(flag, text) for flag, text in (("--mean", mean), ("--std", std))]
+    classes = None
+    if dataset == "imagefolder" and data is not None:
+        side, classes = tree_shape(Path(data))
+        image_size = image_size or side
     out = Path(out) if out else wc.default_out("import", dataset, arch or "model")
     with files.run_dir(out, force) as folder:
         return import_checkpoint(
@@ -114,6 +123,7 @@ def import_(
             dataset,
             folder,
             image_size=image_size,
+            num_classes=classes,
             strict=strict,
             mean=stats[0],
             std=stats[1],

@@ -91,6 +91,23 @@ def read_image_tree(root: Path, stats: Stats) -> ImageTree:
     return ImageTree(train_x, _labels(train), val_x, _labels(val), classes, mean, std, mapped=True)
 
 
+def tree_shape(root: Path) -> tuple[int, int]:
+    """(image side, classes) of a tree, from its class folders and its first image's header alone."""
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise DataError(f"no train/ folder under {str(root)!r}", hint=_LAYOUT)
+    classes = sorted(p.name for p in _subfolders(train_dir))
+    if not classes:
+        raise DataError(f"no class folders in {str(train_dir)!r}", hint=_LAYOUT)
+    width, height = _size_of(_train_samples(train_dir, classes)[0][0])
+    if width != height:
+        raise DataError(
+            f"the first image of {str(train_dir)!r} is {width}x{height}, not square",
+            hint="pass the side the model takes with --image-size",
+        )
+    return width, len(classes)
+
+
 def _subfolders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 

@@ -198,6 +198,7 @@ def import_checkpoint(
     out: Path,
     *,
     image_size: int | None = None,
+    num_classes: int | None = None,
     strict: bool = True,
     mean: list[float] | None = None,
     std: list[float] | None = None,
@@ -227,7 +228,7 @@ def import_checkpoint(
 
         state = from_original(state)
     tensors, masks = convert(state)
-    channels, size, classes = SHAPES.get(dataset, (3, image_size, 0))
+    channels, size, classes = SHAPES.get(dataset, (3, image_size, num_classes or 0))
     size = image_size or size
     if not classes:  # imagefolder: as many classes as the checkpoint's head has
         head = [k for k in tensors if k.endswith(".weight") and tensors[k].ndim == 2]

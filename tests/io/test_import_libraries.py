@@ -139,3 +139,61 @@ def test_an_imported_torchvision_resnet18_is_pruned_unlearned_and_evaluated(tmp_
     evaluated = smu("eval", "--model", tmp_path / "u" / "model.safetensors", "--forget", "class:3", "--json")
     assert evaluated.exit_code == 0, evaluated.output
     assert set(json.loads(evaluated.stdout)["metrics"]) >= {"ua", "ra", "ta", "mia_efficacy"}
+
+
+@pytest.mark.slow
+def test_a_pretrained_torchvision_model_unlearns_on_a_224_pixel_imagefolder(tmp_path):
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for split, count in (("train", 4), ("val", 2)):
+        for label, name in enumerate(("cat", "dog", "fox")):
+            folder = tmp_path / "tree" / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = (torch.rand(224, 224, 3, generator=gen) * 80).byte() + 60 * label
+                Image.fromarray(pixels.numpy()).save(folder / f"{i}.png")
+    # "Pretrained": an ImageNet-shaped state dict (1000 classes), as torch.save writes it.
+    torch.save(
+        library_model("torchvision:mobilenet_v3_small", 3, 224, 1000).state_dict(), tmp_path / "mnv3.pth"
+    )
+    tree = tmp_path / "tree"
+    out = imported(
+        tmp_path,
+        tmp_path / "mnv3.pth",
+        "--arch",
+        "torchvision:mobilenet_v3_small",
+        "--dataset",
+        "imagefolder",
+        "--data",
+        tree,
+        "--no-strict",
+    )
+    assert out["num_classes"] == 3 and "net.classifier.3.weight" in out["not_loaded"]
+    common = ("--model", out["model"], "--forget", "class:1", "--data", tree)
+    unlearned = smu(
+        "unlearn",
+        *common,
+        "--method",
+        "ft",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--out",
+        tmp_path / "u",
+        "-q",
+    )
+    assert unlearned.exit_code == 0, unlearned.output
+    evaluated = smu(
+        "eval",
+        "--model",
+        tmp_path / "u" / "model.safetensors",
+        "--forget",
+        "class:1",
+        "--data",
+        tree,
+        "--json",
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert 0 <= json.loads(evaluated.stdout)["metrics"]["ta"] <= 100
