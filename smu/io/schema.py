@@ -43,7 +43,10 @@ KIND = key("smu.kind", "str", ALL, "what the file is: " + ", ".join(ALL))
 
 # What a model is and what it was made for (masks repeat the first four, so a mismatch is caught)
 ARCH = key(
-    "smu.arch", "str", (MODEL, MASK, SALIENCY, AUDIT), "architecture spec: resnet18, vit, torchvision:NAME, timm:NAME@SIZE, ..."
+    "smu.arch",
+    "str",
+    (MODEL, MASK, SALIENCY, AUDIT),
+    "architecture spec: resnet18, vit, torchvision:NAME, timm:NAME@SIZE, ...",
 )
 DATASET = key("smu.dataset", "str", (MODEL, MASK, FORGET_SET, SALIENCY, AUDIT), "dataset name")
 NUM_CLASSES = key("smu.num_classes", "int", (MODEL, MASK, SALIENCY, AUDIT), "classes of the classifier head")
