@@ -1,8 +1,12 @@
-"""Architecture registry: name -> builder, and the wrapper that puts input normalisation in the model.
+"""Architectures by spec, and the wrapper that puts input normalisation in the model.
 
-Every network takes images in [0, 1]; `Classifier` normalises them itself, so a saved model file is
-self-contained (no dataset statistics to carry around) and pruning, unlearning and evaluation all see
-the same inputs. State-dict keys are `normalize.mean`, `normalize.std` and `net.<layer>...`.
+A spec is a name of smu's registry (``resnet18``, ``vit``, ``swin_t``, ...) or a classifier of
+torchvision or timm (``torchvision:resnet18``, ``timm:vit_tiny_patch16_224``), with ``@SIZE`` to build
+the network for SIZE×SIZE images; artifacts store the spec, so a file rebuilds its model anywhere.
+Every network takes images in [0, 1]; `Classifier` adapts them (channels, size) and normalises them
+itself, so a saved model file is self-contained (no dataset statistics to carry around) and pruning,
+unlearning and evaluation all see the same inputs. State-dict keys are `normalize.mean`,
+`normalize.std` and `net.<layer>...`.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ ARCHS: dict[str, Arch] = {
     ),
 }
 LIBRARIES = ("torchvision", "timm")
+MAX_SIDE = 4096
+"""Largest ``@SIZE``: a file's header names its spec, and a model built for a huge side would be huge."""
 
 
 @dataclass(frozen=True)
@@ -81,9 +87,9 @@ def parse_arch(spec: str) -> ArchSpec:
     text, size = spec, None
     if "@" in spec:
         spec, _, side = spec.partition("@")
-        if not side.isdigit() or int(side) < 1:
+        if not side.isdigit() or not 1 <= int(side) <= MAX_SIDE:
             raise UsageError(
-                f"--arch {text!r}: the size after @ must be a positive integer",
+                f"--arch {text!r}: the size after @ must be an integer from 1 to {MAX_SIDE}",
                 hint="e.g. torchvision:vit_b_16@224",
             )
         size = int(side)

@@ -127,7 +127,8 @@ def test_at_size_builds_the_network_for_that_size_and_resizes_inside_the_model()
         ("torchvision:resnet181", "did you mean 'resnet18'"),
         ("timm:vit_tiny_patch16", "did you mean"),
         ("keras:resnet", "unknown library 'keras'"),
-        ("vit@big", "size after @ must be a positive integer"),
+        ("vit@big", "size after @ must be an integer from 1 to 4096"),
+        ("vit@100000", "size after @ must be an integer from 1 to 4096"),
         ("torchvision:fasterrcnn_resnet50_fpn", "no classification model"),
     ],
 )
