@@ -84,6 +84,7 @@ def prune(
         elif rewind_epoch is None and start.meta.get(S.IMPORTED_FROM):
             rewind_epoch = 0  # nothing to rewind to: the fine-tuning starts from the imported weights
     arch, dataset = arch or "resnet18", dataset or "digits"
+    parse_arch(arch)  # a misspelt name first: it says more than a range check of the schedule
     rewind = artifacts.load_model(rewind_from, dev, option="--rewind-from") if rewind_from else None
     cfg = PruneConfig(
         method=method,
@@ -93,7 +94,6 @@ def prune(
         rewind_epoch=PruneConfig.rewind_epoch if rewind_epoch is None else rewind_epoch,
         options=own,
     ).resolved(train.epochs)
-    parse_arch(arch)
     splits = load_splits(
         dataset, data_dir=data, device=dev, val_fraction=val_fraction, seed=seed, subset=subset
     )
