@@ -214,7 +214,9 @@ def import_checkpoint(
     path = Path(path)
     lookup({"imagefolder": 0, **SHAPES}, dataset, "dataset")
     if dataset not in SHAPES and image_size is None:
-        raise UsageError(f"--dataset {dataset} has no fixed image size", hint="pass --image-size")
+        raise UsageError(
+            f"--dataset {dataset} has no fixed image size", hint="pass --data (the tree) or --image-size"
+        )
     state, config, read = read_weights(path)
     if arch is None:
         if not isinstance(config.get("architecture"), str):
