@@ -112,6 +112,8 @@ def test_an_imported_torchvision_resnet18_is_pruned_unlearned_and_evaluated(tmp_
         "0.5",
         "--epochs",
         "1",
+        "--subset",
+        "300",
         "--out",
         tmp_path / "p",
         "-q",
