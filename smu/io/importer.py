@@ -133,13 +133,7 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], P
                 hint="pass the weights file itself, or a folder as timm and Hugging Face write them",
             )
         if (path / "config.json").is_file():
-            try:
-                config = json.loads((path / "config.json").read_text())
-            except (ValueError, UnicodeDecodeError) as e:
-                raise ArtifactError(
-                    f"{str(path / 'config.json')!r} is not JSON ({e})", hint="fix or remove it"
-                ) from None
-            config = config if isinstance(config, dict) else {}
+            config = read_config(path / "config.json")
         path = found[0]
     if path.suffix == ".safetensors":
         if not path.is_file():
@@ -156,6 +150,23 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], P
     else:
         state = read_checkpoint(path)
     return {k.removeprefix("module."): v for k, v in state.items()}, config, path
+
+
+MAX_CONFIG = 1 << 20
+"""Largest config.json read (timm's are about 1 KB)."""
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The config.json beside a model's weights; anything else than a small JSON object is refused."""
+    if path.stat().st_size > MAX_CONFIG:
+        raise ArtifactError(
+            f"{str(path)!r} is over {MAX_CONFIG:,} bytes", hint="is it the model's config.json?"
+        )
+    try:
+        config = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{str(path)!r} is not JSON ({shown(str(e))})", hint="fix or remove it") from None
+    return config if isinstance(config, dict) else {}
 
 
 def fit_report(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> tuple[dict, str]:
@@ -180,8 +191,16 @@ def statistics(
     if "normalize.mean" in tensors and "normalize.std" in tensors:
         return tensors["normalize.mean"].tolist(), tensors["normalize.std"].tolist()
     stats = config.get("pretrained_cfg", config)
-    if isinstance(stats.get("mean"), list) and isinstance(stats.get("std"), list):
-        return [float(v) for v in stats["mean"]], [float(v) for v in stats["std"]]
+    stats = stats if isinstance(stats, dict) else {}
+    mean, std = stats.get("mean"), stats.get("std")
+    if isinstance(mean, list) and isinstance(std, list):
+        numbers = [v for v in mean + std if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(numbers) != len(mean) + len(std) or len(mean) != len(std):
+            raise ArtifactError(
+                f"the config.json's mean and std are {shown(mean)} and {shown(std)}",
+                hint="one number per channel in each, or pass --mean and --std",
+            )
+        return [float(v) for v in mean], [float(v) for v in std]
     spec = parse_arch(arch)
     if spec.library is not None:
         from smu.models import external

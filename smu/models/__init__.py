@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from smu.core.errors import UsageError
+from smu.core.errors import UsageError, shown
 from smu.core.registry import lookup
 from smu.models.cnn import cnn, cnn_gn
 from smu.models.resnet import resnet18, resnet20, resnet50
@@ -89,7 +89,7 @@ def parse_arch(spec: str) -> ArchSpec:
         spec, _, side = spec.partition("@")
         if not side.isdigit() or not 1 <= int(side) <= MAX_SIDE:
             raise UsageError(
-                f"--arch {text!r}: the size after @ must be an integer from 1 to {MAX_SIDE}",
+                f"--arch {shown(text)}: the size after @ must be an integer from 1 to {MAX_SIDE}",
                 hint="e.g. torchvision:vit_b_16@224",
             )
         size = int(side)
@@ -99,7 +99,8 @@ def parse_arch(spec: str) -> ArchSpec:
         return ArchSpec(text, None, name, size)
     if library not in LIBRARIES:
         raise UsageError(
-            f"--arch {text!r}: unknown library {library!r}", hint="use torchvision:NAME or timm:NAME"
+            f"--arch {shown(text)}: unknown library {shown(library)}",
+            hint="use torchvision:NAME or timm:NAME",
         )
     from smu.models import external
 

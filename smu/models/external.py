@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from smu.core.errors import UsageError
+from smu.core.errors import UsageError, shown
 from smu.core.registry import suggest
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -108,7 +108,7 @@ def check_name(library: str, name: str) -> Library:
     if name not in names:
         close = suggest(name, names)
         raise UsageError(
-            f"{library} has no classification model {name!r}"
+            f"{library} has no classification model {shown(name)}"
             + (f" (did you mean {close!r}?)" if close else ""),
             hint=f"{LISTING[library]} lists them",
         )

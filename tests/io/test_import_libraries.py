@@ -199,3 +199,27 @@ def test_a_pretrained_torchvision_model_unlearns_on_a_224_pixel_imagefolder(tmp_
     )
     assert evaluated.exit_code == 0, evaluated.output
     assert 0 <= json.loads(evaluated.stdout)["metrics"]["ta"] <= 100
+
+
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        ({"architecture": "x" * 100_000}, "timm has no classification model"),
+        ({"architecture": "resnet18", "pretrained_cfg": ["not", "a", "dict"]}, None),
+        ({"architecture": "resnet18", "mean": ["a", 1, 2], "std": [1, 1, 1]}, "mean and std are"),
+        ("{not json", "is not JSON"),
+    ],
+)
+def test_a_hostile_config_json_is_one_short_line_or_ignored(tmp_path, config, message):
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    net = library_model("timm:resnet18", 3, 8, 10)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, folder / "model.safetensors")
+    (folder / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+    result = smu("import", folder, "--dataset", "cifar10", "--out", tmp_path / "o")
+    if message is None:  # a pretrained_cfg that is no mapping is ignored: the library's statistics
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code in (1, 2) and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and len(result.stderr) < 500
+    assert "Traceback" not in result.output and not (tmp_path / "o" / "model.safetensors").exists()
