@@ -34,6 +34,7 @@ OPTIONS = {
     "data": flags.DataDir,
     "out": flags.AuditOut,
     "force": flags.Force,
+    "dry_run": flags.PlanOnly,
     **flags.RUNTIME,
     **flags.EXECUTOR,
 }
@@ -52,7 +53,7 @@ def command(focus: str | None = None) -> Any:
         audit,
         options=OPTIONS,
         render=report.audit_tables,
-        paths=lambda r: [r["artifact"]],
+        paths=lambda r: [] if r.get("dry_run") else [r["artifact"]],
         generated=generated,
     )
 

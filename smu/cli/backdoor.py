@@ -8,7 +8,7 @@ import typer
 
 from smu.cli import flags
 from smu.cli.generate import config_options, method_options
-from smu.cli.ui import table
+from smu.cli.ui import plan_text, table
 from smu.cli.wrap import cli
 from smu.core.options import field_help, flag_of
 from smu.execution.engine import TrainConfig
@@ -45,12 +45,15 @@ OPTIONS = {
     "seed": flags.Seed,
     "out": flags.Out,
     "force": flags.Force,
+    "dry_run": flags.PlanOnly,
     **flags.DATA,
     **flags.RUNTIME,
 }
 
 
 def render(result: dict) -> list:
+    if result.get("dry_run"):
+        return plan_text(result)
     p = result["poison"]
     title = (
         f"smu backdoor-cleanse --method {result['method']}: {p['size']} poisoned samples, "
@@ -85,7 +88,7 @@ def command(focus: str | None = None) -> Any:
         backdoor_cleanse,
         options=OPTIONS,
         render=render,
-        paths=lambda r: [x["model_after"] for x in r["results"]],
+        paths=lambda r: [x["model_after"] for x in r.get("results", [])],
         generated=config_options(TrainConfig, panel="Training of the Trojan model") + unlearning,
     )
 

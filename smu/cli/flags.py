@@ -348,6 +348,15 @@ DryRun = Annotated[
         "--dry-run", help="Check everything, print the resolved recipe and the planned steps; run nothing."
     ),
 ]
+PlanOnly = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Check the options, build the model and print the plan with its time estimate (a few "
+        "training steps timed on the device); train nothing, write nothing.",
+        rich_help_panel="Output",
+    ),
+]
 RunOut = Annotated[
     Path | None,
     typer.Option(

@@ -9,7 +9,7 @@ import typer
 
 from smu.cli import flags
 from smu.cli.generate import config_options, pruning_options
-from smu.cli.ui import table
+from smu.cli.ui import plan_text, table
 from smu.cli.wrap import cli
 from smu.core.options import field_help, flag_of
 from smu.execution.engine import TrainConfig
@@ -42,12 +42,16 @@ OPTIONS = {
     "out": flags.Out,
     "force": flags.Force,
     "resume": flags.Resume,
+    "dry_run": flags.PlanOnly,
     **flags.DATA,
     **flags.RUNTIME,
 }
 
 
 def render(result: dict, per_layer: bool = False) -> list:
+    if result.get("dry_run"):
+        return plan_text(result)
+
     def row(name: str, r: dict, sparsity: float) -> list:
         ips, model = r.get("images_per_second"), Path(r["model"])
         shown = model.relative_to(result["out"]) if model.is_relative_to(result["out"]) else model
@@ -80,7 +84,7 @@ def command(focus: str | None = None) -> Any:
         prune,
         options=OPTIONS,
         render=render,
-        paths=lambda r: [r["model"]],
+        paths=lambda r: [] if r.get("dry_run") else [r["model"]],
         generated=config_options(TrainConfig, panel="Training") + pruning_options(),
         render_options={"per_layer": PerLayer},
     )

@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from smu.cli.ui import plain, table
+from smu.cli.ui import plain, plan_text, table
 from smu.core.text import LINE
 from smu.workflows.recipes.report import BAR, CLAIM_HEADERS, claim_cells, claims_title, gap_charts, rows_of
 
@@ -70,6 +70,8 @@ def settings(values: dict) -> str:
 def tune_tables(result: dict) -> list:
     """`smu tune`: the chosen setting and what it cost, the held-out draw's metrics, every trial, the
     options' importance, and the recipe snippet."""
+    if result.get("dry_run"):
+        return plan_text(result)
     h, t, cost = result["heldout"], result["tuning"], result["cost"]
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result["counts"].items()))
     title = f"smu tune --method {result['method']}: best of {len(result['trials'])} trials ({counts})"
@@ -121,6 +123,8 @@ def tune_tables(result: dict) -> list:
 def audit_tables(result: dict) -> list:
     """`smu audit`: the judges' verdicts with how to read them, the ensembles' metrics, and the least
     forgotten examples."""
+    if result.get("dry_run"):
+        return plan_text(result)
     u, r = result["ulira"], result["tow"]
     rows = [
         [

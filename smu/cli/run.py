@@ -11,6 +11,7 @@ from rich.text import Text
 
 from smu.cli import flags, report
 from smu.cli.wrap import cli
+from smu.core.progress import Estimate
 from smu.core.text import printable
 from smu.workflows.recipe import demo, run
 
@@ -55,6 +56,7 @@ def render(result: dict) -> list:
         f"#  {s['step']:>3}. {s['title']}" + ("  (done, will be skipped)" if s["done"] else "")
         for s in result["steps"]
     ]
+    lines.append(f"# {Estimate(**result['estimate']).line()}")
     # Plain text: a recipe's values are neither Rich markup nor terminal escapes.
     return [Text("\n".join(printable(line) for line in "\n".join(lines).splitlines()))]
 

@@ -40,6 +40,7 @@ OPTIONS = {
     "seed": flags.Seed,
     "out": flags.Out,
     "force": flags.Force,
+    "dry_run": flags.PlanOnly,
     "workers": flags.Workers,
     **flags.EXECUTOR,
 }
@@ -54,6 +55,8 @@ def command(focus: str | None = None) -> Any:
     )
     reference = retrain_options("Reference: the retrained model")
     generated = config_options(TuneConfig, panel="Tuning") + options + reference
-    return cli(
-        tune, options=OPTIONS, render=report.tune_tables, paths=lambda r: [r["snippet"]], generated=generated
-    )
+    return cli(tune, options=OPTIONS, render=report.tune_tables, paths=written, generated=generated)
+
+
+def written(result: dict) -> list[str]:
+    return [] if result.get("dry_run") else [result["snippet"]]

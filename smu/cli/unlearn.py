@@ -7,6 +7,7 @@ from typing import Any
 from smu.cli import flags
 from smu.cli.evaluate import render as render_metrics
 from smu.cli.generate import method_options
+from smu.cli.ui import plan_text
 from smu.cli.wrap import cli
 from smu.methods.unlearning import METHODS, focus_of, offered
 from smu.methods.unlearning.competition import FORMS, INTERFACE
@@ -38,11 +39,14 @@ OPTIONS = {
     "out": flags.Out,
     "force": flags.Force,
     "resume": flags.Resume,
+    "dry_run": flags.PlanOnly,
     **flags.RUNTIME,
 }
 
 
 def render(result: dict) -> list:
+    if result.get("dry_run"):
+        return plan_text(result)
     rte = result["rte_s"]
     title = f"smu unlearn --method {result['method']} → {result['model']}"
     revived = result.get("revived") or 0
@@ -61,7 +65,11 @@ def command(focus: str | None = None) -> Any:
         panel="Method options",
         trainer_panel="Training (methods that train)",
     )
-    return cli(unlearn, options=OPTIONS, render=render, paths=lambda r: [r["model"]], generated=options)
+    return cli(unlearn, options=OPTIONS, render=render, paths=written, generated=options)
+
+
+def written(result: dict) -> list[str]:
+    return [] if result.get("dry_run") else [result["model"]]
 
 
 def epilog() -> str:

@@ -7,6 +7,7 @@ the optimiser (SGD), the learning-rate schedule, masks, progress and divergence 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import math
 import time
@@ -387,6 +388,7 @@ def fit(
             synchronize(device)
             t0 = time.perf_counter()
             tally = _Tally.zeros(device)
+            reported = 0
             for i, (p, x, y, part, partner) in enumerate(_rank_steps(active, cfg, gen, aug, layout, world)):
                 lr = lr_at(cfg, epoch, i, steps)
                 for group in opt.param_groups:
@@ -397,7 +399,9 @@ def fit(
                 _sgd_step(model, opt, loss, part, mask, freeze)
                 tally.add(loss, out, y, part)
                 if (i + 1) % 10 == 0 or i + 1 == steps:
+                    seen = int(tally.seen)
                     reporter.update(
+                        images=world * (seen - reported),
                         advance=i % 10 + 1,
                         epoch=f"{epoch + 1}/{cfg.epochs}",
                         loss=tally.loss_sum.item() / max(tally.seen, 1),
@@ -405,6 +409,7 @@ def fit(
                         lr=lr,
                         ips=world * tally.seen / max(time.perf_counter() - t0, 1e-9),
                     )
+                    reported = seen
             synchronize(device)
             seconds += time.perf_counter() - t0
             loss_total, hits, seen, bad = _over_ranks(tally, model, device, world)
@@ -607,6 +612,57 @@ def _save_checkpoint(
     ``on_epoch_end``: a checkpoint past an epoch means that epoch's callback (a rewind point) has run."""
     if checkpoint is not None:
         checkpoint.save(model, opt, epoch)
+
+
+EVAL_SHARE = 1 / 3
+"""The cost of an image in a pass without an update (evaluation, Fisher, saliency), as a share of a
+training step's: a forward pass against forward, backward and update (the usual rule of thumb)."""
+
+
+def calibrate(
+    model: nn.Module, input_shape: tuple[int, int, int], batch_size: int, budget_s: float = 0.3
+) -> float:
+    """Training images per second of ``model`` on its device, from a few SGD steps of a copy of it on
+    random images of ``input_shape`` (channels, height, width): what an estimate of a run's time divides by.
+
+    Batches of at most 64 images. The first steps of a process pay one-time costs (kernels chosen,
+    buffers allocated: 30x a later step of a small CNN, spread over a few steps), so steps are not
+    timed while each is faster than the last (at most 4); then up to 5 timed steps, fewer once
+    ``budget_s`` is spent, and the median step gives the speed (a busy machine slows some down). The
+    model, its optimiser and every random stream the run draws from are left as they were, so a run's
+    bytes do not change."""
+    device = next(model.parameters()).device
+    probe = copy.deepcopy(model).train()
+    opt = torch.optim.SGD(probe.parameters(), lr=1e-3, momentum=0.9)
+    autocast = _autocast(device, _RUNTIME.get().amp)
+    n = max(2, min(batch_size, 64))
+    gen = torch.Generator(device=device).manual_seed(0)
+    shape = (n, *input_shape)
+    times: list[float] = []
+    previous: float | None = None
+    with (
+        torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+        fast_layout(probe, device) as layout,
+    ):
+        for step in range(9):
+            x = torch.rand(shape, generator=gen, device=device).contiguous(memory_format=layout)
+            synchronize(device)
+            t0 = time.perf_counter()
+            with autocast():
+                out = probe(x)
+                loss = F.cross_entropy(out, torch.zeros(n, dtype=torch.long, device=device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            synchronize(device)
+            took = time.perf_counter() - t0
+            if not times and step < 4 and (previous is None or took < 0.7 * previous):
+                previous = took  # still warming up: each step faster than the last
+                continue
+            times.append(took)
+            if sum(times) >= budget_s or len(times) == 5:
+                break
+    return n / max(sorted(times)[len(times) // 2], 1e-9)
 
 
 def params_finite(model: nn.Module) -> bool:

@@ -37,12 +37,12 @@ from smu.evaluation import unlearning_metrics
 from smu.evaluation.judges import SIDES, example_epsilon, forgetting_quality, tow, ulira
 from smu.execution import make_executor
 from smu.execution.engine import predict, resolve_device
-from smu.execution.steps import Plan, Step, result_of
+from smu.execution.steps import Plan, Step, is_done, result_of
 from smu.io import artifacts, files, tensorfile
 from smu.io import schema as S
 from smu.io.files import digest
 from smu.methods.unlearning import code_identity, folder_name, make_config
-from smu.workflows.common import command_line, default_out, run_folder, write_manifest
+from smu.workflows.common import command_line, default_out, run_folder, runs_estimate, write_manifest
 from smu.workflows.subject import Subject, open_subject
 from smu.workflows.unlearn import run_unlearn
 
@@ -89,6 +89,7 @@ def audit(
     address: str | None = None,
     cpus_per_step: float | None = None,
     gpus_per_step: float | None = None,
+    dry_run: bool = False,
     reporter: Reporter | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -96,7 +97,8 @@ def audit(
 
     ``options`` are the audit's (``models=8``, ``statistic``, ``thresholds``), the method's
     hyper-parameters (``epochs=2``) and, prefixed ``retrain_``, those of the retrained ensemble
-    (``retrain_epochs=20``). Returns what ``--json`` prints.
+    (``retrain_epochs=20``). Returns what ``--json`` prints; with ``dry_run``, only the plan and its time
+    estimate.
     """
     start = time.perf_counter()
     given = {k: v for k, v in locals().items() if k not in ("options", "reporter", "start")} | options
@@ -113,10 +115,19 @@ def audit(
     loaded, fs = subject.loaded, subject.forget
     out = Path(out) if out else default_out("audit", loaded.dataset, loaded.arch)
     check_audit_folder(out, fs, subject.splits, force=force)
+    identity = {"parent": loaded.sha256, "forget": fs.sha256}
+    configs = {REFERENCE: retrain_cfg, method: cfg}
+    planned = plan(lambda: subject, identity, {method: cfg}, retrain_cfg, audit_cfg, out)
+    members = [s for s in planned if s.tags["kind"] == "member" and not is_done(s)]
+    runs = [(s.tags["method"], configs[s.tags["method"]]) for s in members]
+    what = f"{audit_cfg.models} models each of {method} and {REFERENCE}, {len(runs)} still to train"
+    estimate = runs_estimate(runs, subject, what, timed=runner.name == "serial")
+    if dry_run:
+        return {"dry_run": True, "method": method, "out": str(out), "estimate": estimate.as_dict()}
+    (reporter or Reporter()).plan(estimate)
     with run_folder(out, force=True, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
         if not (folder / "forget.safetensors").is_file():
             fs.save(folder / "forget.safetensors")
-        identity = {"parent": loaded.sha256, "forget": fs.sha256}
         steps = plan(
             lambda: subject,
             identity,
@@ -141,6 +152,7 @@ def audit(
         done = runner.run(steps, Plan(command_plan, again, amp=amp, compile=compile), reporter)
         ran = sum(not skipped for _, _, skipped in done)
         result = done[-1][1] | {
+            "estimate": estimate.as_dict(),
             "out": str(folder),
             "wall_s": time.perf_counter() - start,
             "steps": {"total": len(done), "ran": ran, "reused": len(done) - ran},

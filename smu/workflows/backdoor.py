@@ -22,6 +22,7 @@ import torch
 
 from smu.core.errors import UsageError
 from smu.core.options import Checked, flag_of, param, parse_list
+from smu.core.progress import Estimate
 from smu.core.registry import lookup
 from smu.data import Splits, load_splits, splits_of
 from smu.data.forget import ForgetSet
@@ -33,10 +34,17 @@ from smu.io import schema as S
 from smu.io.artifacts import LoadedModel
 from smu.methods.pruning import METHODS as PRUNING
 from smu.methods.pruning import PruneConfig
-from smu.methods.unlearning import folder_name, make_config, offered
+from smu.methods.unlearning import METHODS, folder_name, make_config, offered
 from smu.models import parse_arch
-from smu.workflows.common import command_line, default_out, refuse_unknown, run_folder, write_manifest
-from smu.workflows.prune import train_models
+from smu.workflows.common import (
+    command_line,
+    default_out,
+    estimate,
+    refuse_unknown,
+    run_folder,
+    write_manifest,
+)
+from smu.workflows.prune import new_model, train_models
 from smu.workflows.unlearn import run_unlearn
 
 
@@ -84,6 +92,7 @@ def backdoor_cleanse(
     seed: int = 0,
     out: str | Path | None = None,
     force: bool = False,
+    dry_run: bool = False,
     reporter: Reporter | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -92,7 +101,8 @@ def backdoor_cleanse(
     ``rates``: the sparsities to compare (``"0,0.9"`` or a list; 0 = dense), each pruned once with
     ``prune`` from one dense model; ``model`` cleanses a given Trojan model instead. ``options`` train
     the Trojan models (``epochs``, ``lr``...) and, prefixed ``unlearn_`` where the names clash
-    (``unlearn_epochs``), set the unlearning method's. Returns what ``--json`` prints.
+    (``unlearn_epochs``), set the unlearning method's. Returns what ``--json`` prints; with ``dry_run``,
+    only the plan and its time estimate.
     """
     given = {k: v for k, v in locals().items() if k not in ("options", "reporter")} | options
     unlearning = {f.name for spec in offered().values() for f in fields(spec.config)}
@@ -143,6 +153,11 @@ def backdoor_cleanse(
         prefix=lambda cfg, name: "unlearn" if cfg is unlearn_cfg and name in TRAINING else "",
     )
     out = Path(out) if out else default_out("backdoor", splits.info.name, arch, folder_name(method))
+    attack = Attack.prepare(splits, cfg, forget_seed)
+    plan = backdoor_estimate(attack, arch, train, method, unlearn_cfg, chosen, prune, rewind_epoch, start)
+    if dry_run:
+        return {"dry_run": True, "method": method, "out": str(out), "estimate": plan.as_dict()}
+    (reporter or Reporter()).plan(plan)
     with run_folder(out, force=force, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
         result = run_backdoor(
             splits,
@@ -163,11 +178,44 @@ def backdoor_cleanse(
             reporter=reporter,
             command=command,
         )
+        result["estimate"] = plan.as_dict()
         result["manifest"] = write_manifest(folder, command, given, result, dev)
     return result
 
 
 TRAINING = {f.name for f in fields(TrainConfig)}
+
+
+def backdoor_estimate(
+    attack: Attack,
+    arch: str,
+    train: TrainConfig,
+    method: str,
+    unlearn_cfg: Any,
+    rates: tuple[float, ...],
+    prune: str,
+    rewind_epoch: int,
+    start: LoadedModel | None,
+) -> Estimate:
+    """What a cleanse will train: the dense Trojan model and one pruned model per rate above 0 (unless
+    ``start`` is the Trojan model), then ``method`` on the poisoned images of each; every model is
+    measured before and after."""
+    splits = attack.poisoned
+    n, poisoned = len(splits.train), len(attack.poison_set)
+    pruned = sum(r > 0 for r in rates)
+    each = train.epochs - (0 if PRUNING[prune].at_init else rewind_epoch)
+    trained = 0 if start is not None else n * (train.epochs + pruned * each)
+    models = 1 if start is not None else len(rates)
+    fed = METHODS.get_spec(method).work(unlearn_cfg, poisoned, n - poisoned)
+    what = f"{method} on {poisoned:,} poisoned images, {models} model(s)"
+    if start is None:
+        what = f"Trojan model trained {train.epochs} epochs, {pruned} pruned and retrained; then {what}"
+    if fed is None:
+        return Estimate(what, trained, None, None, str(resolve_device("auto")))
+    with torch.random.fork_rng():  # the Trojan model is initialised from the seed later, as before
+        model = start.model if start is not None else new_model(arch, splits).to(splits.train.device)
+    checks = len(splits.test) + len(splits.val)
+    return estimate(model, splits, train.batch_size, what, trained + models * fed[1], 3 * models * checks)
 
 
 def unlearn_flag(name: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from smu import __version__
 from smu.core.options import flag_of, option_flag, show
+from smu.core.progress import Estimate
 
 
 def refuse_unknown(options: dict[str, Any], known: set[str], command: str) -> None:
@@ -128,3 +129,35 @@ def write_manifest(
         "versions": versions(device),
     }
     return str(files.write_manifest(out, manifest))
+
+
+def estimate(
+    model: Any, splits: Any, batch_size: int, work: str, train_images: int, eval_images: int = 0
+) -> Estimate:
+    """The plan of a run that trains ``model``: ``work`` in words, ``train_images`` training-step images
+    and ``eval_images`` images of passes without an update, timed by a few training steps of ``model``
+    on its device (under torchrun each rank does its share)."""
+    from smu.execution import distributed
+    from smu.execution.engine import EVAL_SHARE, calibrate
+
+    images = train_images + round(eval_images * EVAL_SHARE)
+    per_second = calibrate(model, splits.info.input_shape, batch_size) * distributed.world_size()
+    device = next(model.parameters()).device
+    return Estimate(work, images, images / per_second, per_second, str(device))
+
+
+def runs_estimate(runs: list[tuple[str, Any]], subject: Any, what: str, timed: bool = True) -> Estimate:
+    """The plan of a job of unlearning ``runs`` (method, config) on ``subject``'s model and forget set, each
+    measured after: timed here unless an executor sends the runs elsewhere (``timed`` False)."""
+    from smu.methods.unlearning import METHODS
+
+    splits, n_forget = subject.splits, len(subject.forget)
+    n = len(splits.train)
+    fed = [METHODS.get_spec(method).work(cfg, n_forget, n - n_forget) for method, cfg in runs]
+    images = sum(f[1] for f in fed if f is not None)
+    if None in fed:
+        what += f"; {fed.count(None)} run(s) of your own code not counted"
+    seen = len(runs) * (n + len(splits.val) + len(splits.test))
+    batch = max((getattr(cfg, "batch_size", 64) for _, cfg in runs), default=64)
+    plan = estimate(subject.loaded.model, splits, batch, what, images, seen)
+    return plan if timed else dataclasses.replace(plan, seconds=None, images_per_second=None)

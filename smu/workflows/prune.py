@@ -20,6 +20,7 @@ from torch import nn
 
 from smu.core.errors import ArtifactError, UsageError
 from smu.core.masks import Mask, scope_share
+from smu.core.progress import Estimate, epochs
 from smu.data import Splits, check_fits, load_splits, subset_meta
 from smu.data.batches import Augment
 from smu.execution import distributed
@@ -30,7 +31,14 @@ from smu.io.artifacts import LoadedModel
 from smu.io.files import digest
 from smu.methods.pruning import METHODS, PruneConfig, PruneContext, prune_options
 from smu.models import build_model, parse_arch
-from smu.workflows.common import command_line, default_out, refuse_unknown, run_folder, write_manifest
+from smu.workflows.common import (
+    command_line,
+    default_out,
+    estimate,
+    refuse_unknown,
+    run_folder,
+    write_manifest,
+)
 
 
 def prune(
@@ -54,6 +62,7 @@ def prune(
     out: str | Path | None = None,
     force: bool = False,
     resume: bool = False,
+    dry_run: bool = False,
     reporter: Reporter | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -62,7 +71,8 @@ def prune(
     ``model`` starts from a trained dense model instead of training one (``rewind_from``: the weights
     to rewind to, by default the rewind checkpoint saved beside it). ``options`` are the training
     options (``epochs=10``, ``lr=0.05``: the fields of ``TrainConfig``) and the method's own ones
-    (``synflow_iterations=20``). Returns what ``smu prune --json`` prints.
+    (``synflow_iterations=20``). Returns what ``smu prune --json`` prints; with ``dry_run``, only the
+    plan and its time estimate (the model is built and timed for a few steps, nothing is written).
     """
     given = {k: v for k, v in locals().items() if k not in ("options", "reporter")} | options
     training = {f.name for f in fields(TrainConfig)}
@@ -100,6 +110,11 @@ def prune(
     own_values = {k: v for k, v in given.items() if k not in options}
     command = command_line("smu prune", own_values, train, cfg.options)
     out = Path(out) if out else default_out("prune", dataset, arch, cfg.method)
+    if dry_run:
+        torch.manual_seed(seed)
+        model = start.model.to(dev) if start is not None else new_model(arch, splits).to(dev)
+        plan = prune_estimate(model, splits, train, cfg, start is not None)
+        return {"dry_run": True, "method": cfg.method, "out": str(out), "estimate": plan.as_dict()}
     with run_folder(out, force=force or resume, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
         result = run_prune(
             splits,
@@ -117,6 +132,47 @@ def prune(
         )
         result["manifest"] = write_manifest(folder, command, given, result, dev)
     return result
+
+
+def new_model(arch: str, splits: Splits) -> nn.Module:
+    """A freshly initialised ``arch`` for the dataset of ``splits`` (from the global seed)."""
+    info = splits.info
+    return build_model(
+        arch,
+        in_channels=info.channels,
+        image_size=info.image_size,
+        num_classes=info.num_classes,
+        mean=info.mean,
+        std=info.std,
+    )
+
+
+def prune_estimate(
+    model: nn.Module, splits: Splits, train: TrainConfig, cfg: PruneConfig, from_model: bool
+) -> Estimate:
+    """What a prune run will train: the dense model (omp and imp, unless ``from_model``), then each round
+    from the rewind epoch (or from scratch, pruned at initialisation), every epoch on the train set; each
+    model is measured on the test and validation sets."""
+    at_init = METHODS[cfg.method].at_init
+    dense = 0 if at_init or from_model else train.epochs
+    each = train.epochs - (0 if at_init else cfg.rewind_epoch)
+    rounds = f"{cfg.times} rounds of {epochs(each)}" if cfg.times > 1 else epochs(each)
+    if at_init:
+        work = f"{cfg.method} at initialisation, then {rounds}"
+    elif dense:
+        work = f"{cfg.method}: dense {epochs(dense)}, then {rounds} from epoch {cfg.rewind_epoch}"
+    else:
+        work = f"{cfg.method} of the --model, then {rounds} from epoch {cfg.rewind_epoch}"
+    n = len(splits.train)
+    models = cfg.times + (1 if dense else 0)
+    return estimate(
+        model,
+        splits,
+        train.batch_size,
+        f"{work}, {n:,} images each",
+        n * (dense + cfg.times * each),
+        models * (len(splits.test) + len(splits.val)),
+    )
 
 
 MIN_SCOPE_SHARE = 0.05
@@ -209,19 +265,13 @@ def run_prune(
         check_fits(start, splits, "--from")
         model = start.model.to(device)
     else:
-        model = build_model(
-            arch,
-            in_channels=splits.info.channels,
-            image_size=splits.info.image_size,
-            num_classes=splits.info.num_classes,
-            mean=splits.info.mean,
-            std=splits.info.std,
-        )
-        model.to(device)
+        model = new_model(arch, splits).to(device)
     mask = Mask.ones(model, cfg.scope)
     check_scope(model, cfg.scope, arch)
+    plan = prune_estimate(model, splits, train, cfg, start is not None)
+    reporter.plan(plan)
     ctx = PruneContext(splits.info.input_shape, torch.Generator().manual_seed(seed), cfg.options)
-    result: dict[str, Any] = {"method": cfg.method, "out": str(out)}
+    result: dict[str, Any] = {"method": cfg.method, "out": str(out), "estimate": plan.as_dict()}
 
     if method.at_init:
         rewind_state, start_epoch, parent = None, 0, ""

@@ -6,6 +6,7 @@ the trained and pruned models."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import shlex
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 
 from smu.core.errors import SmuError, SmuWarning, UsageError
+from smu.core.progress import Estimate
 from smu.data import Splits, load_splits
 from smu.data.forget import resolve_forget
 from smu.execution import distributed, make_executor
@@ -46,6 +48,7 @@ from smu.workflows.recipes.config import (
     slug,
     tune_options,
 )
+from smu.workflows.recipes.estimate import recipe_estimate
 from smu.workflows.subject import Subject, open_subject
 from smu.workflows.unlearn import run_unlearn
 
@@ -83,12 +86,14 @@ def run(
     resolved = checked.to_dict()
     out = Path(out) if out else Path("runs") / Path(str(recipe)).stem
     if dry_run:
-        planned = Planner(checked, out, Reporter()).steps()
+        planner = Planner(checked, out, Reporter())
+        planned = planner.steps()
         steps = [
             {"step": i, "title": s.title, "folder": str(s.folder), "done": is_done(s)}
             for i, s in enumerate(planned, 1)
         ]
-        return {"recipe": resolved, "out": str(out), "steps": steps, "dry_run": True}
+        plan = planner.estimate(planned, timed=runner.name == "serial").as_dict()
+        return {"recipe": resolved, "out": str(out), "steps": steps, "dry_run": True, "estimate": plan}
     if out.is_dir() and any(out.iterdir()) and not (out / "recipe.yaml").is_file() and not force:
         raise UsageError(
             f"--out {str(out)!r} is not empty and holds no smu run",
@@ -174,6 +179,15 @@ class Planner:
     def steps(self) -> list[Step]:
         kinds = {"unlearn": self.unlearn_steps, "backdoor": self.backdoor_steps, "audit": self.audit_steps}
         return kinds[self.recipe.kind]()
+
+    def estimate(self, steps: list[Step], timed: bool = True) -> Estimate:
+        """The plan of ``steps``: timed on this machine when they run here (``timed``), not when an
+        executor sends them elsewhere."""
+        r = self.recipe
+        splits = self.splits(r.seeds[0])
+        attack = Attack.prepare(splits, r.backdoor, r.forget_seed) if r.kind == "backdoor" else None
+        plan = recipe_estimate(r, steps, splits, len(attack.poison_set) if attack else None)
+        return plan if timed else dataclasses.replace(plan, seconds=None, images_per_second=None)
 
     def result(self, step: Step) -> dict[str, Any]:
         return result_of(step)
@@ -536,4 +550,7 @@ def execute(
         kwargs = {"label": label, "text": text, "overrides": list(overrides), "out": str(out)}
         plan = Plan(plan_recipe, kwargs, amp=recipe.amp, compile=recipe.compile)
     with runtime(recipe.amp, recipe.compile, recipe.sync_bn):
-        return executor.run(Planner(recipe, out, reporter).steps(), plan, reporter)
+        planner = Planner(recipe, out, reporter)
+        steps = planner.steps()
+        reporter.plan(planner.estimate(steps, timed=executor.name == "serial"))
+        return executor.run(steps, plan, reporter)

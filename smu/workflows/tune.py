@@ -44,7 +44,7 @@ from smu.io import artifacts, files
 from smu.io.artifacts import LoadedModel
 from smu.io.files import digest
 from smu.methods.unlearning import METHODS, is_function, make_config
-from smu.workflows.common import command_line, default_out, run_folder, write_manifest
+from smu.workflows.common import command_line, default_out, run_folder, runs_estimate, write_manifest
 from smu.workflows.subject import Subject, open_subject
 from smu.workflows.tune_study import (
     TuneConfig,
@@ -81,6 +81,7 @@ def tune(
     address: str | None = None,
     cpus_per_step: float | None = None,
     gpus_per_step: float | None = None,
+    dry_run: bool = False,
     reporter: Reporter | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -89,7 +90,8 @@ def tune(
 
     ``options`` are the tuning's (``trials=30``, ``timeout``, ``prune``), the method's fixed
     hyper-parameters (``epochs=5``: not searched) and, prefixed ``retrain_``, the reference's
-    (``retrain_epochs=20``). Returns what ``--json`` prints.
+    (``retrain_epochs=20``). Returns what ``--json`` prints; with ``dry_run``, only the plan and its time
+    estimate.
     """
     given = {k: v for k, v in locals().items() if k not in ("options", "reporter")} | options
     settings = Settings.of(method, space or [], options)
@@ -99,7 +101,15 @@ def tune(
     subject = open_subject(model, forget, device=dev, forget_seed=forget_seed, reference=reference, data=data)
     heldout, draw = heldout_subject(subject, holdout_forget, forget_seed)
     out = study_out(out, subject.loaded, method, force)
+    trials, retrains = settings.tune.trials, 1 + (subject.reference is None)
+    trial = make_config(method, settings.fixed)  # searched options at their defaults
+    runs = [(REFERENCE, settings.retrain)] * retrains + [(method, trial)] * (trials + 1)
+    what = f"{retrains} {REFERENCE} reference(s), {trials} trials of {method}, the chosen one held out"
+    estimate = runs_estimate(runs, subject, what, timed=runner.name == "serial")
+    if dry_run:
+        return {"dry_run": True, "method": method, "out": str(out), "estimate": estimate.as_dict()}
     reporter = reporter or Reporter()
+    reporter.plan(estimate)
     started = time.perf_counter()
     with run_folder(out, force=True) as folder:
         identity = {
@@ -136,6 +146,7 @@ def tune(
         done = runner.run(steps, Plan(command_plan, again), reporter)
         result = summary(subject, steps, done, method, settings.space, settings.fixed, folder, started)
         result["reproduce"] = reproduce(result, model, heldout, draw[1], seed, data)
+        result["estimate"] = estimate.as_dict()
         command = settings.command({k: v for k, v in given.items() if k not in options})
         save(result, folder, method, command, given, dev)
     return result

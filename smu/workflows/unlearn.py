@@ -16,6 +16,7 @@ from torch import nn
 
 from smu.core.errors import DivergedError, SmuWarning
 from smu.core.masks import Mask
+from smu.core.progress import Estimate
 from smu.data import Splits
 from smu.data.forget import ForgetSet
 from smu.evaluation import compare
@@ -25,9 +26,9 @@ from smu.io import artifacts
 from smu.io import schema as S
 from smu.io.artifacts import LoadedModel
 from smu.io.files import digest
-from smu.methods.unlearning import METHODS, Context, UnlearnData, folder_name, make_config
+from smu.methods.unlearning import METHODS, Context, UnlearnData, UnlearnMethod, folder_name, make_config
 from smu.methods.unlearning.base import frozen_copy
-from smu.workflows.common import command_line, default_out, run_folder, write_manifest
+from smu.workflows.common import command_line, default_out, estimate, run_folder, write_manifest
 from smu.workflows.evaluate import mia_feature_list
 from smu.workflows.subject import open_subject
 
@@ -52,6 +53,7 @@ def unlearn(
     out: str | Path | None = None,
     force: bool = False,
     resume: bool = False,
+    dry_run: bool = False,
     reporter: Reporter | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -60,7 +62,8 @@ def unlearn(
     The method's hyper-parameters are ``config`` (its config dataclass, e.g. ``GAConfig(epochs=3)``)
     or keyword ``options`` by the names of its fields (``epochs=3``, ``alpha=1e-8``); those not given
     keep the method's defaults. ``forget`` is a spec (``class:3``, ``random:10%``) or a
-    forget.safetensors. Returns what ``smu unlearn --json`` prints.
+    forget.safetensors. Returns what ``smu unlearn --json`` prints; with ``dry_run``, only the plan and
+    its time estimate (nothing is written).
     """
     given = {k: v for k, v in locals().items() if k not in ("options", "reporter", "config")} | options
     if config is not None:
@@ -74,6 +77,11 @@ def unlearn(
     own_values = {k: v for k, v in given.items() if k not in options}
     command = command_line("smu unlearn", own_values, cfg)
     out = Path(out) if out else default_out("unlearn", loaded.dataset, loaded.arch, folder_name(method))
+    if dry_run:
+        data = UnlearnData.of(subject.splits, subject.forget)
+        spec, has_reference = METHODS.get_spec(method), subject.reference is not None
+        plan = unlearn_estimate(spec, cfg, loaded.model, data, subject.splits, not no_eval, has_reference)
+        return {"dry_run": True, "method": method, "out": str(out), "estimate": plan.as_dict()}
     with run_folder(out, force=force or resume, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
         result = run_unlearn(
             loaded,
@@ -144,6 +152,8 @@ def run_unlearn(
         model_sha256=loaded.sha256,
         on_epoch_end=on_epoch_end,
     )
+    plan = unlearn_estimate(spec, cfg, model, data, splits, evaluate, reference is not None)
+    ctx.reporter.plan(plan)
     device = next(model.parameters()).device
     if spec.ddp and distributed.active():
         ctx.reporter.note(f"{method} on {distributed.world_size()} ranks: {spec.ddp}")
@@ -183,6 +193,7 @@ def run_unlearn(
         "model": str(model_path),
         "method": method,
         "rte_s": rte,
+        "estimate": plan.as_dict(),
         "config": hyper,
         "forget": forget_set.summary() | {"path": str(out / "forget.safetensors")},
         "sparsity": loaded.mask.sparsity() if loaded.mask is not None else 0.0,
@@ -205,6 +216,26 @@ def run_unlearn(
         result |= compare(model, splits, forget_set, ref_model, features=features)
         result["reference_model"] = str(reference.path) if reference is not None else None
     return result
+
+
+def unlearn_estimate(
+    spec: UnlearnMethod,
+    cfg: Any,
+    model: nn.Module,
+    data: UnlearnData,
+    splits: Splits,
+    evaluate: bool = True,
+    reference: bool = False,
+) -> Estimate:
+    """What an unlearning run will feed the model (:meth:`UnlearnMethod.work`), then the evaluation of the
+    result (and of the reference) on the train, validation and test sets."""
+    work = spec.work(cfg, len(data.forget), len(data.retain))
+    models = (1 + reference) if evaluate else 0
+    seen = models * (len(splits.train) + len(splits.val) + len(splits.test))
+    if work is None:
+        return Estimate(f"{spec.name}: its own code", 0, None, None, str(next(model.parameters()).device))
+    what, images = work
+    return estimate(model, splits, getattr(cfg, "batch_size", 64), f"{spec.name}: {what}", images, seen)
 
 
 def remask(method: str, model: nn.Module, mask: Mask | None) -> int:

@@ -72,6 +72,7 @@ class Spy:
             "batch_size": batch_size,
             "augment": bool(aug),
             "modes": set(),
+            "images": len(data),
         }
         self.passes.append(record)
         for batch in self.original(data, batch_size, shuffle=shuffle, gen=gen, aug=aug, **options):
@@ -93,7 +94,7 @@ class Spy:
             self.owner(args[0])["modes"].add("train" if module.training else "eval")
 
 
-def run_with_spy(name, subject, monkeypatch):
+def run_with_spy(name, subject, monkeypatch, epochs=1):
     model, data = subject
     spec = METHODS[name]
     spy = Spy(data)
@@ -103,7 +104,7 @@ def run_with_spy(name, subject, monkeypatch):
             and getattr(module, "batches", None) is spy.original
         ):
             monkeypatch.setattr(module, "batches", spy.batches)
-    cfg = make_config(name, {"epochs": 1} if spec.trains else {})
+    cfg = make_config(name, {"epochs": epochs} if spec.trains else {})
     model = copy.deepcopy(model)
     ctx = Context("cnn", seed=0, original=frozen_copy(model) if "original" in spec.needs else None)
     handle = torch.nn.modules.module.register_module_forward_pre_hook(spy.hook)
@@ -143,3 +144,12 @@ def test_a_method_feeds_the_model_what_it_declares(name, subject, monkeypatch):
 def test_every_method_that_feeds_images_names_the_code_its_pipeline_was_pinned_against():
     for name, spec in METHODS.items():
         assert spec.source or not spec.feeds, name
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_a_methods_planned_work_is_the_images_it_feeds(name, subject, monkeypatch):
+    """The plan printed before a run (``UnlearnMethod.work``) counts exactly the images the run draws,
+    over two epochs, so that per-epoch passes are told from one-off ones."""
+    spy, cfg = run_with_spy(name, subject, monkeypatch, epochs=2)
+    what, planned = METHODS[name].work(cfg, FORGET, RETAIN)
+    assert planned == sum(p["images"] for p in spy.passes), what

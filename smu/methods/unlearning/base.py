@@ -118,6 +118,24 @@ class UnlearnMethod:
     def trains(self) -> bool:
         return issubclass(self.config, TrainConfig)
 
+    def work(self, cfg: Any, forget: int, retain: int) -> tuple[str, int] | None:
+        """What a run with ``cfg`` feeds the model, from :attr:`feeds`: its passes in words and the images
+        that go through forward and backward (a training pass once per epoch; a per-sample pass over its
+        first ``iu_samples + 2`` images). None where nothing is declared (a user's function, a plug-in
+        without ``feeds``); ``(..., 0)`` for a method that feeds nothing."""
+        if not self.feeds:
+            return None if self.code or self.name != "none" else ("nothing to train", 0)
+        sizes = {"forget": forget, "retain": retain, "retain+forget": retain + forget}
+        parts, images = [], 0
+        for feed in self.feeds:
+            n = sizes[feed.data]
+            if feed.batch == "per-sample":
+                n = min(n, getattr(cfg, "iu_samples", n) + 2)
+            passes = getattr(cfg, "epochs", 1) if feed.mode == "train" else 1
+            parts.append(f"{feed.purpose} {passes}x {feed.data} ({n:,})")
+            images += passes * n
+        return "; ".join(parts), images
+
 
 @dataclass
 class UnlearnData:
