@@ -1,4 +1,5 @@
 import os
+import re
 from typing import Any
 
 import pytest
@@ -41,6 +42,16 @@ def smu(*args):
     """``smu ARGS...`` run in this process, as a user would type it (each argument made a string):
     a click Result with ``exit_code``, ``stdout``, ``stderr`` and ``output``."""
     return CliRunner().invoke(app, [str(a) for a in args])
+
+
+PROGRESS = re.compile(r"\[\d\d:\d\d:\d\d\] ")
+"""The start of a progress line in a log (CliRunner's stderr is not a terminal)."""
+
+
+def said(stderr: str) -> str:
+    """What a command said on stderr besides its progress lines: an error that comes mid-run follows
+    the plan and progress a log gets."""
+    return "".join(line for line in stderr.splitlines(keepends=True) if not PROGRESS.match(line))
 
 
 def quick(method: str, **overrides: Any) -> dict[str, Any]:

@@ -135,7 +135,7 @@ class LogReporter(Reporter):
     def stop(self) -> None:
         if self.label:
             took = time.monotonic() - self.began
-            self.say(f"{self.label}: done in {duration(took)}  {stats_text(self.fields)}{self.left()}")
+            self.say(f"{self.label}: ended after {duration(took)}  {stats_text(self.fields)}{self.left()}")
             self.label = ""
 
     def note(self, message: str) -> None:

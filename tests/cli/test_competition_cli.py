@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import smu
+from conftest import said, smu
 from safetensors.torch import load_file
 
 from smu.io import artifacts
@@ -148,7 +148,7 @@ def test_bad_input_is_one_line_and_writes_no_model(sparse, tmp_path, spec, args,
     spec = spec.format(tmp=bad_files(tmp_path), broken=BROKEN)
     result = unlearn(model, tmp_path / "o", spec, *args)
     assert result.exit_code == code, result.output
-    assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr and said(result.stderr).count("\n") == 1, result.stderr
     assert "Traceback" not in result.output and result.stdout == ""
     assert not (tmp_path / "o" / "model.safetensors").exists() and not (tmp_path / "o").exists()
 

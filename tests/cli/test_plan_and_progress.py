@@ -50,7 +50,7 @@ def test_a_run_in_a_log_says_its_plan_first_then_timestamped_progress_and_json_c
     assert "plan: imp: dense 3 epochs" in lines[0]
     assert any("dense: epoch 3/3" in line and "job " in line and " left" in line for line in lines)
     assert any(line.endswith("round 2: sparsity 0.3600, test accuracy " + line.split()[-1]) for line in lines)
-    done = [line for line in lines if ": done in " in line]
+    done = [line for line in lines if ": ended after " in line]
     assert [d.split("] ")[1].split(":")[0] for d in done] == ["dense", "round 1/2", "round 2/2"]
     printed = json.loads(result.stdout)["estimate"]
     planned = json.loads(smu(*PRUNE, "--out", tmp_path / "q", "--dry-run", "--json").stdout)["estimate"]
@@ -62,7 +62,7 @@ def test_a_log_gets_at_most_one_update_line_per_interval_and_quiet_gets_nothing(
     result = smu(*PRUNE, "--out", tmp_path / "p")
     assert result.exit_code == 0, result.output
     assert not [line for line in result.stderr.splitlines() if "job " in line and ": epoch" in line]
-    assert "plan: " in result.stderr and ": done in " in result.stderr  # events still reach the log
+    assert "plan: " in result.stderr and ": ended after " in result.stderr  # events still reach the log
     quiet = smu(*PRUNE, "--out", tmp_path / "q", "-q")
     assert quiet.exit_code == 0 and quiet.stderr == ""
 

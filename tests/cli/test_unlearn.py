@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from conftest import flags, quick, smu
+from conftest import flags, quick, said, smu
 from safetensors.torch import load_file
 
 from smu.methods.unlearning import METHODS
@@ -265,5 +265,5 @@ def test_bad_salun_input_is_one_line_exit_2_and_nothing_written(sparse, tmp_path
     ):
         result = smu(*args, *extra, "--out", tmp_path / "bad")
         assert result.exit_code == code, (extra, result.output)
-        assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+        assert message in result.stderr and said(result.stderr).count("\n") == 1, result.stderr
         assert not (tmp_path / "bad").exists()
