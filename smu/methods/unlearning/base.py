@@ -123,8 +123,8 @@ class UnlearnMethod:
         that go through forward and backward (a training pass once per epoch; a per-sample pass over its
         first ``iu_samples + 2`` images). None where nothing is declared (a user's function, a plug-in
         without ``feeds``); ``(..., 0)`` for a method that feeds nothing."""
-        if not self.feeds:
-            return None if self.code or self.name != "none" else ("nothing to train", 0)
+        if not self.feeds:  # the baseline feeds nothing by definition; anything else did not say
+            return ("nothing to train", 0) if self.name == "none" and not self.code else None
         sizes = {"forget": forget, "retain": retain, "retain+forget": retain + forget}
         parts, images = [], 0
         for feed in self.feeds:
