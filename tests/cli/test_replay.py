@@ -255,3 +255,24 @@ def test_an_audit_member_kept_replays_to_the_same_bytes(here):
         "first",
     )
     assert_same_bytes(Path("first"))
+
+
+def test_a_stored_line_splits_back_into_the_values_it_was_made_from():
+    """What no run above exercises: a repeated option (smu tune's --space), a value the shell would
+    split or expand, and a config's off switch and unset field."""
+    from smu.methods.unlearning.salun import SalUnConfig
+    from smu.workflows.common import command_line
+
+    spaces = ["lr=1e-5:1e-1:log", "epochs=1:3"]
+    odd = "runs/it's $HOME; *.safetensors"
+    line = command_line(
+        "smu tune",
+        {"space": spaces, "model": odd, "out": "elsewhere", "reference": None, "no_eval": False},
+        SalUnConfig(augment=False),
+        repeated=("space",),
+    )
+    words = shlex.split(line)
+    assert words[words.index("--model") + 1] == odd
+    assert [words[i + 1] for i, w in enumerate(words) if w == "--space"] == spaces
+    assert "--no-aug" in words and "--aug" not in words
+    assert not {"None", "--out", "--reference", "--no-eval", "--saliency"} & set(words)
