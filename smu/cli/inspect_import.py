@@ -128,8 +128,17 @@ def import_(
             mean=stats[0],
             std=stats[1],
             seed=seed,
-            command=wc.command_line("smu import", given),
+            command=import_command_line(given),
         )
+
+
+def import_command_line(given: dict[str, Any]) -> str:
+    """``smu import CHECKPOINT ...`` as it runs again: the checkpoint is the argument, and --no-strict,
+    an off switch whose default is on, is written."""
+    options = {k: v for k, v in given.items() if k not in ("checkpoint", "strict")}
+    return wc.command_line(
+        "smu import", options | {"no_strict": not given["strict"]}, arguments=(given["checkpoint"],)
+    )
 
 
 def numbers(flag: str, text: str | None) -> list[float] | None:

@@ -72,7 +72,12 @@ SUBSET = key(
     (MODEL, FORGET_SET, AUDIT),
     "images drawn from the official training set before the hold-out (--subset; absent: all of them)",
 )
-COMMAND = key("smu.command", "str", (MODEL, MASK), "the command (or recipe step) that wrote it")
+COMMAND = key(
+    "smu.command",
+    "str",
+    (MODEL, MASK),
+    "the shell line that wrote it and makes it again (a recipe step: its run's smu run line)",
+)
 PARENT = key(
     "smu.parent",
     "sha256",

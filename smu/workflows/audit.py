@@ -113,6 +113,15 @@ def audit(
     dev = resolve_device(device)
     subject = open_subject(model, forget, device=dev, forget_seed=forget_seed, data=data)
     loaded, fs = subject.loaded, subject.forget
+    prefix = {id(retrain_cfg): "retrain"}
+    command = command_line(
+        "smu audit",
+        {k: v for k, v in given.items() if k not in options},
+        audit_cfg,
+        cfg,
+        retrain_cfg,
+        prefix=lambda config, name: prefix.get(id(config), ""),
+    )
     out = Path(out) if out else default_out("audit", loaded.dataset, loaded.arch)
     check_audit_folder(out, fs, subject.splits, force=force)
     identity = {"parent": loaded.sha256, "forget": fs.sha256}
@@ -137,6 +146,7 @@ def audit(
             folder,
             keep_models=keep_models,
             reporter=reporter,
+            command=command,
         )
         again = {  # what a Ray worker plans the same steps from; its subject loads on its own device
             "model": str(model),
@@ -148,6 +158,7 @@ def audit(
             "audit": audit_cfg,
             "out": str(folder),
             "keep_models": keep_models,
+            "command": command,
         }
         done = runner.run(steps, Plan(command_plan, again, amp=amp, compile=compile), reporter)
         ran = sum(not skipped for _, _, skipped in done)
@@ -159,15 +170,6 @@ def audit(
             "config": dataclasses.asdict(cfg),
             "retrain_config": dataclasses.asdict(retrain_cfg),
         }
-        prefix = {id(retrain_cfg): "retrain"}
-        command = command_line(
-            "smu audit",
-            {k: v for k, v in given.items() if k not in options},
-            audit_cfg,
-            cfg,
-            retrain_cfg,
-            prefix=lambda config, name: prefix.get(id(config), ""),
-        )
         result["manifest"] = write_manifest(steps[-1].folder, command, given, result, dev)
     return result
 
@@ -195,6 +197,7 @@ def member_step(
     keep_models: bool,
     reporter: Reporter,
     needs: tuple[str, ...] = (),
+    command: str = "smu audit",
 ) -> Step:
     """One member of an ensemble: ``method`` with ``seed`` on the original model, measured.
 
@@ -219,7 +222,7 @@ def member_step(
                 seed=seed,
                 reporter=reporter,
                 evaluate=False,
-                command=f"smu audit: {method} seed {seed}",
+                command=command,
                 resume=True,
             )
         finally:
@@ -312,9 +315,11 @@ def plan(
     reporter: Reporter | None = None,
     tags: dict[str, Any] | None = None,
     needs: tuple[str, ...] = (),
+    command: str = "smu audit",
 ) -> list[Step]:
     """The retrained ensemble, then per method (name -> config) its ensemble and its verdict; every
-    member ``needs`` the steps that make the subject (in a recipe, the models step)."""
+    member ``needs`` the steps that make the subject (in a recipe, the models step) and stores
+    ``command`` (the audit's or the recipe's) in its artifacts."""
     reporter = reporter or Reporter()
 
     def ensemble(method: str, cfg: Any, first_seed: int, folder: Path) -> list[Step]:
@@ -329,6 +334,7 @@ def plan(
                 keep_models=keep_models,
                 reporter=reporter,
                 needs=needs,
+                command=command,
             )
             for k in range(audit.models)
         ]
@@ -352,6 +358,7 @@ def command_plan(
     audit: AuditConfig,
     out: str,
     keep_models: bool,
+    command: str = "smu audit",
 ) -> list[Step]:
     """The steps of ``smu audit`` from plain data (a :class:`smu.execution.steps.Plan`'s ``build``, for a Ray
     worker): the subject is loaded when the first step needs it, on the worker's device, with the
@@ -362,7 +369,9 @@ def command_plan(
         forget = Path(out) / "forget.safetensors"
         return open_subject(model, forget, device=resolve_device(device), data=data)
 
-    return plan(subject, identity, methods, retrain_cfg, audit, Path(out), keep_models=keep_models)
+    return plan(
+        subject, identity, methods, retrain_cfg, audit, Path(out), keep_models=keep_models, command=command
+    )
 
 
 def statistics_of(results: list[dict[str, Any]], statistic: str) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import platform
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,26 +53,38 @@ def command_line(
     values: dict[str, Any],
     *configs: Any,
     prefix: Callable[[Any, str], str] = lambda cfg, name: "",
+    arguments: tuple[Any, ...] = (),
+    repeated: tuple[str, ...] = (),
 ) -> str:
-    """The command as options, for the artifacts' headers: the command's own ``values``, then every field
-    of each resolved config (None skipped; ``prefix(config, field)`` before a flag, as backdoor-cleanse's
-    --unlearn-epochs), so the same run gives the same string whether it came from the CLI or the API."""
-    words = [command]
+    """The command as a shell line that runs it again, for the artifacts' headers: ``arguments`` (the
+    positional ones), the command's own ``values`` (those named in ``repeated`` once per item, as
+    ``--space A --space B``), then every field of each resolved config (``prefix(config, field)``
+    before a flag, as backdoor-cleanse's --unlearn-epochs), so the same run gives the same string
+    whether it came from the CLI or the API.
+
+    A value of None (an option not given, with no default to write: SalUn's --saliency) and a False
+    own value (an off switch: --no-eval, --amp) are left out; a config's boolean is its flag
+    (``--aug``/``--no-aug``); lists are comma-separated as the CLI reads them; every value is
+    shell-quoted. Paths are written as given, so relative ones are relative to the folder the run
+    started in; where the output went (--out, --force, --resume, the executor) is left out, so a
+    replay writes a new run folder with the same bytes."""
+    words = [command, *(shlex.quote(show(a)) for a in arguments)]
     for key, value in sorted(values.items()):
         if value is None or value is False or key in OUTPUT_OPTIONS:
             continue
         flag = flag_of(key.rstrip("_"))
-        words.append(flag if value is True else f"{flag} {show(value)}")
+        items = value if key in repeated else [value]
+        words += [flag] if value is True else [w for v in items for w in (flag, shlex.quote(show(v)))]
     for cfg in (c for c in configs if c is not None):
         for f in dataclasses.fields(cfg):
-            value, flags = (
-                getattr(cfg, f.name),
-                option_flag(type(cfg), f.name, prefix(cfg, f.name)).split("/"),
-            )
+            value = getattr(cfg, f.name)
+            if value is None:
+                continue
+            flags = option_flag(type(cfg), f.name, prefix(cfg, f.name)).split("/")
             if isinstance(value, bool):
                 words += [flags[0]] if value else flags[1:]
             else:
-                words.append(f"{flags[0]} {show(value)}")
+                words += [flags[0], shlex.quote(show(value))]
     return " ".join(words)
 
 

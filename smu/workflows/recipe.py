@@ -85,8 +85,9 @@ def run(
             distributed.check_sync_bn()
     resolved = checked.to_dict()
     out = Path(out) if out else Path("runs") / Path(str(recipe)).stem
+    command = recipe_command(recipe, overrides)
     if dry_run:
-        planner = Planner(checked, out, Reporter())
+        planner = Planner(checked, out, Reporter(), command)
         planned = planner.steps()
         steps = [
             {"step": i, "title": s.title, "folder": str(s.folder), "done": is_done(s)}
@@ -100,12 +101,13 @@ def run(
             hint="choose another --out, or pass --force",
         )
     reporter = reporter or Reporter()
-    command = "smu run " + " ".join(shlex.quote(str(a)) for a in [recipe, *overrides])
     start = time.perf_counter()
     with files.run_dir(out, force=True) as out:
         header = f"# {command}\n# resolved by smu; run it again with: smu run {out / 'recipe.yaml'}\n"
         files.atomic_write(out / "recipe.yaml", (header + yaml.safe_dump(resolved, sort_keys=False)).encode())
-        done = execute(checked, out, reporter, executor=runner, source=(label, text, overrides))
+        done = execute(
+            checked, out, reporter, executor=runner, source=(label, text, overrides), command=command
+        )
     seconds = time.perf_counter() - start
     tables, claims, models = statistics.build(done), statistics.claims(done), statistics.models_table(done)
     ran = sum(not skipped for _, _, skipped in done)
@@ -140,6 +142,13 @@ def run(
     return result
 
 
+def recipe_command(recipe: str | Path, overrides: Sequence[str]) -> str:
+    """``smu run RECIPE OVERRIDES...`` as typed (shell-quoted; --out and the executor left out, as every
+    command's): what recipe.yaml's header and report.md show, and what every step's artifacts store, so
+    a step's file names the run that remakes it."""
+    return "smu run " + " ".join(shlex.quote(str(a)) for a in [recipe, *overrides])
+
+
 def draw_figures(out: Path) -> tuple[list[str], str]:
     """The run's figures (``smu plot``) when the plotting extra is installed: the files and where they are.
     Without it, or when they cannot be drawn, a one-line warning says why: the report stands either way."""
@@ -162,8 +171,9 @@ def demo(out: str | Path = Path("runs/demo"), reporter: Reporter | None = None) 
 class Planner:
     """Builds the steps of a recipe; results of earlier steps are read back from their step.json."""
 
-    def __init__(self, recipe: Recipe, out: Path, reporter: Reporter):
+    def __init__(self, recipe: Recipe, out: Path, reporter: Reporter, command: str = "smu run"):
         self.recipe, self.out, self.reporter = recipe, out, reporter
+        self.command = command  # the run's (recipe_command): what every step's artifacts store
         self.base = {
             k: v
             for k, v in recipe.to_dict().items()
@@ -229,7 +239,7 @@ class Planner:
                 rewind_epoch=r.prune.rewind_epoch,
                 scope=r.prune.scope,
                 reporter=self.reporter,
-                command=f"smu run (seed {seed})",
+                command=self.command,
                 extra_meta=meta,
                 resume=True,
             )
@@ -262,7 +272,7 @@ class Planner:
             seed=seed,
             device=self.device,
             reporter=self.reporter,
-            command=f"smu run (seed {seed})",
+            command=self.command,
             resume=True,
         )
         models = {"0": result["dense"]["model"]}
@@ -386,7 +396,7 @@ class Planner:
                 seed=seed,
                 reporter=self.reporter,
                 features=tuple(r.report.mia_features),
-                command=f"smu run: {scenario} {method}",
+                command=self.command,
                 resume=True,
             )
             return {
@@ -430,6 +440,7 @@ class Planner:
                         reporter=self.reporter,
                         tags=where,
                         needs=(models.key,),
+                        command=self.command,
                     )
         return steps
 
@@ -504,7 +515,7 @@ class Planner:
                 folder,
                 seed=seed,
                 reporter=self.reporter,
-                command=f"smu run: cleanse {method}",
+                command=self.command,
             )
 
         return run
@@ -525,10 +536,12 @@ def model_accuracy(models: dict[str, str], splits: Splits, device: Any) -> dict[
     return measured
 
 
-def plan_recipe(label: str, text: str, overrides: list[str], out: str) -> list[Step]:
+def plan_recipe(
+    label: str, text: str, overrides: list[str], out: str, command: str = "smu run"
+) -> list[Step]:
     """The steps of a recipe given as text (a :class:`smu.execution.steps.Plan`'s ``build``: what a Ray worker
-    plans from); parsed as the command parsed it, so the keys are the same."""
-    return Planner(parse_recipe(label, text, overrides), Path(out), Reporter()).steps()
+    plans from); parsed as the command parsed it, so the keys (and the artifacts) are the same."""
+    return Planner(parse_recipe(label, text, overrides), Path(out), Reporter(), command).steps()
 
 
 def execute(
@@ -538,19 +551,26 @@ def execute(
     *,
     executor: Executor | None = None,
     source: tuple[str, str, list[str]] | None = None,
+    command: str = "smu run",
 ) -> list[tuple[Step, dict[str, Any], bool]]:
     """Run every step of the recipe that is not done yet; return (step, result, skipped) for all.
 
     ``source``: the recipe's (label, text, overrides), which an executor other than serial needs to plan
-    the steps again in its workers."""
+    the steps again in its workers; ``command``: the run's, stored in every step's artifacts."""
     reporter, executor = reporter or Reporter(), executor or Executor()
     plan = None
     if source is not None:
         label, text, overrides = source
-        kwargs = {"label": label, "text": text, "overrides": list(overrides), "out": str(out)}
+        kwargs = {
+            "label": label,
+            "text": text,
+            "overrides": list(overrides),
+            "out": str(out),
+            "command": command,
+        }
         plan = Plan(plan_recipe, kwargs, amp=recipe.amp, compile=recipe.compile)
     with runtime(recipe.amp, recipe.compile, recipe.sync_bn):
-        planner = Planner(recipe, out, reporter)
+        planner = Planner(recipe, out, reporter, command)
         steps = planner.steps()
         reporter.plan(planner.estimate(steps, timed=executor.name == "serial"))
         return executor.run(steps, plan, reporter)

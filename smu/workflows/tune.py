@@ -202,6 +202,7 @@ class Settings:
             make_config(self.method, self.fixed),
             self.retrain,
             prefix=lambda config, name: prefix.get(id(config), ""),
+            repeated=("space",),
         )
 
 
