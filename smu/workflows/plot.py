@@ -199,10 +199,13 @@ def display_command(command: str) -> str:
     changed = []
     for word in words:
         key, sep, value = word.partition("=")
-        if os.path.isabs(word):
-            word = display_path(Path(word))
-        elif sep and os.path.isabs(value):
-            word = f"{key}={display_path(Path(value))}"
+        try:
+            if os.path.isabs(word):
+                word = display_path(Path(word))
+            elif sep and os.path.isabs(value):
+                word = f"{key}={display_path(Path(value))}"
+        except (ValueError, OSError):  # a NUL byte, a name too long: a recipe.yaml edited by hand
+            pass
         changed.append(word)
     return shlex.join(changed) if changed != words else command
 
