@@ -1,4 +1,4 @@
-"""`smu plot`: the figures of a recipe run, as PNG and SVG with the data beside them
+"""`smu plot`: the figures of a recipe run, as PNG and SVG (or PDF) with the data beside them
 (:mod:`smu.workflows.plot`)."""
 
 from __future__ import annotations
@@ -19,10 +19,18 @@ EPILOG = (
     "Examples:\n\n"
     "smu plot runs/quickstart   (into runs/quickstart/figures)\n\n"
     "smu plot runs/table --format svg --out paper/figures\n\n"
+    "smu plot runs/table --style paper   (into runs/table/figures-paper: PDF and PNG, 3.3 in wide, serif)\n\n"
     "smu plot runs/table -q | xargs -n1 echo\n\n"
     "Needs matplotlib: pip install 'smu\\[plot]'. Each figure's NAME.json holds exactly the numbers drawn."
 )
-FORMATS = {"png": ("png",), "svg": ("svg",), "both": ("png", "svg")}
+FORMATS = {
+    "png": ("png",),
+    "svg": ("svg",),
+    "pdf": ("pdf",),
+    "both": ("png", "svg"),
+    "all": ("png", "svg", "pdf"),
+}
+STYLES = ("default", "paper")
 
 
 def plot(
@@ -33,7 +41,22 @@ def plot(
         Path | None,
         typer.Option("--out", "-o", help="Folder for the figures (default: RUN_DIR/figures)."),
     ] = None,
-    format: Annotated[str, typer.Option("--format", help="png, svg or both.")] = "both",
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="png, svg, pdf, both (png and svg) or all (default: both; pdf and png with --style paper).",
+            show_default=False,
+        ),
+    ] = None,
+    style: Annotated[
+        str,
+        typer.Option(
+            "--style",
+            help="default (for the screen, with title and provenance footer) or paper (a two-column "
+            "paper's 3.3 in column, serif, no title or footer: the caption's job).",
+        ),
+    ] = "default",
     force: flags.Force = False,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
@@ -43,11 +66,14 @@ def plot(
     Returns what ``--json`` prints: {"figures": [{"name", "title", "files", "data"}], "out"}.
     """
     del reporter  # drawing takes seconds: no progress to show
-    if format not in FORMATS:
-        raise UsageError(f"--format {format!r} is not png, svg or both", hint="choose one of them")
+    if format is not None and format not in FORMATS:
+        raise UsageError(f"--format {format!r} is not one of {', '.join(FORMATS)}", hint="choose one of them")
+    if style not in STYLES:
+        raise UsageError(f"--style {style!r} is not one of {', '.join(STYLES)}", hint="choose one of them")
     from smu.workflows.plot import plot_run
 
-    return plot_run(run_dir, out, FORMATS[format], force=force)
+    formats = FORMATS[format] if format is not None else None  # None: the style's own
+    return plot_run(run_dir, out, formats, force=force, style=style)
 
 
 def render(result: dict[str, Any]) -> Any:

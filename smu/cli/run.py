@@ -62,7 +62,7 @@ def render(result: dict) -> list:
 
 
 def paths(result: dict) -> list[str]:
-    return [] if result.get("dry_run") else [result["markdown"]]
+    return [] if result.get("dry_run") else [result["markdown"], result["latex"]]
 
 
 def command(focus: str | None = None) -> Any:

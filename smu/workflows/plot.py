@@ -1,10 +1,12 @@
 """Figures of a recipe run (``smu plot``), drawn with matplotlib, an optional extra (``smu[plot]``).
 
 Each figure is first built as data — panels of bars or lines, every series with its mean, std and n
-over seeds — which is written beside the picture as ``<name>.json``; the picture is then drawn from
-that data alone, so the JSON holds exactly what is plotted and anyone can redraw it. Every picture
-says where it came from (the run's command and folder) in a footer and in the file's metadata, and the
-same run gives the same SVG bytes. Nothing is written until every figure has been drawn.
+over seeds, every panel with the range its metric lies in — which is written beside the picture as
+``<name>.json``; the picture is then drawn from that data alone, so the JSON holds exactly what is
+plotted and anyone can redraw it. Every picture says where it came from (the run's command and folder,
+named relative to the current directory) in a footer and in the file's metadata, and the same run gives
+the same SVG bytes. Nothing is written until every figure has been drawn. Two styles: ``default`` for
+the screen, ``paper`` for a two-column paper (serif, 3.3 in wide, PDF).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import hashlib
 import io
 import json
 import math
+import os
+import shlex
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -21,11 +25,31 @@ from smu.core.errors import ArtifactError, SmuError, UsageError
 from smu.core.text import jsonable
 from smu.io import files, tensorfile
 from smu.io import schema as S
+from smu.workflows.recipes.statistics import bounds
 from smu.workflows.recipes.yaml_reader import load_yaml
 
 INSTALL = "pip install 'smu[plot]'"
-FORMATS = ("png", "svg")
+FORMATS = ("png", "svg", "pdf")
 DPI = 150
+STYLES: dict[str, dict[str, Any]] = {
+    "default": {"formats": ("png", "svg"), "folder": "figures", "rc": {"font.size": 9}},
+    "paper": {
+        "formats": ("pdf", "png"),
+        "folder": "figures-paper",
+        "rc": {
+            "font.family": "serif",
+            "font.serif": ["Times New Roman", "Nimbus Roman", "TeX Gyre Termes", "DejaVu Serif"],
+            "mathtext.fontset": "dejavuserif",
+            "font.size": 7,
+            "axes.linewidth": 0.6,
+            "lines.linewidth": 1.0,
+            "pdf.fonttype": 42,  # TrueType, not Type 3: the fonts conference checkers accept
+        },
+    },
+}
+"""How each ``--style`` draws: its formats and folder by default, and matplotlib's settings."""
+COLUMN = 3.3
+"""A two-column paper's column width in inches (NeurIPS' and ICML's templates, IEEE's 3.5)."""
 SALT = "smu"
 """svg.hashsalt: the SVG's element ids, hence its bytes, depend on the drawing alone."""
 TABLE_KEYS = ("kind", "title", "scenario", "groups", "rates", "columns", "rows")
@@ -40,18 +64,26 @@ def matplotlib_module() -> Any:
 
 
 def plot_run(
-    run_dir: Path, out: Path | None = None, formats: tuple[str, ...] = FORMATS, force: bool = False
+    run_dir: Path,
+    out: Path | None = None,
+    formats: tuple[str, ...] | None = None,
+    force: bool = False,
+    style: str = "default",
 ) -> dict[str, Any]:
     """Draw the figures of the run in ``run_dir`` (the folder ``smu run`` wrote) into ``out`` (default
-    ``run_dir/figures``), each as every format of ``formats`` with its data as JSON; only the figures
-    whose data the run has. Returns {"figures": [{"name", "title", "files", "data"}], "out"}."""
+    ``run_dir/figures``, ``run_dir/figures-paper`` for ``style="paper"``), each as every format of
+    ``formats`` (default: the style's) with its data as JSON; only the figures whose data the run has.
+    Returns {"figures": [{"name", "title", "files", "data"}], "out"}."""
     run_dir = Path(run_dir)
+    if style not in STYLES:
+        raise UsageError(f"figure style {style!r} is not one of {', '.join(STYLES)}", hint="choose one")
+    formats = STYLES[style]["formats"] if formats is None else formats
     if not formats or set(formats) - set(FORMATS):
         raise UsageError(
-            f"figure formats {list(formats)!r}: smu plot draws png and svg", hint="choose from them"
+            f"figure formats {list(formats)!r}: smu plot draws {', '.join(FORMATS)}", hint="choose from them"
         )
     report = load_report(run_dir)
-    out = Path(out) if out is not None else run_dir / "figures"
+    out = Path(out) if out is not None else run_dir / STYLES[style]["folder"]
     if out.is_dir() and any(out.iterdir()) and not any(is_ours(p) for p in out.glob("*.json")) and not force:
         raise UsageError(
             f"--out {str(out)!r} is not empty and holds no figures of smu plot",
@@ -59,7 +91,8 @@ def plot_run(
         )
     matplotlib_module()
     recipe = read_recipe(run_dir)
-    source = {"command": recipe["command"], "run": str(run_dir.resolve())}
+    source = {"command": display_command(recipe["command"]), "run": display_path(run_dir)}
+    source |= {"style": style} if style != "default" else {}
     try:
         specs = figures(report, run_dir, recipe["resolved"])
         drawn = [(spec | source, render(spec | source, formats)) for spec in specs]
@@ -145,6 +178,38 @@ def read_recipe(run_dir: Path) -> dict[str, Any]:
     return {"command": command, "resolved": resolved if isinstance(resolved, dict) else {}}
 
 
+def display_path(path: Path) -> str:
+    """A path as a figure names it: relative to the current directory when it lies below it, else its
+    last name alone. Figures travel into papers and repositories; a machine's folders should not."""
+    full = Path(path).resolve()
+    try:
+        here = Path.cwd().resolve()
+    except OSError:  # the current directory was removed
+        return full.name
+    return str(full.relative_to(here)) if full != here and full.is_relative_to(here) else full.name or "/"
+
+
+def display_command(command: str) -> str:
+    """The command with each absolute path in it (a word, or the value of key=value) named as
+    :func:`display_path` names the run folder."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # not a command smu wrote
+        return command
+    changed = []
+    for word in words:
+        key, sep, value = word.partition("=")
+        try:
+            if os.path.isabs(word):
+                word = display_path(Path(word))
+            elif sep and os.path.isabs(value):
+                word = f"{key}={display_path(Path(value))}"
+        except (ValueError, OSError):  # a NUL byte, a name too long: a recipe.yaml edited by hand
+            pass
+        changed.append(word)
+    return shlex.join(changed) if changed != words else command
+
+
 def is_ours(path: Path) -> bool:
     try:
         return json.loads(path.read_text(encoding="utf-8")).get("kind") == "figure"
@@ -156,48 +221,65 @@ def is_ours(path: Path) -> bool:
 
 
 def render(spec: dict[str, Any], formats: tuple[str, ...]) -> dict[str, bytes]:
-    """The figure ``spec`` (title, panels, command, run) in each format, as bytes. Each format is drawn
-    on a figure of its own: a layout computed for one format shifts the next by rounding, and the SVG's
-    ids hash those positions, so its bytes would depend on whether a PNG was drawn first."""
+    """The figure ``spec`` (title, panels, command, run, style) in each format, as bytes. Each format is
+    drawn on a figure of its own: a layout computed for one format shifts the next by rounding, and the
+    SVG's ids hash those positions, so its bytes would depend on whether a PNG was drawn first."""
     matplotlib = matplotlib_module()
-    provenance = {
-        "Title": spec["title"],
-        "Description": f"{spec['title']}. Drawn by smu plot; the data is in {spec['name']}.json",
-        "Source": f"{spec['command']} (run folder {spec['run']})",
+    style = spec.get("style", "default")
+    description = f"{spec['title']}. Drawn by smu plot; the data is in {spec['name']}.json"
+    source = f"{spec['command']} (run folder {spec['run']})"
+    provenance = {"Title": spec["title"], "Description": description, "Source": source}
+    meta = {
+        "png": provenance,
+        "svg": provenance | {"Date": None},
+        # PDF's info dictionary has no Description or Source; no CreationDate: the same bytes each time
+        "pdf": {"Title": spec["title"], "Subject": f"{description}. {source}", "CreationDate": None},
     }
     images = {}
-    with matplotlib.rc_context({"svg.hashsalt": SALT, "font.size": 9}):
+    with matplotlib.rc_context({"svg.hashsalt": SALT, **STYLES[style]["rc"]}):
         for fmt in formats:
             buffer = io.BytesIO()
-            meta = provenance if fmt == "png" else provenance | {"Date": None}
-            figure(spec).savefig(buffer, format=fmt, metadata=meta)
+            figure(spec).savefig(buffer, format=fmt, metadata=meta[fmt])
             images[fmt] = buffer.getvalue()
     return images
 
 
 def figure(spec: dict[str, Any]) -> Any:
-    """A matplotlib Figure of the spec: its panels in a grid, one legend, the title, and the footer."""
+    """A matplotlib Figure of the spec: its panels in a grid, one legend, the title, and the footer. The
+    paper style leaves out the title and the footer, which a paper's caption replaces; the provenance
+    stays in the file's metadata and the JSON."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # no pyplot: no global backend switched, no figure left open
 
-    panels = spec["panels"]
-    cols = min(len(panels), spec.get("columns", 3))
+    panels, paper = spec["panels"], spec.get("style") == "paper"
+    cols = min(len(panels), 2 if paper else spec.get("columns", 3))
     rows = math.ceil(len(panels) / cols)
-    width, height = max(spec.get("width", 4.3) * cols, 6.0), 3.3 * rows + 1.0
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    if paper:
+        width, height = COLUMN, 1.3 * rows + (0.35 if len(panels) > 1 else 0.3)
+    else:
+        width, height = max(spec.get("width", 4.3) * cols, 6.0), 3.3 * rows + 1.0
+    fig = Figure(figsize=(width, height), dpi=DPI * (2 if paper else 1), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, panel in zip(axes, panels, strict=False):
-        (draw_bars if panel["kind"] == "bars" else draw_lines)(ax, panel)
+        (draw_bars if panel["kind"] == "bars" else draw_lines)(ax, panel, paper)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
+    for ax in axes[: len(panels) - cols] if paper else []:  # the x label once, under the lowest panels
+        ax.set_xlabel("")
     labels = [[s["label"] for s in p["series"]] for p in panels]
+    small = 6 if paper else 8
     if len(panels) > 1 and all(ls == labels[0] for ls in labels):  # the same series: one legend
         handles, names = axes[0].get_legend_handles_labels()
-        fig.legend(handles, names, loc="outside right center", fontsize=8)  # clear of the title
+        if paper:  # below the panels: the column has no width to spare
+            fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 4), fontsize=small)
+        else:
+            fig.legend(handles, names, loc="outside right center", fontsize=small)  # clear of the title
     else:
         for ax in axes[: len(panels)]:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=small)
+    if paper:
+        return fig
     fig.suptitle("\n".join(textwrap.wrap(spec["title"], int(width * 10))), fontsize=11)
     footer = textwrap.wrap(f"{spec['command']}  ·  run folder {spec['run']}", int(width * 18))
     # A figure-wide x label is what constrained layout keeps clear of the axes: the footer.
@@ -209,55 +291,94 @@ def nan(values: list[float | None]) -> list[float]:
     return [math.nan if v is None else v for v in values]
 
 
-def draw_bars(ax: Any, panel: dict[str, Any]) -> None:
+def extent(y: float, err: float, limits: list[float | None]) -> tuple[float, float]:
+    """How far an error bar reaches below and above ``y``: mean ± std, clipped to the metric's range
+    (``limits``, None where it has no bound). Over three seeds a std can exceed the distance to a
+    bound — a UA of 6.66 ± 10.62 — and a bar below 0% would claim values no seed can have; the std
+    itself stays in the figure's JSON."""
+    low, high = limits
+    below = err if low is None else min(err, y - low)
+    above = err if high is None else min(err, high - y)
+    return max(below, 0.0), max(above, 0.0)
+
+
+def error_bars(
+    ax: Any, points: list[tuple[float, float | None, float | None]], panel: dict, **kw: Any
+) -> None:
+    """Error bars at (x, mean, std), clipped to the panel's ``limits``, where a std is known."""
+    points = [(x, y, e) for x, y, e in points if e is not None and y is not None]
+    if points:
+        limits = panel.get("limits", [None, None])
+        x, y, e = zip(*points, strict=True)
+        below, above = zip(*(extent(m, s, limits) for m, s in zip(y, e, strict=True)), strict=True)
+        ax.errorbar(x, y, yerr=[below, above], fmt="none", **kw)
+
+
+def draw_bars(ax: Any, panel: dict[str, Any], paper: bool = False) -> None:
     """Grouped bars: one group per category of ``x``, one bar per series, error bars where n > 1."""
     series, categories = panel["series"], panel["x"]
     width = 0.8 / len(series)
+    values = panel.get("values") and not (paper and len(categories) > 5)
     for i, s in enumerate(series):
         positions = [k - 0.4 + width * (i + 0.5) for k in range(len(categories))]
         ax.bar(positions, nan(s["y"]), width, label=s["label"], color=s.get("color", palette(i)))
-        errors = [(p, y, e) for p, y, e in zip(positions, s["y"], s["err"], strict=True) if e is not None]
-        if errors:
-            p, y, e = zip(*errors, strict=True)
-            ax.errorbar(p, y, yerr=e, fmt="none", ecolor="0.15", elinewidth=1, capsize=3)
-        if panel.get("values"):  # each bar's mean written above it, clear of its error bar
+        points = list(zip(positions, s["y"], s["err"], strict=True))
+        error_bars(ax, points, panel, ecolor="0.15", **thin(paper))
+        if values:  # each bar's mean written above it, clear of its error bar
             for p, y, e in zip(positions, s["y"], s["err"], strict=True):
                 if y is not None:
-                    top = y + (e or 0) if y >= 0 else y - (e or 0)
+                    below, above = extent(y, e or 0.0, panel.get("limits", [None, None]))
                     ax.annotate(
                         f"{y:.2f}",
-                        (p, top),
+                        (p, y + above if y >= 0 else y - below),
                         xytext=(0, 2 if y >= 0 else -2),
                         textcoords="offset points",
                         ha="center",
                         va="bottom" if y >= 0 else "top",
-                        fontsize=7,
+                        fontsize=5 if paper else 7,
                     )
-    tilted = (
-        {"rotation": panel["rotation"], "ha": "right", "rotation_mode": "anchor"}
-        if "rotation" in panel
-        else {}
-    )
+    rotation = panel.get("rotation", 45 if paper and len(categories) > 4 else None)
+    tilted = {"rotation": rotation, "ha": "right", "rotation_mode": "anchor"} if rotation else {}
     ax.set_xticks(range(len(categories)), categories, **tilted)
-    decorate(ax, panel)
+    decorate(ax, panel, paper)
 
 
-def draw_lines(ax: Any, panel: dict[str, Any]) -> None:
-    """One line per series over its own ``x``, error bars where n > 1."""
+MARKERS = "s^vDPX<>phd*H8"
+"""A marker of its own for each series but the reference (13 methods and more stay apart)."""
+LINESTYLES = ("-", "-.", ":")
+"""Line styles the series take in turn; dashes ("--") are the reference's alone."""
+
+
+def draw_lines(ax: Any, panel: dict[str, Any], paper: bool = False) -> None:
+    """One line per series over its own ``x``, error bars where n > 1. Series often coincide (UA 100 for
+    retrain and every method that forgets): each has its own marker and line style, earlier markers
+    are larger so later ones sit inside them, and the reference — black, dashed, a hollow ring — is
+    drawn above them all."""
+    k = 0  # the series' place among those that are not the reference
     for i, s in enumerate(panel["series"]):
-        color, marker = s.get("color", palette(i)), "os"[min(i // 10, 1)]  # squares past ten series
-        ax.plot(s["x"], nan(s["y"]), marker=marker, ms=4, label=s["label"], color=color, ls=s.get("ls", "-"))
-        errors = [(x, y, e) for x, y, e in zip(s["x"], s["y"], s["err"], strict=True) if e is not None]
-        if errors:
-            x, y, e = zip(*errors, strict=True)
-            ax.errorbar(x, y, yerr=e, fmt="none", ecolor=color, elinewidth=1, capsize=3)
+        color = s.get("color", palette(i))
+        if s.get("reference"):
+            look = {"marker": "o", "ms": 7, "mfc": "none", "mew": 1.2, "ls": "--", "zorder": 3}
+        else:
+            look = {"marker": MARKERS[k % len(MARKERS)], "ms": max(6.0 - 0.4 * k, 3.0), "zorder": 2}
+            look["ls"], k = LINESTYLES[k % len(LINESTYLES)], k + 1
+        if paper:
+            look |= {"ms": look["ms"] * 0.6, "mew": 0.8}
+        ax.plot(s["x"], nan(s["y"]), label=s["label"], color=color, **look)
+        points = list(zip(s["x"], s["y"], s["err"], strict=True))
+        error_bars(ax, points, panel, ecolor=color, zorder=look["zorder"], **thin(paper))
     if "ticks" in panel:
         ticks = panel["ticks"]
         close = any(
             b - a < 0.06 * (max(ticks) - min(ticks)) for a, b in zip(ticks[:-1], ticks[1:], strict=True)
         )
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks], rotation=60 if close else 0)  # 90 and 95 apart
-    decorate(ax, panel)
+    decorate(ax, panel, paper)
+
+
+def thin(paper: bool) -> dict[str, float]:
+    """Error bars' line width and caps, finer on a column-wide figure."""
+    return {"elinewidth": 0.6, "capsize": 1.5} if paper else {"elinewidth": 1, "capsize": 3}
 
 
 def palette(i: int) -> Any:
@@ -269,12 +390,17 @@ def palette(i: int) -> Any:
     return colormaps["tab20"]((2 * (i - 10) + 1) % 20)
 
 
-def decorate(ax: Any, panel: dict[str, Any]) -> None:
-    ax.set_title(panel.get("title", ""), fontsize=9)
+def decorate(ax: Any, panel: dict[str, Any], paper: bool = False) -> None:
+    """Titles, labels and grid; the paper style, short of room, writes no y label that repeats the title."""
+    title, y_label = panel.get("title", ""), panel.get("y_label", "")
+    ax.set_title(title, fontsize=7 if paper else 9)
     ax.set_xlabel(panel.get("x_label", ""))
-    ax.set_ylabel(panel.get("y_label", ""))
+    if not paper or y_label != title:
+        ax.set_ylabel(y_label)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
+    if paper:
+        ax.tick_params(labelsize=6, length=2.5, width=0.6)
 
 
 # ── The figures' data, from the run's tables ─────────────────────────────────────────────────────
@@ -293,6 +419,12 @@ def figures(report: dict[str, Any], run_dir: Path, recipe: dict[str, Any]) -> li
             specs.append(backdoor_figure(t))
     specs.append(models_figure(report["models"]))
     return [{"kind": "figure", **s} for s in specs if s is not None]
+
+
+REFERENCE = {"color": "black", "ls": "--", "reference": True}
+"""How a panel's reference line (retrain; the model before cleansing) is told apart: drawn on top."""
+CLIPPED = "bars clipped to the metric's range"
+"""What the titles say of the error bars (see :func:`extent`)."""
 
 
 def series(cells: list[dict[str, Any] | None]) -> dict[str, list[Any]]:
@@ -345,12 +477,13 @@ def avg_gap_figure(t: dict[str, Any]) -> dict[str, Any] | None:
         "x": [row["method"] for row in rows],
         "x_label": "method",
         "y_label": f"Avg. Gap to {exact} (points)",
+        "limits": bounds("avg_gap"),
         "series": bars,
         "values": len(bars) <= 3,  # written above each bar while they fit
     }
     title = (
         f"Avg. Gap to {exact} at the same sparsity, forget {t['scenario']} "
-        "(lower is closer; mean ± std over seeds)"
+        f"(lower is closer; mean ± std over seeds, {CLIPPED})"
     )
     return {
         "name": f"avg-gap-{slug(t['scenario'], name=True)}",
@@ -373,20 +506,21 @@ def metrics_figure(t: dict[str, Any], prefix: str, what: str) -> dict[str, Any]:
             "x_label": "sparsity (%)",
             "y_label": label,
             "ticks": x,
+            "limits": bounds(key),
             "series": [
                 {
                     "label": row["method"],
                     "x": x,
                     **series([row["cells"].get(g, {}).get(key) for g in groups]),
-                    **({"color": "black", "ls": "--"} if row["method"] == exact else {}),
+                    **(REFERENCE if row["method"] == exact else {}),
                 }
                 for row in t["rows"]
             ],
         }
         for label, key in t["columns"]
     ]
-    dashed = f"; {exact} dashed" if exact else ""
-    title = f"{what} against sparsity, forget {t['scenario']} (mean ± std over seeds{dashed})"
+    dashed = f"; {exact} dashed, on top" if exact else ""
+    title = f"{what} against sparsity, forget {t['scenario']} (mean ± std over seeds, {CLIPPED}{dashed})"
     return {
         "name": f"{prefix}-{slug(t['scenario'], name=True)}",
         "title": title,
@@ -416,7 +550,7 @@ def backdoor_figure(t: dict[str, Any]) -> dict[str, Any]:
             }
             for row in t["rows"]
         ]
-        return [before | {"color": "black", "ls": "--"}, *after]
+        return [before | REFERENCE, *after]
 
     panels = [
         {
@@ -425,6 +559,7 @@ def backdoor_figure(t: dict[str, Any]) -> dict[str, Any]:
             "x_label": "sparsity (%)",
             "y_label": f"{key.upper()} (%)",
             "ticks": x,
+            "limits": bounds(f"{key}_after"),
             "series": lines(key),
         }
         for key, title in (
@@ -451,6 +586,7 @@ def models_figure(models: dict[str, Any]) -> dict[str, Any] | None:
             "title": "the models the methods start from" if rounds else "",
             "x_label": "sparsity (%)",
             "y_label": "accuracy (%)",
+            "limits": bounds("test_acc"),
             "series": [
                 {"label": label, "x": x, **series([row["cells"][""].get(key) for row in rows])}
                 for label, key in (("train", "train_acc"), ("validation", "val_acc"), ("test", "test_acc"))
@@ -464,6 +600,7 @@ def models_figure(models: dict[str, Any]) -> dict[str, Any] | None:
                 "title": "IMP: every round",
                 "x_label": "sparsity (%)",
                 "y_label": "test accuracy (%)",
+                "limits": bounds("test_acc"),
                 "series": [
                     {
                         "label": f"seed {seed}",
@@ -476,7 +613,7 @@ def models_figure(models: dict[str, Any]) -> dict[str, Any] | None:
                 ],
             }
         )
-    title = "The trained models: accuracy against sparsity (mean ± std over seeds)" + (
+    title = f"The trained models: accuracy against sparsity (mean ± std over seeds, {CLIPPED})" + (
         "; IMP's test accuracy per round" if rounds else ""
     )
     return {"name": "models", "title": title, "panels": panels, "width": 5.0}

@@ -36,7 +36,7 @@ from smu.workflows import audit as auditing
 from smu.workflows.backdoor import Attack
 from smu.workflows.common import versions
 from smu.workflows.prune import run_prune, train_models
-from smu.workflows.recipes import report, statistics
+from smu.workflows.recipes import latex, report, statistics
 from smu.workflows.recipes.catalog import read_recipe
 from smu.workflows.recipes.config import (
     Recipe,
@@ -126,12 +126,15 @@ def run(
     )
     md_path = out / "report.md"
     files.atomic_write(md_path, report.markdown(tables, preamble, claims, models).encode())
+    tex_path = out / "report.tex"  # the same tables for a paper
+    files.atomic_write(tex_path, latex.latex(tables, preamble, claims, models).encode())
     result = {
         "out": str(out),
         "report": tables,
         "claims": claims,
         "models": models,
         "markdown": str(md_path),
+        "latex": str(tex_path),
         "wall_s": seconds,
         "steps": {"total": len(done), "ran": ran, "skipped": len(done) - ran},
     }

@@ -126,7 +126,8 @@ def test_every_figure_says_which_command_and_run_made_it(quick):
     for figure in result["figures"]:
         png, svg = figure["files"]
         info = Image.open(png).info
-        assert command in info["Source"] and str(folder.resolve()) in info["Source"]
+        assert info["Source"] == f"{command} (run folder {folder.name})"  # not under the tests' folder
+        assert str(folder.parent) not in Path(png).read_bytes().decode("latin-1")
         assert figure["title"] in info["Description"]
         root = ET.parse(svg).getroot()
         assert command in root.find(f".//{DC}source").text
@@ -338,3 +339,160 @@ def test_smu_run_without_matplotlib_still_reports_and_says_how_to_get_the_figure
     assert len(said) == 1 and "Traceback" not in result.output
     again = json.loads((folder / "report.json").read_text())
     assert again["figures"] == [] and again["report"] == json.loads(json.dumps(report["report"]))
+
+
+def unlearn_table(methods=("retrain", "ft", "l1-sparse"), seeds=3):
+    """An unlearn table whose stds reach past 0 and 100, as three seeds of a small run do."""
+    near = {"ua": (6.66, 10.62), "mia_efficacy": (97.0, 8.0), "ra": (99.5, 3.0), "ta": (50.0, 5.0)}
+    cells = {key: stats(m, s, seeds) for key, (m, s) in near.items()}
+    cells |= {"rte_min": stats(0.01, 0.05, seeds), "avg_gap": stats(1.5, 4.0, seeds)}
+    return {
+        "kind": "unlearn",
+        "title": "forget class:3",
+        "scenario": "class:3",
+        "groups": ["dense", "sparse-0.9"],
+        "rates": [0.0, 0.9],
+        "columns": [["UA", "ua"], ["MIA-Eff", "mia_efficacy"], ["RA", "ra"], ["TA", "ta"]]
+        + [["RTE min", "rte_min"], ["Avg. Gap", "avg_gap"]],
+        "rows": [{"method": m, "cells": {"dense": cells, "sparse-0.9": cells}} for m in methods],
+    }
+
+
+def models_table(seeds=3):
+    rows = [
+        {
+            "method": name,
+            "rate": rate,
+            "cells": {"": {"sparsity": stats(100 * rate), "test_acc": stats(98.0, 4.0, seeds)}},
+        }
+        for name, rate in (("dense", 0.0), ("sparse-0.9", 0.9))
+    ]
+    return {"kind": "models", "rows": rows, "rounds": []}
+
+
+def drawn_figures(result):
+    """Each figure redrawn from its JSON alone, as matplotlib Figures, with its data."""
+    from smu.workflows.plot import figure
+
+    return [(read(f), figure(read(f))) for f in result["figures"]]
+
+
+def error_bar_ends(fig):
+    """(panel title, low, high) of every error bar drawn on the figure, read from its artists."""
+    from matplotlib.container import ErrorbarContainer
+
+    ends = []
+    for ax in fig.axes:
+        for container in ax.containers:
+            if isinstance(container, ErrorbarContainer):
+                _, caps, [bars] = container.lines
+                ends += [(ax.get_title(), *sorted((a[1], b[1]))) for a, b in bars.get_segments()]
+                ends += [(ax.get_title(), y, y) for cap in caps for y in cap.get_ydata()]
+    return ends
+
+
+def assert_bars_within_limits(result):
+    checked = 0
+    for data, fig in drawn_figures(result):
+        limits = {p.get("title", ""): p["limits"] for p in data["panels"]}
+        for title, low, high in error_bar_ends(fig):
+            bottom, top = limits[title]
+            assert low >= bottom - 1e-9 and (top is None or high <= top + 1e-9), (data["name"], title)
+            checked += 1
+    return checked
+
+
+@needs_matplotlib
+def test_no_error_bar_leaves_its_metrics_range_and_the_rest_span_the_std(tmp_path):
+    from smu.workflows.plot import plot_run
+
+    folder = write_run(tmp_path / "run", [unlearn_table()], models_table())
+    result = plot_run(folder, formats=("png",))
+    assert assert_bars_within_limits(result) > 0
+    metrics = next(fig for data, fig in drawn_figures(result) if data["name"] == "metrics-class-3")
+    ta = [(low, high) for title, low, high in error_bar_ends(metrics) if title == "TA" and low < high]
+    assert ta and all((low, high) == pytest.approx((45.0, 55.0)) for low, high in ta)  # inside: the full std
+    ua = [low for title, low, _ in error_bar_ends(metrics) if title == "UA"]
+    assert min(ua) == 0.0  # 6.66 ± 10.62: cut at 0, not at -3.96
+    assert "clipped to the metric's range" in read(by_name(result)["metrics-class-3"])["title"]
+
+
+@needs_matplotlib
+def test_the_error_bars_of_a_real_run_stay_in_range(quick):
+    assert assert_bars_within_limits(quick[2]) > 0
+
+
+@needs_matplotlib
+def test_every_line_has_its_own_marker_and_the_reference_is_drawn_on_top(tmp_path):
+    from smu.workflows.plot import plot_run
+
+    methods = ("retrain", "ft", "ga", "l1-sparse", "salun", "scrub")  # all with the same numbers
+    folder = write_run(tmp_path / "run", [unlearn_table(methods)])
+    result = plot_run(folder, formats=("svg",))
+    [(data, fig)] = [(d, f) for d, f in drawn_figures(result) if d["name"] == "metrics-class-3"]
+    for ax in fig.axes:
+        lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+        assert list(lines) == list(methods)
+        looks = [(line.get_marker(), line.get_linestyle()) for line in lines.values()]
+        assert len(set(looks)) == len(looks) and len({marker for marker, _ in looks}) == len(looks)
+        reference = lines.pop("retrain")
+        assert reference.get_linestyle() == "--" and all(ln.get_linestyle() != "--" for ln in lines.values())
+        assert all(reference.get_zorder() > line.get_zorder() for line in lines.values())
+        sizes = [line.get_markersize() for line in lines.values()]
+        assert sizes == sorted(sizes, reverse=True)  # a later, smaller marker sits inside an earlier one
+
+
+@needs_matplotlib
+@pytest.mark.parametrize("where", ["above", "elsewhere"])
+def test_a_footer_names_the_run_folder_relative_to_where_it_ran_never_a_machine_path(
+    tmp_path, monkeypatch, where
+):
+    from PIL import Image
+
+    from smu.workflows.plot import plot_run
+
+    folder = write_run(tmp_path / "work" / "runs" / "table", [unlearn_table()])
+    recipe = tmp_path / "work" / "exp.yaml"
+    (folder / "recipe.yaml").write_text(f"# smu run {recipe} 'seeds=[0,1]'\n")
+    here = tmp_path / ("work" if where == "above" else "other")
+    here.mkdir(exist_ok=True)
+    monkeypatch.chdir(here)
+    result = plot_run(folder)
+    run, command = ("runs/table", "smu run exp.yaml") if where == "above" else ("table", "smu run exp.yaml")
+    for figure in result["figures"]:
+        png, svg = figure["files"]
+        data = read(figure)
+        assert data["run"] == run and data["command"] == f"{command} 'seeds=[0,1]'"
+        assert Image.open(png).info["Source"] == f"{data['command']} (run folder {run})"
+        assert f"run folder {run}" in " ".join(re.findall(r"<!-- (.*?) -->", Path(svg).read_text()))
+        for path in (png, svg, figure["data"]):
+            assert str(tmp_path).encode() not in Path(path).read_bytes()
+
+
+@needs_matplotlib
+def test_the_paper_style_is_a_column_wide_serif_pdf_and_png_without_title_or_footer(tmp_path):
+    from PIL import Image
+
+    from smu.workflows.plot import COLUMN, plot_run
+
+    folder = write_run(tmp_path / "run", [unlearn_table()], models_table())
+    result = plot(folder, "--style", "paper", "--json")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["out"] == str(folder / "figures-paper") and len(shown["figures"]) == 3
+    svgs = by_name(plot_run(folder, tmp_path / "svg", ("svg",), style="paper"))
+    for figure in shown["figures"]:
+        pdf, png = (Path(f) for f in figure["files"])
+        assert pdf.suffix == ".pdf" and pdf.read_bytes()[:5] == b"%PDF-"
+        assert b"/Type3" not in pdf.read_bytes()  # TrueType fonts, which paper checkers accept
+        assert b"Serif" in pdf.read_bytes() and b"DejaVuSans" not in pdf.read_bytes()
+        assert Image.open(png).size[0] == pytest.approx(COLUMN * 300, abs=2)
+        data = read(figure)
+        assert data["style"] == "paper"
+        drawn = " ".join(re.findall(r"<!-- (.*?) -->", Path(svgs[figure["name"]]["files"][0]).read_text()))
+        assert data["command"] not in drawn and data["title"] not in drawn  # the caption's job
+    again = plot_run(folder, tmp_path / "again", ("pdf",), style="paper")
+    first = [Path(f["files"][0]).read_bytes() for f in shown["figures"]]
+    assert [Path(f["files"][0]).read_bytes() for f in again["figures"]] == first  # no creation date
+    wrong = plot(folder, "--style", "poster")
+    assert wrong.exit_code == 2 and "--style 'poster'" in wrong.stderr

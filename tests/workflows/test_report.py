@@ -3,7 +3,10 @@ models' accuracies and the terminal bar chart; checked against literal computati
 
 import json
 import math
+import re
+import shutil
 import statistics
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from typer.testing import CliRunner
 from smu.cli import report as terminal
 from smu.cli.app import app
 from smu.execution.steps import Step
-from smu.workflows.recipes import report
+from smu.workflows.recipes import latex, report
 from smu.workflows.recipes import statistics as stats_of
 
 T_975 = {1: 12.706204736174698, 2: 4.302652729911275, 4: 2.7764451051977987}
@@ -158,3 +161,84 @@ def test_a_three_seed_run_reports_mean_std_and_a_verdict_recomputable_from_its_j
     assert "Avg. Gap to retrain, forget class:3" in shown.stdout and "█" in shown.stdout
     markdown = (tmp_path / "run" / "report.md").read_text()
     assert "paired over seeds" in markdown and "the trained models" in markdown
+    tex = (tmp_path / "run" / "report.tex").read_text()  # the same tables, for a paper
+    assert out["latex"] == str(tmp_path / "run" / "report.tex") and tex_numbers(tex) == md_numbers(markdown)
+    assert tex.count(r"\toprule") == 3 and r"\caption{the trained models (percent)}" in tex
+
+
+NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+
+
+def md_numbers(text):
+    """The numbers in the body rows of report.md's tables, in order."""
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| Method")]
+    return [NUMBER.findall(row) for row in rows]
+
+
+def tex_numbers(text):
+    """The numbers in the body rows of report.tex's tables (between \\midrule and \\bottomrule)."""
+    rows, inside = [], False
+    for line in text.splitlines():
+        inside = (inside or line == r"\midrule") and line != r"\bottomrule"
+        if inside and line != r"\midrule":
+            rows.append(NUMBER.findall(line))
+    return rows
+
+
+def two_seeds(methods=("retrain", "ft"), rates=(0.0, 0.5)):
+    gaps = {
+        ("c", r, m, s): (s + 1 + 2 * r) * (m != "retrain") for r in rates for m in methods for s in (0, 1)
+    }
+    done = fake_done(gaps)
+    return stats_of.build(done), stats_of.claims(done)
+
+
+@pytest.mark.parametrize("rates", [(0.0, 0.5), (0.0, 0.5, 0.9)], ids=["wide", "one row per model"])
+def test_report_tex_has_report_mds_tables_with_the_same_numbers_in_booktabs(rates):
+    tables, claims = two_seeds(rates=rates)
+    md, tex = report.markdown(tables, "", claims), latex.latex(tables, "Command: `smu run x`\n", claims)
+    assert md_numbers(md) and tex_numbers(tex) == md_numbers(md)
+    assert tex.count(r"\toprule") == tex.count(r"\midrule") == tex.count(r"\bottomrule") == 2
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 2
+    assert r"& $2.50 \pm 0.71$ \\" in tex  # ft's Avg. Gap on sparse-0.5 over two seeds (2 and 3)
+    assert "| 2.50 ± 0.71 |" in md and "±" not in tex and "−" not in tex
+    assert tex.startswith("% ") and "\n% Command: `smu run x`\n" in tex  # the provenance as comments
+    if len(rates) == 2:  # the paper's layout: a block of columns per model, under a rule
+        assert r"\multicolumn{6}{c}{sparse-0.5}" in tex and r"\cmidrule(lr){8-13}" in tex
+        assert r"\ifdim\wd0>\linewidth\resizebox{\linewidth}" in tex  # 12 columns: LaTeX scales to fit
+    else:
+        assert "Method & Model & UA" in tex and "| Method | Model | UA |" in md
+
+
+def test_names_from_a_recipe_are_escaped_in_report_tex():
+    tables, claims = two_seeds(methods=("retrain", "my_ft%&#~^{x}\\"))
+    tex = latex.latex(tables, "", claims)
+    assert r"my\_ft\%\&\#\textasciitilde{}\textasciicircum{}\{x\}\textbackslash{}" in tex
+    assert "my_ft" not in tex
+    body = re.sub(r"\\[\\&%#_{}$~^]|\\[a-zA-Z]+", "", tex)  # what LaTeX would read as special
+    body = "\n".join(line.split("%")[0] for line in body.splitlines())  # comments end at %
+    assert body.count("{") == body.count("}")
+    rows = [line for line in tex.splitlines() if line.endswith(r"\\")]
+    assert {row.count("&") - row.count(r"\&") for row in rows if "my" in row} == {12, 6}  # no extra column
+    assert latex.escape("ε ≥ 6, 10% − 2") == r"$\varepsilon$ $\geq$ 6, 10\% $-$ 2"
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs a TeX installation")
+@pytest.mark.parametrize("layout", ["onecolumn", "twocolumn"])
+def test_report_tex_compiles_without_overfull_boxes_in_a_paper(tmp_path, layout):
+    tables, claims = two_seeds(methods=("retrain", "a_very_long_method_name%#&", "ft"))
+    (tmp_path / "report.tex").write_text(latex.latex(tables, "Command: `smu run x`\n", claims))
+    (tmp_path / "paper.tex").write_text(
+        f"\\documentclass[{layout}]{{article}}\n\\usepackage{{booktabs}}\n\\usepackage{{graphicx}}\n"
+        "\\begin{document}\nText.\n\\input{report.tex}\n\\end{document}\n"
+    )
+    run = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    log = (tmp_path / "paper.log").read_text(errors="replace")
+    assert run.returncode == 0, log[-2000:]
+    assert "Overfull" not in log and "a\\_very" in (tmp_path / "report.tex").read_text()

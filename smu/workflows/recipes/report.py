@@ -10,6 +10,8 @@ from smu.workflows.recipes.statistics import mean_std
 
 DIGITS = {"forgetting_quality": 4, "score": 4, "tow": 3}
 """Decimals of the columns that are not percentages."""
+WIDE = 2
+"""Up to this many models a table has the paper's wide layout, a column block per model."""
 
 
 def fmt(stats: dict[str, float] | None, key: str = "") -> str:
@@ -117,7 +119,7 @@ def markdown(
     and model beyond; then the claim per method, and the trained models."""
     lines = [preamble] if preamble else []
     for t in tables + ([models] if models and models["rows"] else []):
-        wide = len(t["groups"]) <= 2
+        wide = len(t["groups"]) <= WIDE
         if wide:
             cols = [header(g, label) for g in t["groups"] for label, _ in t["columns"]]
         else:

@@ -58,6 +58,20 @@ BACKDOOR_COLUMNS = [
     ("RTE min", "rte_min"),
 ]
 
+PERCENTAGES = ("ua", "mia_efficacy", "ra", "ta", "ulira", "sparsity", "train_acc", "val_acc", "test_acc")
+BOUNDS: dict[str, tuple[float, float | None]] = {
+    **{key: (0.0, 100.0) for key in PERCENTAGES},
+    **{f"{key}_{when}": (0.0, 100.0) for key in ("sa", "asr") for when in ("before", "after")},
+    "forgetting_quality": (0.0, 1.0),  # the mean of H_s = 2 / 2^n_s, n_s >= 1
+    "tow": (0.0, 1.0),  # a product of three (1 - |accuracy difference|)
+}
+"""The range each column's values lie in, which a figure's error bars keep to. Every other column — the
+gaps, the times, the final score (whose accuracy ratios may exceed 1) — is at least 0, with no top."""
+
+
+def bounds(key: str) -> tuple[float, float | None]:
+    return BOUNDS.get(key, (0.0, None))
+
 
 def mean_std(values: list[float]) -> dict[str, float]:
     values = [v for v in values if v is not None]
