@@ -253,7 +253,9 @@ class Planner:
         )
         models = {"0": result["dense"]["model"]}
         for rate in r.prune.rates:
-            best = min(result["rounds"], key=lambda rd: abs(rd["sparsity"] - rate))
+            best = min(
+                result["rounds"], key=lambda rd: abs(rd["sparsity"] - 100 * rate)
+            )  # percent vs fraction
             models[f"{rate:g}"] = best["model"]
         rounds = [{"sparsity": 0.0, "test_acc": result["dense"]["test_acc"]}]
         rounds += [{"sparsity": rd["sparsity"], "test_acc": rd["test_acc"]} for rd in result["rounds"]]
@@ -503,7 +505,7 @@ def model_accuracy(models: dict[str, str], splits: Splits, device: Any) -> dict[
     for rate, path in models.items():
         loaded = artifacts.load_model(path, device)
         measured[rate] = {
-            "sparsity": loaded.mask.sparsity() if loaded.mask is not None else 0.0,
+            "sparsity": loaded.mask.percent() if loaded.mask is not None else 0.0,
             "train_acc": accuracy(loaded.model, splits.train),
             "val_acc": accuracy(loaded.model, splits.val),
             "test_acc": accuracy(loaded.model, splits.test),
