@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from smu.core.errors import SmuError, SmuWarning, UsageError
+from smu.core.units import reported
 from smu.data import Splits, load_splits
 from smu.data.forget import resolve_forget
 from smu.execution import distributed, make_executor
@@ -128,9 +129,9 @@ def run(
         "wall_s": seconds,
         "steps": {"total": len(done), "ran": ran, "skipped": len(done) - ran},
     }
-    files.write_json(out / "report.json", result)
+    files.write_json(out / "report.json", reported(result))
     result["figures"], drawn = draw_figures(out)
-    files.write_json(out / "report.json", result)
+    files.write_json(out / "report.json", reported(result))
     reporter.note(f"{ran} of {len(done)} steps run in {seconds / 60:.1f} min; report: {md_path}; {drawn}")
     return result
 
