@@ -62,7 +62,7 @@ def render(result: dict) -> list:
     rows = [
         [
             f"{r['rate']:g}",
-            f"{r['sparsity']:.4f}",
+            r["sparsity"],
             r["sa_before"],
             r["asr_before"],
             r["sa_after"],
@@ -71,7 +71,7 @@ def render(result: dict) -> list:
         ]
         for r in result["results"]
     ]
-    columns = ["Rate", "Sparsity", "SA before %", "ASR before %", "SA after %", "ASR after %", "RTE (min)"]
+    columns = ["Rate", "Sparsity %", "SA before %", "ASR before %", "SA after %", "ASR after %", "RTE (min)"]
     return [table(title, columns, rows)]
 
 

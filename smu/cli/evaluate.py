@@ -51,7 +51,7 @@ def render(result: dict, title: str | None = None, extra: list[list] | None = No
         rows.append(["Avg. Gap", None, None, g["avg"]])
     f = result["forget"]
     title = title or f"smu eval {result['model']}"
-    title += f": forget {f['spec']} ({f['size']} samples), sparsity {result['sparsity']:.4f}"
+    title += f": forget {f['spec']} ({f['size']} samples), sparsity {result['sparsity']:.2f}%"
     columns = ["Metric (%)", "Model", "Reference", "Gap"] if ref is not None else ["Metric (%)", "Model"]
     return [table(title, columns, [r[: len(columns)] for r in rows])]
 

@@ -47,9 +47,9 @@ def render(r: dict) -> list:
     state = "intact" if r["intact"] else "NOT intact: " + "; ".join(r["problems"])
     shown = [table(f"{r['path']} ({r['kind']}, sha256 {r['sha256'][:16]}…): {state}", ["Key", "Value"], meta)]
     if r["per_layer"]:
-        sparsity = "–" if r["sparsity"] is None else f"{r['sparsity']:.4f}"
-        rows = [[k, f"{v:.4f}"] for k, v in r["per_layer"].items()]
-        shown.append(table(f"Per-layer sparsity (overall {sparsity})", ["Layer", "Sparsity"], rows))
+        sparsity = "–" if r["sparsity"] is None else f"{r['sparsity']:.2f}%"
+        rows = [[k, v] for k, v in r["per_layer"].items()]
+        shown.append(table(f"Per-layer sparsity (overall {sparsity})", ["Layer", "Sparsity %"], rows))
     if r["provenance"]:
         rows = [
             [p["sha256"][:16] + "…", p["kind"] or "–", p["path"] or "(not found nearby)"]

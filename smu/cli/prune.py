@@ -58,7 +58,7 @@ def render(result: dict, per_layer: bool = False) -> list:
         speed = f"{ips:,.0f}" if ips else None
         return [
             name,
-            f"{sparsity:.4f}",
+            sparsity,
             r["test_acc"],
             r.get("val_acc"),
             f"{r['train_seconds']:.1f}",
@@ -68,11 +68,11 @@ def render(result: dict, per_layer: bool = False) -> list:
 
     rows = [row("dense", result["dense"], 0.0)] if "dense" in result else []
     rows += [row(f"round {r['round']}", r, r["sparsity"]) for r in result["rounds"]]
-    columns = ["Round", "Sparsity", "Test %", "Val %", "Train s", "img/s", "Model"]
+    columns = ["Round", "Sparsity %", "Test %", "Val %", "Train s", "img/s", "Model"]
     shown = [table(f"smu prune --method {result['method']}: {result['out']}", columns, rows)]
     if per_layer:
-        layers = [[name, f"{s:.4f}"] for name, s in result["per_layer"].items()]
-        shown.append(table("Per-layer sparsity (final mask)", ["Layer", "Sparsity"], layers))
+        layers = [[name, s] for name, s in result["per_layer"].items()]
+        shown.append(table("Per-layer sparsity (final mask)", ["Layer", "Sparsity %"], layers))
     return shown
 
 

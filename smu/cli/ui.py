@@ -33,7 +33,8 @@ from rich.text import Text
 
 from smu.core.errors import DistributedError, SmuError
 from smu.core.progress import Estimate, Reporter, duration
-from smu.core.text import CELL, LINE, jsonable, printable
+from smu.core.text import CELL, LINE, printable
+from smu.core.units import reported
 from smu.execution import distributed
 
 
@@ -218,7 +219,7 @@ def emit(
     if not distributed.is_main():
         return
     if as_json:
-        print(json.dumps(jsonable(result), indent=None))
+        print(json.dumps(reported(result), indent=None))
     elif quiet:
         for p in paths:
             print(p)

@@ -113,9 +113,13 @@ class Mask:
         return total - alive, total
 
     def sparsity(self) -> float:
-        """Fraction of the scope's weights that are pruned."""
+        """Fraction of the scope's weights that are pruned, as ``--rate`` and the file metadata give it."""
         pruned, total = self.counts()
         return pruned / total if total else 0.0
+
+    def percent(self) -> float:
+        """Percent of the scope's weights that are pruned: sparsity as every result reports it."""
+        return 100.0 * self.sparsity()
 
     def per_layer(self) -> dict[str, float]:
         """Fraction pruned in each masked tensor."""

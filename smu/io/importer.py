@@ -317,7 +317,7 @@ def import_checkpoint(
         "arch": arch,
         "dataset": dataset,
         "num_classes": classes,
-        "sparsity": mask.sparsity() if mask else 0.0,
+        "sparsity": mask.percent() if mask else 0.0,
         "loaded": f"{len(fits) - len(normalization)} of {len(expected) - len(normalization)} tensors",
         "not_loaded": report or None,
         "source": str(read),

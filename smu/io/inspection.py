@@ -55,7 +55,7 @@ def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:
     if kind == S.MODEL:
         per_layer = model_sparsity(path, meta, tensors, problems)
     elif kind == S.MASK:
-        per_layer = {k: zero_fraction(m) for k, m in tensors.items()}
+        per_layer = {k: zero_percent(m) for k, m in tensors.items()}
         odd = [
             k
             for k, m in tensors.items()
@@ -83,7 +83,8 @@ def inspect_artifact(path: str | Path, search: int = 2) -> dict[str, Any]:
 def model_sparsity(
     path: Path, meta: dict[str, str], tensors: dict[str, torch.Tensor], problems: list[str]
 ) -> dict[str, float]:
-    """Per-layer sparsity under the model's mask (checked against the model), else zeros in conv weights."""
+    """Per-layer sparsity in percent under the model's mask (checked against the model), else zeros in
+    conv weights."""
     mask_name = meta.get(S.MASK_FILE)
     if mask_name and S.fits(S.MASK_FILE, mask_name):  # a name that is no file name is a problem already
         mask_path = path.with_name(mask_name)
@@ -99,12 +100,13 @@ def model_sparsity(
             ]
             alive = [k for k, m in fit.items() if bool((tensorfile.widened(tensors[k])[m == 0] != 0).any())]
             problems += [f"{k} has non-zero weights where the mask is 0" for k in alive[:3]]
-            return {k: zero_fraction(m) for k, m in fit.items()}
-    return {k: zero_fraction(t) for k, t in tensors.items() if k.endswith(".weight") and t.ndim == 4}
+            return {k: zero_percent(m) for k, m in fit.items()}
+    return {k: zero_percent(t) for k, t in tensors.items() if k.endswith(".weight") and t.ndim == 4}
 
 
-def zero_fraction(t: torch.Tensor) -> float:
-    return 1.0 - float(tensorfile.widened(t).count_nonzero()) / t.numel() if t.numel() else 0.0
+def zero_percent(t: torch.Tensor) -> float:
+    """Percent of ``t`` that is 0: sparsity as results report it."""
+    return 100.0 * (1.0 - float(tensorfile.widened(t).count_nonzero()) / t.numel()) if t.numel() else 0.0
 
 
 def check_forget(meta: dict[str, str], tensors: dict[str, torch.Tensor], problems: list[str]) -> None:

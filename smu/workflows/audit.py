@@ -31,6 +31,7 @@ from smu.core.errors import ArtifactError, UsageError
 from smu.core.options import Checked, flag_of, param
 from smu.core.progress import Reporter
 from smu.core.text import jsonable
+from smu.core.units import reported
 from smu.data import Splits
 from smu.data.forget import ForgetSet, resolve_forget
 from smu.evaluation import unlearning_metrics
@@ -291,7 +292,7 @@ def verdict_step(
                 "artifact": str(artifact),
             }
         )
-        files.write_json(folder / "audit.json", result)
+        files.write_json(folder / "audit.json", reported(result))
         return result
 
     needs = tuple(s.key for s in references + members)

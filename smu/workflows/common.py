@@ -133,12 +133,13 @@ def write_manifest(
     out: Path, command: str, options: dict[str, Any], result: dict[str, Any], device: Any
 ) -> str:
     """manifest.json beside the artifacts: what ran, with which options and versions, and what it gave."""
+    from smu.core.units import reported
     from smu.io import files
 
     manifest = {
         "command": command,
         "options": jsonable(options),
-        "result": result,
+        "result": reported(result),
         "versions": versions(device),
     }
     return str(files.write_manifest(out, manifest))

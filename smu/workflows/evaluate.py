@@ -42,7 +42,7 @@ def evaluate(
     result |= {
         "reference_model": str(ref.path) if ref else None,
         "forget": fs.summary(),
-        "sparsity": loaded.mask.sparsity() if loaded.mask is not None else 0.0,
+        "sparsity": loaded.mask.percent() if loaded.mask is not None else 0.0,
         "dataset": subject.splits.info.name,
     }
     if save_forget is not None:

@@ -604,7 +604,7 @@ def models_figure(models: dict[str, Any]) -> dict[str, Any] | None:
                 "series": [
                     {
                         "label": f"seed {seed}",
-                        "x": [100 * rd["sparsity"] for rd in found],
+                        "x": [rd["sparsity"] for rd in found],
                         "y": [rd["test_acc"] for rd in found],
                         "err": [None] * len(found),
                         "n": [1] * len(found),

@@ -199,6 +199,7 @@ def method_fields() -> set[str]:
 class Round:
     round: int
     sparsity: float
+    """Percent of the scope's weights pruned."""
     test_acc: float
     val_acc: float
     model: str
@@ -303,7 +304,7 @@ def run_prune(
                     mask = method.choose(model, mask, cfg.pruned_after_round(mask), ctx)
                 distributed.broadcast_(list(mask.tensors.values()))
                 model.load_state_dict(rewind_state)
-            reporter.note(f"round {r}/{cfg.times}: {cfg.method} to sparsity {mask.sparsity():.4f}")
+            reporter.note(f"round {r}/{cfg.times}: {cfg.method} to sparsity {mask.percent():.2f}%")
             checkpoint = Checkpoint(folder / "checkpoint.safetensors", f"{run_key}-round-{r}")
             if not resume:
                 checkpoint.clear()
@@ -332,7 +333,7 @@ def run_prune(
         rounds.append(
             Round(
                 r,
-                mask.sparsity(),
+                mask.percent(),
                 accuracy(model, splits.test),
                 accuracy(model, splits.val),
                 str(done),
@@ -344,7 +345,7 @@ def run_prune(
             )
         )
         reporter.note(
-            f"round {r}: sparsity {rounds[-1].sparsity:.4f}, test accuracy {rounds[-1].test_acc:.2f}%"
+            f"round {r}: sparsity {rounds[-1].sparsity:.2f}%, test accuracy {rounds[-1].test_acc:.2f}%"
         )
 
     last = rounds[-1]
@@ -355,7 +356,7 @@ def run_prune(
         test_acc=last.test_acc,
         val_acc=last.val_acc,
         rounds=[asdict(r) for r in rounds],
-        per_layer=mask.per_layer(),
+        per_layer={name: 100 * fraction for name, fraction in mask.per_layer().items()},
         config={
             "prune": asdict(cfg),
             "train": asdict(train),

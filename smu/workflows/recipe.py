@@ -21,6 +21,7 @@ import yaml
 
 from smu.core.errors import SmuError, SmuWarning, UsageError
 from smu.core.progress import Estimate
+from smu.core.units import reported
 from smu.data import Splits, load_splits
 from smu.data.forget import resolve_forget
 from smu.execution import distributed, make_executor
@@ -138,9 +139,9 @@ def run(
         "wall_s": seconds,
         "steps": {"total": len(done), "ran": ran, "skipped": len(done) - ran},
     }
-    files.write_json(out / "report.json", result)
+    files.write_json(out / "report.json", reported(result))
     result["figures"], drawn = draw_figures(out)
-    files.write_json(out / "report.json", result)
+    files.write_json(out / "report.json", reported(result))
     reporter.note(f"{ran} of {len(done)} steps run in {seconds / 60:.1f} min; report: {md_path}; {drawn}")
     return result
 
@@ -280,7 +281,9 @@ class Planner:
         )
         models = {"0": result["dense"]["model"]}
         for rate in r.prune.rates:
-            best = min(result["rounds"], key=lambda rd: abs(rd["sparsity"] - rate))
+            best = min(
+                result["rounds"], key=lambda rd: abs(rd["sparsity"] - 100 * rate)
+            )  # percent vs fraction
             models[f"{rate:g}"] = best["model"]
         rounds = [{"sparsity": 0.0, "test_acc": result["dense"]["test_acc"]}]
         rounds += [{"sparsity": rd["sparsity"], "test_acc": rd["test_acc"]} for rd in result["rounds"]]
@@ -531,7 +534,7 @@ def model_accuracy(models: dict[str, str], splits: Splits, device: Any) -> dict[
     for rate, path in models.items():
         loaded = artifacts.load_model(path, device)
         measured[rate] = {
-            "sparsity": loaded.mask.sparsity() if loaded.mask is not None else 0.0,
+            "sparsity": loaded.mask.percent() if loaded.mask is not None else 0.0,
             "train_acc": accuracy(loaded.model, splits.train),
             "val_acc": accuracy(loaded.model, splits.val),
             "test_acc": accuracy(loaded.model, splits.test),

@@ -34,6 +34,7 @@ import torch
 
 from smu.core.errors import DivergedError, UsageError
 from smu.core.options import Space, flag_of, search_space
+from smu.core.units import reported
 from smu.data import Splits, splits_of
 from smu.data.forget import ForgetSet, parse_class, resolve_forget
 from smu.evaluation import GAP_METRICS, TUNING_METRICS, gap, unlearning_metrics
@@ -259,7 +260,7 @@ def save(
     snippet = folder / f"tuned-{method}.yaml"
     files.atomic_write(snippet, result["recipe"].encode())
     result["snippet"] = str(snippet)
-    files.write_json(folder / method / "tune.json", result)
+    files.write_json(folder / method / "tune.json", reported(result))
     result["manifest"] = write_manifest(folder / method, command, options, result, device)
 
 

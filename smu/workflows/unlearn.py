@@ -196,7 +196,7 @@ def run_unlearn(
         "estimate": plan.as_dict(),
         "config": hyper,
         "forget": forget_set.summary() | {"path": str(out / "forget.safetensors")},
-        "sparsity": loaded.mask.sparsity() if loaded.mask is not None else 0.0,
+        "sparsity": loaded.mask.percent() if loaded.mask is not None else 0.0,
         "mask": str(out / "mask.safetensors") if loaded.mask is not None else None,
         "parent": str(loaded.path),
         # Where training resumed (0: a fresh run) and what it ran; None for methods that do not train.

@@ -45,7 +45,7 @@ def test_a_public_solution_unlearns_a_sparse_model_and_is_measured_like_any_meth
     out = json.loads(result.stdout)  # what the function prints went to stderr: stdout is the JSON alone
     assert out["method"] == spec and out["rte_s"] > 0 and out["config"]["batch_size"] == 64
     assert out["metrics"]["ua"] > 50 and out["metrics"]["ta"] > 50  # it forgot class 3 and kept the rest
-    assert out["sparsity"] == pytest.approx(0.5, abs=0.005) and out["revived"] > 0  # fine-tuning revives
+    assert out["sparsity"] == pytest.approx(50, abs=0.5) and out["revived"] > 0  # fine-tuning revives
     assert not pruned_weights(out["model"], mask).any()
     assert out["code"]["sha256"] and out["start_epoch"] is None
 

@@ -42,9 +42,9 @@ def test_eval_against_the_retrained_model_reports_metrics_and_gaps(models):
     out = json.loads(result.stdout)
     m, ref, g = out["metrics"], out["reference"], out["gap"]
     assert m["ua"] < 10 and ref["ua"] == 100.0 and ref["mia_efficacy"] > 95
-    for k in ("ua", "mia_efficacy", "ra", "ta"):
-        assert g[k] == pytest.approx(abs(m[k] - ref[k]))
-    assert g["avg"] == pytest.approx(sum(g[k] for k in ("ua", "mia_efficacy", "ra", "ta")) / 4)
+    for k in ("ua", "mia_efficacy", "ra", "ta"):  # each rounded to 2 decimals on its own
+        assert g[k] == pytest.approx(abs(m[k] - ref[k]), abs=0.011)
+    assert g["avg"] == pytest.approx(sum(g[k] for k in ("ua", "mia_efficacy", "ra", "ta")) / 4, abs=0.011)
     assert out["forget"]["spec"] == "class:3" and out["forget"]["size"] > 100 and out["sparsity"] == 0.0
 
 

@@ -73,11 +73,11 @@ def test_unlearn_end_to_end_writes_a_sparse_model_and_reports_rte_and_gaps(spars
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert out["method"] == method and out["rte_s"] > 0 and out["sparsity"] == pytest.approx(0.9, abs=0.005)
+    assert out["method"] == method and out["rte_s"] > 0 and out["sparsity"] == pytest.approx(90, abs=0.5)
     assert set(out["metrics"]) >= {"ua", "ra", "ta", "mia_efficacy"}
     keys = ("ua", "mia_efficacy", "ra", "ta")
     expected = {k: abs(out["metrics"][k] - out["reference"][k]) for k in keys}
-    assert out["gap"] == pytest.approx(expected | {"avg": sum(expected.values()) / 4})
+    assert out["gap"] == pytest.approx(expected | {"avg": sum(expected.values()) / 4}, abs=0.011)  # rounded
     assert out["forget"]["spec"] == "class:3"
     weights, mask = load_file(out["model"]), load_file(out["mask"])
     zeros = sum(int((weights[n][m == 0] == 0).sum()) for n, m in mask.items())

@@ -53,7 +53,7 @@ def test_omp_prunes_the_final_dense_weights_and_rewinds_to_the_epoch_k_weights_u
     for k, v in seen["start"].items():
         m = expected.tensors.get(k)
         assert torch.equal(v, rewind[k] * m if m is not None else rewind[k]), k
-    assert result["sparsity"] == pytest.approx(0.5, abs=1e-4)
+    assert result["sparsity"] == pytest.approx(50, abs=1e-2)
 
 
 def test_synflow_scores_a_hand_worked_network_and_rescores_between_iterations():
@@ -84,7 +84,7 @@ def test_synflow_scores_a_hand_worked_network_and_rescores_between_iterations():
 def test_pruning_at_init_reaches_its_rate_and_keeps_the_model_sparse(tmp_path, digits, method):
     cfg = PruneConfig(method, rate=0.8, options=SynFlowConfig(10) if method == "synflow" else None)
     result = run_prune(digits, "cnn", FAST, cfg, out=tmp_path, seed=0)
-    assert result["sparsity"] == pytest.approx(0.8, abs=1e-4) and "dense" not in result
+    assert result["sparsity"] == pytest.approx(80, abs=1e-2) and "dense" not in result
     loaded = artifacts.load_model(result["model"])
     params = dict(loaded.model.named_parameters())
     for name, m in loaded.mask.items():
@@ -100,7 +100,7 @@ def test_synflow_keeps_every_layer_alive_at_high_sparsity(tmp_path, digits):
         out=tmp_path,
         seed=0,
     )
-    assert max(result["per_layer"].values()) < 1.0
+    assert max(result["per_layer"].values()) < 100.0  # percent
 
 
 def test_from_rejects_methods_that_prune_at_initialisation(tmp_path, digits):

@@ -117,7 +117,7 @@ def test_a_trojan_model_on_digits_has_a_high_asr_and_cleansing_with_ft_lowers_it
         # A clean fine-tune erodes a backdoor only slowly (the paper's point: FT alone is a weak cleanser).
         assert r["asr_before"] > 90 and r["asr_after"] < r["asr_before"] - 3, r
         assert r["sa_before"] > 90 and r["sa_after"] > 90 and r["rte_s"] > 0
-    assert out["results"][1]["sparsity"] == pytest.approx(0.5, abs=0.005)
+    assert out["results"][1]["sparsity"] == pytest.approx(50, abs=0.5)
     assert out["poison"]["size"] == round(0.1 * 1297) and out["poison"]["trigger_value"] == 255
     assert (tmp_path / "poison.safetensors").is_file() and (
         tmp_path / "dense" / "model.safetensors"
@@ -208,5 +208,5 @@ def test_the_later_methods_cleanse_a_trojan_model_too(tmp_path, trojan, method):
     )
     assert result.exit_code == 0, result.output
     r = json.loads(result.stdout)["results"][0]
-    assert r["method"] == method and r["sparsity"] == pytest.approx(0.5, abs=0.005) and r["asr_before"] > 80
+    assert r["method"] == method and r["sparsity"] == pytest.approx(50, abs=0.5) and r["asr_before"] > 80
     assert r["unlearn"]["ra"] > 50  # evaluated on the clean retain set

@@ -249,7 +249,7 @@ def test_a_backdoor_run_gets_sa_and_asr_and_imp_rounds_a_line_per_seed(tmp_path)
         for name, rate, acc in (("dense", 0.0, 95.0), ("sparse-0.9", 0.9, 93.0))
     ]
     rounds = [
-        {"seed": s, "sparsity": sp, "test_acc": 95 - s - 10 * sp} for s in (0, 1) for sp in (0.0, 0.5, 0.75)
+        {"seed": s, "sparsity": sp, "test_acc": 95 - s - sp / 10} for s in (0, 1) for sp in (0.0, 50.0, 75.0)
     ]
     folder = write_run(tmp_path / "run", [backdoor], {"kind": "models", "rows": rows, "rounds": rounds})
     figures = by_name(plot_run(folder, formats=("png",)))

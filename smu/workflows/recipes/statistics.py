@@ -189,7 +189,7 @@ def models_table(done: Done) -> dict[str, Any]:
             continue
         for rate, measured in result.get("accuracy", {}).items():
             for key in ("sparsity", "train_acc", "val_acc", "test_acc"):
-                cells[float(rate)][key].append(measured[key] * (100 if key == "sparsity" else 1))
+                cells[float(rate)][key].append(measured[key])
         rounds += [{"seed": step.tags["seed"], **rd} for rd in result.get("rounds", [])]
     rows = [
         {"method": model_name(rate), "rate": rate, "cells": {"": {k: mean_std(v) for k, v in cell.items()}}}
