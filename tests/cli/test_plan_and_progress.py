@@ -34,7 +34,7 @@ def test_dry_run_prints_the_plan_writes_nothing_and_counts_every_training_image(
         est["work"]
         == f"imp: dense 3 epochs, then 2 rounds of 2 epochs from epoch 1, {len(splits.train):,} images each"
     )
-    assert est["seconds"] == pytest.approx(est["images"] / est["images_per_second"])
+    assert est["seconds"] == pytest.approx(est["images"] / est["images_per_second"], rel=0.01)  # 3 digits
     text = smu(*PRUNE, "--out", out, "--dry-run")
     assert text.stdout.startswith("plan: imp: dense 3 epochs") and f"would write into {out}" in text.stdout
 
@@ -49,7 +49,7 @@ def test_a_run_in_a_log_says_its_plan_first_then_timestamped_progress_and_json_c
     assert lines and all(STAMP.match(line) for line in lines), lines
     assert "plan: imp: dense 3 epochs" in lines[0]
     assert any("dense: epoch 3/3" in line and "job " in line and " left" in line for line in lines)
-    assert any(line.endswith("round 2: sparsity 0.3600, test accuracy " + line.split()[-1]) for line in lines)
+    assert any(line.endswith("round 2: sparsity 36.00%, test accuracy " + line.split()[-1]) for line in lines)
     done = [line for line in lines if ": ended after " in line]
     assert [d.split("] ")[1].split(":")[0] for d in done] == ["dense", "round 1/2", "round 2/2"]
     printed = json.loads(result.stdout)["estimate"]
