@@ -83,6 +83,7 @@ def audit(
     amp: bool = False,
     compile: bool = False,
     sync_bn: bool = False,
+    threads: int | None = None,
     out: str | Path | None = None,
     force: bool = False,
     executor: str = "serial",
@@ -113,7 +114,9 @@ def audit(
     loaded, fs = subject.loaded, subject.forget
     out = Path(out) if out else default_out("audit", loaded.dataset, loaded.arch)
     check_audit_folder(out, fs, subject.splits, force=force)
-    with run_folder(out, force=True, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
+    with run_folder(
+        out, force=True, amp=amp, compile=compile, sync_bn=sync_bn, threads=threads, reporter=reporter
+    ) as folder:
         if not (folder / "forget.safetensors").is_file():
             fs.save(folder / "forget.safetensors")
         identity = {"parent": loaded.sha256, "forget": fs.sha256}

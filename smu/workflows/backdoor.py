@@ -81,6 +81,7 @@ def backdoor_cleanse(
     amp: bool = False,
     compile: bool = False,
     sync_bn: bool = False,
+    threads: int | None = None,
     seed: int = 0,
     out: str | Path | None = None,
     force: bool = False,
@@ -143,7 +144,9 @@ def backdoor_cleanse(
         prefix=lambda cfg, name: "unlearn" if cfg is unlearn_cfg and name in TRAINING else "",
     )
     out = Path(out) if out else default_out("backdoor", splits.info.name, arch, folder_name(method))
-    with run_folder(out, force=force, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
+    with run_folder(
+        out, force=force, amp=amp, compile=compile, sync_bn=sync_bn, threads=threads, reporter=reporter
+    ) as folder:
         result = run_backdoor(
             splits,
             arch,

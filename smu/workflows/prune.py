@@ -50,6 +50,7 @@ def prune(
     amp: bool = False,
     compile: bool = False,
     sync_bn: bool = False,
+    threads: int | None = None,
     seed: int = 0,
     out: str | Path | None = None,
     force: bool = False,
@@ -100,7 +101,15 @@ def prune(
     own_values = {k: v for k, v in given.items() if k not in options}
     command = command_line("smu prune", own_values, train, cfg.options)
     out = Path(out) if out else default_out("prune", dataset, arch, cfg.method)
-    with run_folder(out, force=force or resume, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
+    with run_folder(
+        out,
+        force=force or resume,
+        amp=amp,
+        compile=compile,
+        sync_bn=sync_bn,
+        threads=threads,
+        reporter=reporter,
+    ) as folder:
         result = run_prune(
             splits,
             arch,
