@@ -74,7 +74,17 @@ def run_empty(executor: str, steps: int) -> None:
 
 def run_recipe(executor: str, cpus: float | None = None) -> None:
     out = Path(fresh()) / "run"
-    run("quickstart", TINY, out=out, executor=executor, cpus_per_step=cpus, reporter=Reporter())
+    # The thread count this script set (smu would otherwise choose its own for the run).
+    threads = torch.get_num_threads()
+    run(
+        "quickstart",
+        TINY,
+        out=out,
+        executor=executor,
+        cpus_per_step=cpus,
+        threads=threads,
+        reporter=Reporter(),
+    )
 
 
 def main() -> None:

@@ -56,6 +56,17 @@ SyncBn = Annotated[
         rich_help_panel="Run",
     ),
 ]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="torch's CPU threads (default: the physical cores this process may use; $OMP_NUM_THREADS if "
+        "set; under torchrun the cores shared among its processes). On a machine busy with other work "
+        "fewer are faster. Results differ in the last bits with the count; the manifest records it.",
+        rich_help_panel="Run",
+    ),
+]
 Seed = Annotated[
     int,
     typer.Option(
@@ -194,7 +205,7 @@ GpusPerStep = Annotated[
 # Groups of the options above that several commands take together (a command's table adds its own).
 DATA = {"arch": Arch, "dataset": Dataset, "data": DataDir, "val_fraction": ValFraction, "subset": Subset}
 """What to train on, for the commands that train a model from scratch."""
-RUNTIME = {"device": Device, "amp": Amp, "compile": Compile, "sync_bn": SyncBn}
+RUNTIME = {"device": Device, "amp": Amp, "compile": Compile, "sync_bn": SyncBn, "threads": Threads}
 """Where and how training runs."""
 EXECUTOR = {
     "executor": ExecutorName,

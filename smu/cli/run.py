@@ -36,8 +36,12 @@ OPTIONS = {
     "address": flags.Address,
     "cpus_per_step": flags.CpusPerStep,
     "gpus_per_step": flags.GpusPerStep,
+    "threads": flags.Threads,
 }
-DEMO_OPTIONS = {"out": Annotated[Path, typer.Option("--out", "-o", help="Run folder.")]}
+DEMO_OPTIONS = {
+    "out": Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
+    "threads": flags.Threads,
+}
 
 
 def render(result: dict) -> list:

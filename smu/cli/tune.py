@@ -37,6 +37,7 @@ OPTIONS = {
     "forget_seed": flags.ForgetSeed,
     "data": flags.DataDir,
     "device": flags.Device,
+    "threads": flags.Threads,
     "seed": flags.Seed,
     "out": flags.Out,
     "force": flags.Force,

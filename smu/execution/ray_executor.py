@@ -32,7 +32,7 @@ from typing import Any
 
 from smu.core.errors import SmuError, UsageError
 from smu.core.progress import Reporter
-from smu.execution import distributed
+from smu.execution import distributed, threads
 from smu.execution.executor import Executor
 from smu.execution.steps import Plan, Step, is_done, result_of, run_one, start
 from smu.io import files
@@ -356,7 +356,6 @@ _PLANNED: dict[str, dict[str, Step]] = {}
 def run_task(plan: Plan, key: str, cwd: str, token_file: str, token: str, board: Any) -> dict[str, Any]:
     """A Ray task: find the step ``key`` in ``plan`` and run it; an SmuError comes back as {"error"}."""
     import ray
-    import torch
 
     from smu.execution.engine import runtime
 
@@ -387,11 +386,12 @@ def run_task(plan: Plan, key: str, cwd: str, token_file: str, token: str, board:
         # As many torch threads as CPUs Ray gave the task (--cpus-per-step), for every step alike: on a CPU
         # the float reduction order, and so a trained model, depends on the thread count.
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-        torch.set_num_threads(max(1, int(cpus)))
+        count = max(1, int(cpus))
         board.post.remote({"key": key, "worker": worker})
         start(step)
         record_attempt(step, worker)
-        with runtime(plan.amp, plan.compile):
+        chosen = threads.Threads(count, "Ray --cpus-per-step", f"{cpus:g} CPUs assigned to the task")
+        with threads.applied(chosen), runtime(plan.amp, plan.compile):
             run_one(step)
         return {"worker": worker}
     except SmuError as e:

@@ -43,7 +43,14 @@ from smu.io import artifacts, files, tensorfile
 from smu.io import schema as S
 from smu.io.files import digest
 from smu.methods.unlearning import code_identity, folder_name, make_config
-from smu.workflows.common import command_line, default_out, run_folder, runs_estimate, write_manifest
+from smu.workflows.common import (
+    command_line,
+    default_out,
+    run_folder,
+    runs_estimate,
+    threads_for,
+    write_manifest,
+)
 from smu.workflows.subject import Subject, open_subject
 from smu.workflows.unlearn import run_unlearn
 
@@ -84,6 +91,7 @@ def audit(
     amp: bool = False,
     compile: bool = False,
     sync_bn: bool = False,
+    threads: int | None = None,
     out: str | Path | None = None,
     force: bool = False,
     executor: str = "serial",
@@ -131,11 +139,14 @@ def audit(
     members = [s for s in planned if s.tags["kind"] == "member" and not is_done(s)]
     runs = [(s.tags["method"], configs[s.tags["method"]]) for s in members]
     what = f"{audit_cfg.models} models each of {method} and {REFERENCE}, {len(runs)} still to train"
-    estimate = runs_estimate(runs, subject, what, timed=runner.name == "serial")
+    with threads_for(threads):  # timed with the thread count the run will use
+        estimate = runs_estimate(runs, subject, what, timed=runner.name == "serial")
     if dry_run:
         return {"dry_run": True, "method": method, "out": str(out), "estimate": estimate.as_dict()}
     (reporter or Reporter()).plan(estimate)
-    with run_folder(out, force=True, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
+    with run_folder(
+        out, force=True, amp=amp, compile=compile, sync_bn=sync_bn, threads=threads, reporter=reporter
+    ) as folder:
         if not (folder / "forget.safetensors").is_file():
             fs.save(folder / "forget.safetensors")
         steps = plan(

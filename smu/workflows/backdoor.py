@@ -42,6 +42,7 @@ from smu.workflows.common import (
     estimate,
     refuse_unknown,
     run_folder,
+    threads_for,
     write_manifest,
 )
 from smu.workflows.prune import new_model, train_models
@@ -89,6 +90,7 @@ def backdoor_cleanse(
     amp: bool = False,
     compile: bool = False,
     sync_bn: bool = False,
+    threads: int | None = None,
     seed: int = 0,
     out: str | Path | None = None,
     force: bool = False,
@@ -154,11 +156,14 @@ def backdoor_cleanse(
     )
     out = Path(out) if out else default_out("backdoor", splits.info.name, arch, folder_name(method))
     attack = Attack.prepare(splits, cfg, forget_seed)
-    plan = backdoor_estimate(attack, arch, train, method, unlearn_cfg, chosen, prune, rewind_epoch, start)
+    with threads_for(threads):  # timed with the thread count the run will use
+        plan = backdoor_estimate(attack, arch, train, method, unlearn_cfg, chosen, prune, rewind_epoch, start)
     if dry_run:
         return {"dry_run": True, "method": method, "out": str(out), "estimate": plan.as_dict()}
     (reporter or Reporter()).plan(plan)
-    with run_folder(out, force=force, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
+    with run_folder(
+        out, force=force, amp=amp, compile=compile, sync_bn=sync_bn, threads=threads, reporter=reporter
+    ) as folder:
         result = run_backdoor(
             splits,
             arch,

@@ -118,15 +118,37 @@ def versions(device: Any) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def run_folder(
-    out: Path, *, force: bool, amp: bool = False, compile: bool = False, sync_bn: bool = False
+    out: Path,
+    *,
+    force: bool,
+    amp: bool = False,
+    compile: bool = False,
+    sync_bn: bool = False,
+    threads: int | None = None,
+    reporter: Any = None,
 ) -> Iterator[Path]:
     """The run folder (refused when it holds something, unless ``force``; removed again if this run made
-    it and failed), with the training runtime (--amp, --compile, --sync-bn) set for everything inside."""
+    it and failed), with the training runtime (--amp, --compile, --sync-bn) and torch's thread count
+    (--threads, else :mod:`smu.execution.threads`' choice) set for everything inside; ``reporter`` hears
+    when the machine is too busy for that many threads."""
     from smu.execution.engine import runtime
     from smu.io import files
 
-    with runtime(amp, compile, sync_bn), files.run_dir(out, force) as folder:
+    with threads_for(threads, reporter), runtime(amp, compile, sync_bn), files.run_dir(out, force) as folder:
         yield folder
+
+
+@contextlib.contextmanager
+def threads_for(threads: int | None, reporter: Any = None) -> Iterator[Any]:
+    """torch's thread count for a command's work (:func:`smu.execution.threads.applied`), with a note to
+    ``reporter`` when other work already keeps the cores busy."""
+    from smu.execution import threads as threading
+
+    with threading.applied(threads) as chosen:
+        hint = threading.busy_hint(chosen)
+        if hint and reporter is not None:
+            reporter.note(hint)
+        yield chosen
 
 
 def write_manifest(
@@ -134,6 +156,7 @@ def write_manifest(
 ) -> str:
     """manifest.json beside the artifacts: what ran, with which options and versions, and what it gave."""
     from smu.core.units import reported
+    from smu.execution import threads
     from smu.io import files
 
     manifest = {
@@ -141,6 +164,7 @@ def write_manifest(
         "options": jsonable(options),
         "result": reported(result),
         "versions": versions(device),
+        "threads": threads.current().as_dict(),  # a CPU's results depend on it (smu.execution.threads)
     }
     return str(files.write_manifest(out, manifest))
 

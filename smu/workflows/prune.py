@@ -37,6 +37,7 @@ from smu.workflows.common import (
     estimate,
     refuse_unknown,
     run_folder,
+    threads_for,
     write_manifest,
 )
 
@@ -58,6 +59,7 @@ def prune(
     amp: bool = False,
     compile: bool = False,
     sync_bn: bool = False,
+    threads: int | None = None,
     seed: int = 0,
     out: str | Path | None = None,
     force: bool = False,
@@ -113,9 +115,18 @@ def prune(
     if dry_run:
         torch.manual_seed(seed)
         model = start.model.to(dev) if start is not None else new_model(arch, splits).to(dev)
-        plan = prune_estimate(model, splits, train, cfg, start is not None)
+        with threads_for(threads):  # timed with the thread count the run will use
+            plan = prune_estimate(model, splits, train, cfg, start is not None)
         return {"dry_run": True, "method": cfg.method, "out": str(out), "estimate": plan.as_dict()}
-    with run_folder(out, force=force or resume, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
+    with run_folder(
+        out,
+        force=force or resume,
+        amp=amp,
+        compile=compile,
+        sync_bn=sync_bn,
+        threads=threads,
+        reporter=reporter,
+    ) as folder:
         result = run_prune(
             splits,
             arch,

@@ -35,7 +35,7 @@ from smu.methods.pruning import PruneConfig
 from smu.methods.unlearning import code_identity, folder_name
 from smu.workflows import audit as auditing
 from smu.workflows.backdoor import Attack
-from smu.workflows.common import versions
+from smu.workflows.common import threads_for, versions
 from smu.workflows.prune import run_prune, train_models
 from smu.workflows.recipes import latex, report, statistics
 from smu.workflows.recipes.catalog import read_recipe
@@ -65,14 +65,16 @@ def run(
     address: str | None = None,
     cpus_per_step: float | None = None,
     gpus_per_step: float | None = None,
+    threads: int | None = None,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Run a recipe: train, prune, unlearn with every method, evaluate against retrain, report.
 
     ``recipe`` is a recipe file or the name of a shipped one (``quickstart``); ``overrides`` are
     ``key=value`` by dotted key (``unlearn.ft.lr=0.02``). A run continues where it stopped: finished
-    steps are skipped (``resume`` is accepted for symmetry with prune and unlearn). Returns what
-    ``smu run --json`` prints.
+    steps are skipped (``resume`` is accepted for symmetry with prune and unlearn). ``threads``: torch's
+    thread count here (default: :mod:`smu.execution.threads`' choice), and so each Ray CPU step's unless
+    ``cpus_per_step`` is given. Returns what ``smu run --json`` prints.
     """
     del resume  # always on: finished steps are skipped and an interrupted one resumes from its checkpoint
     overrides = list(overrides or [])
@@ -103,7 +105,7 @@ def run(
         )
     reporter = reporter or Reporter()
     start = time.perf_counter()
-    with files.run_dir(out, force=True) as out:
+    with threads_for(threads, reporter) as used, files.run_dir(out, force=True) as out:
         header = f"# {command}\n# resolved by smu; run it again with: smu run {out / 'recipe.yaml'}\n"
         files.atomic_write(out / "recipe.yaml", (header + yaml.safe_dump(resolved, sort_keys=False)).encode())
         done = execute(
@@ -115,7 +117,10 @@ def run(
     speed = "".join(f", {name}" for name in ("amp", "compile", "sync_bn") if getattr(checked, name))
     if runner.name == "serial":
         v = versions(resolve_device(checked.device))
-        machine = f"{v['device_name']} ({v['device']}{speed}), {v['platform']}, torch {v['torch']}"
+        machine = (
+            f"{v['device_name']} ({v['device']}{speed}), {v['platform']}, torch {v['torch']}, "
+            f"{used.count} thread{'s' * (used.count != 1)} ({used.reason})"
+        )
     else:  # the steps ran wherever Ray put them; each step's workers.json says where
         v = versions("driver")
         chosen = ((runner.cpus_per_step, "CPU"), (runner.gpus_per_step, "GPU"))
@@ -138,6 +143,7 @@ def run(
         "latex": str(tex_path),
         "wall_s": seconds,
         "steps": {"total": len(done), "ran": ran, "skipped": len(done) - ran},
+        "threads": used.as_dict(),  # the driver's: the serial executor's steps ran with it
     }
     files.write_json(out / "report.json", reported(result))
     result["figures"], drawn = draw_figures(out)
@@ -167,9 +173,11 @@ def draw_figures(out: Path) -> tuple[list[str], str]:
     return [f for figure in drawn["figures"] for f in figure["files"]], f"figures: {drawn['out']}"
 
 
-def demo(out: str | Path = Path("runs/demo"), reporter: Reporter | None = None) -> dict[str, Any]:
+def demo(
+    out: str | Path = Path("runs/demo"), threads: int | None = None, reporter: Reporter | None = None
+) -> dict[str, Any]:
     """Prune first, then unlearn, in about a minute on the embedded digits (the quickstart recipe)."""
-    return run("quickstart", out=out, force=True, reporter=reporter)
+    return run("quickstart", out=out, force=True, threads=threads, reporter=reporter)
 
 
 class Planner:

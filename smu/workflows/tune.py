@@ -74,6 +74,7 @@ def tune(
     forget_seed: int = 0,
     data: str | Path | None = None,
     device: str = "auto",
+    threads: int | None = None,
     seed: int = 0,
     out: str | Path | None = None,
     force: bool = False,
@@ -112,7 +113,7 @@ def tune(
     reporter = reporter or Reporter()
     reporter.plan(estimate)
     started = time.perf_counter()
-    with run_folder(out, force=True) as folder:
+    with run_folder(out, force=True, threads=threads, reporter=reporter) as folder:
         identity = {
             "parent": subject.loaded.sha256,
             "forget": subject.forget.sha256,

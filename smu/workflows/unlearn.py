@@ -28,7 +28,7 @@ from smu.io.artifacts import LoadedModel
 from smu.io.files import digest
 from smu.methods.unlearning import METHODS, Context, UnlearnData, UnlearnMethod, folder_name, make_config
 from smu.methods.unlearning.base import frozen_copy
-from smu.workflows.common import command_line, default_out, estimate, run_folder, write_manifest
+from smu.workflows.common import command_line, default_out, estimate, run_folder, threads_for, write_manifest
 from smu.workflows.evaluate import mia_feature_list
 from smu.workflows.subject import open_subject
 
@@ -49,6 +49,7 @@ def unlearn(
     amp: bool = False,
     compile: bool = False,
     sync_bn: bool = False,
+    threads: int | None = None,
     seed: int = 0,
     out: str | Path | None = None,
     force: bool = False,
@@ -80,9 +81,18 @@ def unlearn(
     if dry_run:
         data = UnlearnData.of(subject.splits, subject.forget)
         spec, has_reference = METHODS.get_spec(method), subject.reference is not None
-        plan = unlearn_estimate(spec, cfg, loaded.model, data, subject.splits, not no_eval, has_reference)
+        with threads_for(threads):  # timed with the thread count the run will use
+            plan = unlearn_estimate(spec, cfg, loaded.model, data, subject.splits, not no_eval, has_reference)
         return {"dry_run": True, "method": method, "out": str(out), "estimate": plan.as_dict()}
-    with run_folder(out, force=force or resume, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
+    with run_folder(
+        out,
+        force=force or resume,
+        amp=amp,
+        compile=compile,
+        sync_bn=sync_bn,
+        threads=threads,
+        reporter=reporter,
+    ) as folder:
         result = run_unlearn(
             loaded,
             subject.splits,

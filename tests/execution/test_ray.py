@@ -2,7 +2,6 @@
 a killed worker's step retried and resumed, a step's own failure reported once while the others finish,
 the plan's order kept, and a one-line error without Ray."""
 
-import contextlib
 import json
 import logging
 import os
@@ -49,16 +48,6 @@ def local_ray():
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield ray
     ray.shutdown()
-
-
-@contextlib.contextmanager
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def without_rte(report: dict) -> dict:
@@ -160,8 +149,7 @@ def test_an_audit_on_ray_judges_as_the_serial_audit_does(local_ray, pruned_cnn, 
     model = pruned_cnn / "dense" / "model.safetensors"
     args = ["audit", "--model", model, "--forget", "class:3", "--method", "none", "--models", "3"]
     args += ["--retrain-epochs", "2", "--retrain-batch-size", "64", "--json"]
-    with one_thread():  # two members at once on Ray, with one thread each
-        serial = smu(*args, "--out", tmp_path / "serial")
+    serial = smu(*args, "--threads", "1", "--out", tmp_path / "serial")  # as each of the Ray steps below
     on_ray = smu(*args, "--out", tmp_path / "ray", "--executor", "ray", "--cpus-per-step", "1")
     assert serial.exit_code == 0 and on_ray.exit_code == 0, on_ray.output
     serial, on_ray = json.loads(serial.stdout), json.loads(on_ray.stdout)
