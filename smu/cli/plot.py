@@ -39,7 +39,9 @@ def plot(
     ],
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Folder for the figures (default: RUN_DIR/figures)."),
+        typer.Option(
+            "--out", "-o", help="Folder for the figures (default: RUN_DIR/figures, RUN_DIR/figures-paper)."
+        ),
     ] = None,
     format: Annotated[
         str | None,

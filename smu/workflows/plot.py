@@ -358,7 +358,16 @@ def draw_lines(ax: Any, panel: dict[str, Any], paper: bool = False) -> None:
     for i, s in enumerate(panel["series"]):
         color = s.get("color", palette(i))
         if s.get("reference"):
-            look = {"marker": "o", "ms": 7, "mfc": "none", "mew": 1.2, "ls": "--", "zorder": 3}
+            # long gaps and a thinner line: a series under the reference shows between its dashes
+            look = {
+                "marker": "o",
+                "ms": 7,
+                "mfc": "none",
+                "mew": 1.2,
+                "ls": (0, (4, 3)),
+                "lw": 1.2,
+                "zorder": 3,
+            }
         else:
             look = {"marker": MARKERS[k % len(MARKERS)], "ms": max(6.0 - 0.4 * k, 3.0), "zorder": 2}
             look["ls"], k = LINESTYLES[k % len(LINESTYLES)], k + 1

@@ -147,7 +147,7 @@ def latex(
     """report.tex: report.md's tables in the same order, the preamble (command, machine) as comments."""
     lines = [
         "% smu's report as LaTeX tables: \\input{report.tex} in a document whose preamble has",
-        "% \\usepackage{booktabs} and \\usepackage{graphicx} (tables too wide for the page are scaled).",
+        "% \\usepackage{booktabs} and \\usepackage{graphicx} (a table wider than its float shrinks to fit).",
         *[f"% {line}" for line in preamble.splitlines() if line.strip()],  # one comment per line, always
         "",
     ]
