@@ -41,7 +41,9 @@ def quick(tmp_path_factory):
     from smu.workflows.plot import plot_run
 
     folder = tmp_path_factory.mktemp("quick") / "run"
-    report = run("quickstart", overrides=TINY, out=folder, reporter=Reporter())
+    run("quickstart", overrides=TINY, out=folder, reporter=Reporter())
+    # What the figures are drawn from: report.json, its numbers rounded by their units (smu.core.units).
+    report = json.loads((folder / "report.json").read_text())
     return folder, report, plot_run(folder)
 
 
