@@ -54,6 +54,7 @@ def command(focus: str | None = None) -> Any:
         render=report.audit_tables,
         paths=lambda r: [r["artifact"]],
         generated=generated,
+        again="the same command with --out {out} continues this audit",
     )
 
 

@@ -36,6 +36,8 @@ OPTIONS = {
     "cpus_per_step": flags.CpusPerStep,
     "gpus_per_step": flags.GpusPerStep,
 }
+AGAIN = "the same command continues this run in {out} (finished steps are kept)"
+"""How a recipe run continues after Ctrl-C: every run does."""
 DEMO_OPTIONS = {"out": Annotated[Path, typer.Option("--out", "-o", help="Run folder.")]}
 
 
@@ -64,8 +66,8 @@ def paths(result: dict) -> list[str]:
 
 
 def command(focus: str | None = None) -> Any:
-    return cli(run, options=OPTIONS, render=render, paths=paths)
+    return cli(run, options=OPTIONS, render=render, paths=paths, again=AGAIN)
 
 
 def demo_command(focus: str | None = None) -> Any:
-    return cli(demo, options=DEMO_OPTIONS, render=render, paths=paths)
+    return cli(demo, options=DEMO_OPTIONS, render=render, paths=paths, again=AGAIN)

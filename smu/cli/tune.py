@@ -55,5 +55,10 @@ def command(focus: str | None = None) -> Any:
     reference = retrain_options("Reference: the retrained model")
     generated = config_options(TuneConfig, panel="Tuning") + options + reference
     return cli(
-        tune, options=OPTIONS, render=report.tune_tables, paths=lambda r: [r["snippet"]], generated=generated
+        tune,
+        options=OPTIONS,
+        render=report.tune_tables,
+        paths=lambda r: [r["snippet"]],
+        generated=generated,
+        again="the same command with --out {out} continues this study",
     )

@@ -104,14 +104,21 @@ def versions(device: Any) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def run_folder(
-    out: Path, *, force: bool, amp: bool = False, compile: bool = False, sync_bn: bool = False
+    out: Path,
+    *,
+    force: bool,
+    amp: bool = False,
+    compile: bool = False,
+    sync_bn: bool = False,
+    resumable: bool = False,
 ) -> Iterator[Path]:
-    """The run folder (refused when it holds something, unless ``force``; removed again if this run made
-    it and failed), with the training runtime (--amp, --compile, --sync-bn) set for everything inside."""
+    """The run folder (refused when it holds something, unless ``force``, naming ``--resume`` where the
+    command has it; removed again if this run made it and failed), with the training runtime (--amp,
+    --compile, --sync-bn) set for everything inside."""
     from smu.execution.engine import runtime
     from smu.io import files
 
-    with runtime(amp, compile, sync_bn), files.run_dir(out, force) as folder:
+    with runtime(amp, compile, sync_bn), files.run_dir(out, force, resumable) as folder:
         yield folder
 
 

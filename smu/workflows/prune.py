@@ -20,7 +20,8 @@ from torch import nn
 
 from smu.core.errors import ArtifactError, UsageError
 from smu.core.masks import Mask, scope_share
-from smu.data import Splits, check_fits, load_splits, subset_meta
+from smu.core.registry import lookup
+from smu.data import SOURCES, Splits, check_fits, load_splits, subset_meta
 from smu.data.batches import Augment
 from smu.execution import distributed
 from smu.execution.engine import Checkpoint, Reporter, TrainConfig, accuracy, fit, resolve_device
@@ -84,7 +85,8 @@ def prune(
         elif rewind_epoch is None and start.meta.get(S.IMPORTED_FROM):
             rewind_epoch = 0  # nothing to rewind to: the fine-tuning starts from the imported weights
     arch, dataset = arch or "resnet18", dataset or "digits"
-    parse_arch(arch)  # a misspelt name first: it says more than a range check of the schedule
+    lookup(SOURCES, dataset, "dataset")  # a misspelt name first: it says more than a range check
+    parse_arch(arch)
     rewind = artifacts.load_model(rewind_from, dev, option="--rewind-from") if rewind_from else None
     cfg = PruneConfig(
         method=method,
@@ -100,7 +102,9 @@ def prune(
     own_values = {k: v for k, v in given.items() if k not in options}
     command = command_line("smu prune", own_values, train, cfg.options)
     out = Path(out) if out else default_out("prune", dataset, arch, cfg.method)
-    with run_folder(out, force=force or resume, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
+    with run_folder(
+        out, force=force or resume, amp=amp, compile=compile, sync_bn=sync_bn, resumable=True
+    ) as folder:
         result = run_prune(
             splits,
             arch,

@@ -74,7 +74,9 @@ def unlearn(
     own_values = {k: v for k, v in given.items() if k not in options}
     command = command_line("smu unlearn", own_values, cfg)
     out = Path(out) if out else default_out("unlearn", loaded.dataset, loaded.arch, folder_name(method))
-    with run_folder(out, force=force or resume, amp=amp, compile=compile, sync_bn=sync_bn) as folder:
+    with run_folder(
+        out, force=force or resume, amp=amp, compile=compile, sync_bn=sync_bn, resumable=True
+    ) as folder:
         result = run_unlearn(
             loaded,
             subject.splits,
