@@ -1,3 +1,3 @@
-from smu.cli.app import main
+from smu.cli import main
 
 main()

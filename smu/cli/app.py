@@ -6,11 +6,13 @@ import torch): ``Commands`` lists the others by name and summary.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -18,6 +20,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from smu import __version__
+from smu.cli.interrupt import STARTING, by_ctrl_c
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,30 @@ class Commands(TyperGroup):
         name, listed, rest = super().resolve_command(ctx, args)
         return name, None if listed is None else build_command(BY_NAME[name]), rest
 
+    # Ctrl-C before the command runs (torch imports while the command is built; Typer imports pydantic
+    # while it converts the options) is one line too: Typer would exit 130 without a word. Once the
+    # command runs, smu.cli.wrap.errors_shown says how to continue.
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with starting():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with starting():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def starting() -> Iterator[None]:
+    try:
+        yield
+    except (KeyboardInterrupt, Exception) as e:
+        if not by_ctrl_c(e):
+            raise
+        from smu.cli.ui import interrupted
+
+        interrupted(STARTING)
+        raise typer.Exit(130) from None
+
 
 class MethodCommand(TyperCommand):
     """A command whose ``--help`` narrows to one method's options when ``--method X`` is given too:
@@ -250,6 +277,8 @@ def run_command(argv: list[str] | None) -> None:
 
     args = sys.argv[1:] if argv is None else list(argv)
     show_smu_warnings()
+    if args and args[0] in BY_NAME:
+        check_line(args[0], args[1:])
     try:
         code = app(args=args, prog_name="smu", standalone_mode=False)
     except Exception as e:  # with standalone_mode off, Typer hands its usage errors to the caller
@@ -267,3 +296,20 @@ def run_command(argv: list[str] | None) -> None:
         print(f"Error: {printable(e.format_message().rstrip('.'), LINE)}{where}", file=sys.stderr)
         sys.exit(e.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def check_line(command: str, args: list[str]) -> None:
+    """What is wrong with the command line and visible without torch, as one line (exit code 2, or 1 for
+    files that are not there), before the command is built: a typo costs a fraction of a second."""
+    from smu.cli.precheck import precheck
+    from smu.core.errors import SmuError
+
+    try:
+        precheck(command, args)
+    except SmuError as e:
+        if os.environ.get("SMU_DEBUG") == "1":
+            raise
+        from smu.cli.ui import show_error
+
+        show_error(e)
+        sys.exit(e.exit_code)

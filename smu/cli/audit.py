@@ -55,6 +55,7 @@ def command(focus: str | None = None) -> Any:
         render=report.audit_tables,
         paths=lambda r: [] if r.get("dry_run") else [r["artifact"]],
         generated=generated,
+        again="the same command with --out {out} continues this audit",
     )
 
 

@@ -9,7 +9,7 @@ import typer
 from smu.cli import flags
 from smu.cli.generate import config_options, method_options
 from smu.cli.ui import plan_text, table
-from smu.cli.wrap import cli
+from smu.cli.wrap import START_OVER, cli
 from smu.core.options import field_help, flag_of
 from smu.execution.engine import TrainConfig
 from smu.methods.unlearning import METHODS, focus_of, offered
@@ -90,6 +90,7 @@ def command(focus: str | None = None) -> Any:
         render=render,
         paths=lambda r: [x["model_after"] for x in r.get("results", [])],
         generated=config_options(TrainConfig, panel="Training of the Trojan model") + unlearning,
+        again=START_OVER,
     )
 
 

@@ -9,7 +9,7 @@ import typer
 
 from smu.cli import flags
 from smu.cli.ui import table
-from smu.cli.wrap import cli
+from smu.cli.wrap import START_OVER, cli
 from smu.core.errors import UsageError
 from smu.data.imagefolder import tree_shape
 from smu.io import files
@@ -166,4 +166,5 @@ def import_command(focus: str | None = None) -> Any:
         import_,
         render=lambda r: table("smu import", ["", ""], [[k, v] for k, v in r.items()]),
         paths=lambda r: [r["model"]] + ([r["mask"]] if r["mask"] else []),
+        again=START_OVER,
     )

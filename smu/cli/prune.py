@@ -10,7 +10,7 @@ import typer
 from smu.cli import flags
 from smu.cli.generate import config_options, pruning_options
 from smu.cli.ui import plan_text, table
-from smu.cli.wrap import cli
+from smu.cli.wrap import RESUME, cli
 from smu.core.options import field_help, flag_of
 from smu.execution.engine import TrainConfig
 from smu.methods.pruning import METHODS, PruneConfig
@@ -87,6 +87,7 @@ def command(focus: str | None = None) -> Any:
         paths=lambda r: [] if r.get("dry_run") else [r["model"]],
         generated=config_options(TrainConfig, panel="Training") + pruning_options(),
         render_options={"per_layer": PerLayer},
+        again=RESUME,
     )
 
 

@@ -42,6 +42,8 @@ DEMO_OPTIONS = {
     "out": Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
     "threads": flags.Threads,
 }
+AGAIN = "the same command continues this run in {out} (finished steps are kept)"
+"""How a recipe run continues after Ctrl-C: every run does."""
 
 
 def render(result: dict) -> list:
@@ -70,8 +72,8 @@ def paths(result: dict) -> list[str]:
 
 
 def command(focus: str | None = None) -> Any:
-    return cli(run, options=OPTIONS, render=render, paths=paths)
+    return cli(run, options=OPTIONS, render=render, paths=paths, again=AGAIN)
 
 
 def demo_command(focus: str | None = None) -> Any:
-    return cli(demo, options=DEMO_OPTIONS, render=render, paths=paths)
+    return cli(demo, options=DEMO_OPTIONS, render=render, paths=paths, again=AGAIN)

@@ -56,7 +56,14 @@ def command(focus: str | None = None) -> Any:
     )
     reference = retrain_options("Reference: the retrained model")
     generated = config_options(TuneConfig, panel="Tuning") + options + reference
-    return cli(tune, options=OPTIONS, render=report.tune_tables, paths=written, generated=generated)
+    return cli(
+        tune,
+        options=OPTIONS,
+        render=report.tune_tables,
+        paths=written,
+        generated=generated,
+        again="the same command with --out {out} continues this study",
+    )
 
 
 def written(result: dict) -> list[str]:

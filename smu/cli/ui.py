@@ -275,6 +275,13 @@ def show_error(err: SmuError) -> None:
     err_console().print(line)
 
 
+def interrupted(line: str) -> None:
+    """Ctrl-C's one line on stderr (``smu.cli.wrap.interruption_line``); under torchrun, rank 0's alone.
+    Plain print: the live display has closed, and Rich would only add ways to fail while stopping."""
+    if distributed.is_main():
+        print(printable(line, LINE), file=sys.stderr)
+
+
 def warn(message: str) -> None:
     """One line on stderr that something was skipped or is going away; the command goes on."""
     if not distributed.is_main():

@@ -8,7 +8,7 @@ from smu.cli import flags
 from smu.cli.evaluate import render as render_metrics
 from smu.cli.generate import method_options
 from smu.cli.ui import plan_text
-from smu.cli.wrap import cli
+from smu.cli.wrap import RESUME, cli
 from smu.methods.unlearning import METHODS, focus_of, offered
 from smu.methods.unlearning.competition import FORMS, INTERFACE
 from smu.workflows.unlearn import unlearn
@@ -65,7 +65,7 @@ def command(focus: str | None = None) -> Any:
         panel="Method options",
         trainer_panel="Training (methods that train)",
     )
-    return cli(unlearn, options=OPTIONS, render=render, paths=written, generated=options)
+    return cli(unlearn, options=OPTIONS, render=render, paths=written, generated=options, again=RESUME)
 
 
 def written(result: dict) -> list[str]:

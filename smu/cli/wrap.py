@@ -7,16 +7,18 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import sys
+import shlex
 import typing
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from smu.cli.flags import Json, Quiet
 from smu.cli.generate import Generated
-from smu.core.errors import SmuError
+from smu.cli.interrupt import by_ctrl_c
+from smu.core.errors import SmuError, left_folder
 
 
 def cli(
@@ -28,6 +30,7 @@ def cli(
     generated: list[Generated] = (),
     render_options: dict[str, Any] | None = None,
     fail_when: Callable[[dict[str, Any]], bool] | None = None,
+    again: str | None = None,
 ) -> Callable[..., None]:
     """A Typer command that calls the workflow ``fn``, shows its result, and turns errors into one line.
 
@@ -36,7 +39,9 @@ def cli(
     ``config``, ``reporter`` and ``**options`` are for library callers only. Without ``options``,
     ``fn`` is a plain Typer function whose annotations are the CLI types (the small commands). Then
     the ``generated`` options (method and training options, passed on only when given),
-    ``render_options`` (name -> Typer type, passed to ``render``), ``--json`` and ``-q``.
+    ``render_options`` (name -> Typer type, passed to ``render``), ``--json`` and ``-q``. ``again`` says
+    how to continue a run Ctrl-C cut short in its folder ``{out}`` (:data:`RESUME`); None for a command
+    that leaves no run to continue.
     """
     own = []
     for p in inspect.signature(fn, eval_str=options is None).parameters.values():
@@ -69,16 +74,21 @@ def cli(
 
         as_json, quiet = kwargs.pop("json_out"), kwargs.pop("quiet")
         shown = {name: kwargs.pop(name) for name in render_options or {}}
-        with errors_shown():
+        with errors_shown(again):
             for g in extra:
                 value = kwargs.pop(g.name)
                 if value is not None:
                     kwargs[g.name] = g.convert(value) if g.convert is not None else value
             with reporting(quiet) as reporter:
                 result = fn(**kwargs, reporter=reporter)
-        emit(
-            result, as_json=as_json, quiet=quiet, paths=paths(result), render=lambda: render(result, **shown)
-        )
+        with errors_shown(None):  # the run is done: an interruption now only cuts the tables short
+            emit(
+                result,
+                as_json=as_json,
+                quiet=quiet,
+                paths=paths(result),
+                render=lambda: render(result, **shown),
+            )
         if fail_when is not None and fail_when(result):
             raise typer.Exit(1)
 
@@ -91,13 +101,22 @@ def cli(
     return command
 
 
+RESUME = "the same command with --out {out} --resume continues this run, with --force starts it over"
+"""How ``smu prune`` and ``smu unlearn`` continue: from the last checkpoint."""
+START_OVER = "the same command with --out {out} --force starts it over"
+"""How a command without ``--resume`` runs again in the same folder."""
+STARTED = "Interrupted before anything was saved; the same command starts again"
+"""The line for a run cut short before its folder held anything (the folder is removed again)."""
+
 LIBRARY_ONLY = ("config", "reporter")
 """Parameters of a workflow that only library callers pass: a method's config dataclass, the reporter."""
 
 
 @contextlib.contextmanager
-def errors_shown() -> Iterator[None]:
-    """SmuError as one line on stderr with its exit code; a traceback only with SMU_DEBUG=1."""
+def errors_shown(again: str | None = None) -> Iterator[None]:
+    """SmuError as one line on stderr with its exit code; a traceback only with SMU_DEBUG=1. Ctrl-C is one
+    line too, exit code 130: how to continue (``again``, in the run folder the interruption left), or
+    that nothing was saved."""
     from smu.cli.ui import show_error
 
     try:
@@ -107,14 +126,28 @@ def errors_shown() -> Iterator[None]:
             raise
         show_error(e)
         raise typer.Exit(e.exit_code) from None
-    except RuntimeError as e:  # under torchrun: a collective failed because a rank died or timed out
-        from smu.execution.distributed import lost
+    except (KeyboardInterrupt, Exception) as e:
+        if by_ctrl_c(e):
+            from smu.cli.ui import interrupted
+
+            interrupted(interruption_line(again, left_folder(e)))
+            raise typer.Exit(130) from None
+        if not isinstance(e, RuntimeError):
+            raise
+        from smu.execution.distributed import lost  # under torchrun: a rank died or timed out
 
         stopped = lost(e)
         if stopped is None or os.environ.get("SMU_DEBUG") == "1":
             raise
         show_error(stopped)
         raise typer.Exit(stopped.exit_code) from None
-    except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
-        raise typer.Exit(130) from None
+
+
+def interruption_line(again: str | None, folder: Path | None) -> str:
+    """What Ctrl-C leaves on stderr: 'Interrupted.' where there is no run to continue; else how to
+    continue it in ``folder``, or that nothing was saved when the run left no folder."""
+    if again is None:
+        return "Interrupted."
+    if folder is None:
+        return STARTED
+    return f"Interrupted; {again.format(out=shlex.quote(str(folder)))}"

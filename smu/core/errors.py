@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import reprlib
+from pathlib import Path
 
 
 class SmuWarning(UserWarning):
@@ -41,12 +42,32 @@ class ArtifactError(SmuError):
     """A model, mask or forget-set file that is missing, corrupt or does not fit."""
 
 
+def no_such_file(path: object, option: str = "") -> ArtifactError:
+    """The error for a file an option names that is not there: the same words from the CLI's check before
+    torch is imported (``smu.cli.precheck``) and from the readers after."""
+    what = f"{option} {str(path)!r}" if option else repr(str(path))
+    return ArtifactError(
+        f"{what}: no such file", hint="check the path (smu prune -q prints the paths it wrote)"
+    )
+
+
 class DivergedError(SmuError):
     """A loss or weight became NaN or Inf."""
 
 
 class DistributedError(SmuError):
     """Under torchrun: another rank stopped, or a collective timed out (every rank reports it)."""
+
+
+def left_in(stop: BaseException, folder: Path) -> None:
+    """Mark what stopped a run (Ctrl-C, mostly) with the run folder it left behind, where a rerun can
+    continue; the outermost folder marks last."""
+    stop.smu_run_folder = folder  # type: ignore[attr-defined]
+
+
+def left_folder(stop: BaseException) -> Path | None:
+    """The run folder a stop left behind, or None when it left none."""
+    return getattr(stop, "smu_run_folder", None)
 
 
 def _short_repr() -> reprlib.Repr:

@@ -12,14 +12,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from smu.core.names import SCOPES
 from smu.core.registry import lookup
-
-SCOPES = {
-    "conv": "the convolution weights (the paper's scope for CNNs)",
-    "linear": "a transformer's attention and MLP projections: every linear weight but the classifier head",
-    "all": "convolution and linear weights, the head and attention projections included",
-}
-"""What global pruning ranks, by scope name."""
 
 
 def scope_parameters(model: nn.Module, scope: str) -> dict[str, nn.Parameter]:

@@ -78,6 +78,8 @@ class Registry(Mapping[str, T]):
                 problems = self.declaration_problems(method) or self._check(method, self)
                 if not problems and method.name in self._methods:
                     problems = [f"the name {method.name!r} is taken"]
+                if not problems and entry.name != method.name:  # the CLI checks --method by entry names
+                    problems = [f"its entry point is named {entry.name!r}, its method {method.name!r}"]
                 if problems:
                     where = f"plug-in {entry.name!r} from package {package_of(entry)!r}"
                     warnings.warn(f"{where} skipped: {'; '.join(problems)}", PluginWarning, stacklevel=2)

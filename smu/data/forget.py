@@ -22,21 +22,14 @@ from pathlib import Path
 import torch
 
 from smu.core.errors import ArtifactError, UsageError, shown
-from smu.core.options import SEED_MAX, SPEC_HELP
+from smu.core.names import forget_kind
+from smu.core.options import SEED_MAX
 from smu.data import ImageSet, Splits
 from smu.io import schema as S
 from smu.io import tensorfile
 
 MAX_INDEX_FILE = 64 << 20
 """Largest indices:FILE read (ImageNet's 1.28 million indices take about 10 MB)."""
-
-
-def is_file(path: str) -> bool:
-    """``Path(path).is_file()``, false for what cannot name a file (too long, a NUL byte)."""
-    try:
-        return Path(path).is_file()
-    except (OSError, ValueError):
-        return False
 
 
 @dataclass
@@ -105,14 +98,14 @@ class ForgetSet:
 def resolve_forget(spec: str, splits: Splits, seed: int = 0) -> ForgetSet:
     """Turn a ``--forget`` spec into a :class:`ForgetSet` for these splits."""
     spec = spec.strip()
-    kind, _, rest = spec.partition(":")
     labels = splits.train.y.cpu()
     n = len(labels)
     if not 0 <= seed <= SEED_MAX:
         raise UsageError(f"--forget-seed {shown(seed)} is outside 0..{SEED_MAX:,}", hint="use a smaller seed")
+    kind, rest = forget_kind(spec)
     gen = torch.Generator().manual_seed(seed)
     forget_class = None
-    if kind == "class" and rest:
+    if kind == "class":
         name, _, count = rest.partition(":")
         c = parse_class(name, splits)
         members = (labels == c).nonzero().flatten()
@@ -121,15 +114,13 @@ def resolve_forget(spec: str, splits: Splits, seed: int = 0) -> ForgetSet:
             idx = members[torch.randperm(len(members), generator=gen)[:k]]
         else:
             idx, forget_class = members, c
-    elif kind == "random" and rest:
+    elif kind == "random":
         k = parse_count(rest, n, "the training split", spec)
         idx = torch.randperm(n, generator=gen)[:k]
-    elif kind == "indices" and rest:
+    elif kind == "indices":
         idx = read_indices(Path(rest), n)
-    elif is_file(spec):
-        return load_forget(Path(spec), splits)
     else:
-        raise UsageError(f"--forget {shown(spec)} is not a forget-set spec", hint=f"use {SPEC_HELP}")
+        return load_forget(Path(spec), splits)
     if len(idx) == 0:
         raise UsageError(
             f"--forget {shown(spec)} selects no samples", hint="a forget set needs at least one sample"
@@ -180,9 +171,8 @@ def parse_count(text: str, available: int, where: str, spec: str) -> int:
 
 
 def read_indices(path: Path, n: int) -> torch.Tensor:
-    """One index per line (blank lines and # comments skipped) or a JSON list; all distinct, in [0, n)."""
-    if not is_file(str(path)):
-        raise UsageError(f"--forget indices file {shown(str(path))} does not exist", hint="check the path")
+    """One index per line (blank lines and # comments skipped) or a JSON list; all distinct, in [0, n)
+    (the file exists: :func:`smu.core.names.forget_kind` checked)."""
     if path.stat().st_size > MAX_INDEX_FILE:
         raise UsageError(
             f"--forget {str(path)!r} is {path.stat().st_size:,} bytes, more than an index list can be",

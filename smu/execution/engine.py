@@ -24,9 +24,10 @@ from torch import nn
 
 from smu.core.errors import DivergedError, SmuError, SmuWarning, UsageError
 from smu.core.masks import Freeze, Mask
-from smu.core.options import Checked, param
+from smu.core.names import DEVICES
 from smu.core.progress import Reporter
 from smu.core.registry import lookup
+from smu.core.training import TrainConfig
 from smu.data import ImageSet
 from smu.data.batches import Augment, batches, to_float
 from smu.execution import distributed
@@ -54,7 +55,7 @@ def _device(spec: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     kind, _, index = spec.partition(":")
-    lookup({"cpu": 0, "cuda": 0, "mps": 0}, kind, "device")
+    lookup(dict.fromkeys(DEVICES), kind, "device")
     if kind == "cpu" and not index:
         return torch.device("cpu")
     if kind == "cuda":
@@ -164,34 +165,6 @@ def fast_layout(model: nn.Module, device: torch.device) -> Iterator[torch.memory
         yield torch.channels_last
     finally:
         model.to(memory_format=torch.contiguous_format)
-
-
-SCHEDULES = ("multistep", "cosine", "constant")
-
-
-@dataclass
-class TrainConfig(Checked):
-    """How to train: the paper's CIFAR settings are the defaults."""
-
-    epochs: int = param(182, ge=1)
-    """Training epochs."""
-    lr: float = param(0.1, gt=0)
-    """Initial learning rate (SGD)."""
-    batch_size: int = param(256, ge=1)
-    """Images per step."""
-    momentum: float = param(0.9, ge=0)
-    """SGD momentum."""
-    weight_decay: float = param(5e-4, ge=0)
-    """L2 weight decay."""
-    schedule: str = param("multistep", choices=SCHEDULES)
-    """Learning-rate schedule: multistep (x0.1 at each --decreasing-lr epoch), cosine (to 0 over the
-    epochs) or constant."""
-    decreasing_lr: tuple[int, ...] = param((91, 136), ge=0)
-    """Epochs at which the multistep schedule multiplies the learning rate by 0.1."""
-    warmup: int = param(0, ge=0)
-    """Epochs of linear learning-rate warm-up."""
-    augment: bool = param(True, flag="--aug/--no-aug")
-    """Pad-and-random-crop and flip (where the dataset allows) while training."""
 
 
 def lr_at(cfg: TrainConfig, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from smu.core.errors import UsageError
+from smu.core.errors import UsageError, left_in
 from smu.execution import distributed
 
 
@@ -64,15 +64,18 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def prepare_out_dir(out: str | Path, force: bool) -> Path:
-    """Create the run folder; refuse a non-empty one unless ``force``, and fail early if unwritable."""
+def prepare_out_dir(out: str | Path, force: bool, resumable: bool = False) -> Path:
+    """Create the run folder; refuse a non-empty one unless ``force``, and fail early if unwritable. The
+    refusal names ``--resume`` where the command has it (``resumable``)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file, not a folder", hint="pass a folder path")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise UsageError(
             f"--out {str(out)!r} exists and is not empty",
-            hint="pass --force to write into it, or choose another --out",
+            hint="pass --resume to continue the run in it, --force to start it over, or choose another --out"
+            if resumable
+            else "pass --force to write into it, or choose another --out",
         )
     distributed.on_main(_make_dir, out)
     return out
@@ -91,20 +94,24 @@ def _make_dir(out: Path) -> None:
 
 
 @contextmanager
-def run_dir(out: str | Path, force: bool) -> Iterator[Path]:
-    """``prepare_out_dir``; on failure, remove the folder again if this run created it and left it empty."""
+def run_dir(out: str | Path, force: bool, resumable: bool = False) -> Iterator[Path]:
+    """``prepare_out_dir``; on failure, remove the folder again if this run created it and left it empty.
+    An exception that leaves it carries it (:func:`smu.core.errors.left_in`): after Ctrl-C, the CLI names
+    it as the folder to continue in."""
     out = Path(out)
     created = not out.exists()
-    path = prepare_out_dir(out, force)
+    path = prepare_out_dir(out, force, resumable)
     try:
         yield path
-    except BaseException:
+    except BaseException as e:
         if created and distributed.is_main():  # no waiting for the other ranks: one may be gone
             for d in sorted((p for p in path.rglob("*") if p.is_dir()), reverse=True):
                 if not any(d.iterdir()):
                     d.rmdir()
             if not any(path.iterdir()):
                 path.rmdir()
+        if path.is_dir():
+            left_in(e, path)
         raise
 
 

@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as st_save
 
-from smu.core.errors import ArtifactError, shown
+from smu.core.errors import ArtifactError, no_such_file, shown
 from smu.execution import distributed
 from smu.io import schema as S
 from smu.io.files import sha256_bytes, write_atomically
@@ -63,9 +63,7 @@ def read_metadata(path: str | Path, option: str = "", check: bool = True) -> dic
     path = Path(path)
     what = f"{option} {str(path)!r}" if option else repr(str(path))
     if not path.is_file():
-        raise ArtifactError(
-            f"{what}: no such file", hint="check the path (smu prune -q prints the paths it wrote)"
-        )
+        raise no_such_file(path, option)
     with open(path, "rb") as f:
         size = int.from_bytes(f.read(8), "little")
     if size > MAX_HEADER:

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from smu.core.errors import UsageError, shown
+from smu.core.errors import UsageError
+from smu.core.names import split_arch
 from smu.core.registry import lookup
 from smu.models.cnn import cnn, cnn_gn
 from smu.models.resnet import resnet18, resnet20, resnet50
@@ -66,9 +67,6 @@ ARCHS: dict[str, Arch] = {
         input_size=lambda side: -(-side // 32) * 32,
     ),
 }
-LIBRARIES = ("torchvision", "timm")
-MAX_SIDE = 4096
-"""Largest ``@SIZE``: a file's header names its spec, and a model built for a huge side would be huge."""
 
 
 @dataclass(frozen=True)
@@ -84,28 +82,14 @@ class ArchSpec:
 
 def parse_arch(spec: str) -> ArchSpec:
     """Check an architecture spec and split it; an unknown name is a usage error with a did-you-mean."""
-    text, size = spec, None
-    if "@" in spec:
-        spec, _, side = spec.partition("@")
-        if not side.isdigit() or not 1 <= int(side) <= MAX_SIDE:
-            raise UsageError(
-                f"--arch {shown(text)}: the size after @ must be an integer from 1 to {MAX_SIDE}",
-                hint="e.g. torchvision:vit_b_16@224",
-            )
-        size = int(side)
-    library, _, name = spec.rpartition(":")
-    if not library:
+    library, name, size = split_arch(spec)  # the syntax, which the CLI checks before importing torch
+    if library is None:
         lookup(ARCHS, name, "architecture")
-        return ArchSpec(text, None, name, size)
-    if library not in LIBRARIES:
-        raise UsageError(
-            f"--arch {shown(text)}: unknown library {shown(library)}",
-            hint="use torchvision:NAME or timm:NAME",
-        )
-    from smu.models import external
+    else:
+        from smu.models import external
 
-    external.check_name(library, name)
-    return ArchSpec(text, library, name, size)
+        external.check_name(library, name)
+    return ArchSpec(spec, library, name, size)
 
 
 class Normalize(nn.Module):

@@ -126,15 +126,21 @@ def run_folder(
     sync_bn: bool = False,
     threads: int | None = None,
     reporter: Any = None,
+    resumable: bool = False,
 ) -> Iterator[Path]:
-    """The run folder (refused when it holds something, unless ``force``; removed again if this run made
-    it and failed), with the training runtime (--amp, --compile, --sync-bn) and torch's thread count
-    (--threads, else :mod:`smu.execution.threads`' choice) set for everything inside; ``reporter`` hears
-    when the machine is too busy for that many threads."""
+    """The run folder (refused when it holds something, unless ``force``, naming ``--resume`` where the
+    command has it; removed again if this run made it and failed), with the training runtime (--amp,
+    --compile, --sync-bn) and torch's thread count (--threads, else :mod:`smu.execution.threads`'
+    choice) set for everything inside; ``reporter`` hears when the machine is too busy for that many
+    threads."""
     from smu.execution.engine import runtime
     from smu.io import files
 
-    with threads_for(threads, reporter), runtime(amp, compile, sync_bn), files.run_dir(out, force) as folder:
+    with (
+        threads_for(threads, reporter),
+        runtime(amp, compile, sync_bn),
+        files.run_dir(out, force, resumable) as folder,
+    ):
         yield folder
 
 

@@ -21,7 +21,8 @@ from torch import nn
 from smu.core.errors import ArtifactError, UsageError
 from smu.core.masks import Mask, scope_share
 from smu.core.progress import Estimate, epochs
-from smu.data import Splits, check_fits, load_splits, subset_meta
+from smu.core.registry import lookup
+from smu.data import SOURCES, Splits, check_fits, load_splits, subset_meta
 from smu.data.batches import Augment
 from smu.execution import distributed
 from smu.execution.engine import Checkpoint, Reporter, TrainConfig, accuracy, fit, resolve_device
@@ -96,7 +97,8 @@ def prune(
         elif rewind_epoch is None and start.meta.get(S.IMPORTED_FROM):
             rewind_epoch = 0  # nothing to rewind to: the fine-tuning starts from the imported weights
     arch, dataset = arch or "resnet18", dataset or "digits"
-    parse_arch(arch)  # a misspelt name first: it says more than a range check of the schedule
+    lookup(SOURCES, dataset, "dataset")  # a misspelt name first: it says more than a range check
+    parse_arch(arch)
     rewind = artifacts.load_model(rewind_from, dev, option="--rewind-from") if rewind_from else None
     cfg = PruneConfig(
         method=method,
@@ -126,6 +128,7 @@ def prune(
         sync_bn=sync_bn,
         threads=threads,
         reporter=reporter,
+        resumable=True,
     ) as folder:
         result = run_prune(
             splits,

@@ -92,6 +92,7 @@ def unlearn(
         sync_bn=sync_bn,
         threads=threads,
         reporter=reporter,
+        resumable=True,
     ) as folder:
         result = run_unlearn(
             loaded,

@@ -414,3 +414,18 @@ def test_a_pruning_plug_in_whose_option_takes_a_name_of_smu_prune_breaks_the_con
     assert prune_problems(spec, PRUNING) == [
         "its options seed, epochs would be shadowed by smu prune's own (reserved names: docs/PLUGINS.md)"
     ]
+
+
+def test_a_plug_in_registered_under_another_name_than_its_own_is_skipped_with_one_warning(site, tmp_path):
+    """The CLI checks --method against the entry points' names before loading any, so they must agree."""
+    code = (
+        "import dataclasses\n\nfrom smu.methods.unlearning.none import METHOD as NONE\n\n"
+        'METHOD = dataclasses.replace(NONE, name="actual")\n'
+    )
+    install(tmp_path, "smu-renamed", "smu_renamed", code, "[smu.unlearning]\nalias = smu_renamed:METHOD\n")
+    result = smu_with(site, "unlearn", "--help", extra_path=[tmp_path])
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert result.returncode == 0 and warnings == [
+        "Warning: plug-in 'alias' from package 'smu-renamed' skipped: its entry point is named 'alias', its "
+        "method 'actual'"
+    ], result.stderr

@@ -15,16 +15,18 @@ from typing import Any
 
 from smu.core.coerce import convert
 from smu.core.errors import UsageError
-from smu.core.masks import SCOPES, Mask
-from smu.core.options import Checked, ConfigError, Problem, flag_of, param
+from smu.core.masks import Mask
+from smu.core.names import PRUNING_GROUP
+from smu.core.options import ConfigError, flag_of
 from smu.core.registry import Registry
+from smu.core.training import PruneOptions
 from smu.methods.pruning import magnitude, random_pruning, synflow
 from smu.methods.pruning.base import MaskFn, PruneContext, PruneMethod, prune_problems
 
 __all__ = ["METHODS", "MaskFn", "PruneConfig", "PruneContext", "PruneMethod", "prune_options"]
 
 METHODS: Registry[PruneMethod] = Registry(
-    "smu.pruning",  # the entry-point group plug-ins register under
+    PRUNING_GROUP,  # the entry-point group plug-ins register under
     PruneMethod,
     "pruning method",
     [magnitude.OMP, magnitude.IMP, synflow.METHOD, random_pruning.METHOD],
@@ -65,35 +67,16 @@ def prune_options(method: str, given: dict[str, Any], where: Callable[[str], str
 
 
 @dataclass
-class PruneConfig(Checked):
-    """What to prune and how."""
-
-    method: str = "omp"
-    """Pruning method: omp, imp, synflow, random or a plug-in's (listed at the end of smu prune --help)."""
-    rate: float | None = param(None, gt=0, lt=1)
-    """Fraction to prune: of all weights in scope (omp, synflow, random; default 0.95), or of the weights
-    still alive in each round (imp; default 0.2)."""
-    times: int | None = param(None, ge=1)
-    """Rounds of prune-rewind-retrain for imp (default 5); the others prune once."""
-    scope: str = param("conv", choices=tuple(SCOPES))
-    """Weights ranked globally: conv (the paper) or all (conv and linear)."""
-    rewind_epoch: int = param(8, ge=0)
-    """omp/imp: rewind weights and learning-rate schedule to this epoch of dense training (0 = init)."""
-    options: Any = None
-    """The method's own options (its ``config``), e.g. SynFlow's iterations; None = its defaults."""
+class PruneConfig(PruneOptions):
+    """What to prune and how: :class:`smu.core.training.PruneOptions` (declared without torch, so the CLI
+    checks them first), resolved against the method."""
 
     def resolved(self, epochs: int) -> PruneConfig:
         """Fill the method's defaults and check what depends on it (``epochs`` bounds the rewind epoch)."""
         method = METHODS.get_spec(self.method)
         rate = self.rate if self.rate is not None else method.default_rate
         times = self.times if self.times is not None else (5 if method.iterative else 1)
-        found: list[Problem] = []
-        if times > 1 and not method.iterative:
-            found.append(
-                ("times", times, f"1 for --method {self.method}: only iterative methods (imp) repeat")
-            )
-        if not method.at_init and self.rewind_epoch >= epochs:
-            found.append(("rewind_epoch", self.rewind_epoch, f"below --epochs {epochs} (0 rewinds to init)"))
+        found = self.schedule_problems(epochs, iterative=method.iterative, at_init=method.at_init)
         if found:
             raise ConfigError(found)
         options = self.options

@@ -17,6 +17,7 @@ from typing import Any
 
 from smu.core.coerce import convert
 from smu.core.errors import UsageError
+from smu.core.names import UNLEARNING_GROUP
 from smu.core.options import ConfigError, flag_of
 from smu.core.registry import Registry, suggest
 from smu.methods.unlearning import competition
@@ -57,7 +58,7 @@ def builtin_methods() -> list[UnlearnMethod]:
 
 
 METHODS: Registry[UnlearnMethod] = Registry(
-    "smu.unlearning",
+    UNLEARNING_GROUP,
     UnlearnMethod,
     "unlearning method",
     builtin_methods(),
