@@ -105,7 +105,7 @@ COMMANDS: dict[str, Checks] = {
     "run": Checks(
         argument="recipe",
         short={"-o": "--out"},
-        values=("--out", "--executor", "--address", "--cpus-per-step", "--gpus-per-step"),
+        values=("--out", "--executor", "--address", "--cpus-per-step", "--gpus-per-step", "--threads"),
         switches=("--dry-run", "--force", "--resume", "--json", "--quiet", "-q"),
     ),
     "inspect": Checks(argument="file", switches=("--json", "--quiet", "-q")),

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import PROGRESS
 
 from smu.cli.app import main
 from smu.cli.interrupt import STARTING
@@ -38,7 +39,7 @@ def prune(out):
 def interrupted(args, after, ready=lambda: True):
     """Start ``python -m smu ARGS``; once Python's own signal handling is set up (its import of ``site``
     is done: ``-X importtime`` says so) and ``ready()``, wait ``after`` seconds and send SIGINT. Returns the
-    exit code and stderr's lines, less the import times."""
+    exit code and stderr's lines, less the import times and the progress lines of a log."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
         [sys.executable, "-X", "importtime", "-m", "smu", *map(str, args)],
@@ -66,7 +67,7 @@ def interrupted(args, after, ready=lambda: True):
     proc.wait(timeout=120)
     reader.join()
     shown = [line.rstrip("\n") for line in lines if line.strip() and not line.startswith("import time:")]
-    return proc.returncode, shown
+    return proc.returncode, [line for line in shown if not PROGRESS.match(line)]  # a log's progress lines
 
 
 @pytest.mark.parametrize("after", [0.1, 0.5, 2.0])
