@@ -99,6 +99,9 @@ class RichReporter(Reporter):
             self.note(estimate.line())
             self.job.append(self.progress.add_task("whole job", total=estimate.images, stats="planned"))
 
+    def planned(self) -> bool:
+        return bool(self.job)
+
     def finish(self) -> None:
         if self.job:
             self.progress.update(self.job[0], completed=self.progress.tasks[self.job[0]].total)
@@ -146,6 +149,9 @@ class LogReporter(Reporter):
         if self.clock["job"] is None:  # a plan inside a planned job (a recipe's step) is part of it
             self.say(estimate.line())
             self.clock["job"] = [time.monotonic(), estimate.images, 0]
+
+    def planned(self) -> bool:
+        return self.clock["job"] is not None
 
     def left(self) -> str:
         """``; job 40%, about 3 min left`` from the pace of the job so far (nothing before a plan)."""

@@ -71,6 +71,11 @@ class Reporter:
 
     def plan(self, estimate: Estimate) -> None:
         """The job's plan: shown as one line, and the total its ETA counts down (in training images)."""
+        self._planned = True
+
+    def planned(self) -> bool:
+        """Whether the job already said its plan: a recipe's or an audit's steps need not time their own."""
+        return getattr(self, "_planned", False)
 
     def bar(self) -> Reporter:
         """A reporter for one more bar shown with this one (the Ray executor: one per worker)."""

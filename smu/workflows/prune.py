@@ -283,10 +283,11 @@ def run_prune(
         model = new_model(arch, splits).to(device)
     mask = Mask.ones(model, cfg.scope)
     check_scope(model, cfg.scope, arch)
-    plan = prune_estimate(model, splits, train, cfg, start is not None)
-    reporter.plan(plan)
+    plan = None if reporter.planned() else prune_estimate(model, splits, train, cfg, start is not None)
+    if plan is not None:  # inside a planned job (a recipe, a Trojan's training) the job's plan stands
+        reporter.plan(plan)
     ctx = PruneContext(splits.info.input_shape, torch.Generator().manual_seed(seed), cfg.options)
-    result: dict[str, Any] = {"method": cfg.method, "out": str(out), "estimate": plan.as_dict()}
+    result: dict[str, Any] = {"method": cfg.method, "out": str(out), "estimate": plan and plan.as_dict()}
 
     if method.at_init:
         rewind_state, start_epoch, parent = None, 0, ""

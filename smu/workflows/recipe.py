@@ -206,7 +206,10 @@ class Planner:
         """The plan of ``steps``: timed on this machine when they run here (``timed``), not when an
         executor sends them elsewhere."""
         r = self.recipe
-        splits = self.splits(r.seeds[0])
+        try:
+            splits = self.splits(r.seeds[0])
+        except SmuError:  # a dry run of a recipe whose data is not here yet: the steps, without times
+            return recipe_estimate(r, steps, None)
         attack = Attack.prepare(splits, r.backdoor, r.forget_seed) if r.kind == "backdoor" else None
         plan = recipe_estimate(r, steps, splits, len(attack.poison_set) if attack else None)
         return plan if timed else dataclasses.replace(plan, seconds=None, images_per_second=None)

@@ -163,8 +163,11 @@ def run_unlearn(
         model_sha256=loaded.sha256,
         on_epoch_end=on_epoch_end,
     )
-    plan = unlearn_estimate(spec, cfg, model, data, splits, evaluate, reference is not None)
-    ctx.reporter.plan(plan)
+    plan = None  # inside a planned job (a recipe, an audit, a study) the job's plan stands
+    if not ctx.reporter.planned():
+        plan = unlearn_estimate(spec, cfg, model, data, splits, evaluate, reference is not None)
+    if plan is not None and plan.seconds is not None:  # a function of the user's: nothing to say ahead
+        ctx.reporter.plan(plan)
     device = next(model.parameters()).device
     if spec.ddp and distributed.active():
         ctx.reporter.note(f"{method} on {distributed.world_size()} ranks: {spec.ddp}")
@@ -204,7 +207,7 @@ def run_unlearn(
         "model": str(model_path),
         "method": method,
         "rte_s": rte,
-        "estimate": plan.as_dict(),
+        "estimate": plan and plan.as_dict(),
         "config": hyper,
         "forget": forget_set.summary() | {"path": str(out / "forget.safetensors")},
         "sparsity": loaded.mask.percent() if loaded.mask is not None else 0.0,
@@ -241,8 +244,8 @@ def unlearn_estimate(
     """What an unlearning run will feed the model (:meth:`UnlearnMethod.work`), then the evaluation of the
     result (and of the reference) on the train, validation and test sets."""
     work = spec.work(cfg, len(data.forget), len(data.retain))
-    models = (1 + reference) if evaluate else 0
-    seen = models * (len(splits.train) + len(splits.val) + len(splits.test))
+    # Only a run that is evaluated counts the test set (a tuning trial must not even look at it).
+    seen = (1 + reference) * (len(splits.train) + len(splits.val) + len(splits.test)) if evaluate else 0
     if work is None:
         return Estimate(f"{spec.name}: its own code", 0, None, None, str(next(model.parameters()).device))
     what, images = work

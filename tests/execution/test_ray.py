@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import smu
+from conftest import said, smu
 
 from smu.core.errors import DivergedError, SmuError
 from smu.core.progress import Reporter
@@ -130,7 +130,7 @@ def test_a_step_that_fails_by_itself_is_reported_once_and_the_others_finish(loca
     changed = ["unlearn.ft.lr=0.02", "unlearn.ga.lr=1e9"]
     result = smu("run", "quickstart", *QUICK, *changed, "--out", out, "--executor", "ray")
     assert result.exit_code == 1
-    [line] = result.stderr.strip().splitlines()
+    [line] = said(result.stderr).strip().splitlines()
     assert line.startswith("Error: 2 of 4 steps failed: seed 0: class:3, dense, ga: ga diverged in epoch 1")
     assert "; seed 0: class:3, sparse-0.9, ga: ga diverged" in line and "run the same command again" in line
     for model in ("dense", "sparse-0.9"):

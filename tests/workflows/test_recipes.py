@@ -134,7 +134,7 @@ def test_a_run_reports_the_paper_table_and_a_second_run_reuses_every_step(tmp_pa
         (tmp_path / "run" / "seed-0" / "class-3" / "dense" / "ft" / "step.json").read_text()
     )
     cell = table["rows"][1]["cells"]["dense"]
-    assert cell["rte_min"]["mean"] == pytest.approx(ft_dense["result"]["rte_s"] / 60)
+    assert cell["rte_min"]["mean"] == pytest.approx(ft_dense["result"]["rte_s"] / 60, rel=0.01)  # 3 digits
     assert cell["ua"]["mean"] == ft_dense["result"]["metrics"]["ua"]
     tables, claims = (tmp_path / "run" / "report.md").read_text().split("### does sparsity close the gap?")
     assert tables.count("| ft |") == 1 and claims.count("| ft | sparse-0.8 |") == 1  # wide: a row a method

@@ -12,10 +12,11 @@ import time
 import pytest
 import torch
 import yaml
-from conftest import smu
+from conftest import said, smu
 
 from smu.core.errors import UsageError
 from smu.core.options import Space, search_space, tunable
+from smu.core.units import reported
 from smu.data import Splits, splits_of
 from smu.execution.steps import run_steps
 from smu.methods.unlearning import METHODS
@@ -231,7 +232,7 @@ def test_a_study_continues_where_a_killed_one_stopped_and_loses_no_trial(tuned, 
         {k: t[k] for k in ("number", "state", "value", "params")} for t in json.loads(again.stdout)["trials"]
     ]
     # every trial finished before the kill is still there, with its values and score
-    done_before = [t for t in before if t["state"] in ("complete", "pruned")]
+    done_before = [reported(t) for t in before if t["state"] in ("complete", "pruned")]  # as --json rounds
     assert done_before and all(t in after for t in done_before)
     counted = [t for t in after if t["state"] in ("complete", "pruned", "diverged")]
     assert len(counted) == 8
@@ -276,7 +277,7 @@ def test_a_search_where_every_trial_diverges_ends_in_one_line(pruned_cnn, tmp_pa
     args = [*TUNE, "--space", "lr=1e6:1e9:log", "--trials", "2", "--no-prune", "--out", tmp_path / "t"]
     result = smu("tune", "--model", model, *args)
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: no trial of ga finished: 2 pruned, diverged or lost")
+    assert said(result.stderr).startswith("Error: no trial of ga finished: 2 pruned, diverged or lost")
 
 
 def test_importance_is_given_when_two_options_are_searched(tuned):
@@ -351,5 +352,5 @@ def test_a_broken_study_database_is_one_line(pruned_cnn, tmp_path):
     model = pruned_cnn / "round-1" / "model.safetensors"
     result = smu("tune", "--model", model, *TUNE, "--trials", "1", "--out", out)
     assert result.exit_code == 2, result.output
-    [line] = result.stderr.strip().splitlines()
+    [line] = said(result.stderr).strip().splitlines()
     assert line.startswith("Error: ") and "is not an Optuna study database smu can open" in line

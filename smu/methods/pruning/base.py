@@ -35,6 +35,7 @@ RESERVED = frozenset(
         *("method", "rate", "times", "scope", "rewind_epoch", "model", "rewind_from", "arch", "dataset"),
         *("data", "val_fraction", "subset", "device", "amp", "compile", "sync_bn", "seed", "out"),
         *("force", "resume", "reporter", "options", "json", "json_out", "quiet", "help"),
+        *("dry_run", "threads"),
         *("epochs", "lr", "batch_size", "momentum", "weight_decay", "schedule", "decreasing_lr"),
         *("warmup", "augment"),
     }

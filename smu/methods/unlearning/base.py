@@ -38,6 +38,7 @@ RESERVED = frozenset(
         *("trigger_value", "prune", "rate", "rates", "rewind_epoch", "scope", "keep_models", "space"),
         *("holdout_forget", "workers", "executor", "address", "cpus_per_step", "gpus_per_step"),
         *("models", "statistic", "thresholds", "trials", "timeout"),  # AuditConfig's and TuneConfig's
+        *("dry_run", "threads"),
         *("json", "json_out", "quiet", "help", "unlearn", "config"),  # --json, -q, --help; the API's config=
     }
 )

@@ -29,18 +29,20 @@ METHOD_STEPS = ("unlearn", "member", "cleanse")
 
 
 def recipe_estimate(
-    recipe: Recipe, steps: list[Step], splits: Splits, poisoned: int | None = None
+    recipe: Recipe, steps: list[Step], splits: Splits | None, poisoned: int | None = None
 ) -> Estimate:
     """The plan of ``steps`` (those already done are reused, not counted); ``poisoned``: the size of a
-    backdoor recipe's forget set (the poisoned images)."""
+    backdoor recipe's forget set (the poisoned images). Without ``splits`` (the data is not here yet: a
+    dry run offline), the steps alone."""
     todo = [s for s in steps if not is_done(s)]
     kinds = Counter(s.tags["kind"] for s in todo)
     what = ", ".join(f"{n} {kind}" for kind, n in kinds.items()) or "nothing"
     work = f"{len(todo)} of {len(steps)} steps to run ({what})"
+    if splits is None:
+        return Estimate(work, 0, None, None, recipe.device)
     n, checks = len(splits.train), len(splits.val) + len(splits.test)
-    forget_sizes: dict[str, int] = {}
-    images = seen = 0
-    untimed = 0
+    fed: dict[tuple[str, str, str], tuple[int, int] | None] = {}  # (kind, scenario, method) -> its work
+    images = seen = untimed = 0
     for step in todo:
         kind = step.tags["kind"]
         if kind == "models":
@@ -48,25 +50,33 @@ def recipe_estimate(
             images, seen = images + trained, seen + models * (n + checks)
         elif kind in METHOD_STEPS:
             scenario = step.tags.get("scenario", recipe.scenarios[0] if recipe.scenarios else "")
-            if kind == "cleanse" or not scenario:
-                forget = poisoned or 0
-            else:
-                if scenario not in forget_sizes:
-                    forget_sizes[scenario] = len(resolve_forget(scenario, splits, recipe.forget_seed))
-                forget = forget_sizes[scenario]
-            method = step.tags["method"]
-            fed = METHODS.get_spec(method).work(method_config(recipe, method), forget, n - forget)
-            if fed is None:
+            key = (kind, scenario, step.tags["method"])
+            if key not in fed:
+                fed[key] = method_work(recipe, splits, *key, poisoned)
+            if fed[key] is None:
                 untimed += 1
                 continue
-            images, seen = images + fed[1], seen + n + checks
-        elif kind not in ("audit",):
+            images, seen = images + fed[key][0], seen + fed[key][1]
+        elif kind != "audit":  # an audit's verdict trains nothing
             untimed += 1
     if untimed:
         work += f"; {untimed} not timed (tuning trials, your own functions)"
-    torch.manual_seed(0)
-    model = new_model(recipe.arch, splits).to(splits.train.device)
+    with torch.random.fork_rng():  # the steps initialise their models from their own seeds
+        model = new_model(recipe.arch, splits).to(splits.train.device)
     return estimate(model, splits, recipe.train.batch_size, work, images, seen)
+
+
+def method_work(
+    recipe: Recipe, splits: Splits, kind: str, scenario: str, method: str, poisoned: int | None
+) -> tuple[int, int] | None:
+    """(training images, evaluated images) of one method step; None for a method that declares none."""
+    if kind == "cleanse" or not scenario:
+        forget = poisoned or 0
+    else:
+        forget = len(resolve_forget(scenario, splits, recipe.forget_seed))
+    n = len(splits.train)
+    work = METHODS.get_spec(method).work(method_config(recipe, method), forget, n - forget)
+    return None if work is None else (work[1], n + len(splits.val) + len(splits.test))
 
 
 def models_work(recipe: Recipe, n: int) -> tuple[int, int]:
