@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run ``smu ARGS`` (``argv``, default the process's) and exit with its code."""
     interrupt.record()
     try:
+        interrupt.import_held()
         from smu.cli.app import main as run
 
         run(argv)

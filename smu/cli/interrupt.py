@@ -4,6 +4,7 @@ but the standard library, so that the entry point (``smu.cli.main``) has it befo
 from __future__ import annotations
 
 import signal
+import sys
 
 STARTING = "Interrupted while smu was starting; nothing was written"
 """Ctrl-C's line before the command runs (imports, the checks of the command line)."""
@@ -22,6 +23,20 @@ def record() -> None:
     embedding program's own handler is left alone."""
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_ctrl_c)
+
+
+def import_held() -> None:
+    """Import, with Ctrl-C held back for the millisecond it takes, what must not be imported twice: CPython's
+    ``decimal`` (Typer imports it through pydantic) prints a C-level warning of libmpdec's to stderr when its
+    initialisation runs again, as it does when Ctrl-C cuts the first import short and a library retries it.
+    A Ctrl-C that came meanwhile is delivered right after."""
+    if "decimal" in sys.modules or not hasattr(signal, "pthread_sigmask"):  # Windows has no signal masks
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        import decimal  # noqa: F401
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def by_ctrl_c(e: BaseException) -> bool:

@@ -93,3 +93,28 @@ def test_ctrl_c_in_training_names_the_folder_resume_continues_and_the_refusal_sa
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1
     assert "exists and is not empty; pass --resume to continue the run in it, --force to start it over" in err
+
+
+HELD = """
+import os, signal, sys
+from smu.cli import interrupt
+
+class CtrlCWhileImporting:  # a finder that is asked for `decimal` in the middle of its import
+    def find_spec(self, name, path=None, target=None):
+        if name == "decimal":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+interrupt.record()
+sys.meta_path.insert(0, CtrlCWhileImporting())
+try:
+    interrupt.import_held()
+except KeyboardInterrupt:
+    print("interrupted after", "decimal" in sys.modules and hasattr(sys.modules["decimal"], "Decimal"))
+"""
+
+
+def test_ctrl_c_during_an_import_that_must_not_run_twice_waits_for_it_to_finish():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", HELD], capture_output=True, text=True, env=env)
+    assert (done.stdout, done.stderr) == ("interrupted after True\n", "")
