@@ -1,5 +1,8 @@
+import json
 import os
 import re
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -8,8 +11,10 @@ from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner
 
 from smu.cli.app import app
+from smu.core.errors import DivergedError
 from smu.core.options import flag_of
 from smu.data import load_splits
+from smu.execution.steps import Step
 from smu.methods.unlearning import METHODS
 from smu.models import build_model
 
@@ -124,3 +129,38 @@ def pruned_cnn(tmp_path_factory):
         main([*args, str(folder)])
     assert e.value.code == 0
     return folder
+
+
+def chain_plan(folder: str, fail: str = "") -> list[Step]:
+    """A plan of 12 sleeping steps with a diamond of needs; the step named ``fail`` raises."""
+    names = [f"s{i}" for i in range(12)]
+    needs = {f"s{i}": [f"s{j}" for j in range(i) if (i * 7 + j * 3) % 5 == 0] for i in range(12)}
+
+    def run(name: str) -> dict:
+        began = time.time()
+        if name == fail:
+            raise DivergedError(f"{name} diverged", hint="lower its lr")
+        time.sleep(0.05 * (int(name[1:]) % 3))
+        return {"began": began, "ended": time.time()}
+
+    return [
+        Step(
+            n,
+            Path(folder) / n,
+            f"key-{n}",
+            lambda n=n: run(n),
+            {"kind": "test"},
+            tuple(f"key-{m}" for m in needs[n]),
+        )
+        for n in names
+    ]
+
+
+def without_rte(report: dict) -> dict:
+    """report.json less what differs between two runs of the same steps: the RTE times."""
+    tables = json.loads(json.dumps(report["report"]))
+    for table in tables:
+        for row in table["rows"]:
+            for cells in row["cells"].values():
+                cells.pop("rte_min")
+    return {"report": tables, "steps": report["steps"]}

@@ -97,7 +97,7 @@ COMMANDS = [
         "demo",
         "smu.cli.run",
         "Recipes",
-        "Prune first, then unlearn, in about a minute on the embedded digits (the quickstart recipe).",
+        "Prune first, then unlearn, in about half a minute on the embedded digits (the quickstart recipe).",
         build="demo_command",
         epilog="",
     ),

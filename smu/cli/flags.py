@@ -167,9 +167,10 @@ ExecutorName = Annotated[
     str,
     typer.Option(
         "--executor",
-        help="serial: one step after another in this process; ray: every step as a Ray task once the steps "
-        "it needs are done, on a local Ray or the cluster at --address (pip install 'smu\\[ray]'). The run "
-        "folder must then be on a filesystem every Ray worker sees.",
+        help="serial: one step after another in this process; local: steps side by side in worker processes "
+        "on this machine, one per core (or per GPU), each started once the steps it needs are done; ray: "
+        "every step as a Ray task, on a local Ray or the cluster at --address (pip install 'smu\\[ray]'), "
+        "the run folder on a filesystem every Ray worker sees.",
         rich_help_panel="Executor",
     ),
 ]
@@ -187,8 +188,9 @@ CpusPerStep = Annotated[
     float | None,
     typer.Option(
         "--cpus-per-step",
-        help="--executor ray: CPUs each step holds, and its torch threads (default: 1 where steps get a "
-        "GPU; else this machine's torch threads, so that the report equals a serial run here).",
+        help="--executor local or ray: CPUs each step holds, and its torch threads (local: default 1, and "
+        "as many workers as fit in the physical cores; ray: default 1 where steps get a GPU, else this "
+        "machine's torch threads, so that the report equals a serial run here).",
         rich_help_panel="Executor",
     ),
 ]
@@ -196,8 +198,8 @@ GpusPerStep = Annotated[
     float | None,
     typer.Option(
         "--gpus-per-step",
-        help="--executor ray: GPUs each step holds (default: 1 where the cluster has GPUs, else 0; 0.5 "
-        "puts two steps on a GPU).",
+        help="--executor local or ray: GPUs each step holds (default: 1 where the machine or cluster has "
+        "GPUs, else 0; 0.5 puts two steps on a GPU).",
         rich_help_panel="Executor",
     ),
 ]
@@ -331,8 +333,8 @@ Workers = Annotated[
     typer.Option(
         "--workers",
         min=1,
-        help="Study workers running trials side by side, as Ray tasks (--executor ray); each process or "
-        "task adds trials to the one study in --out until it has --trials.",
+        help="Study workers running trials side by side, in local worker processes (--executor local) or "
+        "as Ray tasks (--executor ray); each adds trials to the one study in --out until it has --trials.",
         rich_help_panel="Executor",
     ),
 ]

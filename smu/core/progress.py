@@ -6,7 +6,7 @@ Its own module (no torch), so the terminal layer can import it without the train
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 LONG_ON_CPU_S = 600.0
 """An estimate beyond this on a CPU comes with a hint to shorten the run."""
@@ -37,6 +37,15 @@ class Estimate:
         if self.device.startswith("cpu") and self.seconds > LONG_ON_CPU_S:
             text += "; fewer --epochs or a GPU (--device cuda) make it shorter"
         return text
+
+    def side_by_side(self, parallel: int | None) -> Estimate:
+        """The plan when an executor runs ``parallel`` of its steps at a time on this machine (the time
+        divided, as if they all took as long); None: it sends them elsewhere, so the time is unknown."""
+        if parallel is None:
+            return replace(self, seconds=None, images_per_second=None)
+        if parallel == 1 or self.seconds is None:
+            return self
+        return replace(self, work=f"{self.work}, {parallel} at a time", seconds=self.seconds / parallel)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

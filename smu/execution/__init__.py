@@ -1,5 +1,6 @@
 """Where work runs: a plan's steps (``steps``) and the executors that run them (``executor``: serial;
-``ray_executor``: Ray tasks), and torchrun's ranks (``distributed``).
+``local_executor``: worker processes here; ``ray_executor``: Ray tasks), and torchrun's ranks
+(``distributed``).
 
 This package's own namespace stays free of torch: ``smu --version`` imports ``distributed`` only.
 """
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from smu.execution.executor import Executor
 
-EXECUTORS = ("serial", "ray")
+EXECUTORS = ("serial", "local", "ray")
 
 
 def make_executor(
@@ -28,12 +29,18 @@ def make_executor(
     if name == "serial":
         if address is not None or cpus_per_step is not None or gpus_per_step is not None:
             raise UsageError(
-                "--address, --cpus-per-step and --gpus-per-step need --executor ray",
-                hint="add --executor ray, or leave them out",
+                "--address, --cpus-per-step and --gpus-per-step need another --executor",
+                hint="add --executor local (--cpus-per-step, --gpus-per-step) or ray, or leave them out",
             )
         from smu.execution.executor import Executor
 
         return Executor()
+    if name == "local":
+        if address is not None:
+            raise UsageError("--address needs --executor ray", hint="leave it out with --executor local")
+        from smu.execution.local_executor import LocalExecutor
+
+        return LocalExecutor(cpus_per_step, gpus_per_step)
     from smu.execution.ray_executor import RayExecutor  # ray itself is imported only when it runs
 
     return RayExecutor(address, cpus_per_step, gpus_per_step)

@@ -15,9 +15,17 @@ class Executor:
     process, and needs nothing else."""
 
     name = "serial"
+    parallel: int | None = 1
+    """How many steps run at a time on this machine (None: they run elsewhere), for the plan's time."""
+    threads: int | None = None
+    """Each step's torch threads when the executor sets them (None: the command's own choice)."""
 
     def check(self) -> None:
         """Everything that can be checked before anything runs (raises UsageError)."""
+
+    def start(self) -> None:
+        """Get ready to run steps (start workers) while the command loads data and plans; ``run`` is called
+        next, and releases what this started."""
 
     def run(
         self, steps: list[Step], plan: Plan | None, reporter: Reporter | None = None

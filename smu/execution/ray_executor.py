@@ -34,6 +34,7 @@ from smu.core.errors import SmuError, UsageError
 from smu.core.progress import Reporter
 from smu.execution import distributed, threads
 from smu.execution.executor import Executor
+from smu.execution.parallel import Display, raise_failed, take_ready
 from smu.execution.steps import Plan, Step, is_done, result_of, run_one, start
 from smu.io import files
 
@@ -53,6 +54,7 @@ class RayExecutor(Executor):
     gpus_per_step: float | None = None
     """None: one GPU per step where the cluster has GPUs, none elsewhere."""
     name = "ray"
+    parallel = None
 
     def check(self) -> None:
         if self.cpus_per_step is not None and not self.cpus_per_step > 0:
@@ -160,13 +162,7 @@ def run_steps(
             shared_token(steps) as (token_file, token),
         ):
             failed, blocked = drive(ray, todo, plan, executor, reporter, results, (str(token_file), token))
-        if failed:
-            names = "; ".join(f"{s.title}: {failed[s.key]}" for s in todo if s.key in failed)
-            waiting = f"; {len(blocked)} steps that need them did not run" if blocked else ""
-            raise SmuError(
-                f"{len(failed)} of {len(todo)} steps failed: {names}{waiting}",
-                hint="the other steps are done: fix the cause and run the same command again to continue",
-            )
+        raise_failed(todo, failed, blocked)
     return [(s, *results[s.key]) for s in steps]
 
 
@@ -210,15 +206,9 @@ def drive(
     waiting, in_flight, failed, blocked = list(todo), {}, {}, set()
     cwd = os.getcwd()  # a worker runs in the driver's folder, so relative paths in step.json resolve alike
     while True:
-        for step in list(waiting):  # in plan order, which lists a step's needs before it
-            if any(n in failed or n in blocked for n in step.needs):
-                waiting.remove(step)
-                blocked.add(step.key)
-                display.blocked(step.key)
-            elif all(n in results for n in step.needs):
-                waiting.remove(step)
-                ref = task.options(name=step.title[:200]).remote(plan, step.key, cwd, *token, board)
-                in_flight[ref] = step.key
+        for step in take_ready(waiting, results, failed, blocked, display):
+            ref = task.options(name=step.title[:200]).remote(plan, step.key, cwd, *token, board)
+            in_flight[ref] = step.key
         if not in_flight:
             break
         ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
@@ -281,70 +271,6 @@ def warn_if_nothing_fits(ray: Any, cpus: float, gpus: float, reporter: Reporter)
             f"no Ray node has {cpus:g} CPUs and {gpus:g} GPUs for a step now (largest: {largest:g} CPUs); "
             "the steps wait until one joins (--cpus-per-step, --gpus-per-step)"
         )
-
-
-class Display:
-    """Live progress through the reporter: a bar of finished steps, and one row per worker (host:pid)
-    with the step it runs; a line for each step done, failed or retried."""
-
-    def __init__(self, reporter: Reporter, titles: dict[str, str]):
-        self.reporter, self.titles = reporter, titles
-        self.total = reporter.bar()
-        self.total.start("steps", len(titles))
-        self.workers: dict[str, Reporter] = {}
-        self.running: dict[str, tuple[str, float]] = {}
-        self.over: set[str] = set()
-        self.done = self.failed = self.skipped = 0
-        self.status()
-
-    def worker(self, name: str) -> Reporter:
-        if name not in self.workers:
-            self.workers[name] = self.reporter.bar()
-            self.workers[name].start(f"  {name}", None)
-        return self.workers[name]
-
-    def started(self, key: str, worker: str) -> None:
-        if key in self.over:  # its result came back before the news that it started
-            return
-        earlier = self.running.get(key)
-        if earlier and earlier[0] != worker:  # Ray reran the task: its first worker died
-            self.worker(earlier[0]).update(status="died")
-            self.reporter.note(f"retrying: {self.titles[key]} (worker {earlier[0]} died)")
-        self.running[key] = (worker, time.monotonic())
-        self.worker(worker).update(status=self.titles[key])
-        self.status()
-
-    def finished(self, key: str, worker: str | None, error: str | None) -> None:
-        self.over.add(key)
-        known, since = self.running.pop(key, (None, None))
-        worker = worker or known or "?"
-        where = f"{worker}, {time.monotonic() - since:.0f} s" if since is not None else worker
-        if error is None:
-            self.done += 1
-            self.reporter.note(f"done: {self.titles[key]} ({where})")
-        else:
-            self.failed += 1
-            self.reporter.note(f"failed: {self.titles[key]} ({where}): {error}")
-        if worker != "?":
-            self.worker(worker).update(advance=1, status="idle")
-        self.total.update(advance=1)
-        self.status()
-
-    def blocked(self, key: str) -> None:
-        self.over.add(key)
-        self.skipped += 1
-        self.reporter.note(f"not run: {self.titles[key]} (it needs a step that failed)")
-        self.total.update(advance=1)
-        self.status()
-
-    def status(self) -> None:
-        waiting = len(self.titles) - self.done - self.failed - self.skipped - len(self.running)
-        line = f"{self.done} done, {len(self.running)} running, {self.failed} failed, {waiting} waiting"
-        self.total.update(status=line + (f", {self.skipped} not run" if self.skipped else ""))
-
-    def close(self) -> None:
-        for bar in [self.total, *self.workers.values()]:
-            bar.stop()
 
 
 # ── In the worker ──────────────────────────────────────────────────────────────────────────────────

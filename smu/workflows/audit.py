@@ -139,13 +139,20 @@ def audit(
     members = [s for s in planned if s.tags["kind"] == "member" and not is_done(s)]
     runs = [(s.tags["method"], configs[s.tags["method"]]) for s in members]
     what = f"{audit_cfg.models} models each of {method} and {REFERENCE}, {len(runs)} still to train"
-    with threads_for(threads):  # timed with the thread count the run will use
-        estimate = runs_estimate(runs, subject, what, timed=runner.name == "serial")
+    with threads_for(threads or runner.threads):  # timed with the thread count the run will use
+        estimate = runs_estimate(runs, subject, what, runner.parallel)
     if dry_run:
         return {"dry_run": True, "method": method, "out": str(out), "estimate": estimate.as_dict()}
     (reporter or Reporter()).plan(estimate)
+    runner.start()
     with run_folder(
-        out, force=True, amp=amp, compile=compile, sync_bn=sync_bn, threads=threads, reporter=reporter
+        out,
+        force=True,
+        amp=amp,
+        compile=compile,
+        sync_bn=sync_bn,
+        threads=threads or runner.threads,
+        reporter=reporter,
     ) as folder:
         if not (folder / "forget.safetensors").is_file():
             fs.save(folder / "forget.safetensors")

@@ -190,9 +190,9 @@ def estimate(
     return Estimate(work, images, images / per_second, per_second, str(device))
 
 
-def runs_estimate(runs: list[tuple[str, Any]], subject: Any, what: str, timed: bool = True) -> Estimate:
+def runs_estimate(runs: list[tuple[str, Any]], subject: Any, what: str, parallel: int | None = 1) -> Estimate:
     """The plan of a job of unlearning ``runs`` (method, config) on ``subject``'s model and forget set, each
-    measured after: timed here unless an executor sends the runs elsewhere (``timed`` False)."""
+    measured after: timed here, ``parallel`` at a time (None: an executor sends them elsewhere, untimed)."""
     from smu.methods.unlearning import METHODS
 
     splits, n_forget = subject.splits, len(subject.forget)
@@ -204,4 +204,4 @@ def runs_estimate(runs: list[tuple[str, Any]], subject: Any, what: str, timed: b
     seen = len(runs) * (n + len(splits.val) + len(splits.test))
     batch = max((getattr(cfg, "batch_size", 64) for _, cfg in runs), default=64)
     plan = estimate(subject.loaded.model, splits, batch, what, images, seen)
-    return plan if timed else dataclasses.replace(plan, seconds=None, images_per_second=None)
+    return plan.side_by_side(parallel)

@@ -6,7 +6,6 @@ the trained and pruned models."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import shlex
@@ -96,7 +95,7 @@ def run(
             {"step": i, "title": s.title, "folder": str(s.folder), "done": is_done(s)}
             for i, s in enumerate(planned, 1)
         ]
-        plan = planner.estimate(planned, timed=runner.name == "serial").as_dict()
+        plan = planner.estimate(planned, runner.parallel).as_dict()
         return {"recipe": resolved, "out": str(out), "steps": steps, "dry_run": True, "estimate": plan}
     if out.is_dir() and any(out.iterdir()) and not (out / "recipe.yaml").is_file() and not force:
         raise UsageError(
@@ -105,7 +104,8 @@ def run(
         )
     reporter = reporter or Reporter()
     start = time.perf_counter()
-    with threads_for(threads, reporter) as used, files.run_dir(out, force=True) as out:
+    runner.start()  # its workers get ready while the data loads and the plan is timed
+    with threads_for(threads or runner.threads, reporter) as used, files.run_dir(out, force=True) as out:
         header = f"# {command}\n# resolved by smu; run it again with: smu run {out / 'recipe.yaml'}\n"
         files.atomic_write(out / "recipe.yaml", (header + yaml.safe_dump(resolved, sort_keys=False)).encode())
         done = execute(
@@ -115,12 +115,13 @@ def run(
     tables, claims, models = statistics.build(done), statistics.claims(done), statistics.models_table(done)
     ran = sum(not skipped for _, _, skipped in done)
     speed = "".join(f", {name}" for name in ("amp", "compile", "sync_bn") if getattr(checked, name))
-    if runner.name == "serial":
+    if runner.name in ("serial", "local"):
         v = versions(resolve_device(checked.device))
-        machine = (
-            f"{v['device_name']} ({v['device']}{speed}), {v['platform']}, torch {v['torch']}, "
-            f"{used.count} thread{'s' * (used.count != 1)} ({used.reason})"
-        )
+        how = f"{used.count} thread{'s' * (used.count != 1)} ({used.reason})"
+        if runner.name == "local":
+            n = runner.threads
+            how = f"{runner.parallel} worker processes of {n} thread{'s' * (n != 1)} each (--executor local)"
+        machine = f"{v['device_name']} ({v['device']}{speed}), {v['platform']}, torch {v['torch']}, {how}"
     else:  # the steps ran wherever Ray put them; each step's workers.json says where
         v = versions("driver")
         chosen = ((runner.cpus_per_step, "CPU"), (runner.gpus_per_step, "GPU"))
@@ -176,8 +177,15 @@ def draw_figures(out: Path) -> tuple[list[str], str]:
 def demo(
     out: str | Path = Path("runs/demo"), threads: int | None = None, reporter: Reporter | None = None
 ) -> dict[str, Any]:
-    """Prune first, then unlearn, in about a minute on the embedded digits (the quickstart recipe)."""
-    return run("quickstart", out=out, force=True, threads=threads, reporter=reporter)
+    """Prune first, then unlearn, in about half a minute on the embedded digits (the quickstart recipe).
+
+    Where this machine has room for more than one worker (cores, or GPUs), the steps run side by side in
+    worker processes of one thread each (``--executor local``), unless ``threads`` asks for a serial run."""
+    from smu.execution.local_executor import LocalExecutor
+
+    side_by_side = threads is None and distributed.world_size() == 1 and LocalExecutor().parallel > 1
+    executor = "local" if side_by_side else "serial"
+    return run("quickstart", out=out, force=True, threads=threads, executor=executor, reporter=reporter)
 
 
 class Planner:
@@ -202,9 +210,9 @@ class Planner:
         kinds = {"unlearn": self.unlearn_steps, "backdoor": self.backdoor_steps, "audit": self.audit_steps}
         return kinds[self.recipe.kind]()
 
-    def estimate(self, steps: list[Step], timed: bool = True) -> Estimate:
-        """The plan of ``steps``: timed on this machine when they run here (``timed``), not when an
-        executor sends them elsewhere."""
+    def estimate(self, steps: list[Step], parallel: int | None = 1) -> Estimate:
+        """The plan of ``steps``, ``parallel`` at a time on this machine (None: an executor sends them
+        elsewhere, so untimed)."""
         r = self.recipe
         try:
             splits = self.splits(r.seeds[0])
@@ -212,7 +220,7 @@ class Planner:
             return recipe_estimate(r, steps, None)
         attack = Attack.prepare(splits, r.backdoor, r.forget_seed) if r.kind == "backdoor" else None
         plan = recipe_estimate(r, steps, splits, len(attack.poison_set) if attack else None)
-        return plan if timed else dataclasses.replace(plan, seconds=None, images_per_second=None)
+        return plan.side_by_side(parallel)
 
     def result(self, step: Step) -> dict[str, Any]:
         return result_of(step)
@@ -589,5 +597,5 @@ def execute(
     with runtime(recipe.amp, recipe.compile, recipe.sync_bn):
         planner = Planner(recipe, out, reporter, command)
         steps = planner.steps()
-        reporter.plan(planner.estimate(steps, timed=executor.name == "serial"))
+        reporter.plan(planner.estimate(steps, executor.parallel))
         return executor.run(steps, plan, reporter)

@@ -107,13 +107,14 @@ def tune(
     trial = make_config(method, settings.fixed)  # searched options at their defaults
     runs = [(REFERENCE, settings.retrain)] * retrains + [(method, trial)] * (trials + 1)
     what = f"{retrains} {REFERENCE} reference(s), {trials} trials of {method}, the chosen one held out"
-    estimate = runs_estimate(runs, subject, what, timed=runner.name == "serial")
+    estimate = runs_estimate(runs, subject, what, runner.parallel)
     if dry_run:
         return {"dry_run": True, "method": method, "out": str(out), "estimate": estimate.as_dict()}
     reporter = reporter or Reporter()
     reporter.plan(estimate)
+    runner.start()
     started = time.perf_counter()
-    with run_folder(out, force=True, threads=threads, reporter=reporter) as folder:
+    with run_folder(out, force=True, threads=threads or runner.threads, reporter=reporter) as folder:
         identity = {
             "parent": subject.loaded.sha256,
             "forget": subject.forget.sha256,
@@ -212,11 +213,11 @@ def executor_of(
     workers: int, executor: str, address: str | None, cpus_per_step: float | None, gpus_per_step: float | None
 ) -> Executor:
     """``--executor`` with its options, checked before anything is loaded: more than one study worker
-    needs Ray."""
+    needs an executor that runs steps side by side."""
     if workers > 1 and executor == "serial":
         raise UsageError(
-            f"--workers {workers} needs --executor ray: the serial executor runs one worker",
-            hint="add --executor ray, or start more smu tune processes on the same --out",
+            f"--workers {workers} needs --executor local or ray: the serial executor runs one worker",
+            hint="add --executor local, or start more smu tune processes on the same --out",
         )
     runner = make_executor(executor, address, cpus_per_step, gpus_per_step)
     runner.check()

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import said, smu
+from conftest import chain_plan, said, smu, without_rte
 
-from smu.core.errors import DivergedError, SmuError
+from smu.core.errors import SmuError
 from smu.core.progress import Reporter
 from smu.execution import make_executor
-from smu.execution.steps import Plan, Step
+from smu.execution.steps import Plan
 from smu.workflows.recipe import Planner
 from smu.workflows.recipes.catalog import shipped
 from smu.workflows.recipes.config import load_recipe
@@ -44,20 +44,10 @@ def local_ray():
     # At least as many CPUs as a step takes by default (this process's torch threads), or none would fit.
     cpus = max(2, torch.get_num_threads())
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    # The synthetic plans below live in this test module, which workers cannot import: send them by value.
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    # The synthetic plans live in the tests' conftest, which workers cannot import: send them by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules["conftest"])
     yield ray
     ray.shutdown()
-
-
-def without_rte(report: dict) -> dict:
-    """report.json less what differs between two runs of the same steps: times and the run folder."""
-    tables = json.loads(json.dumps(report["report"]))
-    for table in tables:
-        for row in table["rows"]:
-            for cells in row["cells"].values():
-                cells.pop("rte_min")
-    return {"report": tables, "steps": report["steps"]}
 
 
 @pytest.fixture(scope="module")
@@ -159,31 +149,6 @@ def test_an_audit_on_ray_judges_as_the_serial_audit_does(local_ray, pruned_cnn, 
     assert (tmp_path / "ray" / "reference" / "seed-1" / "workers.json").is_file()
 
 
-def chain_plan(folder: str, fail: str = "") -> list[Step]:
-    """A plan of 12 sleeping steps with a diamond of needs; the step named ``fail`` raises."""
-    names = [f"s{i}" for i in range(12)]
-    needs = {f"s{i}": [f"s{j}" for j in range(i) if (i * 7 + j * 3) % 5 == 0] for i in range(12)}
-
-    def run(name: str) -> dict:
-        began = time.time()
-        if name == fail:
-            raise DivergedError(f"{name} diverged", hint="lower its lr")
-        time.sleep(0.05 * (int(name[1:]) % 3))
-        return {"began": began, "ended": time.time()}
-
-    return [
-        Step(
-            n,
-            Path(folder) / n,
-            f"key-{n}",
-            lambda n=n: run(n),
-            {"kind": "test"},
-            tuple(f"key-{m}" for m in needs[n]),
-        )
-        for n in names
-    ]
-
-
 def test_no_step_starts_before_the_steps_it_needs_are_done(local_ray, tmp_path):
     plan = Plan(chain_plan, {"folder": str(tmp_path)})
     steps = chain_plan(str(tmp_path))
@@ -231,7 +196,7 @@ def test_every_shipped_recipe_lists_the_steps_a_step_needs_before_it():
         (["--address", "nowhere"], 2, "--address 'nowhere' is not auto, local, HOST:PORT or ray://HOST:PORT"),
         (["--address", "127.0.0.1:9"], 1, "--address '127.0.0.1:9': nothing answers there"),
         (["--address", "ray://127.0.0.1:9"], 1, "nothing answers there"),
-        (["--executor", "dask"], 2, "--executor 'dask' is not one of serial, ray"),
+        (["--executor", "dask"], 2, "--executor 'dask' is not one of serial, local, ray"),
     ],
 )
 def test_bad_executor_options_are_one_line_errors_before_anything_runs(args, code, message, tmp_path):
@@ -244,7 +209,7 @@ def test_bad_executor_options_are_one_line_errors_before_anything_runs(args, cod
 
 def test_executor_options_without_executor_ray_are_a_usage_error(tmp_path):
     result = smu("run", "quickstart", "--out", tmp_path / "run", "--address", "auto")
-    assert result.exit_code == 2 and "need --executor ray" in result.stderr
+    assert result.exit_code == 2 and "need another --executor" in result.stderr
 
 
 def python(code: str, *args: str) -> subprocess.CompletedProcess:
@@ -304,4 +269,4 @@ def test_tuning_trials_run_on_ray_workers_against_one_study(local_ray, pruned_cn
     assert 4 <= len(study.get_trials()) <= 5  # a worker may start one more while the other finishes
     # without --executor ray, more than one worker is refused
     refused = smu(*args[:-3], "--out", tmp_path / "no")
-    assert refused.exit_code == 2 and "--workers 2 needs --executor ray" in refused.stderr
+    assert refused.exit_code == 2 and "--workers 2 needs --executor local or ray" in refused.stderr
