@@ -1,12 +1,13 @@
 """The local executor: a plan's steps side by side in worker processes on this machine, each started once
 the steps it needs are done.
 
-Why: a small model gains little from a second torch thread (on 2 cores, the quickstart's CNN trained about
-1.25 times as fast with 2 threads as with 1), while two processes with one thread each compute twice as
-much. So each worker holds ``--cpus-per-step`` CPUs (default 1) as its torch threads, and there are as many
-workers as those fit in the physical cores (or ``--gpus-per-step`` in the GPUs: a worker sees only its own
-GPU through ``CUDA_VISIBLE_DEVICES``). A step computes exactly what a serial run with ``--threads`` equal to
-its CPUs computes, to the bit.
+Why: a small model gains little from a second torch thread, which spins while it waits, while two
+processes with one thread each compute twice as much (the demo on 2 cores: 48 s of CPU time in two
+one-thread workers, 60 s serially with 2 threads; docs/PERFORMANCE.md, section 8). So each worker holds
+``--cpus-per-step`` CPUs (default 1) as its torch threads, and there are as many workers as those fit in
+the physical cores (or ``--gpus-per-step`` in the GPUs: a worker sees only its own GPU through
+``CUDA_VISIBLE_DEVICES``). A step computes exactly what a serial run with ``--threads`` equal to its CPUs
+computes, to the bit.
 
 A worker is a fresh interpreter (``spawn``: safe with CUDA and threads) that is handed the
 :class:`~smu.execution.steps.Plan` and a step's key, as a Ray task is, plans again and runs that step; results
