@@ -23,3 +23,23 @@ for n in 1 2 4 8; do
         --device cuda --batch-per-rank 256 --steps 40 --repeats 3 --record "$record" > /dev/null
 done
 python ddp_scaling.py --report "$record"
+# --executor local on the GPUs: the quickstart with one and with two steps per GPU (CUDA_VISIBLE_DEVICES
+# per worker), against the serial executor, and whether the tables are the same (RTE aside).
+tmp=$(mktemp -d /tmp/smu-local-XXXXXX)
+for how in "serial:" "local:--executor local" "local-half:--executor local --gpus-per-step 0.5"; do
+    name=${how%%:*}; args=${how#*:}
+    /usr/bin/time -f "# quickstart $name: %e s" smu run quickstart device=cuda --out "$tmp/$name" --json $args \
+        > "$tmp/$name.json"
+done
+python -c "
+import json
+def table(name):
+    report = json.load(open(f'$tmp/{name}.json'))['report']
+    for t in report:
+        for row in t['rows']:
+            for cells in row['cells'].values():
+                cells.pop('rte_min')
+    return report
+same = table('serial') == table('local') == table('local-half')
+print('# --executor local on the GPUs reports what the serial executor reports:', same, '(a GPU gives the same bytes as far as its kernels are deterministic)')
+"
