@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -187,6 +188,19 @@ def build_model(
     size = None if size == image_size else size
     net = builder(channels, size or image_size, num_classes)
     return Classifier(net, mean, std, channels=channels, size=size)
+
+
+def build_for(arch: str, info: Any) -> Classifier:
+    """A freshly initialised ``arch`` for the images a dataset's ``info`` describes (its channels, image
+    size, classes and normalisation: :class:`smu.data.DataInfo`), from torch's global RNG."""
+    return build_model(
+        arch,
+        in_channels=info.channels,
+        image_size=info.image_size,
+        num_classes=info.num_classes,
+        mean=info.mean,
+        std=info.std,
+    )
 
 
 def classifier_layer(model: nn.Module) -> str:

@@ -35,7 +35,7 @@ from smu.io.artifacts import LoadedModel
 from smu.methods.pruning import METHODS as PRUNING
 from smu.methods.pruning import PruneConfig
 from smu.methods.unlearning import METHODS, folder_name, make_config, offered
-from smu.models import parse_arch
+from smu.models import build_for, parse_arch
 from smu.workflows.common import (
     command_line,
     default_out,
@@ -45,7 +45,7 @@ from smu.workflows.common import (
     threads_for,
     write_manifest,
 )
-from smu.workflows.prune import new_model, train_models
+from smu.workflows.prune import train_models
 from smu.workflows.unlearn import run_unlearn
 
 
@@ -218,7 +218,7 @@ def backdoor_estimate(
     if fed is None:
         return Estimate(what, trained, None, None, str(resolve_device("auto")))
     with torch.random.fork_rng():  # the Trojan model is initialised from the seed later, as before
-        model = start.model if start is not None else new_model(arch, splits).to(splits.train.device)
+        model = start.model if start is not None else build_for(arch, splits.info).to(splits.train.device)
     checks = len(splits.test) + len(splits.val)
     return estimate(model, splits, train.batch_size, what, trained + models * fed[1], 3 * models * checks)
 

@@ -31,7 +31,7 @@ from smu.io import schema as S
 from smu.io.artifacts import LoadedModel
 from smu.io.files import digest
 from smu.methods.pruning import METHODS, PruneConfig, PruneContext, prune_options
-from smu.models import build_model, parse_arch
+from smu.models import build_for, parse_arch
 from smu.workflows.common import (
     command_line,
     default_out,
@@ -116,7 +116,7 @@ def prune(
     out = Path(out) if out else default_out("prune", dataset, arch, cfg.method)
     if dry_run:
         torch.manual_seed(seed)
-        model = start.model.to(dev) if start is not None else new_model(arch, splits).to(dev)
+        model = start.model.to(dev) if start is not None else build_for(arch, splits.info).to(dev)
         with threads_for(threads):  # timed with the thread count the run will use
             plan = prune_estimate(model, splits, train, cfg, start is not None)
         return {"dry_run": True, "method": cfg.method, "out": str(out), "estimate": plan.as_dict()}
@@ -146,19 +146,6 @@ def prune(
         )
         result["manifest"] = write_manifest(folder, command, given, result, dev)
     return result
-
-
-def new_model(arch: str, splits: Splits) -> nn.Module:
-    """A freshly initialised ``arch`` for the dataset of ``splits`` (from the global seed)."""
-    info = splits.info
-    return build_model(
-        arch,
-        in_channels=info.channels,
-        image_size=info.image_size,
-        num_classes=info.num_classes,
-        mean=info.mean,
-        std=info.std,
-    )
 
 
 def prune_estimate(
@@ -280,7 +267,7 @@ def run_prune(
         check_fits(start, splits, "--from")
         model = start.model.to(device)
     else:
-        model = new_model(arch, splits).to(device)
+        model = build_for(arch, splits.info).to(device)
     mask = Mask.ones(model, cfg.scope)
     check_scope(model, cfg.scope, arch)
     plan = None if reporter.planned() else prune_estimate(model, splits, train, cfg, start is not None)
@@ -554,16 +541,8 @@ def train_models(
         )
         for r in pruned
     ]
-    info = splits.info
     torch.manual_seed(seed)
-    model = build_model(
-        arch,
-        in_channels=info.channels,
-        image_size=info.image_size,
-        num_classes=info.num_classes,
-        mean=info.mean,
-        std=info.std,
-    ).to(device)
+    model = build_for(arch, splits.info).to(device)
     meta = base_meta(splits, arch, seed, command) | (extra_meta or {})
     dense = out / "dense" / "model.safetensors"
     train_dense(
@@ -573,7 +552,7 @@ def train_models(
         rewind_epoch if pruned and not spec.at_init else 0,
         dense.parent,
         seed,
-        Augment(info.crop_pad, info.flip),
+        Augment(splits.info.crop_pad, splits.info.flip),
         reporter,
         meta,
         resume,

@@ -18,7 +18,7 @@ from torch import nn
 
 from smu.execution.engine import TrainConfig
 from smu.methods.unlearning.base import Context, Feed, UnlearnData, UnlearnMethod
-from smu.models import build_model
+from smu.models import build_for
 
 
 @dataclass
@@ -31,16 +31,8 @@ class RetrainConfig(TrainConfig):
 
 def retrain(model: nn.Module, data: UnlearnData, cfg: RetrainConfig, ctx: Context) -> nn.Module:
     """A new model of the same architecture, trained from scratch on the retain set."""
-    info = data.splits.info
     torch.manual_seed(ctx.seed)
-    fresh = build_model(
-        ctx.arch,
-        in_channels=info.channels,
-        image_size=info.image_size,
-        num_classes=info.num_classes,
-        mean=info.mean,
-        std=info.std,
-    )
+    fresh = build_for(ctx.arch, data.splits.info)
     fresh.to(next(model.parameters()).device)
     ctx.train(fresh, data.retain, cfg, data.aug, "retrain")
     return fresh

@@ -20,8 +20,8 @@ from smu.data.forget import resolve_forget
 from smu.execution.steps import Step, is_done
 from smu.methods.pruning import METHODS as PRUNING
 from smu.methods.unlearning import METHODS
+from smu.models import build_for
 from smu.workflows.common import estimate
-from smu.workflows.prune import new_model
 from smu.workflows.recipes.config import Recipe, method_config
 
 METHOD_STEPS = ("unlearn", "member", "cleanse")
@@ -62,7 +62,7 @@ def recipe_estimate(
     if untimed:
         work += f"; {untimed} not timed (tuning trials, your own functions)"
     with torch.random.fork_rng():  # the steps initialise their models from their own seeds
-        model = new_model(recipe.arch, splits).to(splits.train.device)
+        model = build_for(recipe.arch, splits.info).to(splits.train.device)
     return estimate(model, splits, recipe.train.batch_size, work, images, seen)
 
 
