@@ -117,6 +117,12 @@ COMMANDS = [
         ),
     ),
     Command(
+        "log",
+        "smu.cli.log",
+        "Recipes",
+        "Send a finished run folder to TensorBoard, MLflow or W&B: parameters, metrics, steps, files.",
+    ),
+    Command(
         "inspect",
         "smu.cli.inspect_import",
         "Artifacts",

@@ -36,6 +36,7 @@ OPTIONS = {
     "force": flags.Force,
     "dry_run": flags.PlanOnly,
     **flags.RUNTIME,
+    **flags.TRACKING,
     **flags.EXECUTOR,
 }
 

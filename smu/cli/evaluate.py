@@ -29,6 +29,7 @@ OPTIONS = {
     "privacy": flags.Privacy,
     "data": flags.DataDir,
     "device": flags.Device,
+    **{k: v for k, v in flags.TRACKING.items() if k != "log_models"},
 }
 
 

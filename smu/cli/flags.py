@@ -204,11 +204,68 @@ GpusPerStep = Annotated[
     ),
 ]
 
+Log = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--log",
+        help="Send parameters, per-epoch curves, final metrics and files to an experiment tracker: "
+        "tensorboard, mlflow, wandb or csv (repeat for several). A failing tracker is one warning; the "
+        "run goes on. README: Experiment tracking.",
+        rich_help_panel="Tracking",
+    ),
+]
+LogDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--log-dir",
+        help="Where TensorBoard's event files and the CSV files go (default: the run folder).",
+        rich_help_panel="Tracking",
+    ),
+]
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow's store or server (default: $MLFLOW_TRACKING_URI, else mlflow.db beside the run "
+        "folder, which needs no server).",
+        rich_help_panel="Tracking",
+    ),
+]
+WandbProject = Annotated[
+    str | None,
+    typer.Option(
+        "--wandb-project",
+        help="The W&B project (default: $WANDB_PROJECT, else smu).",
+        rich_help_panel="Tracking",
+    ),
+]
+WandbEntity = Annotated[
+    str | None,
+    typer.Option("--wandb-entity", help="The W&B entity (team or user).", rich_help_panel="Tracking"),
+]
+LogModels = Annotated[
+    bool,
+    typer.Option(
+        "--log-models",
+        help="Send the model files to the trackers too (they can be large).",
+        rich_help_panel="Tracking",
+    ),
+]
+
 # Groups of the options above that several commands take together (a command's table adds its own).
 DATA = {"arch": Arch, "dataset": Dataset, "data": DataDir, "val_fraction": ValFraction, "subset": Subset}
 """What to train on, for the commands that train a model from scratch."""
 RUNTIME = {"device": Device, "amp": Amp, "compile": Compile, "sync_bn": SyncBn, "threads": Threads}
 """Where and how training runs."""
+TRACKING = {
+    "log": Log,
+    "log_dir": LogDir,
+    "tracking_uri": TrackingUri,
+    "wandb_project": WandbProject,
+    "wandb_entity": WandbEntity,
+    "log_models": LogModels,
+}
+"""Which experiment trackers hear of the run (``smu.loggers``)."""
 EXECUTOR = {
     "executor": ExecutorName,
     "address": Address,

@@ -105,8 +105,11 @@ COMMANDS: dict[str, Checks] = {
     "run": Checks(
         argument="recipe",
         short={"-o": "--out"},
-        values=("--out", "--executor", "--address", "--cpus-per-step", "--gpus-per-step", "--threads"),
-        switches=("--dry-run", "--force", "--resume", "--json", "--quiet", "-q"),
+        values=(
+            *("--out", "--executor", "--address", "--cpus-per-step", "--gpus-per-step", "--threads"),
+            *("--log", "--log-dir", "--tracking-uri", "--wandb-project", "--wandb-entity"),
+        ),
+        switches=("--dry-run", "--force", "--resume", "--json", "--quiet", "-q", "--log-models"),
     ),
     "inspect": Checks(argument="file", switches=("--json", "--quiet", "-q")),
 }

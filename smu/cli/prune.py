@@ -45,6 +45,7 @@ OPTIONS = {
     "dry_run": flags.PlanOnly,
     **flags.DATA,
     **flags.RUNTIME,
+    **flags.TRACKING,
 }
 
 

@@ -37,6 +37,7 @@ OPTIONS = {
     "cpus_per_step": flags.CpusPerStep,
     "gpus_per_step": flags.GpusPerStep,
     "threads": flags.Threads,
+    **flags.TRACKING,
 }
 DEMO_OPTIONS = {
     "out": Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],

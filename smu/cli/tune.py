@@ -44,6 +44,7 @@ OPTIONS = {
     "dry_run": flags.PlanOnly,
     "workers": flags.Workers,
     **flags.EXECUTOR,
+    **flags.TRACKING,
 }
 
 

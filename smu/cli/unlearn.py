@@ -41,6 +41,7 @@ OPTIONS = {
     "resume": flags.Resume,
     "dry_run": flags.PlanOnly,
     **flags.RUNTIME,
+    **flags.TRACKING,
 }
 
 

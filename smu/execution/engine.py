@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smu import loggers
 from smu.core.errors import DivergedError, SmuError, SmuWarning, UsageError
 from smu.core.masks import Freeze, Mask
 from smu.core.names import DEVICES
@@ -260,6 +261,9 @@ class Batch:
     """The model as the step runs it (compiled, autocast): for a loss that needs a second output."""
     partner: tuple[torch.Tensor, torch.Tensor] | None = None
     """A batch of the pass's ``partner`` set (images, labels), when it has one."""
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    """The parts of a method's loss worth watching (``batch.terms["kl_forget"] = kl``): their epoch means
+    join the curves sent to experiment trackers, beside the loss."""
 
 
 def cross_entropy(out: torch.Tensor, batch: Batch, epoch: int) -> torch.Tensor:
@@ -366,11 +370,12 @@ def fit(
                 lr = lr_at(cfg, epoch, i, steps)
                 for group in opt.param_groups:
                     group["lr"] = lr
+                batch = Batch(x, y, forward, partner)
                 with autocast():
                     out = forward(x)
-                    loss = p.loss(out, Batch(x, y, forward, partner), epoch)
+                    loss = p.loss(out, batch, epoch)
                 _sgd_step(model, opt, loss, part, mask, freeze)
-                tally.add(loss, out, y, part)
+                tally.add(loss, out, y, part, batch.terms)
                 if (i + 1) % 10 == 0 or i + 1 == steps:
                     seen = int(tally.seen)
                     reporter.update(
@@ -384,13 +389,18 @@ def fit(
                     )
                     reported = seen
             synchronize(device)
-            seconds += time.perf_counter() - t0
+            took = time.perf_counter() - t0
+            seconds += took
             loss_total, hits, seen, bad = _over_ranks(tally, model, device, world)
             images += int(seen)
             loss_mean, acc = loss_total / max(seen, 1), 100.0 * hits / max(seen, 1)
             if not math.isfinite(loss_mean) or bad:
                 raise _diverged(checkpoint, label, epoch, loss_mean, diverge_hint)
             ran += 1
+            # Before the checkpoint, so a run killed in between repeats (not loses) the epoch; the trackers'
+            # journal then keeps a resumed run from sending it twice.
+            curves = {"loss": loss_mean, "acc": acc, "lr": lr, "images_per_second": seen / max(took, 1e-9)}
+            loggers.series(label, epoch + 1, curves | tally.term_means())
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, model)
             _save_checkpoint(checkpoint, model, opt, epoch + 1)
@@ -546,18 +556,33 @@ class _Tally:
     loss_sum: torch.Tensor
     correct: torch.Tensor
     seen: int = 0
+    terms: dict[str, list] = field(default_factory=dict)
+    """name -> [sum of the term times the batch size, images]: a method's own loss terms (``Batch.terms``)."""
 
     @classmethod
     def zeros(cls, device: torch.device) -> _Tally:
         return cls(torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long))
 
     def add(
-        self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor, part: distributed.Share | None
+        self,
+        loss: torch.Tensor,
+        out: torch.Tensor,
+        y: torch.Tensor,
+        part: distributed.Share | None,
+        terms: dict[str, torch.Tensor] | None = None,
     ) -> None:
         if part is None or part.counts:  # a batch every rank takes whole counts once
             self.loss_sum += loss.detach() * len(y)
             self.correct += (out.detach().argmax(1) == y).sum()
             self.seen += len(y)
+            for name, value in (terms or {}).items():
+                total = self.terms.setdefault(name, [0.0, 0])
+                total[0] = total[0] + value.detach() * len(y)
+                total[1] += len(y)
+
+    def term_means(self) -> dict[str, float]:
+        """Each loss term's mean over the epoch's images on this rank (rank 0's is what trackers get)."""
+        return {name: float(total) / max(n, 1) for name, (total, n) in self.terms.items()}
 
 
 def _over_ranks(tally: _Tally, model: nn.Module, device: torch.device, world: int) -> list[float]:

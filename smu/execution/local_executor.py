@@ -22,10 +22,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from smu import loggers
 from smu.core.errors import SmuError, SmuWarning, UsageError
 from smu.core.progress import Reporter
 from smu.execution import distributed, threads
@@ -107,6 +108,7 @@ class LocalExecutor(Executor):
     ) -> list[tuple[Step, dict[str, Any], bool]]:
         if plan is None:
             raise ValueError("the local executor needs a Plan to find the steps in its workers")
+        plan = replace(plan, tracking=loggers.parent_handle())  # the steps are child runs of the job's
         reporter = reporter or Reporter()
         results = {s.key: (result_of(s), True) for s in steps if is_done(s)}
         todo = [s for s in steps if s.key not in results]
@@ -259,7 +261,7 @@ def serve(conn: Connection, gpus: str | None, count: int) -> None:
                     planned.clear()
                     planned[mark] = {s.key: s for s in plan.build(**plan.kwargs)}
                 step = planned[mark][key]
-                with threads.applied(chosen), runtime(plan.amp, plan.compile):
+                with threads.applied(chosen), runtime(plan.amp, plan.compile), loggers.under(plan.tracking):
                     run_one(step)
             except SmuError as e:
                 answer["error"] = str(e)

@@ -26,10 +26,11 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from smu import loggers
 from smu.core.errors import SmuError, UsageError
 from smu.core.progress import Reporter
 from smu.execution import distributed, threads
@@ -73,6 +74,7 @@ class RayExecutor(Executor):
     ) -> list[tuple[Step, dict[str, Any], bool]]:
         if plan is None:
             raise ValueError("the ray executor needs a Plan to find the steps in its workers")
+        plan = replace(plan, tracking=loggers.parent_handle())  # the steps are child runs of the job's
         return run_steps(steps, plan, self, reporter or Reporter())
 
 
@@ -317,7 +319,7 @@ def run_task(plan: Plan, key: str, cwd: str, token_file: str, token: str, board:
         start(step)
         record_attempt(step, worker)
         chosen = threads.Threads(count, "Ray --cpus-per-step", f"{cpus:g} CPUs assigned to the task")
-        with threads.applied(chosen), runtime(plan.amp, plan.compile):
+        with threads.applied(chosen), runtime(plan.amp, plan.compile), loggers.under(plan.tracking):
             run_one(step)
         return {"worker": worker}
     except SmuError as e:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smu import loggers
 from smu.core.progress import Reporter
 from smu.io import files
 
@@ -49,6 +50,9 @@ class Plan:
     kwargs: dict[str, Any]
     amp: bool = False
     compile: bool = False
+    tracking: dict[str, Any] | None = None
+    """The job's run in the experiment trackers (``smu.loggers``: its handle), for the steps' child runs;
+    set by the executor that sends the plan to workers."""
 
 
 def is_done(step: Step) -> bool:
@@ -94,8 +98,15 @@ def run_steps(steps: list[Step], reporter: Reporter | None = None) -> list[tuple
 
 def run_one(step: Step) -> dict[str, Any]:
     """Run a step that is not done, wherever it runs: mark it started, run it (resuming from its own
-    checkpoints), and record its result."""
+    checkpoints), and record its result. In a tracked job the step is a child run of the job's, with
+    its result's numbers as final metrics (and its model files, with --log-models)."""
     start(step)
-    result = step.run()
-    files.write_json(step.folder / "step.json", {"key": step.key, "title": step.title, "result": result})
+    with loggers.step_run(step.title, step.folder, step.tags) as tracked:
+        result = step.run()
+        record = {"key": step.key, "title": step.title, "tags": step.tags, "result": result}
+        files.write_json(step.folder / "step.json", record)
+        if tracked is not None:
+            tracked.final(loggers.numbers(result))
+            if tracked.settings.log_models:
+                tracked.artifacts(sorted(step.folder.rglob("*.safetensors")))
     return result

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from smu import loggers
 from smu.core.errors import ArtifactError, UsageError
 from smu.core.options import Checked, flag_of, param
 from smu.core.progress import Reporter
@@ -35,12 +36,13 @@ from smu.core.units import reported
 from smu.data import Splits
 from smu.data.forget import ForgetSet, resolve_forget
 from smu.evaluation import unlearning_metrics
-from smu.evaluation.judges import SIDES, example_epsilon, forgetting_quality, tow, ulira
+from smu.evaluation.judges import BIN_EDGES, SIDES, example_epsilon, forgetting_quality, tow, ulira
 from smu.execution import make_executor
 from smu.execution.engine import predict, resolve_device
 from smu.execution.steps import Plan, Step, is_done, result_of
 from smu.io import artifacts, files, tensorfile
 from smu.io import schema as S
+from smu.io.artifacts import LoadedModel
 from smu.io.files import digest
 from smu.methods.unlearning import code_identity, folder_name, make_config
 from smu.workflows.common import (
@@ -49,6 +51,7 @@ from smu.workflows.common import (
     run_folder,
     runs_estimate,
     threads_for,
+    tracked,
     write_manifest,
 )
 from smu.workflows.subject import Subject, open_subject
@@ -99,6 +102,12 @@ def audit(
     cpus_per_step: float | None = None,
     gpus_per_step: float | None = None,
     dry_run: bool = False,
+    log: Sequence[str] = (),
+    log_dir: str | Path | None = None,
+    tracking_uri: str | None = None,
+    wandb_project: str | None = None,
+    wandb_entity: str | None = None,
+    log_models: bool = False,
     reporter: Reporter | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -107,10 +116,11 @@ def audit(
     ``options`` are the audit's (``models=8``, ``statistic``, ``thresholds``), the method's
     hyper-parameters (``epochs=2``) and, prefixed ``retrain_``, those of the retrained ensemble
     (``retrain_epochs=20``). Returns what ``--json`` prints; with ``dry_run``, only the plan and its time
-    estimate.
+    estimate. ``log`` names experiment trackers: the audit is one run there, each model a child run.
     """
     start = time.perf_counter()
     given = {k: v for k, v in locals().items() if k not in ("options", "reporter", "start")} | options
+    tracking = loggers.settings(log, log_dir, tracking_uri, wandb_project, wandb_entity, log_models)
     own = {f.name for f in dataclasses.fields(AuditConfig)}
     audit_cfg = AuditConfig(**{k: v for k, v in options.items() if k in own and v is not None})
     retrain = {k.removeprefix("retrain_"): v for k, v in options.items() if k.startswith("retrain_")}
@@ -145,15 +155,18 @@ def audit(
         return {"dry_run": True, "method": method, "out": str(out), "estimate": estimate.as_dict()}
     (reporter or Reporter()).plan(estimate)
     runner.start()
-    with run_folder(
-        out,
-        force=True,
-        amp=amp,
-        compile=compile,
-        sync_bn=sync_bn,
-        threads=threads or runner.threads,
-        reporter=reporter,
-    ) as folder:
+    with (
+        run_folder(
+            out,
+            force=True,
+            amp=amp,
+            compile=compile,
+            sync_bn=sync_bn,
+            threads=threads or runner.threads,
+            reporter=reporter,
+        ) as folder,
+        tracked(tracking, folder, command, audit_tags(loaded, method, fs), dev) as track,
+    ):
         if not (folder / "forget.safetensors").is_file():
             fs.save(folder / "forget.safetensors")
         steps = plan(
@@ -189,8 +202,32 @@ def audit(
             "config": dataclasses.asdict(cfg),
             "retrain_config": dataclasses.asdict(retrain_cfg),
         }
-        result["manifest"] = write_manifest(steps[-1].folder, command, given, result, dev)
+        result["manifest"] = write_manifest(steps[-1].folder, command, given, result, dev, track.tags)
+        verdict = steps[-1].folder
+        sent = sorted(p for p in verdict.iterdir() if p.suffix != ".safetensors")
+        track.done(result | epsilon_bins(verdict), verdict, sent)
+        if track.run is not None:
+            # Drawn as the competition bins it: ε of 6 or more (∞: told apart every time) in the last bin.
+            epsilon = tensorfile.read_tensors(verdict / "audit.safetensors")["epsilon"]
+            track.run.histogram("epsilon", epsilon.clamp(max=float(BIN_EDGES[-1])).tolist())
     return result
+
+
+def epsilon_bins(verdict: Path) -> dict[str, Any]:
+    """The audit's ε histogram as numbers for experiment trackers: examples per bin of the competition's
+    scoring (1: ε = 0 ... 13: ε ≥ 6 or ∞), from the verdict's audit.safetensors (empty without one)."""
+    path = verdict / "audit.safetensors"
+    if not path.is_file():
+        return {}
+    bins = tensorfile.read_tensors(path)["bin"].tolist()
+    return {"epsilon_bins": {str(b): bins.count(b) for b in range(1, len(BIN_EDGES) + 1)}}
+
+
+def audit_tags(loaded: LoadedModel, method: str, fs: ForgetSet) -> dict[str, Any]:
+    """What a run table filters audits by."""
+    sparsity = loaded.mask.percent() if loaded.mask is not None else 0.0
+    tags = {"command": "audit", "method": method, "scenario": fs.spec, "dataset": loaded.dataset}
+    return tags | {"model": loaded.arch, "sparsity": f"{sparsity:.1f}"}
 
 
 def example_statistics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from smu import loggers
 from smu.core.errors import UsageError
 from smu.core.options import Checked, flag_of, param, parse_list
 from smu.core.progress import Estimate
@@ -43,6 +44,7 @@ from smu.workflows.common import (
     refuse_unknown,
     run_folder,
     threads_for,
+    tracked,
     write_manifest,
 )
 from smu.workflows.prune import train_models
@@ -95,6 +97,12 @@ def backdoor_cleanse(
     out: str | Path | None = None,
     force: bool = False,
     dry_run: bool = False,
+    log: Sequence[str] = (),
+    log_dir: str | Path | None = None,
+    tracking_uri: str | None = None,
+    wandb_project: str | None = None,
+    wandb_entity: str | None = None,
+    log_models: bool = False,
     reporter: Reporter | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -104,9 +112,10 @@ def backdoor_cleanse(
     ``prune`` from one dense model; ``model`` cleanses a given Trojan model instead. ``options`` train
     the Trojan models (``epochs``, ``lr``...) and, prefixed ``unlearn_`` where the names clash
     (``unlearn_epochs``), set the unlearning method's. Returns what ``--json`` prints; with ``dry_run``,
-    only the plan and its time estimate.
+    only the plan and its time estimate. ``log`` names experiment trackers to send the run to.
     """
     given = {k: v for k, v in locals().items() if k not in ("options", "reporter")} | options
+    tracking = loggers.settings(log, log_dir, tracking_uri, wandb_project, wandb_entity, log_models)
     unlearning = {f.name for spec in offered().values() for f in fields(spec.config)}
     refuse_unknown(options, TRAINING | {f"unlearn_{n}" for n in TRAINING} | unlearning, "backdoor-cleanse")
     train = TrainConfig(**{k: v for k, v in options.items() if k in TRAINING})
@@ -161,9 +170,14 @@ def backdoor_cleanse(
     if dry_run:
         return {"dry_run": True, "method": method, "out": str(out), "estimate": plan.as_dict()}
     (reporter or Reporter()).plan(plan)
-    with run_folder(
-        out, force=force, amp=amp, compile=compile, sync_bn=sync_bn, threads=threads, reporter=reporter
-    ) as folder:
+    tags = {"command": "backdoor-cleanse", "method": method, "scenario": f"backdoor:{poison}", "model": arch}
+    tags |= {"dataset": splits.info.name, "sparsity": ",".join(f"{r:g}" for r in chosen), "seed": seed}
+    with (
+        run_folder(
+            out, force=force, amp=amp, compile=compile, sync_bn=sync_bn, threads=threads, reporter=reporter
+        ) as folder,
+        tracked(tracking, folder, command, tags, dev) as track,
+    ):
         result = run_backdoor(
             splits,
             arch,
@@ -184,7 +198,8 @@ def backdoor_cleanse(
             command=command,
         )
         result["estimate"] = plan.as_dict()
-        result["manifest"] = write_manifest(folder, command, given, result, dev)
+        result["manifest"] = write_manifest(folder, command, given, result, dev, track.tags)
+        track.done(result, folder)
     return result
 
 

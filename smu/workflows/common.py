@@ -8,7 +8,7 @@ import dataclasses
 import platform
 import shlex
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,10 @@ def default_out(command: str, *parts: str) -> Path:
     return Path("runs") / "-".join([command, *parts, stamp])
 
 
+TRACKING_OPTIONS = ("log", "log_dir", "tracking_uri", "wandb_project", "wandb_entity", "log_models")
+"""Where a run is tracked (``smu.loggers``): not what it computes, so neither in its provenance nor in its
+manifest, and a run logged to a tracker writes the files a run without one writes."""
+
 OUTPUT_OPTIONS = (
     "out",
     "force",
@@ -45,6 +49,7 @@ OUTPUT_OPTIONS = (
     "address",
     "cpus_per_step",
     "gpus_per_step",
+    *TRACKING_OPTIONS,
 )
 
 
@@ -89,11 +94,11 @@ def command_line(
 
 
 def jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    """Options for manifest.json: paths and tuples as JSON values, the reporter left out."""
+    """Options for manifest.json: paths and tuples as JSON values, the reporter and the trackers left out."""
     return {
         k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
         for k, v in values.items()
-        if k != "reporter"
+        if k != "reporter" and k not in TRACKING_OPTIONS
     }
 
 
@@ -157,8 +162,70 @@ def threads_for(threads: int | None, reporter: Any = None) -> Iterator[Any]:
         yield chosen
 
 
+@dataclasses.dataclass
+class Tracked:
+    """A command's run in the experiment trackers (``run`` None when none was asked for)."""
+
+    run: Any
+    settings: Any
+    tags: dict[str, str]
+    """What the run is, for a run table's filters; manifest.json keeps them, for ``smu log``."""
+
+    def done(self, result: dict[str, Any], folder: Path, files: Sequence[Path | str] = ()) -> None:
+        """Send the result's numbers as the final metrics (to the digits --json and manifest.json show
+        them), and the run's files: ``manifest.json``, ``files`` (report.md, figures), and with
+        --log-models every model, mask and forget set."""
+        from smu import loggers
+        from smu.core.units import reported
+
+        if self.run is None:
+            return
+        self.run.final(loggers.numbers(reported(result)))
+        sent = (
+            [folder / "manifest.json", *map(Path, files)]
+            if (folder / "manifest.json").is_file()
+            else list(map(Path, files))
+        )
+        if self.settings.log_models:
+            sent += sorted(folder.rglob("*.safetensors"))
+        self.run.artifacts(sent)
+
+
+@contextlib.contextmanager
+def tracked(
+    tracking: Any,
+    folder: Path,
+    command: str,
+    tags: dict[str, Any],
+    device: Any = None,
+    *,
+    root: Path | None = None,
+    fresh: bool = False,
+) -> Iterator[Tracked]:
+    """The command's run in the trackers of ``tracking`` (:func:`smu.loggers.settings`) while the block
+    runs: its parameters are the provenance string's, with smu's and torch's versions and the device;
+    ``tags`` (command, method, scenario, model, sparsity, seed) are what a run table filters by."""
+    from smu import loggers
+
+    params = loggers.params_of(command) | {"smu_version": __version__, "device": str(device)}
+    if tracking is not None and tracking.kinds:
+        import torch
+
+        params["torch_version"] = torch.__version__
+    shown = {k: str(v) for k, v in tags.items() if v is not None}
+    with loggers.tracked(
+        tracking, name=folder.name, folder=folder, params=params, tags=shown, root=root, fresh=fresh
+    ) as run:
+        yield Tracked(run, tracking, shown)
+
+
 def write_manifest(
-    out: Path, command: str, options: dict[str, Any], result: dict[str, Any], device: Any
+    out: Path,
+    command: str,
+    options: dict[str, Any],
+    result: dict[str, Any],
+    device: Any,
+    tags: dict[str, str] | None = None,
 ) -> str:
     """manifest.json beside the artifacts: what ran, with which options and versions, and what it gave."""
     from smu.core.units import reported
@@ -171,6 +238,7 @@ def write_manifest(
         "result": reported(result),
         "versions": versions(device),
         "threads": threads.current().as_dict(),  # a CPU's results depend on it (smu.execution.threads)
+        "tags": tags or {},  # what the run is, for experiment trackers (smu log reads them back)
     }
     return str(files.write_manifest(out, manifest))
 

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from smu import loggers
 from smu.evaluation import compare
 from smu.execution.engine import Reporter, resolve_device
+from smu.workflows.common import command_line, tracked
 from smu.workflows.subject import open_subject
 
 
@@ -23,13 +25,21 @@ def evaluate(
     privacy: bool = False,
     data: str | Path | None = None,
     device: str = "auto",
+    log: Sequence[str] = (),
+    log_dir: str | Path | None = None,
+    tracking_uri: str | None = None,
+    wandb_project: str | None = None,
+    wandb_entity: str | None = None,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Measure UA, MIA-Efficacy, RA and TA of a model on a forget set, and the gap to a reference.
 
     ``save_forget`` writes the resolved forget set (forget.safetensors) for later commands. Returns
-    what ``smu eval --json`` prints.
+    what ``smu eval --json`` prints. With ``log``, the measurement is a run of its own in those
+    trackers, named ``eval`` under the model's folder (a new run each time).
     """
+    given = {k: v for k, v in locals().items() if k != "reporter"}
+    tracking = loggers.settings(log, log_dir, tracking_uri, wandb_project, wandb_entity)
     dev = resolve_device(device)
     features = mia_feature_list(mia_features)
     subject = open_subject(
@@ -48,6 +58,13 @@ def evaluate(
     if save_forget is not None:
         fs.save(Path(save_forget))
         result["forget"]["path"] = str(save_forget)
+    if tracking.kinds:
+        command = command_line("smu eval", given)
+        tags = {"command": "eval", "scenario": fs.spec, "dataset": loaded.dataset, "model": loaded.arch}
+        tags["sparsity"] = f"{result['sparsity']:.1f}"
+        home = Path(log_dir) if log_dir else loaded.path.parent
+        with tracked(tracking, home / "eval", command, tags, dev, root=home, fresh=True) as track:
+            track.done(result, home / "eval")
     return result
 
 

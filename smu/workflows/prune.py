@@ -11,6 +11,7 @@ Layout of a run folder::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from smu import loggers
 from smu.core.errors import ArtifactError, UsageError
 from smu.core.masks import Mask, scope_share
 from smu.core.progress import Estimate, epochs
@@ -39,6 +41,7 @@ from smu.workflows.common import (
     refuse_unknown,
     run_folder,
     threads_for,
+    tracked,
     write_manifest,
 )
 
@@ -66,6 +69,12 @@ def prune(
     force: bool = False,
     resume: bool = False,
     dry_run: bool = False,
+    log: Sequence[str] = (),
+    log_dir: str | Path | None = None,
+    tracking_uri: str | None = None,
+    wandb_project: str | None = None,
+    wandb_entity: str | None = None,
+    log_models: bool = False,
     reporter: Reporter | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -76,8 +85,10 @@ def prune(
     options (``epochs=10``, ``lr=0.05``: the fields of ``TrainConfig``) and the method's own ones
     (``synflow_iterations=20``). Returns what ``smu prune --json`` prints; with ``dry_run``, only the
     plan and its time estimate (the model is built and timed for a few steps, nothing is written).
+    ``log`` names experiment trackers to send the run to (README: Experiment tracking).
     """
     given = {k: v for k, v in locals().items() if k not in ("options", "reporter")} | options
+    tracking = loggers.settings(log, log_dir, tracking_uri, wandb_project, wandb_entity, log_models)
     training = {f.name for f in fields(TrainConfig)}
     refuse_unknown(options, training | method_fields(), "prune")
     train = TrainConfig(**{k: v for k, v in options.items() if k in training})
@@ -120,16 +131,19 @@ def prune(
         with threads_for(threads):  # timed with the thread count the run will use
             plan = prune_estimate(model, splits, train, cfg, start is not None)
         return {"dry_run": True, "method": cfg.method, "out": str(out), "estimate": plan.as_dict()}
-    with run_folder(
-        out,
-        force=force or resume,
-        amp=amp,
-        compile=compile,
-        sync_bn=sync_bn,
-        threads=threads,
-        reporter=reporter,
-        resumable=True,
-    ) as folder:
+    with (
+        run_folder(
+            out,
+            force=force or resume,
+            amp=amp,
+            compile=compile,
+            sync_bn=sync_bn,
+            threads=threads,
+            reporter=reporter,
+            resumable=True,
+        ) as folder,
+        tracked(tracking, folder, command, prune_tags(cfg, arch, splits, seed), dev) as track,
+    ):
         result = run_prune(
             splits,
             arch,
@@ -144,8 +158,20 @@ def prune(
             command=command,
             resume=resume,
         )
-        result["manifest"] = write_manifest(folder, command, given, result, dev)
+        result["manifest"] = write_manifest(folder, command, given, result, dev, track.tags)
+        track.done(result, folder)
     return result
+
+
+def prune_tags(cfg: PruneConfig, arch: str, splits: Splits, seed: int) -> dict[str, Any]:
+    """What a run table filters pruning runs by."""
+    return {
+        "command": "prune",
+        "method": cfg.method,
+        "dataset": splits.info.name,
+        "model": arch,
+        "seed": seed,
+    }
 
 
 def prune_estimate(
@@ -348,6 +374,12 @@ def run_prune(
         )
         reporter.note(
             f"round {r}: sparsity {rounds[-1].sparsity:.2f}%, test accuracy {rounds[-1].test_acc:.2f}%"
+        )
+        done_round = rounds[-1]
+        loggers.series(
+            "rounds",
+            r,
+            {"sparsity": done_round.sparsity, "test_acc": done_round.test_acc, "val_acc": done_round.val_acc},
         )
 
     last = rounds[-1]

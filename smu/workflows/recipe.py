@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from smu import loggers
 from smu.core.errors import SmuError, SmuWarning, UsageError
 from smu.core.progress import Estimate
 from smu.core.units import reported
@@ -34,7 +35,7 @@ from smu.methods.pruning import PruneConfig
 from smu.methods.unlearning import code_identity, folder_name
 from smu.workflows import audit as auditing
 from smu.workflows.backdoor import Attack
-from smu.workflows.common import threads_for, versions
+from smu.workflows.common import threads_for, tracked, versions
 from smu.workflows.prune import run_prune, train_models
 from smu.workflows.recipes import latex, report, statistics
 from smu.workflows.recipes.catalog import read_recipe
@@ -65,6 +66,12 @@ def run(
     cpus_per_step: float | None = None,
     gpus_per_step: float | None = None,
     threads: int | None = None,
+    log: Sequence[str] = (),
+    log_dir: str | Path | None = None,
+    tracking_uri: str | None = None,
+    wandb_project: str | None = None,
+    wandb_entity: str | None = None,
+    log_models: bool = False,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Run a recipe: train, prune, unlearn with every method, evaluate against retrain, report.
@@ -73,12 +80,15 @@ def run(
     ``key=value`` by dotted key (``unlearn.ft.lr=0.02``). A run continues where it stopped: finished
     steps are skipped (``resume`` is accepted for symmetry with prune and unlearn). ``threads``: torch's
     thread count here (default: :mod:`smu.execution.threads`' choice), and so each Ray CPU step's unless
-    ``cpus_per_step`` is given. Returns what ``smu run --json`` prints.
+    ``cpus_per_step`` is given. ``log`` names experiment trackers (with the recipe's ``log:``): the
+    recipe is one run there and each step a child run. Returns what ``smu run --json`` prints.
     """
     del resume  # always on: finished steps are skipped and an interrupted one resumes from its checkpoint
     overrides = list(overrides or [])
     label, text = read_recipe(recipe)
     checked = parse_recipe(label, text, overrides)  # every key, type and range, before any compute
+    kinds = [*([log] if isinstance(log, str) else log), *checked.log]
+    tracking = loggers.settings(kinds, log_dir, tracking_uri, wandb_project, wandb_entity, log_models)
     runner = make_executor(executor, address, cpus_per_step, gpus_per_step)
     runner.check()
     if distributed.world_size() > 1:  # under torchrun: join the other ranks now, and check --sync-bn
@@ -105,13 +115,54 @@ def run(
     reporter = reporter or Reporter()
     start = time.perf_counter()
     runner.start()  # its workers get ready while the data loads and the plan is timed
-    with threads_for(threads or runner.threads, reporter) as used, files.run_dir(out, force=True) as out:
+    tags = {"command": "run", "recipe": label, "kind": checked.kind, "dataset": checked.dataset}
+    tags |= {
+        "model": checked.arch,
+        "scenario": ",".join(checked.scenarios),
+        "seed": ",".join(map(str, checked.seeds)),
+    }
+    with (
+        threads_for(threads or runner.threads, reporter) as used,
+        files.run_dir(out, force=True) as out,
+        tracked(tracking, out, command, tags, resolve_device(checked.device)) as track,
+    ):
         header = f"# {command}\n# resolved by smu; run it again with: smu run {out / 'recipe.yaml'}\n"
         files.atomic_write(out / "recipe.yaml", (header + yaml.safe_dump(resolved, sort_keys=False)).encode())
         done = execute(
             checked, out, reporter, executor=runner, source=(label, text, overrides), command=command
         )
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        result = finish_run(out, command, checked, runner, used, done, seconds, reporter, track.tags)
+        sent = [out / "recipe.yaml", out / "report.md", out / "report.json", *result["figures"]]
+        track.done(report_numbers(reported(result)), out, sent)
+    return result
+
+
+def report_numbers(result: dict[str, Any]) -> dict[str, Any]:
+    """A recipe's report as final metrics: each table's cells as ``SCENARIO/METHOD/GROUP/METRIC`` (the
+    mean over seeds, as report.json has it), and the run's wall time."""
+    found: dict[str, Any] = {"wall_s": result["wall_s"]}
+    for table in result["report"]:
+        for row in table.get("rows", []):
+            for group, cell in row.get("cells", {}).items():
+                where = f"{table.get('scenario') or table.get('title')}/{row.get('method')}/{group}"
+                for metric, value in cell.items():
+                    found[f"{where}/{metric}"] = value.get("mean") if isinstance(value, dict) else value
+    return found
+
+
+def finish_run(
+    out: Path,
+    command: str,
+    checked: Recipe,
+    runner: Executor,
+    used: Any,
+    done: list[tuple[Step, dict[str, Any], bool]],
+    seconds: float,
+    reporter: Reporter,
+    tags: dict[str, str],
+) -> dict[str, Any]:
+    """The report of a finished run: report.md, report.tex, report.json and the figures."""
     tables, claims, models = statistics.build(done), statistics.claims(done), statistics.models_table(done)
     ran = sum(not skipped for _, _, skipped in done)
     speed = "".join(f", {name}" for name in ("amp", "compile", "sync_bn") if getattr(checked, name))
@@ -145,6 +196,8 @@ def run(
         "wall_s": seconds,
         "steps": {"total": len(done), "ran": ran, "skipped": len(done) - ran},
         "threads": used.as_dict(),  # the driver's: the serial executor's steps ran with it
+        "tags": tags,  # what the run is, for experiment trackers (smu log reads them back)
+        "versions": versions(resolve_device(checked.device)),  # the driver's (Ray steps: workers.json)
     }
     files.write_json(out / "report.json", reported(result))
     result["figures"], drawn = draw_figures(out)

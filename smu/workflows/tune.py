@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from smu import loggers
 from smu.core.errors import DivergedError, UsageError
 from smu.core.options import Space, flag_of, search_space
 from smu.core.units import reported
@@ -45,7 +46,7 @@ from smu.io import artifacts, files
 from smu.io.artifacts import LoadedModel
 from smu.io.files import digest
 from smu.methods.unlearning import METHODS, is_function, make_config
-from smu.workflows.common import command_line, default_out, run_folder, runs_estimate, write_manifest
+from smu.workflows.common import command_line, default_out, run_folder, runs_estimate, tracked, write_manifest
 from smu.workflows.subject import Subject, open_subject
 from smu.workflows.tune_study import (
     TuneConfig,
@@ -84,6 +85,12 @@ def tune(
     cpus_per_step: float | None = None,
     gpus_per_step: float | None = None,
     dry_run: bool = False,
+    log: Sequence[str] = (),
+    log_dir: str | Path | None = None,
+    tracking_uri: str | None = None,
+    wandb_project: str | None = None,
+    wandb_entity: str | None = None,
+    log_models: bool = False,
     reporter: Reporter | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -93,9 +100,11 @@ def tune(
     ``options`` are the tuning's (``trials=30``, ``timeout``, ``prune``), the method's fixed
     hyper-parameters (``epochs=5``: not searched) and, prefixed ``retrain_``, the reference's
     (``retrain_epochs=20``). Returns what ``--json`` prints; with ``dry_run``, only the plan and its time
-    estimate.
+    estimate. ``log`` names experiment trackers: the study is one run there, with each trial's gap as it
+    finishes and the chosen setting, and each of its steps a child run.
     """
     given = {k: v for k, v in locals().items() if k not in ("options", "reporter")} | options
+    tracking = loggers.settings(log, log_dir, tracking_uri, wandb_project, wandb_entity, log_models)
     settings = Settings.of(method, space or [], options)
     runner = executor_of(workers, executor, address, cpus_per_step, gpus_per_step)
     optuna_module()  # installed?
@@ -114,7 +123,18 @@ def tune(
     reporter.plan(estimate)
     runner.start()
     started = time.perf_counter()
-    with run_folder(out, force=True, threads=threads or runner.threads, reporter=reporter) as folder:
+    command = settings.command({k: v for k, v in given.items() if k not in options})
+    tags = {
+        "command": "tune",
+        "method": method,
+        "scenario": subject.forget.spec,
+        "dataset": subject.loaded.dataset,
+    }
+    tags |= {"model": subject.loaded.arch, "seed": seed}
+    with (
+        run_folder(out, force=True, threads=threads or runner.threads, reporter=reporter) as folder,
+        tracked(tracking, folder, command, tags, dev) as track,
+    ):
         identity = {
             "parent": subject.loaded.sha256,
             "forget": subject.forget.sha256,
@@ -150,8 +170,8 @@ def tune(
         result = summary(subject, steps, done, method, settings.space, settings.fixed, folder, started)
         result["reproduce"] = reproduce(result, model, heldout, draw[1], seed, data)
         result["estimate"] = estimate.as_dict()
-        command = settings.command({k: v for k, v in given.items() if k not in options})
-        save(result, folder, method, command, given, dev)
+        save(result, folder, method, command, given, dev, track.tags)
+        track.done(result, folder / method, [folder / method / "tune.json", Path(result["snippet"])])
     return result
 
 
@@ -256,6 +276,7 @@ def save(
     command: str,
     options: dict[str, Any],
     device: torch.device,
+    tags: dict[str, str] | None = None,
 ) -> None:
     """The recipe snippet into ``folder``, tune.json and the manifest into its ``method`` folder
     (methods tuned into one --out keep theirs); their paths into ``result``."""
@@ -263,7 +284,7 @@ def save(
     files.atomic_write(snippet, result["recipe"].encode())
     result["snippet"] = str(snippet)
     files.write_json(folder / method / "tune.json", reported(result))
-    result["manifest"] = write_manifest(folder / method, command, options, result, device)
+    result["manifest"] = write_manifest(folder / method, command, options, result, device, tags)
 
 
 def heldout_forget(fs: ForgetSet, splits: Splits, seed: int) -> tuple[str, int]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from smu import loggers
 from smu.core.errors import DivergedError, UsageError
 from smu.core.options import Checked, Space, param
 from smu.evaluation import TUNING_METRICS, gap, unlearning_metrics
@@ -176,8 +177,21 @@ def run_study(
         if tune.timeout is not None and time.perf_counter() - began > tune.timeout:
             reporter.note(f"--timeout {tune.timeout:g} s reached: no new trial started")
             break
-        study.optimize(objective, n_trials=1, catch=(DivergedError,))
+        study.optimize(objective, n_trials=1, catch=(DivergedError,), callbacks=[track_trial])
     return study
+
+
+def track_trial(study: Any, trial: Any) -> None:
+    """A finished trial as one point of the study's curves in the experiment trackers: its gap (the
+    last one reported, for a pruned trial) and how it ended."""
+    state = trial.state.name.lower()
+    if state == "fail" and trial.user_attrs.get("diverged"):
+        state = "diverged"
+    value = trial.value
+    if value is None and trial.intermediate_values:
+        value = trial.intermediate_values[max(trial.intermediate_values)]
+    ended = {f"{s}": float(state == s) for s in ("complete", "pruned", "diverged")}
+    loggers.series("trials", trial.number, ({"gap": value} if value is not None else {}) | ended)
 
 
 def trained(

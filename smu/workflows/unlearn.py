@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from smu import loggers
 from smu.core.errors import DivergedError, SmuWarning
 from smu.core.masks import Mask
 from smu.core.progress import Estimate
@@ -28,7 +29,15 @@ from smu.io.artifacts import LoadedModel
 from smu.io.files import digest
 from smu.methods.unlearning import METHODS, Context, UnlearnData, UnlearnMethod, folder_name, make_config
 from smu.methods.unlearning.base import frozen_copy
-from smu.workflows.common import command_line, default_out, estimate, run_folder, threads_for, write_manifest
+from smu.workflows.common import (
+    command_line,
+    default_out,
+    estimate,
+    run_folder,
+    threads_for,
+    tracked,
+    write_manifest,
+)
 from smu.workflows.evaluate import mia_feature_list
 from smu.workflows.subject import open_subject
 
@@ -55,6 +64,12 @@ def unlearn(
     force: bool = False,
     resume: bool = False,
     dry_run: bool = False,
+    log: Sequence[str] = (),
+    log_dir: str | Path | None = None,
+    tracking_uri: str | None = None,
+    wandb_project: str | None = None,
+    wandb_entity: str | None = None,
+    log_models: bool = False,
     reporter: Reporter | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -64,12 +79,15 @@ def unlearn(
     or keyword ``options`` by the names of its fields (``epochs=3``, ``alpha=1e-8``); those not given
     keep the method's defaults. ``forget`` is a spec (``class:3``, ``random:10%``) or a
     forget.safetensors. Returns what ``smu unlearn --json`` prints; with ``dry_run``, only the plan and
-    its time estimate (nothing is written).
+    its time estimate (nothing is written). ``log`` names experiment trackers (``mlflow``,
+    ``tensorboard``, ``wandb``, ``csv``) to send the run to, with the options of each (README:
+    Experiment tracking).
     """
     given = {k: v for k, v in locals().items() if k not in ("options", "reporter", "config")} | options
     if config is not None:
         options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)} | options
     cfg = make_config(method, options)  # every option checked before anything is loaded
+    tracking = loggers.settings(log, log_dir, tracking_uri, wandb_project, wandb_entity, log_models)
     dev = resolve_device(device)
     subject = open_subject(
         model, forget, device=dev, forget_seed=forget_seed, mask=mask, reference=reference, data=data
@@ -84,16 +102,19 @@ def unlearn(
         with threads_for(threads):  # timed with the thread count the run will use
             plan = unlearn_estimate(spec, cfg, loaded.model, data, subject.splits, not no_eval, has_reference)
         return {"dry_run": True, "method": method, "out": str(out), "estimate": plan.as_dict()}
-    with run_folder(
-        out,
-        force=force or resume,
-        amp=amp,
-        compile=compile,
-        sync_bn=sync_bn,
-        threads=threads,
-        reporter=reporter,
-        resumable=True,
-    ) as folder:
+    with (
+        run_folder(
+            out,
+            force=force or resume,
+            amp=amp,
+            compile=compile,
+            sync_bn=sync_bn,
+            threads=threads,
+            reporter=reporter,
+            resumable=True,
+        ) as folder,
+        tracked(tracking, folder, command, run_tags(loaded, method, subject.forget, seed), dev) as track,
+    ):
         result = run_unlearn(
             loaded,
             subject.splits,
@@ -109,8 +130,23 @@ def unlearn(
             command=command,
             resume=resume,
         )
-        result["manifest"] = write_manifest(folder, command, given, result, dev)
+        result["manifest"] = write_manifest(folder, command, given, result, dev, track.tags)
+        track.done(result, folder)
     return result
+
+
+def run_tags(loaded: LoadedModel, method: str, forget_set: ForgetSet, seed: int) -> dict[str, Any]:
+    """What a run table filters unlearning runs by."""
+    sparsity = loaded.mask.percent() if loaded.mask is not None else 0.0
+    return {
+        "command": "unlearn",
+        "method": method,
+        "scenario": forget_set.spec,
+        "dataset": loaded.dataset,
+        "model": loaded.arch,
+        "sparsity": f"{sparsity:.1f}",
+        "seed": seed,
+    }
 
 
 def run_unlearn(

@@ -2,6 +2,7 @@
 a killed worker's step retried and resumed, a step's own failure reported once while the others finish,
 the plan's order kept, and a one-line error without Ray."""
 
+import importlib.util
 import json
 import logging
 import os
@@ -64,7 +65,8 @@ def test_the_quickstart_recipe_on_ray_reports_what_the_serial_executor_reports(
     local_ray, serial_run, tmp_path
 ):
     out = tmp_path / "run"
-    result = smu("run", "quickstart", *QUICK, "--out", out, "--executor", "ray", "--json")
+    tracked = ["--log", "mlflow"] if importlib.util.find_spec("mlflow") else []
+    result = smu("run", "quickstart", *QUICK, "--out", out, "--executor", "ray", "--json", *tracked)
     assert result.exit_code == 0, result.output
     ray_report = json.loads(result.stdout)
     assert ray_report["steps"] == {"total": 7, "ran": 7, "skipped": 0}
@@ -79,8 +81,19 @@ def test_the_quickstart_recipe_on_ray_reports_what_the_serial_executor_reports(
         began = (step.folder / "step.started").stat().st_mtime_ns
         for need in step.needs:
             assert (by_key[need].folder / "step.json").stat().st_mtime_ns <= began, step.title
-    again = smu("run", "quickstart", *QUICK, "--out", out, "--executor", "ray", "--json")
+    again = smu("run", "quickstart", *QUICK, "--out", out, "--executor", "ray", "--json", *tracked)
     assert json.loads(again.stdout)["steps"] == {"total": 7, "ran": 0, "skipped": 7}
+    if tracked:  # every step logged from its Ray worker into the one parent run; the rerun added none
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert sorted(r.info.run_name for r in children) == sorted(s.title for s in steps)
+        assert len(runs) == 8 and all(r.info.status == "FINISHED" for r in runs)
+        (ga,) = [r for r in children if r.data.tags.get("method") == "ga" and "dense" in r.info.run_name]
+        assert [m.step for m in client.get_metric_history(ga.info.run_id, "ga/loss")] == [1]
 
 
 def test_a_killed_worker_s_step_is_retried_resumes_from_its_checkpoint_and_changes_nothing(

@@ -36,6 +36,7 @@ RESERVED = frozenset(
         *("data", "val_fraction", "subset", "device", "amp", "compile", "sync_bn", "seed", "out"),
         *("force", "resume", "reporter", "options", "json", "json_out", "quiet", "help"),
         *("dry_run", "threads"),
+        *("log", "log_dir", "tracking_uri", "wandb_project", "wandb_entity", "log_models"),
         *("epochs", "lr", "batch_size", "momentum", "weight_decay", "schedule", "decreasing_lr"),
         *("warmup", "augment"),
     }

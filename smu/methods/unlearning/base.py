@@ -39,6 +39,7 @@ RESERVED = frozenset(
         *("holdout_forget", "workers", "executor", "address", "cpus_per_step", "gpus_per_step"),
         *("models", "statistic", "thresholds", "trials", "timeout"),  # AuditConfig's and TuneConfig's
         *("dry_run", "threads"),
+        *("log", "log_dir", "tracking_uri", "wandb_project", "wandb_entity", "log_models"),  # the trackers'
         *("json", "json_out", "quiet", "help", "unlearn", "config"),  # --json, -q, --help; the API's config=
     }
 )

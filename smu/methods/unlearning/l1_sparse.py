@@ -58,7 +58,11 @@ def l1_sparse(model: nn.Module, data: UnlearnData, cfg: L1SparseConfig, ctx: Con
 
     def loss(out: torch.Tensor, batch: Batch, epoch: int) -> torch.Tensor:
         g = gamma(cfg, epoch)
-        return F.cross_entropy(out, batch.y) + g * l1_norm(model) if g else F.cross_entropy(out, batch.y)
+        ce = batch.terms["ce"] = F.cross_entropy(out, batch.y)
+        if not g:
+            return ce
+        penalty = batch.terms["l1_penalty"] = g * l1_norm(model)
+        return ce + penalty
 
     ctx.train(
         model, data.retain, cfg, data.aug, "l1-sparse", loss_fn=loss, diverge_hint="lower --alpha or --lr"

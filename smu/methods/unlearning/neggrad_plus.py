@@ -53,9 +53,9 @@ def neggrad_plus(model: nn.Module, data: UnlearnData, cfg: NegGradPlusConfig, ct
 
     def loss(out: torch.Tensor, batch: Batch, epoch: int) -> torch.Tensor:
         fx, fy = batch.partner
-        return cfg.beta * F.cross_entropy(out, batch.y) - (1 - cfg.beta) * F.cross_entropy(
-            batch.forward(fx), fy
-        )
+        retain = batch.terms["ce_retain"] = F.cross_entropy(out, batch.y)
+        forget = batch.terms["ce_forget"] = F.cross_entropy(batch.forward(fx), fy)
+        return cfg.beta * retain - (1 - cfg.beta) * forget
 
     passes = [Pass(data.retain, loss, partner=data.forget, partner_batch_size=cfg.forget_batch_size)]
     ctx.train(model, passes, cfg, data.aug, "neggrad+", diverge_hint="raise --beta or lower --lr")

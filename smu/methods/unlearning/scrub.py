@@ -71,12 +71,13 @@ def scrub(model: nn.Module, data: UnlearnData, cfg: SCRUBConfig, ctx: Context) -
             return teacher(batch.x)
 
     def away(out: torch.Tensor, batch: Batch, epoch: int) -> torch.Tensor:
-        return -distance(out, teacher_out(batch), cfg.temperature)
+        kl = batch.terms["kl_forget"] = distance(out, teacher_out(batch), cfg.temperature)
+        return -kl
 
     def towards(out: torch.Tensor, batch: Batch, epoch: int) -> torch.Tensor:
-        return cfg.gamma * F.cross_entropy(out, batch.y) + cfg.alpha * distance(
-            out, teacher_out(batch), cfg.temperature
-        )
+        ce = batch.terms["ce_retain"] = F.cross_entropy(out, batch.y)
+        kl = batch.terms["kl_retain"] = distance(out, teacher_out(batch), cfg.temperature)
+        return cfg.gamma * ce + cfg.alpha * kl
 
     passes = [
         Pass(data.forget, away, batch_size=cfg.forget_batch_size, when=lambda e: e + 1 <= cfg.max_steps),

@@ -102,6 +102,8 @@ class Recipe:
     is not part of a step's key."""
     seeds: list[int] = field(default_factory=lambda: [0])
     forget_seed: int = 0
+    log: list[str] = field(default_factory=list)
+    """Experiment trackers the run is sent to (tensorboard, mlflow, wandb, csv), with those --log names."""
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneStep = field(default_factory=PruneStep)
     scenarios: list[str] = field(default_factory=lambda: ["class:0"])
