@@ -2,6 +2,7 @@ import json
 import os
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner
 
 from smu.cli.app import app
-from smu.core.errors import DivergedError
+from smu.core.errors import DivergedError, SmuWarning
 from smu.core.options import flag_of
 from smu.data import load_splits
 from smu.execution.steps import Step
@@ -131,8 +132,9 @@ def pruned_cnn(tmp_path_factory):
     return folder
 
 
-def chain_plan(folder: str, fail: str = "") -> list[Step]:
-    """A plan of 12 sleeping steps with a diamond of needs; the step named ``fail`` raises."""
+def chain_plan(folder: str, fail: str = "", warn: str = "") -> list[Step]:
+    """A plan of 12 sleeping steps with a diamond of needs; the step named ``fail`` raises, the one named
+    ``warn`` warns (as a tracker that failed in a worker does)."""
     names = [f"s{i}" for i in range(12)]
     needs = {f"s{i}": [f"s{j}" for j in range(i) if (i * 7 + j * 3) % 5 == 0] for i in range(12)}
 
@@ -140,6 +142,8 @@ def chain_plan(folder: str, fail: str = "") -> list[Step]:
         began = time.time()
         if name == fail:
             raise DivergedError(f"{name} diverged", hint="lower its lr")
+        if name == warn:
+            warnings.warn(f"{name} has something to say", SmuWarning, stacklevel=1)
         time.sleep(0.05 * (int(name[1:]) % 3))
         return {"began": began, "ended": time.time()}
 

@@ -25,13 +25,14 @@ import socket
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from smu import loggers
-from smu.core.errors import SmuError, UsageError
+from smu.core.errors import SmuError, SmuWarning, UsageError
 from smu.core.progress import Reporter
 from smu.execution import distributed, threads
 from smu.execution.executor import Executor
@@ -261,6 +262,8 @@ def outcome(ray: Any, ref: Any) -> tuple[str | None, str | None]:
         return None, f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0]}"
     except ray.exceptions.RayError as e:  # the worker died again after every retry, or no node fits
         return None, f"its Ray worker failed {RETRIES + 1} times ({type(e).__name__})"
+    for message in answer.get("warnings", []):
+        warnings.warn(message, SmuWarning, stacklevel=1)
     return answer["worker"], answer.get("error")
 
 
@@ -282,7 +285,16 @@ _PLANNED: dict[str, dict[str, Step]] = {}
 
 
 def run_task(plan: Plan, key: str, cwd: str, token_file: str, token: str, board: Any) -> dict[str, Any]:
-    """A Ray task: find the step ``key`` in ``plan`` and run it; an SmuError comes back as {"error"}."""
+    """A Ray task: :func:`run_step`, with smu's warnings (a tracker that failed) sent back to the driver,
+    which shows them as the serial executor would."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SmuWarning)
+        answer = run_step(plan, key, cwd, token_file, token, board)
+    return answer | {"warnings": [str(w.message) for w in caught if issubclass(w.category, SmuWarning)]}
+
+
+def run_step(plan: Plan, key: str, cwd: str, token_file: str, token: str, board: Any) -> dict[str, Any]:
+    """Find the step ``key`` in ``plan`` and run it; an SmuError comes back as {"error"}."""
     import ray
 
     from smu.execution.engine import runtime

@@ -18,7 +18,7 @@ import pytest
 import torch
 from conftest import chain_plan, said, smu, without_rte
 
-from smu.core.errors import SmuError
+from smu.core.errors import SmuError, SmuWarning
 from smu.core.progress import Reporter
 from smu.execution import make_executor
 from smu.execution.steps import Plan
@@ -172,6 +172,12 @@ def test_no_step_starts_before_the_steps_it_needs_are_done(local_ray, tmp_path):
     for step in steps:
         for need in step.needs:
             assert results[need]["ended"] <= results[step.key]["began"], (step.title, need)
+
+
+def test_a_warning_in_a_ray_worker_reaches_the_driver(local_ray, tmp_path):
+    plan = Plan(chain_plan, {"folder": str(tmp_path), "warn": "s3"})
+    with pytest.warns(SmuWarning, match="s3 has something to say"):
+        make_executor("ray").run(chain_plan(str(tmp_path), warn="s3"), plan, Reporter())
 
 
 def test_a_failed_step_stops_only_the_steps_that_need_it(local_ray, tmp_path):

@@ -177,7 +177,7 @@ def test_bad_tracker_options_are_one_line_before_anything_runs(pruned_cnn, tmp_p
     typo = smu(*base, "--log", "mlfow")
     assert typo.exit_code == 2 and "did you mean 'mlflow'" in typo.stderr
     alone = smu(*base, "--tracking-uri", "sqlite:///x.db")
-    assert alone.exit_code == 2 and "--tracking-uri is given without --log" in typo.stderr + alone.stderr
+    assert alone.exit_code == 2 and "--tracking-uri is given without --log" in alone.stderr
     import importlib.util
 
     real = importlib.util.find_spec
@@ -276,7 +276,18 @@ def test_a_recipe_is_a_parent_run_with_a_child_per_step_whatever_process_runs_it
     out = tmp_path / "runs" / "quick"
     executor = ["--executor", "local"] if LocalExecutor().parallel > 1 else []
     result = smu(
-        "run", "quickstart", *QUICK, "log=[tensorboard]", "--log", "mlflow", "-o", out, "--json", *executor
+        "run",
+        "quickstart",
+        *QUICK,
+        "log=[tensorboard]",
+        "--log",
+        "mlflow",
+        "--log",
+        "wandb",
+        "-o",
+        out,
+        "--json",
+        *executor,
     )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
@@ -299,6 +310,14 @@ def test_a_recipe_is_a_parent_run_with_a_child_per_step_whatever_process_runs_it
     # TensorBoard (from the recipe's log: key): a sub-folder per step, laid out as the step folders
     scalars = tensorboard_scalars(out / "tensorboard" / "seed-0" / "class-3" / "sparse-0.9" / "ga")
     assert [step for step, _ in scalars["ga/acc"]] == [1, 2]
+    # W&B: the recipe's run and one per step, in one group
+    offline = wandb_runs(out)
+    assert sorted(r["run"]["display_name"] for r in offline) == sorted([*titles, "quick"])
+    assert len({r["run"]["group"] for r in offline}) == 1
+    (top,) = [r for r in offline if r["run"]["display_name"] == "quick"]
+    assert top["run"]["job_type"] == "run" and top["summary"]["class-3/ga/dense/avg_gap"] == pytest.approx(
+        cell["cells"]["dense"]["avg_gap"]["mean"]
+    )
 
     # smu log of the finished folder: the same tree and numbers in a fresh store
     later = f"sqlite:///{tmp_path / 'later.db'}"
