@@ -390,7 +390,10 @@ def params_of(command: str) -> dict[str, str]:
     """The parameters of a run from its provenance string (``smu unlearn --method ga --lr 0.001 --aug``):
     ``command``, the positional arguments, then each flag's value (``true`` for a bare flag, ``false``
     for ``--no-X``), as the string has them."""
-    words = shlex.split(command)
+    try:
+        words = shlex.split(command)
+    except ValueError:  # a string edited out of shape (an unclosed quote): its words as they stand
+        words = command.split()
     params = {"command": " ".join(words[:2])}
     rest, positional = words[2:], 0
     i = 0
@@ -447,7 +450,13 @@ def label_of(text: str) -> str:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number a tracker can take (a JSON integer too large for a float is none)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _read_journal(path: Path) -> dict[str, Any]:

@@ -5,7 +5,7 @@ The project is ``--wandb-project`` (else ``WANDB_PROJECT``, else ``smu``), the e
 ``wandb/`` in the job's folder (or ``--log-dir``) for a later ``wandb sync``, and online runs need
 ``wandb login`` or ``WANDB_API_KEY``. Each phase's curves are plotted against its own epoch
 (``ga/epoch``), so a resumed run, or IMP's rounds, draw where they belong; the final metrics are the
-run's summary; files are saved with the run.
+run's summary; files are an artifact of the run (W&B stages a copy under ``WANDB_DATA_DIR``).
 
 W&B is the ``smu[wandb]`` extra, imported here only, when a run logs to it.
 """
@@ -62,6 +62,8 @@ class WandbLogger(Logger):
     def artifacts(self, paths: Sequence[Path], folder: Path) -> None:
         import wandb
 
+        if not paths:
+            return
         files = wandb.Artifact(f"files-{self.id}", type="smu-run")
         for path in paths:
             files.add_file(str(path), name=below(path, folder).as_posix())

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from smu import loggers
-from smu.core.errors import UsageError
+from smu.core.errors import ArtifactError, UsageError
 from smu.workflows.audit import epsilon_bins
 from smu.workflows.recipe import report_numbers
 
@@ -35,9 +35,7 @@ def send(
     ``to``; returns the runs sent: {"run_dir", "to", "runs": [{"name", "metrics", "curves"}]}."""
     root = Path(run_dir)
     if not root.is_dir():
-        raise UsageError(
-            f"RUN_DIR {str(root)!r} is not a folder", hint="give the --out of a finished smu run"
-        )
+        raise UsageError(f"RUN_DIR {str(root)!r} is not a folder", hint=RUN_HINT)
     if not to:
         raise UsageError(
             "--to names no tracker", hint="--to mlflow, --to tensorboard, --to wandb or --to csv"
@@ -49,20 +47,22 @@ def send(
         tracking, name=root.name, folder=root, params=top["params"], tags=top["tags"], fresh=True
     ) as run:
         sent.append(replay(run, root.name, root, top["final"]))
-        for marker in sorted(root.rglob("step.json")):
-            record = json.loads(marker.read_text())
+        markers = sorted(root.rglob("step.json"))
+        for marker in markers:
+            record = read_json(marker)
             folder = marker.parent
             with loggers.step_run(
-                record.get("title", folder.name), folder, record.get("tags", {}), fresh=True
+                str(record.get("title", folder.name)), folder, mapping(record.get("tags")), fresh=True
             ) as child:
-                sent.append(
-                    replay(child, record.get("title", folder.name), folder, loggers.numbers(record["result"]))
-                )
+                final = loggers.numbers(mapping(record.get("result")))
+                sent.append(replay(child, record.get("title", folder.name), folder, final))
                 if child is not None and log_models:
                     child.artifacts(sorted(folder.rglob("*.safetensors")))
         if run is not None:
             files = [root / name for name in ("manifest.json", "recipe.yaml", "report.md", "report.json")]
             files += [top["home"] / "manifest.json"] + sorted((root / "figures").glob("*.*"))
+            if log_models and not markers:  # a job's models went with its steps
+                files += sorted(root.rglob("*.safetensors"))
             run.artifacts(list(dict.fromkeys(files)))
     return {"run_dir": str(root), "to": list(tracking.kinds), "runs": sent}
 
@@ -101,28 +101,59 @@ def top_record(root: Path) -> dict[str, Any]:
         else sorted(root.rglob("manifest.json"))
     )
     if (root / "report.json").is_file():
-        report = json.loads((root / "report.json").read_text())
-        header = (
-            (root / "recipe.yaml").read_text().splitlines()[0] if (root / "recipe.yaml").is_file() else ""
-        )
-        command, versions, result = (
+        report = read_json(root / "report.json")
+        header = recipe_header(root / "recipe.yaml")
+        try:
+            result = loggers.numbers(report_numbers(report))
+        except (AttributeError, KeyError, TypeError):  # an edited or foreign report.json
+            raise ArtifactError(f"{str(root / 'report.json')!r} holds no smu report", hint=RUN_HINT) from None
+        command, versions, tags, home = (
             header.removeprefix("# "),
-            report.get("versions", {}),
-            report_numbers(report),
+            report.get("versions"),
+            report.get("tags"),
+            root,
         )
-        tags, home = report.get("tags", {}), root
     elif manifests:
-        manifest = json.loads(manifests[0].read_text())
-        command, versions = manifest["command"], manifest.get("versions", {})
-        result = loggers.numbers(manifest["result"] | epsilon_bins(manifests[0].parent))
-        tags, home = manifest.get("tags", {}), manifests[0].parent
+        manifest = read_json(manifests[0])
+        command, versions = str(manifest.get("command", "")), manifest.get("versions")
+        result = loggers.numbers(mapping(manifest.get("result")) | epsilon_bins(manifests[0].parent))
+        tags, home = manifest.get("tags"), manifests[0].parent
     else:
         raise UsageError(
-            f"{str(root)!r} holds no manifest.json or report.json: it is no finished smu run",
-            hint="give the --out of a finished smu run",
+            f"{str(root)!r} holds no manifest.json or report.json: it is no finished smu run", hint=RUN_HINT
         )
+    versions, tags = mapping(versions), mapping(tags)
     params = loggers.params_of(command) if command else {}
     params |= {"smu_version": versions.get("smu", ""), "device": versions.get("device", "")}
     if versions.get("torch"):
         params["torch_version"] = versions["torch"]
     return {"params": params, "tags": loggers.tags_of(tags), "final": result, "home": home}
+
+
+RUN_HINT = "give the --out of a finished smu run"
+
+
+def recipe_header(path: Path) -> str:
+    """The first line of a recipe run's recipe.yaml: ``# smu run RECIPE OVERRIDES...``, its command."""
+    try:
+        return path.read_text().splitlines()[0] if path.is_file() else ""
+    except (OSError, ValueError, IndexError):
+        return ""
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """A part of a file smu wrote that should be an object; anything else (an edited file) counts as empty."""
+    return value if isinstance(value, dict) else {}
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object smu wrote, or one line saying which file is not one (cut short, edited, foreign)."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ArtifactError(
+            f"{str(path)!r} is not readable JSON ({type(e).__name__})", hint=RUN_HINT
+        ) from None
+    if not isinstance(found, dict):
+        raise ArtifactError(f"{str(path)!r} holds no JSON object", hint=RUN_HINT)
+    return found

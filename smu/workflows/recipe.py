@@ -141,7 +141,7 @@ def run(
 def report_numbers(result: dict[str, Any]) -> dict[str, Any]:
     """A recipe's report as final metrics: each table's cells as ``SCENARIO/METHOD/GROUP/METRIC`` (the
     mean over seeds, as report.json has it), and the run's wall time."""
-    found: dict[str, Any] = {"wall_s": result["wall_s"]}
+    found: dict[str, Any] = {"wall_s": result.get("wall_s")}
     for table in result["report"]:
         for row in table.get("rows", []):
             for group, cell in row.get("cells", {}).items():

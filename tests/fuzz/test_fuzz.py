@@ -1356,3 +1356,38 @@ def test_a_damaged_run_folder_is_plotted_or_refused_and_only_into_out(edit):
         else:
             assert all(w == "figures" or w.startswith("figures/") for w in written), written
             assert all("/" not in f["name"] and f["name"] not in ("", ".", "..") for f in result["figures"])
+
+
+json_value = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=24,
+)
+run_files = st.dictionaries(
+    st.sampled_from(["command", "result", "versions", "tags", "report", "title", "wall_s"]), json_value
+)
+
+
+@given(st.sampled_from(["manifest.json", "report.json"]), run_files, run_files)
+def test_smu_log_reads_any_run_folder_or_refuses_it(top, fields, step):
+    """`smu log` reads run folders smu wrote, but a folder can be edited, cut short or foreign."""
+    from smu import loggers
+    from smu.workflows.log import top_record
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / top).write_text(json.dumps(fields))
+        (root / "step").mkdir()
+        (root / "step" / "step.json").write_text(json.dumps(step))
+        try:
+            found = top_record(root)
+        except SmuError as e:
+            assert len(str(e).splitlines()) == 1 and len(str(e)) <= 500
+            return
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in found["params"].items())
+        assert all(isinstance(v, float) and math.isfinite(v) for v in found["final"].values())
+        settings = loggers.settings(["csv"], log_dir=root / "csv")
+        from smu.workflows.log import send
+
+        sent = send(root, ["csv"], log_dir=root / "csv")
+        assert sent["runs"][0]["metrics"] == len(found["final"]) and settings.kinds == ("csv",)

@@ -476,3 +476,23 @@ def test_a_sigkilled_run_resumed_sends_every_epoch_once(pruned_cnn, tmp_path):
     uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
     (run,) = mlflow_runs(uri)
     assert [step for step, _ in mlflow_history(uri, run.info.run_id, "retrain/loss")] == list(range(1, 61))
+
+
+def test_smu_log_of_a_folder_that_holds_no_run_or_a_broken_file_is_one_line(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    (tmp_path / "empty").mkdir()
+    nothing = smu("log", tmp_path / "empty", "--to", "mlflow", "--tracking-uri", uri)
+    assert nothing.exit_code == 2 and "holds no manifest.json or report.json" in nothing.stderr
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text('{"command": "smu unlearn --method ga", "result": ')
+    cut = smu("log", broken, "--to", "csv")
+    assert cut.exit_code == 1 and said(cut.stderr).strip().splitlines() == [
+        f"Error: {str(broken / 'manifest.json')!r} is not readable JSON (JSONDecodeError); give the --out of "
+        "a finished smu run"
+    ]
+    (broken / "manifest.json").write_text('{"command": "smu unlearn \\"unclosed", "result": [1], "tags": 3}')
+    odd = smu("log", broken, "--to", "csv", "--log-dir", tmp_path / "csv", "--json")
+    assert odd.exit_code == 0, odd.output  # what can be read is sent; the rest counts as empty
+    assert json.loads(odd.stdout)["runs"] == [{"name": "broken", "metrics": 0, "curves": 0}]
+    assert "command,smu unlearn" in (tmp_path / "csv" / "params.csv").read_text()
