@@ -12,10 +12,11 @@ tracker writes them from a thread of its own while the next epoch trains.
 - CPU ms: CPU time per epoch of this process (training and the tracking thread) and of its child
   processes (W&B's service), from /proc: what the tracker costs a machine, whatever else runs on it;
   CPU overhead: its difference to the run without a tracker
-- tracker CPU ms: the CPU time the tracker itself spends per epoch once open (its thread in this
-  process, to its last flush, measured with the thread's own CPU clock, plus W&B's service process);
+- tracker CPU ms: the CPU time the tracker itself spends per epoch while the model trains, once open
+  (its thread in this process, measured with the thread's own CPU clock, plus W&B's service process);
   tracker share: that over the CPU of an epoch without a tracker. Unlike the wall and CPU columns, which
-  a shared machine's noise moves by several per cent, this is the tracker's cost alone
+  a shared machine's noise moves by several per cent, this is the tracker's cost alone. tracker CPU at
+  close: what ending the run costs once, after the last epoch (the last flush, the run marked finished)
 - series µs, training: each ``smu.loggers.series`` call the engine made, timed in the training thread
 - series µs, N calls: ``--calls`` calls in a row with the engine's four curves, nothing training
   (a run of its own, so its writes do not reach the training run's close)
@@ -159,12 +160,15 @@ class Bench:
             cpu = (time.process_time() - cpu + children_cpu() - others) / self.cfg.epochs
         finally:
             loggers.series = timed.inner
+        clock = time.pthread_getcpuclockid(run._thread.ident) if run else None
+        during = (time.clock_gettime(clock) - thread_cpu if run else 0.0) + children_cpu() - service_cpu
         began = time.perf_counter()
         context.__exit__(None, None, None)
         closed = time.perf_counter() - began
         tracker = (run.bench_cpu - thread_cpu if run else 0.0) + children_cpu() - service_cpu
         return {
-            "tracker": tracker / self.cfg.epochs,
+            "tracker": during / self.cfg.epochs,
+            "at_close": tracker - during,
             "epoch": epoch,
             "cpu": cpu,
             "series": timed.seconds,
@@ -247,6 +251,7 @@ def main() -> None:
             "–" if kind == "none" else f"{100 * (median(kind, 'cpu') - plain_cpu) / plain_cpu:+.1f}%",
             "–" if kind == "none" else f"{1e3 * median(kind, 'tracker'):.2f}",
             "–" if kind == "none" else f"{100 * median(kind, 'tracker') / plain_cpu:.2f}%",
+            "–" if kind == "none" else f"{1e3 * median(kind, 'at_close'):.1f}",
             1e6 * statistics.median(s for t in trains[kind] for s in t["series"]),
             1e6 * statistics.median(bursts[kind]),
         ]
@@ -262,7 +267,7 @@ def main() -> None:
         rows.append(row)
     print()
     columns = ["tracker", "epoch ms", "min", "overhead", "CPU ms", "CPU overhead", "tracker CPU ms"]
-    columns += ["tracker share", "series µs, training"]
+    columns += ["tracker share", "tracker CPU at close ms", "series µs, training"]
     columns += [f"series µs, {args.calls} calls", "open ms", "ready ms", "close ms", "first ready s"]
     table(rows, columns)
     print(

@@ -119,10 +119,10 @@ class Run:
     batches (:data:`FLUSH_S`), and :meth:`close` waits for everything sent to arrive. The first failure
     of a tracker is one warning, shown by the caller's thread, and the end of that tracker for the job.
 
-    The journal (``tracking.json``) keeps the trackers' run ids, the last step of each curve the trackers
-    confirmed, and the points given to them but not yet confirmed (a flush away). A run resumed after a
-    kill sends those again first, and none of the steps it repeats: no epoch is lost or sent twice
-    (unless the process dies in the instant between a tracker confirming and the journal saying so)."""
+    The journal (``tracking.json``) keeps the trackers' run ids, the last step of each curve they took,
+    and the points kept for the next flush. A run resumed after a kill sends those first, then none of
+    the steps it repeats: no epoch is lost or sent twice (unless the process dies in the instant between
+    the trackers taking a flush and the journal saying so)."""
 
     def __init__(self, settings: Settings, info: RunInfo, fresh: bool = False):
         self.settings, self.info, self.fresh = settings, info, fresh
@@ -244,10 +244,9 @@ class Run:
             if item is None:
                 return
             what, call = item
-            if what == "curve":
+            if what == "curve":  # kept until the next flush, and in the journal meanwhile
                 self._unconfirmed.append(list(call))
-                self._save()  # before the trackers have it: a kill from here on resends it
-                self._each("log", lambda logger, point=call: logger.series(*point))
+                self._save()
             elif what == "final":
                 digest, values = call
                 self._each("log", lambda logger, final=values: logger.final(final))
@@ -257,6 +256,10 @@ class Run:
                 self._each(what, call)
 
     def _flush(self) -> None:
+        """Hand the kept points to every tracker at once, then mark them sent. A tracker gets a point only
+        here, so a process killed before has sent it nowhere, and a resume sends it once."""
+        for point in self._unconfirmed:
+            self._each("log", lambda logger, point=point: logger.series(*point))
         self._each("log", lambda logger: logger.flush())
         for label, step, _ in self._unconfirmed:
             self._confirmed[label] = max(step, self._confirmed.get(label, step))

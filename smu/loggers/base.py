@@ -68,8 +68,9 @@ class Logger:
         ``dense``, ``round-2``), an IMP round, a study's trial."""
 
     def flush(self) -> None:
-        """Send the points ``series`` kept back (a tracker that writes in batches): called at most every
-        couple of seconds while epochs arrive, and before ``final``, ``artifacts`` and ``close``."""
+        """Make the points ``series`` was just given durable (write the batch, flush the file): smu hands
+        a tracker its points in batches, at most every couple of seconds, each followed by ``flush``, and
+        counts them sent once it returns."""
 
     def final(self, values: Mapping[str, float]) -> None:
         """The run's results: UA, RA, TA, MIA-Efficacy, RTE, gaps, accuracies, an audit's scores."""

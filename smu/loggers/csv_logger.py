@@ -18,13 +18,18 @@ class CsvLogger(Logger):
         self.folder.mkdir(parents=True, exist_ok=True)
         self.id = str(self.folder)
         self.metrics = self.folder / "metrics.csv"
+        self.rows: list[tuple[object, ...]] = []
         rows = [("name", "value"), *run.params.items(), *((f"tag.{k}", v) for k, v in run.tags.items())]
         _write(self.folder / "params.csv", rows, "w")
         if resume_id is None or not self.metrics.is_file():
             _write(self.metrics, [("step", "name", "value")], "w")
 
     def series(self, label: str, step: int, values: Mapping[str, float]) -> None:
-        _write(self.metrics, [(step, f"{label}/{k}", repr(v)) for k, v in values.items()], "a")
+        self.rows += [(step, f"{label}/{k}", repr(v)) for k, v in values.items()]
+
+    def flush(self) -> None:
+        _write(self.metrics, self.rows, "a")
+        self.rows = []
 
     def final(self, values: Mapping[str, float]) -> None:
         _write(self.metrics, [("", k, repr(v)) for k, v in values.items()], "a")

@@ -212,7 +212,7 @@ def tracked(
         import torch
 
         params["torch_version"] = torch.__version__
-    shown = {k: str(v) for k, v in tags.items() if v is not None}
+    shown = loggers.tags_of(tags)
     with loggers.tracked(
         tracking, name=folder.name, folder=folder, params=params, tags=shown, root=root, fresh=fresh
     ) as run:

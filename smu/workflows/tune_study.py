@@ -190,7 +190,7 @@ def track_trial(study: Any, trial: Any) -> None:
     value = trial.value
     if value is None and trial.intermediate_values:
         value = trial.intermediate_values[max(trial.intermediate_values)]
-    ended = {f"{s}": float(state == s) for s in ("complete", "pruned", "diverged")}
+    ended = {s: float(state == s) for s in ("complete", "pruned", "diverged")}
     loggers.series("trials", trial.number, ({"gap": value} if value is not None else {}) | ended)
 
 

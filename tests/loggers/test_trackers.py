@@ -456,8 +456,8 @@ def test_a_sigkilled_run_resumed_sends_every_epoch_once(pruned_cnn, tmp_path):
 
     model = pruned_cnn / "round-1" / "model.safetensors"
     out = tmp_path / "runs" / "rt"
-    args = ["unlearn", "--model", model, "--forget", "class:3", "--method", "retrain", "--epochs", "60"]
-    args += ["--batch-size", "128", "--threads", "1", "-o", out, "--log", "mlflow"]
+    args = ["unlearn", "--model", model, "--forget", "class:3", "--method", "retrain", "--epochs", "100"]
+    args += ["--batch-size", "128", "--threads", "1", "-o", out, "--log", "mlflow", "--log", "csv"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen([sys.executable, "-m", "smu", *map(str, args), "-q"], env=env)
     journal = out / loggers.JOURNAL
@@ -475,7 +475,10 @@ def test_a_sigkilled_run_resumed_sends_every_epoch_once(pruned_cnn, tmp_path):
     assert json.loads(resumed.stdout)["start_epoch"] > 0
     uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
     (run,) = mlflow_runs(uri)
-    assert [step for step, _ in mlflow_history(uri, run.info.run_id, "retrain/loss")] == list(range(1, 61))
+    assert [step for step, _ in mlflow_history(uri, run.info.run_id, "retrain/loss")] == list(range(1, 101))
+    with (out / "metrics.csv").open() as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f) if r["name"] == "retrain/loss"]
+    assert steps == list(range(1, 101))
 
 
 def test_smu_log_of_a_folder_that_holds_no_run_or_a_broken_file_is_one_line(tmp_path):
