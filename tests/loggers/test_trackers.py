@@ -402,7 +402,7 @@ def test_a_run_without_log_imports_no_tracker(pruned_cnn, tmp_path):
         from smu.cli.app import main
         try:
             main(["unlearn", "--model", sys.argv[1], "--forget", "class:3", "--method", "ft", "--epochs", "1",
-                  "-o", sys.argv[2], "-q"])
+                  "--no-eval", "-o", sys.argv[2], "-q"])
         except SystemExit as e:
             assert e.code == 0, e.code
         print(sorted(m for m in ("mlflow", "wandb", "tensorboard") if m in sys.modules), file=sys.stderr)
@@ -456,8 +456,10 @@ def test_a_sigkilled_run_resumed_sends_every_epoch_once(pruned_cnn, tmp_path):
 
     model = pruned_cnn / "round-1" / "model.safetensors"
     out = tmp_path / "runs" / "rt"
-    args = ["unlearn", "--model", model, "--forget", "class:3", "--method", "retrain", "--epochs", "100"]
-    args += ["--batch-size", "128", "--threads", "1", "-o", out, "--log", "mlflow", "--log", "csv"]
+    # CSV and TensorBoard open at once, so the kill lands early; MLflow and W&B get their points the same
+    # way (at a flush), and the in-process resume above reads MLflow back.
+    args = ["unlearn", "--model", model, "--forget", "class:3", "--method", "retrain", "--epochs", "40"]
+    args += ["--batch-size", "128", "--threads", "1", "-o", out, "--log", "csv", "--log", "tensorboard"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen([sys.executable, "-m", "smu", *map(str, args), "-q"], env=env)
     journal = out / loggers.JOURNAL
@@ -473,12 +475,12 @@ def test_a_sigkilled_run_resumed_sends_every_epoch_once(pruned_cnn, tmp_path):
     resumed = smu(*args, "--resume", "--json")
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout)["start_epoch"] > 0
-    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
-    (run,) = mlflow_runs(uri)
-    assert [step for step, _ in mlflow_history(uri, run.info.run_id, "retrain/loss")] == list(range(1, 101))
     with (out / "metrics.csv").open() as f:
         steps = [int(r["step"]) for r in csv.DictReader(f) if r["name"] == "retrain/loss"]
-    assert steps == list(range(1, 101))
+    assert steps == list(range(1, 41))
+    assert [step for step, _ in tensorboard_scalars(out / "tensorboard")["retrain/loss"]] == list(
+        range(1, 41)
+    )
 
 
 def test_smu_log_of_a_folder_that_holds_no_run_or_a_broken_file_is_one_line(tmp_path):
