@@ -69,6 +69,7 @@ COMMANDS = [
         "smu.cli.evaluate",
         "Pipeline",
         "Measure UA, MIA-Efficacy, RA and TA of a model on a forget set, and the gap to a reference.",
+        epilog="epilog",
     ),
     Command(
         "audit",

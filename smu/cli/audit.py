@@ -19,6 +19,8 @@ EPILOG = (
     "--models 8 --retrain-epochs 20 -o runs/audit   (the same folder: the retrained ensemble is reused)\n\n"
     "smu audit ... --method retrain --epochs 20   (what a perfect method scores at this N: read F against "
     "it)\n\n"
+    "smu audit ... --metrics zrf,js,activation_distance   (each unlearned model against the retrained one "
+    "of its index, and the retrained models' own ZRF)\n\n"
     "smu audit ... --models 64 --executor ray --address auto -o /shared/runs/audit   (the members as Ray "
     "tasks over a cluster)\n\n"
     "The reference ensemble retrains with retrain's options, spelled --retrain-epochs, --retrain-lr, ..."
@@ -30,6 +32,8 @@ OPTIONS = {
     "forget": flags.Forget,
     "method": flags.Method,
     "keep_models": flags.KeepModels,
+    "metrics": flags.AuditMetrics,
+    "metric_seed": flags.MetricSeed,
     "forget_seed": flags.ForgetSeed,
     "data": flags.DataDir,
     "out": flags.AuditOut,

@@ -91,6 +91,17 @@ def artifact_keys() -> str:
     return "\n".join(rows)
 
 
+def metrics() -> str:
+    from smu.evaluation.metrics import METRICS
+
+    needed = {"reference": "`--reference`", "random": "a random model (`--metric-seed`)"}
+    rows = ["| metric | what it measures | needs | when it means something |", "|---|---|---|---|"]
+    for name, spec in METRICS.items():
+        needs = ", ".join(needed[n] for n in sorted(spec.needs)) or "–"
+        rows.append(f"| `{name}` | {spec.summary} | {needs} | {spec.note or '–'} |")
+    return "\n".join(rows)
+
+
 def recipes() -> str:
     from smu.workflows.recipes.catalog import shipped
 
@@ -107,6 +118,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "unlearning-methods": unlearning_methods,
     "method-data": method_data,
     "pruning-methods": pruning_methods,
+    "metrics": metrics,
     "artifact-keys": artifact_keys,
 }
 

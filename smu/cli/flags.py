@@ -104,9 +104,8 @@ Dataset = Annotated[
     typer.Option(
         "--dataset",
         "-d",
-        help="digits (embedded), fashion-mnist, mnist, cifar10, cifar100, svhn or imagefolder "
-        "(default: digits, "
-        "or the model's).",
+        help="digits (embedded), fashion-mnist, mnist, cifar10, cifar100, cifar20 (CIFAR-100's images, "
+        "20 super-classes), svhn or imagefolder (default: digits, or the model's).",
         rich_help_panel="Data",
     ),
 ]
@@ -345,6 +344,27 @@ Privacy = Annotated[
         rich_help_panel="Metrics",
     ),
 ]
+Metrics = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics",
+        help="Comma-separated extra metrics on the forget set: zrf, js, activation_distance, "
+        "weight_distance, or a plug-in's (smu eval --help lists them and what each needs: all but zrf "
+        "compare with --reference).",
+        rich_help_panel="Metrics",
+        show_default=False,
+    ),
+]
+MetricSeed = Annotated[
+    int,
+    typer.Option(
+        "--metric-seed",
+        min=0,
+        max=SEED_MAX,
+        help="Seed that draws the random model of the same architecture ZRF compares with.",
+        rich_help_panel="Metrics",
+    ),
+]
 
 # ── smu prune ─────────────────────────────────────────────────────────────────────────────────────
 
@@ -381,7 +401,7 @@ HoldoutForget = Annotated[
     typer.Option(
         "--holdout-forget",
         help="The forget set the chosen setting is measured on (default: the next class for class:C, the "
-        "next --forget-seed for random:N).",
+        "next sub-class of the same class for subclass:NAME, the next --forget-seed for random:N).",
         rich_help_panel="Tuning",
     ),
 ]
@@ -451,6 +471,18 @@ KeepModels = Annotated[
         "--keep-models",
         help="Keep every member's weights (they are deleted once measured).",
         rich_help_panel="Audit",
+    ),
+]
+AuditMetrics = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics",
+        help="Comma-separated extra metrics of each unlearned model against the retrained model of its "
+        "index, mean and 95% t-interval over the N pairs: zrf, js, activation_distance (kept from each "
+        "model's outputs), weight_distance (needs --keep-models), or a plug-in's (smu eval --help lists "
+        "them).",
+        rich_help_panel="Metrics",
+        show_default=False,
     ),
 ]
 AuditOut = Annotated[

@@ -29,6 +29,7 @@ from smu.core.registry import lookup, suggest
 from smu.core.training import PruneOptions, TrainConfig
 
 DATASET, ARCH, DEVICE, PRUNING, UNLEARNING = "dataset", "architecture", "device", "pruning", "unlearning"
+METRIC = "metric"
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class Checks:
     required: tuple[str, ...] = ()
     """Options the command cannot run without."""
     names: dict[str, str] = field(default_factory=dict)
-    """Option -> the kind of name it takes (DATASET, ARCH, DEVICE, PRUNING or UNLEARNING method)."""
+    """Option -> the kind of name it takes (DATASET, ARCH, DEVICE, PRUNING or UNLEARNING method, or a
+    comma-separated list of METRIC names)."""
     files: tuple[str, ...] = ()
     """Options naming a file that must exist."""
     forget: tuple[str, ...] = ()
@@ -65,7 +67,7 @@ COMMANDS: dict[str, Checks] = {
     ),
     "unlearn": Checks(
         required=("--model", "--forget", "--method"),
-        names={"--method": UNLEARNING, **RUNNING},
+        names={"--method": UNLEARNING, "--metrics": METRIC, **RUNNING},
         files=("--model", "--mask", "--reference", "--saliency"),
         forget=("--forget",),
         short={"-f": "--forget", "-m": "--method", "-r": "--reference"},
@@ -78,14 +80,14 @@ COMMANDS: dict[str, Checks] = {
     ),
     "eval": Checks(
         required=("--model", "--forget"),
-        names=RUNNING,
+        names={"--metrics": METRIC, **RUNNING},
         files=("--model", "--reference", "--mask"),
         forget=("--forget",),
         short={"-f": "--forget", "-r": "--reference"},
     ),
     "audit": Checks(
         required=("--model", "--forget", "--method"),
-        names={"--method": UNLEARNING, **RUNNING},
+        names={"--method": UNLEARNING, "--metrics": METRIC, **RUNNING},
         files=("--model", "--saliency"),
         forget=("--forget",),
         short={"-f": "--forget", "-m": "--method"},
@@ -207,12 +209,20 @@ def choices(kind: str) -> tuple[Sequence[str], str]:
         return (*names.PRUNING_METHODS, *names.plugin_names(names.PRUNING_GROUP)), "pruning method"
     if kind == UNLEARNING:
         return (*names.UNLEARNING_METHODS, *names.plugin_names(names.UNLEARNING_GROUP)), "unlearning method"
+    if kind == METRIC:
+        return (*names.METRICS, *names.plugin_names(names.METRICS_GROUP)), "metric"
     return {DATASET: names.DATASETS, ARCH: names.ARCHS, DEVICE: names.DEVICES}[kind], kind
 
 
 def name_problems(value: str, kind: str) -> list[Found]:
     """An unknown name, as the registry would refuse it; a user's function (FILE.py:FUNCTION) and an arch
     of a library (torchvision:NAME) are checked later, their syntax here."""
+    if kind == METRIC:  # a list: each name on its own
+        return [found for item in value.split(",") if item.strip() for found in one_name(item.strip(), kind)]
+    return one_name(value, kind)
+
+
+def one_name(value: str, kind: str) -> list[Found]:
     known, what = choices(kind)
     try:
         if kind == ARCH:

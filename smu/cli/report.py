@@ -165,5 +165,32 @@ def audit_tables(result: dict) -> list:
     return [
         table(title, ["Judge", "Value", "Reading"], rows),
         table("Ensembles (percent)", ["Metric", "Unlearned", "Retrained"], metrics),
+        *audit_extra(result),
         table(f"Least forgotten examples (ε; all in {result['artifact']})", ["Index", "Class", "ε"], worst),
     ]
+
+
+def audit_extra(result: dict) -> list:
+    """The extra metrics (``--metrics``) of an audit: a row per metric, its mean [95% t-interval] over the
+    member pairs, and the retrained models' own where it needs no reference (ZRF)."""
+    extra = result.get("extra")
+    if not extra:
+        return []
+    from smu.cli.evaluate import digits
+    from smu.evaluation.metrics import METRICS, headline
+
+    def cell(spec: Any, value: dict | None) -> str | None:
+        if value is None:
+            return None
+        mean, low, high = (digits(headline(spec, value[side])) for side in ("mean", "low", "high"))
+        return mean if None in (mean, low, high) or low == high == mean else f"{mean} [{low}, {high}]"
+
+    rows = []
+    for name, value in extra["metrics"].items():
+        spec = METRICS.get_spec(name)
+        rows.append([spec.header, cell(spec, value), cell(spec, (extra.get("reference") or {}).get(name))])
+    title = (
+        f"Extra metrics on the forget set (model k against retrained model k; mean [95% interval] over "
+        f"{result['models']} pairs; metric seed {extra['options']['seed']})"
+    )
+    return [table(title, ["Metric", "Unlearned", "Retrained"], rows)]

@@ -33,6 +33,8 @@ OPTIONS = {
     "reference": flags.Reference,
     "no_eval": flags.NoEval,
     "mia_features": flags.MiaFeatures,
+    "metrics": flags.Metrics,
+    "metric_seed": flags.MetricSeed,
     "forget_seed": flags.ForgetSeed,
     "data": flags.DataDir,
     "seed": flags.Seed,

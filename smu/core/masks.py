@@ -176,6 +176,7 @@ class Freeze:
             for name, keep in self.keep.items():
                 p = params[name]
                 p.copy_(torch.where(keep, p, self.values[name]))
-                buf = opt.state.get(p, {}).get("momentum_buffer")
-                if buf is not None:
-                    buf.mul_(keep.to(buf.dtype))
+                for state in ("momentum_buffer", "exp_avg", "exp_avg_sq"):  # SGD's, Adam's
+                    buf = opt.state.get(p, {}).get(state)
+                    if buf is not None:
+                        buf.mul_(keep.to(buf.dtype))

@@ -14,7 +14,7 @@ from pathlib import Path
 from smu.core.errors import UsageError, shown
 from smu.core.options import SPEC_HELP
 
-DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "imagefolder")
+DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "cifar20", "svhn", "imagefolder")
 """The keys of ``smu.data.sources.SOURCES``, in its order."""
 ARCHS = ("resnet18", "resnet20", "vgg16_bn", "resnet50", "cnn", "cnn_gn", "vit", "swin_t")
 """The keys of ``smu.models.ARCHS``, in its order."""
@@ -44,9 +44,14 @@ UNLEARNING_GROUP = "smu.unlearning"
 """The entry-point group of unlearning plug-ins."""
 UNLEARNING_METHODS = (
     *("retrain", "ft", "ga", "ff", "iu", "l1-sparse"),
-    *("rl", "salun", "scrub", "neggrad+", "ssd", "boundary-shrink", "boundary-expand", "none"),
+    *("rl", "salun", "scrub", "neggrad+", "ssd", "boundary-shrink", "boundary-expand"),
+    *("bad-teacher", "unsir", "amnesiac", "lf-ssd", "jit", "none"),
 )
 """The built-in unlearning methods, in the registry's order."""
+METRICS_GROUP = "smu.metrics"
+"""The entry-point group of metric plug-ins."""
+METRICS = ("zrf", "js", "activation_distance", "weight_distance")
+"""The built-in extra metrics (``--metrics``, a recipe's ``metrics:``), in the registry's order."""
 
 
 def plugin_names(group: str) -> list[str]:
@@ -87,13 +92,20 @@ def is_file(path: str) -> bool:
         return False
 
 
+def whole_class(spec: str) -> bool:
+    """Whether a ``--forget`` spec names a whole class or sub-class (``class:C``, ``subclass:NAME``), read
+    from the spec alone: a saved set or a list of indices may hold one too, but only loading tells."""
+    kind, _, rest = spec.strip().partition(":")
+    return kind == "subclass" or (kind == "class" and ":" not in rest)
+
+
 def forget_kind(spec: str) -> tuple[str, str]:
-    """``(kind, rest)`` of a ``--forget`` spec: ``class`` or ``random`` (rest: what follows the colon,
-    checked against the data later), ``indices`` (rest: the file of indices, which must exist) or
+    """``(kind, rest)`` of a ``--forget`` spec: ``class``, ``subclass`` or ``random`` (rest: what follows
+    the colon, checked against the data later), ``indices`` (rest: the file of indices, which must exist) or
     ``file`` (a saved forget.safetensors); anything else is a usage error."""
     spec = spec.strip()
     kind, _, rest = spec.partition(":")
-    if kind in ("class", "random") and rest:
+    if kind in ("class", "subclass", "random") and rest:
         return kind, rest
     if kind == "indices" and rest:
         if not is_file(rest):

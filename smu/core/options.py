@@ -23,7 +23,9 @@ from smu.core.errors import UsageError, shown
 SEED_MAX = 2**32 - 1
 """The largest --seed and --forget-seed: per-epoch generators are seeded with seed × 1,000,003 + epoch,
 which must stay within torch's 64 bits."""
-SPEC_HELP = "class:C, class:C:N, random:N, random:P%, indices:FILE or a saved forget.safetensors"
+SPEC_HELP = (
+    "class:C, class:C:N, subclass:NAME, random:N, random:P%, indices:FILE or a saved forget.safetensors"
+)
 """The forget-set specs ``smu.data.forget`` reads, as help and error messages name them (here, beside
 SEED_MAX, so that the quick commands name them without importing torch)."""
 

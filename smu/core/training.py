@@ -14,6 +14,10 @@ from smu.core.names import SCOPES
 from smu.core.options import Checked, Problem, param
 
 SCHEDULES = ("multistep", "cosine", "constant")
+OPTIMIZERS = ("sgd", "adam")
+"""What :func:`smu.execution.engine.fit` steps with: SGD (momentum, weight decay), the default of every
+config; Adam (betas 0.9, 0.999, weight decay as L2 in the gradient), for the configs that declare an
+``optimizer`` field (:class:`AdamConfig`)."""
 
 
 @dataclass
@@ -39,6 +43,25 @@ class TrainConfig(Checked):
     """Epochs of linear learning-rate warm-up."""
     augment: bool = param(True, flag="--aug/--no-aug")
     """Pad-and-random-crop and flip (where the dataset allows) while training."""
+
+
+@dataclass
+class AdamConfig(TrainConfig):
+    """Training with Adam at a constant learning rate and no weight decay: the optimiser the SSD authors'
+    baselines (Bad Teacher, Amnesiac, UNSIR) train with (``torch.optim.Adam(model.parameters(), lr)``)."""
+
+    optimizer: str = param("adam", choices=OPTIMIZERS)
+    """Optimiser: adam (the official code's) or sgd (with --momentum)."""
+    lr: float = param(1e-4, gt=0, tune="1e-5:1e-2:log")
+    """Learning rate (constant)."""
+    momentum: float = param(0.9, ge=0)
+    """SGD momentum, with --optimizer sgd (Adam has its own betas, 0.9 and 0.999)."""
+    weight_decay: float = param(0.0, ge=0)
+    """L2 weight decay (none in the official optimiser)."""
+    schedule: str = param("constant", choices=SCHEDULES)
+    """Learning-rate schedule (constant: the official code's)."""
+    augment: bool = param(False, flag="--aug/--no-aug")
+    """Pad-and-random-crop and flip while training (off: the official loaders do not augment)."""
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Reported numbers: one unit per kind, written with the precision they mean.
 
 Every measured quantity smu reports is a percentage — accuracies, UA, RA, TA, MIA, gaps and sparsity
-alike (90.0, not 0.9) — except the audit's scores, which keep the scale their papers define (F, the
-final score and ToW in [0, 1], ε). Inputs stay as the paper's code takes them (``--rate 0.9``), and so
-does the ``smu.sparsity`` field of a file, which is part of the file format.
+alike (90.0, not 0.9) — except the audit's scores and the extra metrics, which keep the scale their
+papers define (F, the final score and ToW in [0, 1], ε; ZRF, JS and the distances). Inputs stay as the
+paper's code takes them (``--rate 0.9``), and so does the ``smu.sparsity`` field of a file, which is
+part of the file format.
 
 :func:`reported` rounds a result at the output boundary (``--json``, and the JSON files a run writes
 for people: manifest.json, report.json, audit.json, tune.json), by the key each number sits under:
@@ -33,12 +34,15 @@ METRICS = ("ua", "ra", "ta", "mia", "mia_efficacy", "mia_privacy", "ulira", "spa
 BACKDOOR = ("sa", "asr", "sa_before", "asr_before", "sa_after", "asr_after")
 GAPS = ("gap", "tuning_gap", "heldout_gap", "avg", "avg_gap", "value", "claims")
 SCORES = ("forgetting_quality", "score", "tow", "epsilon", "importance", "loss")
+# The extra metrics (smu.evaluation.metrics): "extra" holds every one a result has, plug-ins' included;
+# the built-ins' names are the columns of a recipe's report.
+EXTRA = ("extra", "zrf", "js", "activation_distance", "weight_distance")
 ASKED = ("config", "retrain_config", "options", "recipe", "params", "space", "fixed", "poison")
 INPUTS = ("rate", "rates", "seed", "seeds")
 
 UNITS: dict[str, str] = {
     **dict.fromkeys(METRICS + BACKDOOR + GAPS, PERCENT),
-    **dict.fromkeys(SCORES, SCORE),
+    **dict.fromkeys(SCORES + EXTRA, SCORE),
     "images_per_second": RATE,
     **dict.fromkeys(ASKED + INPUTS, EXACT),  # what was asked for, never measured
 }

@@ -50,6 +50,11 @@ class DatasetInfo:
     std: tuple[float, ...]
     crop_pad: int
     flip: bool
+    fine_classes: tuple[str, ...] = ()
+    """Sub-class names, for a dataset with sub-classes (cifar20, a two-level image folder): the fine
+    labels each image of a set keeps (``ImageSet.fine``) index them."""
+    fine_parent: tuple[int, ...] = ()
+    """The class each sub-class belongs to."""
 
     @property
     def num_classes(self) -> int:
@@ -135,15 +140,20 @@ def load_splits(
         std=tuple(raw.std),
         crop_pad=raw.crop_pad,
         flip=raw.flip,
+        fine_classes=tuple(raw.fine_classes or ()),
+        fine_parent=tuple(raw.fine_parent or ()),
     )
     if raw.mapped:
         # Too large for memory: lazy sets over the mapped file; a batch's rows are read, then moved.
         full, test = (
-            ImageSet.mapped(raw.train_x, raw.train_y, device),
-            ImageSet.mapped(raw.test_x, raw.test_y, device),
+            ImageSet.mapped(raw.train_x, raw.train_y, device, raw.train_fine),
+            ImageSet.mapped(raw.test_x, raw.test_y, device, raw.test_fine),
         )
     else:
-        full, test = ImageSet(raw.train_x, raw.train_y), ImageSet(raw.test_x, raw.test_y)
+        full, test = (
+            ImageSet(raw.train_x, raw.train_y, raw.train_fine),
+            ImageSet(raw.test_x, raw.test_y, raw.test_fine),
+        )
     return Splits(
         info=info,
         train=full.subset(train_idx).to(device),

@@ -45,8 +45,9 @@ def augment(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels to float32 in [0, 1]."""
-    return x.float().div_(255.0)
+    """uint8 pixels to float32 in [0, 1]; float pixels on the same 0-255 scale (UNSIR's learnt noise) too,
+    into a new tensor, so a batch that is a view of its set never changes the set."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.div(255.0)
 
 
 def batches(

@@ -4,6 +4,8 @@ Indices refer to the training split after the validation hold-out (``Splits.trai
 
 - ``class:C``    every training sample of class C (class-wise forgetting; TA then excludes class C)
 - ``class:C:N``  N samples of class C, drawn with the forget seed
+- ``subclass:NAME``  every training sample of sub-class NAME (cifar20, a two-level image folder): the
+  model predicts the class, and TA and validation accuracy then leave the sub-class out
 - ``random:N`` / ``random:P%``  N samples drawn uniformly from all classes (random data forgetting)
 - ``indices:FILE``  the user's own list: one index per line, or a JSON list
 - ``PATH``       a forget set saved by smu (``forget.safetensors``)
@@ -21,15 +23,17 @@ from pathlib import Path
 
 import torch
 
-from smu.core.errors import ArtifactError, UsageError, shown
+from smu.core.errors import ArtifactError, UnknownNameError, UsageError, shown
 from smu.core.names import forget_kind
 from smu.core.options import SEED_MAX
+from smu.core.registry import suggest
 from smu.data import ImageSet, Splits
 from smu.io import schema as S
 from smu.io import tensorfile
 
 MAX_INDEX_FILE = 64 << 20
 """Largest indices:FILE read (ImageNet's 1.28 million indices take about 10 MB)."""
+NEEDS_SUBCLASSES = "sub-classes come with cifar20, or with an imagefolder tree train/<coarse>/<fine>/"
 
 
 @dataclass
@@ -46,6 +50,13 @@ class ForgetSet:
     """Set when a whole class is forgotten: TA and validation accuracy then leave that class out."""
     subset: int = 0
     """The training subset the indices refer to (``Splits.subset``; 0: the whole training set)."""
+    forget_subclass: int | None = None
+    """Set when a whole sub-class is forgotten (its fine label): TA and validation accuracy then leave
+    that sub-class out, and its test images are measured on their own."""
+    subclass_name: str | None = None
+    """That sub-class's name."""
+    subclass_of: int | None = None
+    """The class that sub-class belongs to (the label its images keep)."""
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -71,13 +82,37 @@ class ForgetSet:
         return keep.nonzero().flatten()
 
     def without_class(self, data: ImageSet) -> ImageSet:
-        """``data`` minus the forgotten class (unchanged unless a whole class is forgotten)."""
-        if self.forget_class is None:
-            return data
-        return data.subset((data.y != self.forget_class).nonzero().flatten())
+        """``data`` minus the forgotten class or sub-class (unchanged unless a whole class or sub-class is
+        forgotten)."""
+        if self.forget_class is not None:
+            return data.subset((data.y != self.forget_class).nonzero().flatten())
+        if self.forget_subclass is not None:
+            return data.subset((self._fine_of(data) != self.forget_subclass).nonzero().flatten())
+        return data
+
+    def subclass_images(self, data: ImageSet) -> ImageSet | None:
+        """The images of ``data`` of the forgotten sub-class; None unless a sub-class is forgotten."""
+        if self.forget_subclass is None:
+            return None
+        return data.subset((self._fine_of(data) == self.forget_subclass).nonzero().flatten())
+
+    def _fine_of(self, data: ImageSet) -> torch.Tensor:
+        if data.fine is None:
+            raise UsageError(
+                f"--forget {shown(self.spec)} forgets a sub-class, but these images have no sub-classes",
+                hint=NEEDS_SUBCLASSES,
+            )
+        return data.fine
 
     def summary(self) -> dict:
-        return {"spec": self.spec, "size": len(self), "sha256": self.sha256, "class": self.forget_class}
+        out = {"spec": self.spec, "size": len(self), "sha256": self.sha256, "class": self.forget_class}
+        if self.forget_subclass is not None:
+            out["subclass"] = {
+                "name": self.subclass_name,
+                "index": self.forget_subclass,
+                "class": self.subclass_of,
+            }
+        return out
 
     def save(self, path: Path) -> str:
         meta = {
@@ -92,6 +127,12 @@ class ForgetSet:
             **({S.SUBSET: self.subset} if self.subset else {}),
             S.CLASS: "" if self.forget_class is None else self.forget_class,
         }
+        if self.forget_subclass is not None:  # only then: other sets' headers stay as they were
+            meta |= {
+                S.SUBCLASS: self.forget_subclass,
+                S.SUBCLASS_NAME: self.subclass_name,
+                S.SUBCLASS_OF: self.subclass_of,
+            }
         return tensorfile.save_tensors(Path(path), {"indices": self.indices.to(torch.int64)}, meta)
 
 
@@ -104,7 +145,7 @@ def resolve_forget(spec: str, splits: Splits, seed: int = 0) -> ForgetSet:
         raise UsageError(f"--forget-seed {shown(seed)} is outside 0..{SEED_MAX:,}", hint="use a smaller seed")
     kind, rest = forget_kind(spec)
     gen = torch.Generator().manual_seed(seed)
-    forget_class = None
+    forget_class = fine = None
     if kind == "class":
         name, _, count = rest.partition(":")
         c = parse_class(name, splits)
@@ -114,6 +155,9 @@ def resolve_forget(spec: str, splits: Splits, seed: int = 0) -> ForgetSet:
             idx = members[torch.randperm(len(members), generator=gen)[:k]]
         else:
             idx, forget_class = members, c
+    elif kind == "subclass":
+        fine = parse_subclass(rest, splits)
+        idx = (splits.train.fine.cpu() == fine).nonzero().flatten()
     elif kind == "random":
         k = parse_count(rest, n, "the training split", spec)
         idx = torch.randperm(n, generator=gen)[:k]
@@ -134,6 +178,46 @@ def resolve_forget(spec: str, splits: Splits, seed: int = 0) -> ForgetSet:
         splits.split_seed,
         forget_class,
         splits.subset,
+        *subclass_fields(fine, splits),
+    )
+
+
+def subclass_fields(fine: int | None, splits: Splits) -> tuple[int | None, str | None, int | None]:
+    """(index, name, class) of sub-class ``fine`` of these splits; all None for None."""
+    if fine is None:
+        return None, None, None
+    return fine, splits.info.fine_classes[fine], splits.info.fine_parent[fine]
+
+
+def parse_subclass(name: str, splits: Splits) -> int:
+    """The fine label of sub-class ``name``: its name, CLASS/NAME where names repeat across classes, or
+    its index."""
+    info = splits.info
+    if not info.fine_classes or splits.train.fine is None:
+        raise UsageError(
+            f"--forget {shown('subclass:' + name)} needs a dataset with sub-classes "
+            f"(cifar20, or an imagefolder tree train/<coarse>/<fine>/)",
+            hint=f"{info.name} has none; forget a whole class with class:C",
+        )
+    qualified = [f"{info.classes[c]}/{f}" for f, c in zip(info.fine_classes, info.fine_parent, strict=True)]
+    if name in qualified:
+        return qualified.index(name)
+    named = [i for i, f in enumerate(info.fine_classes) if f == name]
+    if len(named) > 1:
+        raise UsageError(
+            f"--forget subclass {shown(name)} names a sub-class of {len(named)} classes",
+            hint="name one as CLASS/SUB-CLASS: " + ", ".join(repr(qualified[i]) for i in named),
+        )
+    if named:
+        return named[0]
+    if re.fullmatch(r"[0-9]{1,9}", name) and int(name) < len(info.fine_classes):
+        return int(name)
+    choices = list(dict.fromkeys(info.fine_classes))
+    close = suggest(name, choices)
+    listed = ", ".join(choices[:30]) + (f", ... ({len(choices)} in all)" if len(choices) > 30 else "")
+    raise UnknownNameError(
+        f"--forget subclass {shown(name)} is not a sub-class of {info.name}",
+        hint=(f"did you mean {close!r}? " if close else "") + f"choices: {listed}",
     )
 
 
@@ -151,6 +235,15 @@ def parse_class(name: str, splits: Splits) -> int:
             hint=f"use 0..{len(classes) - 1} or a class name ({', '.join(classes[:5])}, ...)",
         )
     return c
+
+
+def qualified_subclass(fine: int, splits: Splits) -> str:
+    """The name ``subclass:`` takes for sub-class ``fine``: its own, or CLASS/NAME where it repeats."""
+    info = splits.info
+    name = info.fine_classes[fine]
+    if info.fine_classes.count(name) == 1:
+        return name
+    return f"{info.classes[info.fine_parent[fine]]}/{name}"
 
 
 def parse_count(text: str, available: int, where: str, spec: str) -> int:
@@ -257,6 +350,7 @@ def load_forget(path: Path, splits: Splits) -> ForgetSet:
             hint="save it again",
         )
     cls = meta.get(S.CLASS, "")
+    fine = load_subclass(path, meta, splits)
     fs = ForgetSet(
         idx.to(torch.int64),
         meta.get(S.SPEC, str(path)),
@@ -266,9 +360,35 @@ def load_forget(path: Path, splits: Splits) -> ForgetSet:
         splits.split_seed,
         int(cls) if cls else None,
         splits.subset,
+        *subclass_fields(fine, splits),
     )
     if fs.sha256 != meta.get(S.SHA256):
         raise ArtifactError(
             f"--forget {str(path)!r} is corrupt: its indices do not match its sha256", hint="save it again"
         )
     return fs
+
+
+def load_subclass(path: Path, meta: dict[str, str], splits: Splits) -> int | None:
+    """The sub-class a saved set forgets (None for other sets, and for files from before sub-classes),
+    checked to be the same sub-class of these splits."""
+    text = meta.get(S.SUBCLASS, "")
+    if not text:
+        return None
+    fine, info = int(text), splits.info
+    name = meta.get(S.SUBCLASS_NAME)
+    if not info.fine_classes or splits.train.fine is None:
+        raise UsageError(
+            f"--forget {str(path)!r} forgets sub-class {shown(name)}, but {info.name} has no sub-classes",
+            hint=NEEDS_SUBCLASSES,
+        )
+    here = (
+        (info.fine_classes[fine], str(info.fine_parent[fine])) if 0 <= fine < len(info.fine_classes) else None
+    )
+    if here != (name, meta.get(S.SUBCLASS_OF)):
+        raise UsageError(
+            f"--forget {str(path)!r} was made for sub-class {shown(name)} ({fine}), "
+            f"here it is {shown(here and here[0])}",
+            hint="resolve the forget set again for this model's data",
+        )
+    return fine

@@ -5,6 +5,13 @@ Layout (both val layouts are accepted)::
     root/train/<class>/*.png            or  root/train/<class>/images/*.JPEG   (TinyImageNet)
     root/val/<class>/*.png              or  root/val/images/*.JPEG + root/val/val_annotations.txt
 
+or, with sub-classes (a class folder holding only sub-class folders, no images)::
+
+    root/train/<class>/<sub-class>/*.png    and  root/val/<class>/<sub-class>/*.png
+
+where the classes are what the model predicts and each image keeps its sub-class as a fine label
+(sub-class forgetting, ``--forget subclass:NAME``). A tree is one or the other, never a mix.
+
 Every image is decoded once, converted to RGB and resized to the first training image's size,
 so the whole dataset can live in one tensor (see DESIGN.md, performance notes). Where that tensor
 (train and val) would take more than ``cache.memory_limit()``, it is decoded once into a file
@@ -36,7 +43,10 @@ _LAYOUT = (
     "val/images/* with val/val_annotations.txt (TinyImageNet's layout)"
 )
 
+_TWO_LEVEL = "expected train/<class>/<sub-class>/*.jpg|png and val/<class>/<sub-class>/*.jpg|png"
+
 Samples = list[tuple[Path, int]]
+"""Images with their label: the class, or in a tree with sub-classes the sub-class (fine label)."""
 Stats = Callable[[torch.Tensor], tuple[tuple[float, ...], tuple[float, ...]]]
 
 
@@ -53,6 +63,22 @@ class ImageTree:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     mapped: bool
+    train_fine: torch.Tensor | None = None
+    """A tree with sub-classes: each image's sub-class, indexing ``fine_classes``; None otherwise."""
+    val_fine: torch.Tensor | None = None
+    fine_classes: list[str] | None = None
+    """The sub-class folder names, class by class, each class's sorted."""
+    fine_parent: list[int] | None = None
+    """The class of each sub-class."""
+
+
+@dataclass
+class Layout:
+    """The class folders of train/, and for a tree with sub-classes its (class, sub-class) pairs in
+    fine-label order (None for a one-level tree)."""
+
+    classes: list[str]
+    fine: list[tuple[str, str]] | None
 
 
 def read_image_tree(root: Path, stats: Stats) -> ImageTree:
@@ -65,17 +91,20 @@ def read_image_tree(root: Path, stats: Stats) -> ImageTree:
     for folder in (train_dir, val_dir):
         if not folder.is_dir():
             raise DataError(f"no {folder.name}/ folder under {str(root)!r}", hint=_LAYOUT)
-    classes = sorted(p.name for p in _subfolders(train_dir))
-    if not classes:
-        raise DataError(f"no class folders in {str(train_dir)!r}", hint=_LAYOUT)
-    train = _train_samples(train_dir, classes)
-    val = _val_samples(val_dir, classes)
+    layout = _layout(train_dir)
+    classes = layout.classes
+    if layout.fine is None:
+        train, val = _train_samples(train_dir, classes), _val_samples(val_dir, classes)
+    else:
+        train, val = _fine_samples(train_dir, layout.fine), _fine_samples(val_dir, layout.fine)
     size = _size_of(train[0][0])
     shapes = [(len(samples), 3, size[1], size[0]) for samples in (train, val)]
     if sum(math.prod(s) for s in shapes) <= cache.memory_limit():
         train_x, val_x = _decode_all(train, size), _decode_all(val, size)
         mean, std = stats(train_x)
-        return ImageTree(train_x, _labels(train), val_x, _labels(val), classes, mean, std, mapped=False)
+        return _tree(train_x, train, val_x, val, layout, mean, std, mapped=False)
+    # The cache holds pixels (and their statistics) only, keyed by every image's path: the labels are
+    # read from the folders each time, so a one-level and a two-level tree never share a cache entry.
     paths = [path for path, _ in train + val]
 
     def fill(f: BinaryIO) -> None:
@@ -88,7 +117,38 @@ def read_image_tree(root: Path, stats: Stats) -> ImageTree:
     key = cache.cache_key(root, paths, size)
     (train_x, val_x), facts = cache.mapped(root, key, shapes, fill, describe)
     mean, std = tuple(facts["mean"]), tuple(facts["std"])
-    return ImageTree(train_x, _labels(train), val_x, _labels(val), classes, mean, std, mapped=True)
+    return _tree(train_x, train, val_x, val, layout, mean, std, mapped=True)
+
+
+def _tree(
+    train_x: torch.Tensor,
+    train: Samples,
+    val_x: torch.Tensor,
+    val: Samples,
+    layout: Layout,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    mapped: bool,
+) -> ImageTree:
+    if layout.fine is None:
+        return ImageTree(train_x, _labels(train), val_x, _labels(val), layout.classes, mean, std, mapped)
+    parent = [layout.classes.index(c) for c, _ in layout.fine]
+    to_class = torch.tensor(parent, dtype=torch.int64)
+    train_fine, val_fine = _labels(train), _labels(val)
+    return ImageTree(
+        train_x,
+        to_class[train_fine],
+        val_x,
+        to_class[val_fine],
+        layout.classes,
+        mean,
+        std,
+        mapped,
+        train_fine,
+        val_fine,
+        [sub for _, sub in layout.fine],
+        parent,
+    )
 
 
 def tree_shape(root: Path) -> tuple[int, int]:
@@ -96,10 +156,13 @@ def tree_shape(root: Path) -> tuple[int, int]:
     train_dir = root / "train"
     if not train_dir.is_dir():
         raise DataError(f"no train/ folder under {str(root)!r}", hint=_LAYOUT)
-    classes = sorted(p.name for p in _subfolders(train_dir))
-    if not classes:
-        raise DataError(f"no class folders in {str(train_dir)!r}", hint=_LAYOUT)
-    width, height = _size_of(_train_samples(train_dir, classes)[0][0])
+    layout = _layout(train_dir)
+    classes = layout.classes
+    if layout.fine is None:
+        first = _train_samples(train_dir, classes)[0][0]
+    else:
+        first = _fine_samples(train_dir, layout.fine)[0][0]
+    width, height = _size_of(first)
     if width != height:
         raise DataError(
             f"the first image of {str(train_dir)!r} is {width}x{height}, not square",
@@ -119,6 +182,68 @@ def _images_in(folder: Path) -> list[Path]:
         if place.is_dir():
             found += [p for p in place.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     return sorted(found)
+
+
+def _layout(train_dir: Path) -> Layout:
+    """One level (every class folder holds images) or two (every class folder holds only sub-class
+    folders); a tree with both kinds of class folder is refused."""
+    classes = sorted(p.name for p in _subfolders(train_dir))
+    if not classes:
+        raise DataError(f"no class folders in {str(train_dir)!r}", hint=_LAYOUT)
+    with_images = [c for c in classes if _images_in(train_dir / c)]
+    nested = [c for c in classes if c not in with_images and _subfolders(train_dir / c)]
+    if not nested:
+        return Layout(classes, None)  # the one-level tree, read as it always was
+    if with_images:
+        raise DataError(
+            f"{str(train_dir)!r} mixes class folders of images ({with_images[0]!r}) with class folders of "
+            f"sub-class folders ({nested[0]!r})",
+            hint="put every class's images directly in train/<class>/, or every class's in "
+            "train/<class>/<sub-class>/, not both",
+        )
+    fine = []
+    for c in classes:
+        subs = _subfolders(train_dir / c)
+        if not subs:
+            raise DataError(
+                f"class folder {str(train_dir / c)!r} holds no sub-class folders", hint=_TWO_LEVEL
+            )
+        fine += [(c, sub.name) for sub in subs]
+    return Layout(classes, fine)
+
+
+def _fine_samples(split_dir: Path, fine: list[tuple[str, str]]) -> Samples:
+    """The images of ``split_dir/<class>/<sub-class>/``, each labelled with its sub-class's index."""
+    index = {pair: label for label, pair in enumerate(fine)}
+    samples: Samples = []
+    unknown = []
+    for folder in _subfolders(split_dir):
+        if _images_in(folder):
+            raise DataError(
+                f"{str(folder)!r} holds images, but the classes of train/ hold sub-class folders",
+                hint=f"move them into a sub-class folder: {_TWO_LEVEL}",
+            )
+        for sub in _subfolders(folder):
+            label = index.get((folder.name, sub.name))
+            if label is None:
+                unknown.append(f"{folder.name}/{sub.name}")
+                continue
+            images = _images_in(sub)
+            if not images and split_dir.name == "train":
+                raise DataError(
+                    f"sub-class folder {str(sub)!r} holds no .jpg, .jpeg or .png images",
+                    hint="add its images or remove the folder (every train/<class>/ folder is a sub-class)",
+                )
+            samples += [(path, label) for path in images]
+    if unknown:
+        _refuse_unknown(
+            f"{split_dir.name} sub-classes",
+            unknown,
+            "every val/<class>/<sub-class>/ needs a train/<class>/<sub-class>/ folder of the same names",
+        )
+    if not samples:
+        raise DataError(f"no .jpg, .jpeg or .png images in {str(split_dir)!r}", hint=_TWO_LEVEL)
+    return samples
 
 
 def _train_samples(train_dir: Path, classes: list[str]) -> Samples:
@@ -146,14 +271,17 @@ def _val_samples(val_dir: Path, classes: list[str]) -> Samples:
     index = {name: label for label, name in enumerate(classes)}
     unknown = sorted({name for _, name in pairs if name not in index})
     if unknown:
-        shown = ", ".join(repr(name) for name in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-        raise DataError(
-            f"val classes not found in train/: {shown}",
-            hint="every val class needs a train/<class>/ folder of the same name",
+        _refuse_unknown(
+            "val classes", unknown, "every val class needs a train/<class>/ folder of the same name"
         )
     if not pairs:
         raise DataError(f"no .jpg, .jpeg or .png images in {str(val_dir)!r}", hint=_LAYOUT)
     return [(path, index[name]) for path, name in pairs]
+
+
+def _refuse_unknown(what: str, unknown: list[str], hint: str) -> None:
+    shown = ", ".join(repr(name) for name in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+    raise DataError(f"{what} not found in train/: {shown}", hint=hint)
 
 
 def _read_annotations(annotations: Path) -> list[tuple[Path, str]]:

@@ -25,6 +25,7 @@ import torch
 
 from smu.core.errors import DataError
 from smu.core.registry import lookup
+from smu.data import cifar20
 from smu.data.idx import IDX_FILES, has_idx_dataset, read_idx_split
 from smu.data.imagefolder import read_image_tree
 
@@ -73,6 +74,15 @@ class RawData:
     """Whether a horizontal flip keeps the label right (not for digits)."""
     mapped: bool = False
     """The images are memory-mapped from a file (too large for memory): sets over them stay lazy."""
+    train_fine: torch.Tensor | None = None
+    """int64 [N], indices into ``fine_classes``: each image's sub-class, for a dataset that has them
+    (CIFAR-20, a two-level image folder); None otherwise."""
+    test_fine: torch.Tensor | None = None
+    """int64 [M], as ``train_fine``."""
+    fine_classes: list[str] | None = None
+    """Sub-class names; the index is the fine label."""
+    fine_parent: list[int] | None = None
+    """The class (coarse label) each sub-class belongs to."""
 
 
 @dataclass(frozen=True)
@@ -251,6 +261,34 @@ def _torchvision_source(
     return read
 
 
+def _read_cifar20(data_dir: Path) -> RawData:
+    """CIFAR-100's files read as CIFAR-20: the 20 super-classes are the labels, the fine ones kept."""
+    train, test = _load_torchvision("cifar20", "CIFAR100", data_dir, _TRAIN_TEST, "cifar-100-python/")
+    if list(getattr(train, "classes", cifar20.FINE)) != list(cifar20.FINE):
+        raise DataError(
+            f"the CIFAR-100 files under {str(data_dir)!r} do not name CIFAR-100's 100 classes",
+            hint="delete cifar-100-python/ there and download again",
+        )
+    (train_x, train_fine), (test_x, test_fine) = _tensors(train), _tensors(test)
+    coarse = torch.tensor(cifar20.FINE_TO_COARSE, dtype=torch.int64)
+    return RawData(
+        "cifar20",
+        train_x,
+        coarse[train_fine],
+        test_x,
+        coarse[test_fine],
+        list(cifar20.COARSE),
+        (0.5071, 0.4865, 0.4409),
+        (0.2673, 0.2564, 0.2762),
+        crop_pad=4,
+        flip=True,
+        train_fine=train_fine,
+        test_fine=test_fine,
+        fine_classes=list(cifar20.FINE),
+        fine_parent=list(cifar20.FINE_TO_COARSE),
+    )
+
+
 def _tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 NCHW images and int64 labels from a torchvision dataset's in-memory arrays."""
     if hasattr(dataset, "labels"):  # SVHN: .data is already NCHW and labels are in .labels
@@ -276,6 +314,10 @@ def _read_imagefolder(data_dir: Path) -> RawData:
         crop_pad,
         flip=True,
         mapped=tree.mapped,
+        train_fine=tree.train_fine,
+        test_fine=tree.val_fine,
+        fine_classes=tree.fine_classes,
+        fine_parent=tree.fine_parent,
     )
 
 
@@ -335,6 +377,11 @@ SOURCES: dict[str, Source] = {
         ),
         "32x32 colour photos, 100 classes (50,000 / 10,000); downloaded into --data",
     ),
+    "cifar20": Source(
+        _read_cifar20,
+        "CIFAR-100 with its 20 super-classes as labels, each image keeping its fine class (sub-class "
+        "forgetting); cifar100's files",
+    ),
     "svhn": Source(
         _torchvision_source(
             "svhn",
@@ -348,7 +395,9 @@ SOURCES: dict[str, Source] = {
         "32x32 street-view house numbers (73,257 / 26,032); downloaded into --data",
     ),
     "imagefolder": Source(
-        _read_imagefolder, "your own images: --data DIR with train/<class>/ and val/ (TinyImageNet's layout)"
+        _read_imagefolder,
+        "your own images: --data DIR with train/<class>/ and val/ (TinyImageNet's layout), or "
+        "train/<class>/<sub-class>/ for sub-classes",
     ),
 }
 """Every dataset smu can read, by the name ``--dataset`` and recipes use."""

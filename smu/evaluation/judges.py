@@ -154,11 +154,17 @@ def pooled_variance(values: np.ndarray) -> float:
 def tow(acc_u: dict[str, np.ndarray], acc_r: dict[str, np.ndarray]) -> Interval:
     """ToW = Π over forget, retain, test of (1 − |acc_U − acc_R|), accuracies in [0, 1]: one value per
     unlearned model against the retrained ensemble's mean accuracy, with a 95% t-interval."""
-    from scipy import stats
-
     values = np.ones(len(acc_u["forget"]))
     for split in ("forget", "retain", "test"):
         values *= 1 - np.abs(np.asarray(acc_u[split]) - float(np.mean(acc_r[split])))
+    return t_interval(values)
+
+
+def t_interval(values: np.ndarray) -> Interval:
+    """The mean of one value per model, with its 95% Student's t interval (the mean alone for one)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
     mean = float(values.mean())
     if len(values) < 2:
         return Interval(mean, mean, mean)

@@ -182,6 +182,25 @@ def lr_at(cfg: TrainConfig, epoch: int, step: int = 0, steps_per_epoch: int = 1)
     return lr
 
 
+OPTIMIZER_STATE = {
+    "momentum_buffer": "momentum",
+    "exp_avg": "exp_avg",
+    "exp_avg_sq": "exp_avg_sq",
+    "step": "step",
+}
+"""The optimisers' state a checkpoint keeps, per parameter: SGD's momentum, Adam's moments and step count
+(its state key -> the tensor's name in the file, followed by the parameter's index)."""
+
+
+def optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser ``cfg`` names (``optimizer``: SGD unless the config declares otherwise)."""
+    if getattr(cfg, "optimizer", "sgd") == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+
+
 @dataclass
 class Checkpoint:
     """Where :func:`fit` saves its state after every epoch, and what must match to resume from it.
@@ -209,8 +228,10 @@ class Checkpoint:
         tensors = read_tensors(self.path)
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         for i, p in enumerate(model.parameters()):
-            if f"momentum.{i}" in tensors:
-                opt.state[p]["momentum_buffer"] = tensors[f"momentum.{i}"].to(p.device)
+            for state, saved in OPTIMIZER_STATE.items():
+                if f"{saved}.{i}" in tensors:
+                    value = tensors[f"{saved}.{i}"]
+                    opt.state[p][state] = value if state == "step" else value.to(p.device)
         return int(meta[S.EPOCH])
 
     def save(self, model: nn.Module, opt: torch.optim.Optimizer, epoch: int) -> None:
@@ -218,9 +239,10 @@ class Checkpoint:
 
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         for i, p in enumerate(model.parameters()):
-            buf = opt.state.get(p, {}).get("momentum_buffer")
-            if buf is not None:
-                tensors[f"momentum.{i}"] = buf
+            for state, saved in OPTIMIZER_STATE.items():
+                value = opt.state.get(p, {}).get(state)
+                if value is not None:
+                    tensors[f"{saved}.{i}"] = value
         save_tensors(self.path, tensors, {S.KIND: S.CHECKPOINT, S.CHECKPOINT_KEY: self.key, S.EPOCH: epoch})
 
     def clear(self) -> None:
@@ -328,7 +350,8 @@ def fit(
     on_epoch_end: Callable[[int, nn.Module], None] | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> FitResult:
-    """Train ``model`` in place from ``start_epoch`` to ``cfg.epochs`` with SGD: on ``data`` with
+    """Train ``model`` in place from ``start_epoch`` to ``cfg.epochs`` with the config's optimiser (SGD, or
+    Adam where it declares one): on ``data`` with
     ``loss_fn``, or, given a list of :class:`Pass`, on each of them in turn every epoch.
 
     Each epoch's data order, augmentation and relabelling come from a generator seeded by (seed,
@@ -341,7 +364,7 @@ def fit(
     reporter = reporter or Reporter()
     device = next(model.parameters()).device
     world = distributed.world_size() if distributed.active() else 1
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = optimizer(model, cfg)
     aug = aug if cfg.augment else None
     if mask is not None:
         mask.apply(model)

@@ -56,13 +56,18 @@ class Plan:
 
 
 def is_done(step: Step) -> bool:
-    marker = step.folder / "step.json"
+    return recorded_key(step.folder) == step.key
+
+
+def recorded_key(folder: Path) -> str | None:
+    """The key of the step that finished in ``folder``; None where none did."""
+    marker = folder / "step.json"
     if not marker.is_file():
-        return False
+        return None
     try:
-        return json.loads(marker.read_text()).get("key") == step.key
+        return json.loads(marker.read_text()).get("key")
     except (OSError, ValueError, AttributeError):  # unreadable, not JSON, or not an object: not done
-        return False
+        return None
 
 
 def result_of(step: Step) -> dict[str, Any]:

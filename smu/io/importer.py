@@ -35,6 +35,7 @@ SHAPES = {
     "fashion-mnist": (1, 28, 10),
     "cifar10": (3, 32, 10),
     "cifar100": (3, 32, 100),
+    "cifar20": (3, 32, 20),
     "svhn": (3, 32, 10),
 }
 """Channels, image size and classes of the named datasets (imagefolder: --image-size, and the classes

@@ -132,12 +132,25 @@ AUDIT_MODELS = key("smu.audit.models", "int", (AUDIT,), "models in each ensemble
 
 # Forget sets (one int64 tensor "indices", sorted, into the training split)
 SPEC = key(
-    "smu.spec", "str", (FORGET_SET,), "how the set was chosen: class:C, random:P%, indices:FILE, poison:..."
+    "smu.spec",
+    "str",
+    (FORGET_SET,),
+    "how the set was chosen: class:C, subclass:NAME, random:P%, indices:FILE, poison:...",
 )
 SIZE = key("smu.size", "int", (FORGET_SET,), "number of indices")
 SHA256 = key("smu.sha256", "sha256", (FORGET_SET,), "sha256 of the indices as little-endian int64")
 TRAIN_SIZE = key("smu.train_size", "int", (FORGET_SET,), "size of the training split the indices refer to")
 CLASS = key("smu.class", "int", (FORGET_SET,), "the forgotten class for class-wise forgetting, else empty")
+SUBCLASS = key(
+    "smu.subclass",
+    "int",
+    (FORGET_SET,),
+    "the forgotten sub-class (its fine label) for sub-class forgetting (subclass:NAME); absent otherwise",
+)
+SUBCLASS_NAME = key(
+    "smu.subclass.name", "str", (FORGET_SET,), "that sub-class's name, checked against the data on load"
+)
+SUBCLASS_OF = key("smu.subclass.class", "int", (FORGET_SET,), "the class that sub-class belongs to")
 
 # Backdoor study and imports
 POISON = key("smu.poison", "str", (MODEL,), "a Trojan model's poisoning spec (trigger, target, amount)")

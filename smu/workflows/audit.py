@@ -9,9 +9,10 @@ An audit folder::
     <method>/<statistic>-<thresholds>/  the verdict: audit.safetensors (per-example statistics of both
                                         ensembles, ε, bin and score) and audit.json
 
-A member step writes ``stats.safetensors`` (both statistics of every forget example) and keeps its
-metrics; the weights are deleted once measured unless ``keep_models``. ``smu run`` plans the same
-steps for a recipe of ``kind: audit``.
+A member step writes ``stats.safetensors`` (both statistics of every forget example; with extra
+``metrics``, its logits on D_f too: :mod:`smu.workflows.audit_metrics`) and keeps its metrics; the
+weights are deleted once measured unless ``keep_models``. ``smu run`` plans the same steps for a recipe
+of ``kind: audit``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from smu.data import Splits
 from smu.data.forget import ForgetSet, resolve_forget
 from smu.evaluation import unlearning_metrics
 from smu.evaluation.judges import BIN_EDGES, SIDES, example_epsilon, forgetting_quality, tow, ulira
+from smu.evaluation.metrics import metric_names
 from smu.execution import make_executor
 from smu.execution.engine import predict, resolve_device
 from smu.execution.steps import Plan, Step, is_done, result_of
@@ -45,6 +47,7 @@ from smu.io import schema as S
 from smu.io.artifacts import LoadedModel
 from smu.io.files import digest
 from smu.methods.unlearning import code_identity, folder_name, make_config
+from smu.workflows.audit_metrics import KEEPS, check_keep_models, ensemble_metrics, member_keeps, member_keys
 from smu.workflows.common import (
     command_line,
     default_out,
@@ -54,6 +57,7 @@ from smu.workflows.common import (
     tracked,
     write_manifest,
 )
+from smu.workflows.evaluate import without_metrics
 from smu.workflows.subject import Subject, open_subject
 from smu.workflows.unlearn import run_unlearn
 
@@ -88,6 +92,8 @@ def audit(
     forget: str | Path,
     method: str,
     keep_models: bool = False,
+    metrics: str | Sequence[str] | None = None,
+    metric_seed: int = 0,
     forget_seed: int = 0,
     data: str | Path | None = None,
     device: str = "auto",
@@ -117,9 +123,14 @@ def audit(
     hyper-parameters (``epochs=2``) and, prefixed ``retrain_``, those of the retrained ensemble
     (``retrain_epochs=20``). Returns what ``--json`` prints; with ``dry_run``, only the plan and its time
     estimate. ``log`` names experiment trackers: the audit is one run there, each model a child run.
+    ``metrics`` names extra metrics (``"zrf,js"``), each unlearned member against the retrained member of
+    its index, under ``result["extra"]``; ``metric_seed`` draws ZRF's random model.
     """
     start = time.perf_counter()
     given = {k: v for k, v in locals().items() if k not in ("options", "reporter", "start")} | options
+    given = without_metrics(given) if not metrics else given
+    extra = metric_names(metrics)  # checked before anything is loaded or written
+    check_keep_models(extra, keep_models)
     tracking = loggers.settings(log, log_dir, tracking_uri, wandb_project, wandb_entity, log_models)
     own = {f.name for f in dataclasses.fields(AuditConfig)}
     audit_cfg = AuditConfig(**{k: v for k, v in options.items() if k in own and v is not None})
@@ -130,7 +141,7 @@ def audit(
     runner = make_executor(executor, address, cpus_per_step, gpus_per_step)
     runner.check()
     dev = resolve_device(device)
-    subject = open_subject(model, forget, device=dev, forget_seed=forget_seed, data=data)
+    subject = open_subject(model, forget, device=dev, forget_seed=forget_seed, data=data, method=method)
     loaded, fs = subject.loaded, subject.forget
     prefix = {id(retrain_cfg): "retrain"}
     command = command_line(
@@ -145,7 +156,7 @@ def audit(
     check_audit_folder(out, fs, subject.splits, force=force)
     identity = {"parent": loaded.sha256, "forget": fs.sha256}
     configs = {REFERENCE: retrain_cfg, method: cfg}
-    planned = plan(lambda: subject, identity, {method: cfg}, retrain_cfg, audit_cfg, out)
+    planned = plan(lambda: subject, identity, {method: cfg}, retrain_cfg, audit_cfg, out, metrics=extra)
     members = [s for s in planned if s.tags["kind"] == "member" and not is_done(s)]
     runs = [(s.tags["method"], configs[s.tags["method"]]) for s in members]
     what = f"{audit_cfg.models} models each of {method} and {REFERENCE}, {len(runs)} still to train"
@@ -179,6 +190,8 @@ def audit(
             keep_models=keep_models,
             reporter=reporter,
             command=command,
+            metrics=extra,
+            metric_seed=metric_seed,
         )
         again = {  # what a Ray worker plans the same steps from; its subject loads on its own device
             "model": str(model),
@@ -191,6 +204,8 @@ def audit(
             "out": str(folder),
             "keep_models": keep_models,
             "command": command,
+            "metrics": list(extra),
+            "metric_seed": metric_seed,
         }
         done = runner.run(steps, Plan(command_plan, again, amp=amp, compile=compile), reporter)
         ran = sum(not skipped for _, _, skipped in done)
@@ -254,14 +269,16 @@ def member_step(
     reporter: Reporter,
     needs: tuple[str, ...] = (),
     command: str = "smu audit",
+    keeps: str = KEEPS[0],
 ) -> Step:
     """One member of an ensemble: ``method`` with ``seed`` on the original model, measured.
 
     ``identity`` names the original model and forget set in the step's key (their hashes for the
     command, the producing steps' keys in a recipe, where the model does not exist yet, and which the
-    member then ``needs``)."""
+    member then ``needs``). ``keeps``: what it keeps for extra metrics (:data:`KEEPS`)."""
     code = code_identity(method)  # a user's function: its file's sha256, so a changed file runs again
-    key = digest({"member": method, "config": dataclasses.asdict(cfg), "seed": seed, **identity, **code})
+    decides = {"member": method, "config": dataclasses.asdict(cfg), "seed": seed, **identity, **code}
+    key = member_keys(decides, folder, keeps)
 
     def run() -> dict[str, Any]:
         s = subject()
@@ -285,11 +302,14 @@ def member_step(
             model.load_state_dict(original)
         member = artifacts.load_model(result["model"], next(model.parameters()).device).model
         forget = s.forget.forget(s.splits)
-        stats = example_statistics(predict(member, forget), forget.y)
+        logits = predict(member, forget)
+        stats = example_statistics(logits, forget.y)
+        if keeps != KEEPS[0]:  # what the extra metrics read, as smu eval computes it
+            stats["logits"] = logits.float()
         meta = {S.KIND: S.MEMBER_STATS, S.FORGET_SHA256: s.forget.sha256, S.SEED: seed}
         tensorfile.save_tensors(folder / "stats.safetensors", stats, meta)
         metrics = unlearning_metrics(member, s.splits, s.forget)
-        if not keep_models:
+        if not keep_models and keeps != "weights":
             for name in ("model.safetensors", "mask.safetensors", "forget.safetensors"):
                 (folder / name).unlink(missing_ok=True)
         return {"seed": seed, "rte_s": result["rte_s"], "metrics": metrics}
@@ -306,25 +326,26 @@ def verdict_step(
     audit: AuditConfig,
     folder: Path,
     tags: dict[str, Any],
+    metrics: Sequence[str] = (),
+    metric_seed: int = 0,
 ) -> Step:
-    """Judge the ensembles once both are done: the result :func:`judge` gives, and the artifact."""
+    """Judge the ensembles once both are done: the result :func:`judge` gives, and the artifact; with
+    ``metrics``, the extra metrics of the member pairs under ``extra``."""
+    asked = {"metrics": list(metrics), "metric_seed": metric_seed} if metrics else {}
     key = digest(
         {
             "verdict": [s.key for s in references + members],
             "judge": JUDGE_VERSION,
             **dataclasses.asdict(audit),
+            **asked,
         }
     )
 
     def run() -> dict[str, Any]:
         s = subject()
-        verdict = judge(
-            [member_result(step) for step in references],
-            [member_result(step) for step in members],
-            s.splits,
-            s.forget,
-            audit,
-        )
+        retrained = [member_result(step) for step in references]
+        unlearned = [member_result(step) for step in members]
+        verdict = judge(retrained, unlearned, s.splits, s.forget, audit)
         arrays = verdict.pop("arrays")
         meta = {k: v for k, v in s.loaded.meta.items() if k in (*S.MODEL_IDENTITY, *S.SPLIT)} | {
             S.KIND: S.AUDIT,
@@ -343,10 +364,12 @@ def verdict_step(
                 **dataclasses.asdict(audit),
                 "forget": s.forget.summary(),
                 **verdict,
-                "rte_s": float(np.mean([member_result(step)["rte_s"] for step in members])),
+                "rte_s": float(np.mean([r["rte_s"] for r in unlearned])),
                 "artifact": str(artifact),
             }
         )
+        if metrics:  # only when asked: the verdict of a plain audit stays as it was
+            result["extra"] = jsonable(ensemble_metrics(metrics, retrained, unlearned, s, metric_seed))
         files.write_json(folder / "audit.json", reported(result))
         return result
 
@@ -372,11 +395,16 @@ def plan(
     tags: dict[str, Any] | None = None,
     needs: tuple[str, ...] = (),
     command: str = "smu audit",
+    metrics: Sequence[str] = (),
+    metric_seed: int = 0,
 ) -> list[Step]:
     """The retrained ensemble, then per method (name -> config) its ensemble and its verdict; every
     member ``needs`` the steps that make the subject (in a recipe, the models step) and stores
-    ``command`` (the audit's or the recipe's) in its artifacts."""
+    ``command`` (the audit's or the recipe's) in its artifacts. With extra ``metrics`` (registered
+    names), members keep what those read and verdicts measure them, ZRF's random model drawn from
+    ``metric_seed``."""
     reporter = reporter or Reporter()
+    keeps = member_keeps(metrics)
 
     def ensemble(method: str, cfg: Any, first_seed: int, folder: Path) -> list[Step]:
         return [
@@ -391,6 +419,7 @@ def plan(
                 reporter=reporter,
                 needs=needs,
                 command=command,
+                keeps=keeps,
             )
             for k in range(audit.models)
         ]
@@ -400,7 +429,10 @@ def plan(
     for method, cfg in methods.items():
         members = ensemble(method, cfg, METHOD_SEEDS, out / folder_name(method))
         verdict = out / folder_name(method) / f"{audit.statistic}-{audit.thresholds}"
-        steps += [*members, verdict_step(subject, references, members, method, audit, verdict, tags or {})]
+        judged = verdict_step(
+            subject, references, members, method, audit, verdict, tags or {}, metrics, metric_seed
+        )
+        steps += [*members, judged]
     return steps
 
 
@@ -415,6 +447,8 @@ def command_plan(
     out: str,
     keep_models: bool,
     command: str = "smu audit",
+    metrics: Sequence[str] = (),
+    metric_seed: int = 0,
 ) -> list[Step]:
     """The steps of ``smu audit`` from plain data (a :class:`smu.execution.steps.Plan`'s ``build``, for a Ray
     worker): the subject is loaded when the first step needs it, on the worker's device, with the
@@ -426,7 +460,16 @@ def command_plan(
         return open_subject(model, forget, device=resolve_device(device), data=data)
 
     return plan(
-        subject, identity, methods, retrain_cfg, audit, Path(out), keep_models=keep_models, command=command
+        subject,
+        identity,
+        methods,
+        retrain_cfg,
+        audit,
+        Path(out),
+        keep_models=keep_models,
+        command=command,
+        metrics=metrics,
+        metric_seed=metric_seed,
     )
 
 

@@ -121,6 +121,7 @@ def backdoor_cleanse(
     train = TrainConfig(**{k: v for k, v in options.items() if k in TRAINING})
     unlearn_given = {k.removeprefix("unlearn_"): v for k, v in options.items() if k not in TRAINING}
     unlearn_cfg = make_config(method, unlearn_given, where=unlearn_flag)
+    METHODS.get_spec(method).check_forget(None)  # the poisoned samples are never a class
     cfg = BackdoorConfig(poison, target, trigger_size, trigger_value)
     chosen = check_rates(parse_rates(rate, rates))
     if lookup(PRUNING, prune, "pruning method").iterative:

@@ -20,10 +20,12 @@ import yaml
 
 from smu import loggers
 from smu.core.errors import SmuError, SmuWarning, UsageError
+from smu.core.names import whole_class
 from smu.core.progress import Estimate
 from smu.core.units import reported
 from smu.data import Splits, load_splits
 from smu.data.forget import resolve_forget
+from smu.evaluation.metrics import measure
 from smu.execution import distributed, make_executor
 from smu.execution.engine import Reporter, accuracy, resolve_device, runtime
 from smu.execution.executor import Executor
@@ -32,7 +34,7 @@ from smu.io import artifacts, files
 from smu.io.files import digest
 from smu.methods.pruning import METHODS as PRUNING
 from smu.methods.pruning import PruneConfig
-from smu.methods.unlearning import code_identity, folder_name
+from smu.methods.unlearning import METHODS, code_identity, folder_name
 from smu.workflows import audit as auditing
 from smu.workflows.backdoor import Attack
 from smu.workflows.common import threads_for, tracked, versions
@@ -372,8 +374,11 @@ class Planner:
             planned.add(models.key)
             for scenario in r.scenarios:
                 for rate in [0.0, *r.prune.rates]:
+                    where = self.out / f"seed-{seed}" / slug(scenario) / model_name(rate)
+                    group: dict[str, Step] = {}
                     for method in methods:
-                        where = self.out / f"seed-{seed}" / slug(scenario) / model_name(rate)
+                        if METHODS.get_spec(method).classwise and not whole_class(scenario):
+                            continue  # UNSIR forgets classes: its cells of other scenarios stay empty
                         folder = where / folder_name(method)
                         key = digest(
                             {
@@ -407,9 +412,45 @@ class Planner:
                                 needs=(models.key,),
                             )
                         )
+                        group[method] = steps[-1]
                         planned.add(key)
+                    if r.metrics:
+                        steps.append(
+                            self.metrics_step(models, seed, scenario, rate, group, where / "metrics")
+                        )
                     steps += self.tune_steps(models, seed, scenario, rate, planned)
         return steps
+
+    def metrics_step(
+        self, models: Step, seed: int, scenario: str, rate: float, methods: dict[str, Step], folder: Path
+    ) -> Step:
+        """The recipe's extra ``metrics:`` of every method's model on one seed, scenario and model, against
+        retrain's, computed from the models the method steps saved. A step of its own, keyed by theirs: a
+        run that adds ``metrics:`` later reuses every unlearning step and only measures (the random model
+        of ZRF is drawn from the seed of the run)."""
+        r = self.recipe
+        names = list(r.metrics)
+        exact = reference_method(methods)
+        key = digest({"step": "metrics", "metrics": names, "of": {m: s.key for m, s in methods.items()}})
+
+        def run() -> dict[str, Any]:
+            path = self.result(models)["models"][f"{rate:g}"]
+            s = open_subject(path, scenario, device=self.device, forget_seed=r.forget_seed, data=r.data)
+            ref = artifacts.load_model(self.result(methods[exact])["model"], self.device)
+            measured = {}
+            for method, step in methods.items():
+                saved = self.result(step).get("model")
+                if saved is None:  # a method that made no model here: its cells stay empty
+                    continue
+                loaded = ref if method == exact else artifacts.load_model(saved, self.device)
+                measured[method] = measure(
+                    names, loaded.model, s.splits, s.forget, arch=loaded.arch, reference=ref.model, seed=seed
+                )["metrics"]
+            return {"metrics": measured, "reference_method": exact, "options": {"seed": seed}}
+
+        title = f"seed {seed}: {scenario}, {model_name(rate)}, metrics {', '.join(names)}"
+        tags = {"kind": "metrics", "seed": seed, "scenario": scenario, "rate": rate}
+        return Step(title, folder, key, run, tags, needs=tuple(s.key for s in methods.values()))
 
     def tune_steps(
         self, models: Step, seed: int, scenario: str, rate: float, planned: set[str]
@@ -496,7 +537,8 @@ class Planner:
 
     def audit_steps(self) -> list[Step]:
         """Per seed, scenario and model: the retrained ensemble, then every method's ensemble and
-        verdict (retrain's own: what a perfect method scores at this N)."""
+        verdict (retrain's own: what a perfect method scores at this N), with the extra ``metrics:`` of
+        its member pairs (ZRF's random model drawn from the seed of the run)."""
         r = self.recipe
         retrain_cfg = method_config(r, reference_method(r.unlearn))
         methods = {method: method_config(r, method) for method in r.unlearn}
@@ -519,6 +561,8 @@ class Planner:
                         tags=where,
                         needs=(models.key,),
                         command=self.command,
+                        metrics=tuple(r.metrics),
+                        metric_seed=seed,
                     )
         return steps
 

@@ -12,6 +12,7 @@ from smu.data import Splits, check_fits, splits_of
 from smu.data.forget import ForgetSet, resolve_forget
 from smu.io import artifacts
 from smu.io.artifacts import LoadedModel
+from smu.methods.unlearning import METHODS
 
 
 @dataclass
@@ -31,14 +32,19 @@ def open_subject(
     mask: str | Path | None = None,
     reference: str | Path | None = None,
     data: str | Path | None = None,
+    method: str | None = None,
 ) -> Subject:
     """Load ``model`` (with ``mask`` instead of its own, if given) and ``reference``, open the splits the
     model was trained on, check that the reference fits them and shares the model's validation split
-    (forget indices mean the same images for both), and resolve the forget set."""
+    (forget indices mean the same images for both), and resolve the forget set, which ``method`` (if
+    given) must be able to forget (UNSIR forgets classes only)."""
     loaded = artifacts.load_model(model, device, mask=mask)
     ref = artifacts.load_model(reference, device, option="--reference") if reference else None
     splits = splits_of(loaded, data, device)
     if ref is not None:
         check_fits(ref, splits, "--reference")
         ref.check_same_split(loaded)
-    return Subject(loaded, splits, resolve_forget(str(forget), splits, forget_seed), ref)
+    forget_set = resolve_forget(str(forget), splits, forget_seed)
+    if method is not None:
+        METHODS.get_spec(method).check_forget(forget_set)
+    return Subject(loaded, splits, forget_set, ref)

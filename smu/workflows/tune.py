@@ -37,7 +37,7 @@ from smu.core.errors import DivergedError, UsageError
 from smu.core.options import Space, flag_of, search_space
 from smu.core.units import reported
 from smu.data import Splits, splits_of
-from smu.data.forget import ForgetSet, parse_class, resolve_forget
+from smu.data.forget import ForgetSet, parse_class, qualified_subclass, resolve_forget
 from smu.evaluation import GAP_METRICS, TUNING_METRICS, gap, unlearning_metrics
 from smu.execution import make_executor
 from smu.execution.engine import Reporter, resolve_device
@@ -109,7 +109,9 @@ def tune(
     runner = executor_of(workers, executor, address, cpus_per_step, gpus_per_step)
     optuna_module()  # installed?
     dev = resolve_device(device)
-    subject = open_subject(model, forget, device=dev, forget_seed=forget_seed, reference=reference, data=data)
+    subject = open_subject(
+        model, forget, device=dev, forget_seed=forget_seed, reference=reference, data=data, method=method
+    )
     heldout, draw = heldout_subject(subject, holdout_forget, forget_seed)
     out = study_out(out, subject.loaded, method, force)
     trials, retrains = settings.tune.trials, 1 + (subject.reference is None)
@@ -289,12 +291,18 @@ def save(
 
 def heldout_forget(fs: ForgetSet, splits: Splits, seed: int) -> tuple[str, int]:
     """(spec, seed) of the draw the chosen setting is measured on: the next class for class-wise
-    forgetting (``class:C`` or ``class:C:N``), the next seed for ``random:`` and a class's subset."""
+    forgetting (``class:C`` or ``class:C:N``), the next sub-class of the same class for ``subclass:``, the
+    next seed for ``random:`` and a class's subset."""
     kind, _, rest = fs.spec.partition(":")
     if kind == "class":
         name, _, count = rest.partition(":")
         following = (parse_class(name, splits) + 1) % splits.info.num_classes
         return f"class:{following}" + (f":{count}" if count else ""), seed
+    if kind == "subclass" and fs.forget_subclass is not None:
+        siblings = [i for i, c in enumerate(splits.info.fine_parent) if c == fs.subclass_of]
+        following = siblings[(siblings.index(fs.forget_subclass) + 1) % len(siblings)]
+        if following != fs.forget_subclass:
+            return f"subclass:{qualified_subclass(following, splits)}", seed
     if kind == "random":
         return fs.spec, seed + 1
     raise UsageError(

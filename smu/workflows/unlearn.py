@@ -15,12 +15,13 @@ import torch
 from torch import nn
 
 from smu import loggers
-from smu.core.errors import DivergedError, SmuWarning
+from smu.core.errors import DivergedError, SmuWarning, UsageError
 from smu.core.masks import Mask
 from smu.core.progress import Estimate
 from smu.data import Splits
 from smu.data.forget import ForgetSet
 from smu.evaluation import compare
+from smu.evaluation.metrics import check_needs, measure, metric_names
 from smu.execution import distributed
 from smu.execution.engine import Checkpoint, Reporter, params_finite, resolve_device, synchronize
 from smu.io import artifacts
@@ -38,7 +39,7 @@ from smu.workflows.common import (
     tracked,
     write_manifest,
 )
-from smu.workflows.evaluate import mia_feature_list
+from smu.workflows.evaluate import mia_feature_list, without_metrics
 from smu.workflows.subject import open_subject
 
 
@@ -52,6 +53,8 @@ def unlearn(
     reference: str | Path | None = None,
     no_eval: bool = False,
     mia_features: str | Sequence[str] = "confidence",
+    metrics: str | Sequence[str] | None = None,
+    metric_seed: int = 0,
     forget_seed: int = 0,
     data: str | Path | None = None,
     device: str = "auto",
@@ -79,18 +82,31 @@ def unlearn(
     or keyword ``options`` by the names of its fields (``epochs=3``, ``alpha=1e-8``); those not given
     keep the method's defaults. ``forget`` is a spec (``class:3``, ``random:10%``) or a
     forget.safetensors. Returns what ``smu unlearn --json`` prints; with ``dry_run``, only the plan and
-    its time estimate (nothing is written). ``log`` names experiment trackers (``mlflow``,
+    its time estimate (nothing is written). ``metrics`` adds extra metrics to the evaluation (as
+    ``smu eval``'s, under ``result["extra"]``). ``log`` names experiment trackers (``mlflow``,
     ``tensorboard``, ``wandb``, ``csv``) to send the run to, with the options of each (README:
     Experiment tracking).
     """
     given = {k: v for k, v in locals().items() if k not in ("options", "reporter", "config")} | options
+    given = without_metrics(given) if not metrics else given
+    extra = metric_names(metrics)
+    if extra and no_eval:
+        raise UsageError("--metrics adds to the evaluation, which --no-eval skips", hint="drop one of them")
+    check_needs(extra, reference is not None)
     if config is not None:
         options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)} | options
     cfg = make_config(method, options)  # every option checked before anything is loaded
     tracking = loggers.settings(log, log_dir, tracking_uri, wandb_project, wandb_entity, log_models)
     dev = resolve_device(device)
     subject = open_subject(
-        model, forget, device=dev, forget_seed=forget_seed, mask=mask, reference=reference, data=data
+        model,
+        forget,
+        device=dev,
+        forget_seed=forget_seed,
+        mask=mask,
+        reference=reference,
+        data=data,
+        method=method,
     )
     loaded = subject.loaded
     own_values = {k: v for k, v in given.items() if k not in options}
@@ -127,6 +143,8 @@ def unlearn(
             reference=subject.reference,
             evaluate=not no_eval,
             features=mia_feature_list(mia_features),
+            metrics=extra,
+            metric_seed=metric_seed,
             command=command,
             resume=resume,
         )
@@ -162,11 +180,15 @@ def run_unlearn(
     reference: LoadedModel | None = None,
     evaluate: bool = True,
     features: tuple[str, ...] = ("confidence",),
+    metrics: tuple[str, ...] = (),
+    metric_seed: int = 0,
     command: str = "",
     resume: bool = False,
     on_epoch_end: Callable[[int, nn.Module], None] | None = None,
 ) -> dict[str, Any]:
     """Unlearn ``forget_set`` from ``loaded`` with ``method``; write the model and return the result.
+    ``metrics``: extra metrics of the evaluation (:mod:`smu.evaluation.metrics`), the random model drawn
+    from ``metric_seed``.
 
     Training methods checkpoint every epoch in ``out``; with ``resume`` an interrupted run continues
     from its last epoch (RTE then counts only the resumed part).
@@ -265,6 +287,10 @@ def run_unlearn(
         ref_model = reference.model if reference is not None else None
         result |= compare(model, splits, forget_set, ref_model, features=features)
         result["reference_model"] = str(reference.path) if reference is not None else None
+        if metrics:
+            result["extra"] = measure(
+                metrics, model, splits, forget_set, arch=loaded.arch, reference=ref_model, seed=metric_seed
+            )
     return result
 
 

@@ -60,7 +60,9 @@ def assert_well_formed(raw: RawData) -> None:
 
 
 def test_sources_are_exactly_the_documented_datasets_each_with_a_one_line_summary():
-    assert set(SOURCES) == {"digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "imagefolder"}
+    assert set(SOURCES) == {
+        *("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "cifar20", "svhn", "imagefolder")
+    }
     for source in SOURCES.values():
         assert source.summary and "\n" not in source.summary
 

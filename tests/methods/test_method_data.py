@@ -41,6 +41,19 @@ def subject(digits):
     return model, data
 
 
+def rows_of(part: torch.Tensor, whole: torch.Tensor) -> bool:
+    """Whether every image of ``part`` is an image of ``whole``, in ``whole``'s order."""
+    flat, rows = whole.flatten(1), part.flatten(1)
+    at = 0
+    for row in rows:
+        while at < len(flat) and not torch.equal(flat[at], row):
+            at += 1
+        if at == len(flat):
+            return False
+        at += 1
+    return True
+
+
 class Spy:
     """The passes a run draws: (data, order, batch size, augmented, modes seen)."""
 
@@ -62,6 +75,11 @@ class Spy:
                 return key
         if len(images) < len(retain) and torch.equal(images.x, retain.x[: len(images)]):
             return "retain", "in order"  # its first images (IU's per-sample gradients)
+        head, tail = images.x[: len(images) - len(forget)], images.x[len(images) - len(forget) :]
+        if 0 < len(head) < len(retain) and torch.equal(tail, forget.x) and rows_of(head, retain.x):
+            return "retain part+forget", "in order"  # Bad Teacher's random part of the retain set
+        if images.x.is_floating_point() and torch.equal(images.x[: len(retain)], retain.x.float()):
+            return "noise+retain", "in order"  # UNSIR's impair set: float noise images after them
         return "other", "in order"
 
     def batches(self, data, batch_size, *, shuffle=False, gen=None, aug=None, **options):

@@ -243,3 +243,31 @@ def test_an_imp_sweep_reports_each_rates_round_and_every_rounds_accuracy(tmp_pat
     assert [round(r["sparsity"]) for r in rounds] == [0, 50, 75] and all(r["seed"] == 0 for r in rounds)
     assert rounds[-1]["test_acc"] == pytest.approx(models["sparse-0.75"]["test_acc"]["mean"])
     assert [c["model"] for c in out["claims"]] == ["sparse-0.5", "sparse-0.75"]
+
+
+def test_a_class_wise_method_runs_in_the_class_scenarios_and_leaves_the_others_empty(tmp_path):
+    """UNSIR forgets classes: a recipe plans it for class:3 and not for random:5%, whose table has no row
+    for it, where a run of it alone would be refused."""
+    path = tmp_path / "r.yaml"
+    path.write_text("""
+kind: unlearn
+dataset: digits
+arch: cnn
+train: {epochs: 2, lr: 0.05, batch_size: 64}
+prune: {rates: []}
+scenarios: ["class:3", "random:5%"]
+unlearn:
+  retrain: {epochs: 1, batch_size: 64}
+  unsir: {noise_steps: 2, noise_copies: 2}
+""")
+    result = smu("run", path, "--out", tmp_path / "run", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["steps"]["total"] == 4  # the models, retrain twice, unsir once
+    methods = {table["scenario"]: [row["method"] for row in table["rows"]] for table in out["report"]}
+    assert methods == {"class:3": ["retrain", "unsir"], "random:5%": ["retrain"]}
+    seed = tmp_path / "run" / "seed-0"
+    assert (seed / "class-3" / "dense" / "unsir").is_dir() and (
+        seed / "random-5-" / "dense" / "retrain"
+    ).is_dir()
+    assert not (seed / "random-5-" / "dense" / "unsir").exists()

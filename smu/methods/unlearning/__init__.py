@@ -41,6 +41,7 @@ __all__ = [
 ORDER = (
     *("retrain", "finetune", "gradient_ascent", "fisher", "influence", "l1_sparse"),  # the paper's six
     *("random_label", "salun", "scrub", "neggrad_plus", "ssd", "boundary_shrink", "boundary_expand"),
+    *("bad_teacher", "unsir", "amnesiac", "lf_ssd", "jit"),  # the baselines other frameworks ship
 )
 """Where the built-in methods are listed (help, README, recipes' "all"): the paper's six, then the
 methods that came after it in order of publication. A method's module need not be named here: any

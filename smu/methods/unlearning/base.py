@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from smu.core.errors import UsageError
 from smu.core.masks import Mask
 from smu.core.options import config_problems
 from smu.data import ImageSet, Splits
@@ -38,7 +39,7 @@ RESERVED = frozenset(
         *("trigger_value", "prune", "rate", "rates", "rewind_epoch", "scope", "keep_models", "space"),
         *("holdout_forget", "workers", "executor", "address", "cpus_per_step", "gpus_per_step"),
         *("models", "statistic", "thresholds", "trials", "timeout"),  # AuditConfig's and TuneConfig's
-        *("dry_run", "threads"),
+        *("dry_run", "threads", "metrics", "metric_seed"),
         *("log", "log_dir", "tracking_uri", "wandb_project", "wandb_entity", "log_models"),  # the trackers'
         *("json", "json_out", "quiet", "help", "unlearn", "config"),  # --json, -q, --help; the API's config=
     }
@@ -66,7 +67,10 @@ class Feed:
     method and checks that what it feeds is what it declares."""
 
     data: str
-    """``forget``, ``retain`` (or its first images), or ``retain+forget``: retain first, then forget."""
+    """``forget``, ``retain`` (or its first images, or the first of each class), ``retain+forget``: retain
+    first, then forget; ``retain part+forget``: a random part of retain (the option ``retain_fraction``),
+    then forget; ``noise+retain``: the retain images, then learnt noise images (``noise_images`` ×
+    ``noise_copies``)."""
     mode: str
     """``train`` or ``eval``: the model's mode while it sees these images."""
     batch: str
@@ -77,6 +81,8 @@ class Feed:
     """Pad-and-random-crop and flip, where the dataset allows them (``--no-aug`` turns them off)."""
     purpose: str
     """What the pass is for: training, saliency, Fisher, ..."""
+    epochs: str = "epochs"
+    """The option holding how many times a training pass runs."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,10 @@ class UnlearnMethod:
     """Extras from :data:`NEEDS` the run must provide."""
     exact: bool = False
     """Exact unlearning (retrain): the reference every approximate method is measured against."""
+    classwise: bool = False
+    """It forgets a whole class or sub-class only (UNSIR learns noise against the class): a forget set
+    that is neither (``random:N``, a backdoor's poisoned samples) is refused before any work, and a
+    recipe leaves such cells empty."""
     ddp: str = ""
     """How it runs under torchrun where that is more than data-parallel training (each rank trains on
     its part of every global batch): a line shown at run time."""
@@ -120,6 +130,29 @@ class UnlearnMethod:
     def trains(self) -> bool:
         return issubclass(self.config, TrainConfig)
 
+    def refuses(self, forget_set: ForgetSet | None) -> str | None:
+        """Why this method cannot forget ``forget_set`` (None: backdoor-cleanse's poisoned samples), or
+        None: a class-wise method and a set that is not a whole class or sub-class."""
+        if not self.classwise:
+            return None
+        if forget_set is None:
+            return (
+                f"--method {self.name} forgets a whole class or sub-class, not a backdoor's poisoned samples"
+            )
+        if forget_set.forget_class is None and forget_set.forget_subclass is None:
+            return (
+                f"--method {self.name} forgets a whole class or sub-class, not the samples of --forget "
+                f"{forget_set.spec}"
+            )
+        return None
+
+    def check_forget(self, forget_set: ForgetSet | None) -> None:
+        """Raise a usage error where :meth:`refuses` gives a reason: before any model is trained."""
+        problem = self.refuses(forget_set)
+        if problem:
+            give = "" if forget_set is None else "give it --forget class:C or subclass:NAME, or "
+            raise UsageError(problem, hint=f"{give}choose another method")
+
     def work(self, cfg: Any, forget: int, retain: int) -> tuple[str, int] | None:
         """What a run with ``cfg`` feeds the model, from :attr:`feeds`: its passes in words and the images
         that go through forward and backward (a training pass once per epoch; a per-sample pass over its
@@ -128,12 +161,16 @@ class UnlearnMethod:
         if not self.feeds:  # the baseline feeds nothing by definition; anything else did not say
             return ("nothing to train", 0) if self.name == "none" and not self.code else None
         sizes = {"forget": forget, "retain": retain, "retain+forget": retain + forget}
+        if hasattr(cfg, "retain_fraction"):
+            sizes["retain part+forget"] = int(cfg.retain_fraction * retain) + forget
+        if hasattr(cfg, "noise_copies"):  # at most: the retain images are capped per class
+            sizes["noise+retain"] = retain + cfg.noise_images * cfg.noise_copies
         parts, images = [], 0
         for feed in self.feeds:
             n = sizes[feed.data]
             if feed.batch == "per-sample":
                 n = min(n, getattr(cfg, "iu_samples", n) + 2)
-            passes = getattr(cfg, "epochs", 1) if feed.mode == "train" else 1
+            passes = getattr(cfg, feed.epochs, 1) if feed.mode == "train" else 1
             parts.append(f"{feed.purpose} {passes}x {feed.data} ({n:,})")
             images += passes * n
         return "; ".join(parts), images
@@ -194,7 +231,12 @@ class Context:
     ) -> FitResult:
         """:func:`smu.execution.engine.fit` with this run's mask, seed, progress and checkpoint. ``images``
         is a dataset or a list of passes; ``options`` go to ``fit`` (the loss, a freeze, the divergence
-        hint, another mask for a model whose shape the method changed)."""
+        hint, another mask for a model whose shape the method changed). A method that trains more than once
+        (UNSIR: impair, then repair) names each ``phase``: each then resumes only from its own checkpoint."""
+        phase = options.pop("phase", "")
+        checkpoint = self.checkpoint
+        if checkpoint is not None and phase:
+            checkpoint = dataclasses.replace(checkpoint, key=f"{checkpoint.key}|{phase}")
         result = fit(
             model,
             images,
@@ -204,7 +246,7 @@ class Context:
             aug=aug,
             reporter=self.reporter,
             label=label,
-            checkpoint=self.checkpoint,
+            checkpoint=checkpoint,
             **({"on_epoch_end": self.on_epoch_end} | options),
         )
         self.fits.append(result)

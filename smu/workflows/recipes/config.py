@@ -22,6 +22,7 @@ from smu.core.masks import SCOPES
 from smu.core.options import SEED_MAX, SPEC_HELP
 from smu.core.registry import suggest
 from smu.data import SOURCES
+from smu.evaluation.metrics import METRICS
 from smu.execution.engine import TrainConfig, resolve_device
 from smu.methods.pruning import METHODS as PRUNING
 from smu.methods.pruning import prune_options
@@ -112,6 +113,10 @@ class Recipe:
     audit: AuditConfig = field(default_factory=AuditConfig)
     tune: TuneStep = field(default_factory=lambda: TuneStep())
     report: Report = field(default_factory=Report)
+    metrics: list[str] = field(default_factory=list)
+    """Extra metrics (as --metrics: zrf, js, activation_distance, weight_distance, a plug-in's) of every
+    method's model against retrain's: extra columns of the report (kind: unlearn; kind: audit, as smu
+    audit --metrics, without weight_distance)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -186,7 +191,7 @@ def method_keys_aside(raw: dict[str, Any]) -> None:
 
 def check_values(recipe: Recipe, errors: list[str]) -> None:
     """Names and ranges, so a typo is caught before an hour of compute (after type errors too)."""
-    for check in (check_names, check_pruning, check_unlearn, check_tune):
+    for check in (check_names, check_pruning, check_unlearn, check_tune, check_metrics):
         with contextlib.suppress(TypeError, ValueError, AttributeError):
             check(recipe, errors)  # a field with the wrong type is already reported
 
@@ -222,7 +227,7 @@ def check_names(recipe: Recipe, errors: list[str]) -> None:
             errors.append(f"seeds and forget_seed run from 0 to {SEED_MAX:,}, not {shown(seed)}")
             break
     for spec in recipe.scenarios:
-        if str(spec).split(":")[0] not in ("class", "random", "indices"):
+        if str(spec).split(":")[0] not in ("class", "subclass", "random", "indices"):
             errors.append(f"scenarios: {shown(spec)} is not a forget spec ({SPEC_HELP})")
 
 
@@ -313,6 +318,23 @@ def check_tune(recipe: Recipe, errors: list[str]) -> None:
         optuna_module()
     except SmuError as e:
         errors.append(f"tune: {e.message} ({e.hint})")
+
+
+def check_metrics(recipe: Recipe, errors: list[str]) -> None:
+    if recipe.metrics and recipe.kind == "backdoor":
+        errors.append("metrics: extra metrics are columns of kind: unlearn and audit recipes, not backdoor")
+        return
+    for name in recipe.metrics:
+        if name not in METRICS:
+            errors.append(unknown("metrics", name, METRICS))
+        elif recipe.kind == "audit" and not METRICS[name].outputs_only:
+            errors.append(
+                f"metrics: {name} reads the members' weights, which an audit recipe does not keep "
+                "(smu audit --keep-models does); leave it out"
+            )
+    twice = sorted({m for m in recipe.metrics if recipe.metrics.count(m) > 1})
+    if twice:
+        errors.append(f"metrics: {', '.join(twice)} given more than once")
 
 
 def tune_options(recipe: Recipe, method: str) -> tuple[dict[str, Any], dict[str, Any]]:

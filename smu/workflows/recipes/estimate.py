@@ -57,7 +57,7 @@ def recipe_estimate(
                 untimed += 1
                 continue
             images, seen = images + fed[key][0], seen + fed[key][1]
-        elif kind != "audit":  # an audit's verdict trains nothing
+        elif kind not in ("audit", "metrics"):  # an audit's verdict and the extra metrics train nothing
             untimed += 1
     if untimed:
         work += f"; {untimed} not timed (tuning trials, your own functions)"

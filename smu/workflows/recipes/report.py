@@ -8,8 +8,11 @@ from typing import Any
 from smu.workflows.recipes.config import reference_method
 from smu.workflows.recipes.statistics import mean_std
 
-DIGITS = {"forgetting_quality": 4, "score": 4, "tow": 3}
-"""Decimals of the columns that are not percentages."""
+DIGITS = {
+    **{"forgetting_quality": 4, "score": 4, "tow": 3},
+    **{"zrf": 4, "js": 4, "activation_distance": 4, "weight_distance": 3},
+}
+"""Decimals of the columns that are not percentages (the extra metrics: the built-ins')."""
 WIDE = 2
 """Up to this many models a table has the paper's wide layout, a column block per model."""
 

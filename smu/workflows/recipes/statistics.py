@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from smu.evaluation import gap
+from smu.evaluation.metrics import METRICS, headline
 from smu.execution.steps import Step
 from smu.workflows.recipes.config import model_name, reference_method
 
@@ -69,8 +70,11 @@ BOUNDS: dict[str, tuple[float, float | None]] = {
 gaps, the times, the final score (whose accuracy ratios may exceed 1) — is at least 0, with no top."""
 
 
-def bounds(key: str) -> tuple[float, float | None]:
-    return BOUNDS.get(key, (0.0, None))
+def bounds(key: str) -> tuple[float | None, float | None]:
+    if key in BOUNDS:
+        return BOUNDS[key]
+    extra = METRICS.get(key)  # an extra metric's column declares its own range
+    return extra.limits if extra is not None else (0.0, None)
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
@@ -101,7 +105,31 @@ def build(done: Done) -> list[dict[str, Any]]:
             cell[key].append(m[key])
         cell["rte_min"].append(rte_s / 60)
         cell["avg_gap"].append(avg_gap)
-    return per_scenario(cells, lambda scenario: f"forget {scenario}", COLUMNS, "unlearn") + tune_tables(done)
+    columns = COLUMNS + extra_cells(done, cells)
+    return per_scenario(cells, lambda scenario: f"forget {scenario}", columns, "unlearn") + tune_tables(done)
+
+
+def extra_cells(
+    done: Done, cells: dict[tuple[str, float, str], dict[str, list[float]]]
+) -> list[tuple[str, str]]:
+    """The recipe's extra ``metrics:`` (its metrics steps) into ``cells``, by metric name; their columns,
+    after the paper's, in the recipe's order. A dict-valued metric shows its headline number."""
+    columns: dict[str, str] = {}
+    for step, result, _ in done:
+        if step.tags["kind"] != "metrics":
+            continue
+        for method, measured in result["metrics"].items():
+            add_extras(cells[(step.tags["scenario"], step.tags["rate"], method)], columns, measured)
+    return [(label, name) for name, label in columns.items()]
+
+
+def add_extras(cell: dict[str, list[float]], columns: dict[str, str], measured: dict[str, Any]) -> None:
+    """Extra metrics' values into ``cell`` by name (a dict-valued metric's headline number), their
+    column labels into ``columns``."""
+    for name, value in measured.items():
+        spec = METRICS.get(name)  # None: a plug-in no longer installed, whose numbers stay readable
+        columns.setdefault(name, spec.header if spec else name)
+        cell[name].append(headline(spec, value) if spec else value if isinstance(value, float) else None)
 
 
 def unlearn_runs(
@@ -233,8 +261,10 @@ def tune_tables(done: Done) -> list[dict[str, Any]]:
 
 def audit_tables(done: Done) -> list[dict[str, Any]]:
     """Per scenario, methods × models: F, the final score, U-LiRA and ToW (their means; the intervals
-    are in each verdict's audit.json), the unlearned ensemble's UA, RA, TA and the mean RTE."""
+    are in each verdict's audit.json), the unlearned ensemble's UA, RA, TA and the mean RTE; then the
+    extra ``metrics:``, each the mean over the member pairs."""
     cells: dict[tuple[str, float, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    columns: dict[str, str] = {}
     for step, result, _ in done:
         if step.tags["kind"] != "audit":
             continue
@@ -246,7 +276,10 @@ def audit_tables(done: Done) -> list[dict[str, Any]]:
         for key in ("ua", "ra", "ta"):
             cell[key].append(result["unlearned"][key])
         cell["rte_min"].append(result["rte_s"] / 60)
-    return per_scenario(cells, lambda scenario: f"audit: forget {scenario}", AUDIT_COLUMNS, "audit")
+        extra = (result.get("extra") or {}).get("metrics", {})
+        add_extras(cell, columns, {name: value["mean"] for name, value in extra.items()})
+    extras = [(label, name) for name, label in columns.items()]
+    return per_scenario(cells, lambda scenario: f"audit: forget {scenario}", AUDIT_COLUMNS + extras, "audit")
 
 
 def per_scenario(
