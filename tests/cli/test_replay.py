@@ -95,7 +95,7 @@ def test_an_unlearned_model_replays_to_the_same_bytes(method, here):
         "--model",
         here / "round-1" / "model.safetensors",
         "--forget",
-        "random:20",
+        "class:3" if METHODS[method].classwise else "random:20",
         "--method",
         method,
         *flags(options),

@@ -38,7 +38,7 @@ def install(folder: Path, name: str, module: str, code: str, entry_points: str) 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     folder = tmp_path_factory.mktemp("site")
-    pyproject = code_block("`pyproject.toml`", "toml")
+    pyproject = code_block("## A complete example", "toml")
     groups = re.findall(r'\[project\.entry-points\."([^"]+)"\]\n([^\[]+)', pyproject)
     entry_points = "".join(
         f"[{group}]\n{lines.replace(chr(34), '').replace(' = ', '=')}\n" for group, lines in groups

@@ -9,6 +9,7 @@ from smu.core.errors import UsageError
 from smu.data import ImageSet
 from smu.data.poison import Trigger, poison, triggered_test
 from smu.evaluation.backdoor import attack_success_rate
+from smu.methods.unlearning import METHODS
 
 pytestmark = pytest.mark.slow  # see pyproject.toml: pytest -m "not slow" is the inner loop
 
@@ -192,21 +193,21 @@ def trojan(tmp_path_factory):
     return folder / "rate-0.5" / "round-1" / "model.safetensors"
 
 
-@pytest.mark.parametrize("method", ["scrub", "salun"])
+@pytest.mark.parametrize("method", ["scrub", "salun", "bad-teacher", "amnesiac", "lf-ssd", "jit"])
 def test_the_later_methods_cleanse_a_trojan_model_too(tmp_path, trojan, method):
+    epochs = ["--unlearn-epochs", "2"] if METHODS[method].trains else []
     result = smu(
-        "backdoor-cleanse",
-        "--model",
-        trojan,
-        "--method",
-        method,
-        "--unlearn-epochs",
-        "2",
-        "--out",
-        tmp_path,
-        "--json",
+        "backdoor-cleanse", "--model", trojan, "--method", method, *epochs, "--out", tmp_path, "--json"
     )
     assert result.exit_code == 0, result.output
     r = json.loads(result.stdout)["results"][0]
     assert r["method"] == method and r["sparsity"] == pytest.approx(50, abs=0.5) and r["asr_before"] > 80
     assert r["unlearn"]["ra"] > 50  # evaluated on the clean retain set
+
+
+def test_a_class_wise_method_is_refused_in_one_line_before_any_work(tmp_path, trojan):
+    """UNSIR learns noise against a class; a backdoor's poisoned samples are not one."""
+    result = smu("backdoor-cleanse", "--model", trojan, "--method", "unsir", "--out", tmp_path / "c")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "forgets a whole class or sub-class, not a backdoor's poisoned samples" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and not (tmp_path / "c").exists()
