@@ -351,8 +351,8 @@ def fit(
     checkpoint: Checkpoint | None = None,
 ) -> FitResult:
     """Train ``model`` in place from ``start_epoch`` to ``cfg.epochs`` with the config's optimiser (SGD, or
-    Adam where it declares one): on ``data`` with
-    ``loss_fn``, or, given a list of :class:`Pass`, on each of them in turn every epoch.
+    Adam where it declares one): on ``data`` with ``loss_fn``, or, given a list of :class:`Pass`, on each
+    of them in turn every epoch.
 
     Each epoch's data order, augmentation and relabelling come from a generator seeded by (seed,
     epoch), so a run rewound or resumed at epoch k sees exactly the batches an uninterrupted run
